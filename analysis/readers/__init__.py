@@ -1,0 +1,1 @@
+"""Readers of vendor files into the canonical frames of :mod:`cellbench.analysis.schema`."""

@@ -1,0 +1,1 @@
+"""Protocols, the acquisition engine, safety limits, the run store and the command line."""

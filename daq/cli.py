@@ -1,0 +1,76 @@
+"""The ``cellbench`` command line.
+
+Each group of subcommands lives in its own module with a ``register(subparsers)`` function that adds
+its parsers and sets ``func`` (called with the parsed namespace, returns an exit code). Modules are
+imported lazily-enough: a missing optional dependency (pyserial, Qt) only breaks the commands that
+need it, with a one-line message.
+
+Exit codes: 0 success, 1 failure (bad file, instrument fault, aborted run), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+# Modules that contribute subcommands, in the order they appear in --help.
+COMMAND_MODULES: tuple[str, ...] = (
+    "cellbench.daq.cli_runs",
+    "cellbench.daq.cli_analyze",
+    "cellbench.daq.cli_convert",
+    "cellbench.daq.cli_sim",
+    "cellbench.daq.cli_run",
+)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cellbench")
+    except PackageNotFoundError:  # running from a checkout without install
+        return "0+unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cellbench",
+        description="Battery test-lab toolkit: instruments, acquisition, analysis.",
+    )
+    parser.add_argument("--version", action="version", version=f"cellbench {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # that group of commands is not built yet
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``cellbench`` console script; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("cellbench: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one clear line for the user; CELLBENCH_DEBUG=1 shows the traceback
+        if os.environ.get("CELLBENCH_DEBUG"):
+            raise
+        print(f"cellbench: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

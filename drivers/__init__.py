@@ -1,0 +1,1 @@
+"""Instrument transports (serial, VISA), one module per instrument family, and discovery."""

@@ -1,0 +1,1 @@
+"""The simulated cell and the simulated instruments that speak the real wire protocols."""

@@ -1,0 +1,1 @@
+"""The PySide6 + pyqtgraph application (connect, start, watch live, stop safely)."""
