@@ -1,0 +1,32 @@
+"""``cellbench analyze ...``: the analysis commands, one module per family of analyses.
+
+Each module in ``ANALYZE_MODULES`` defines ``register(analyze_subparsers)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+ANALYZE_MODULES: tuple[str, ...] = (
+    "cellbench.daq.cli_analyze_eis",
+    "cellbench.daq.cli_analyze_cycling",
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "analyze",
+        help="fit and summarise recorded runs and vendor files",
+        description="Fits and summaries over recorded runs and vendor files.",
+    )
+    analyze_sub = parser.add_subparsers(dest="analysis", metavar="ANALYSIS")
+    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
+    for name in ANALYZE_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        module.register(analyze_sub)
