@@ -1,0 +1,223 @@
+"""Column maps: how each vendor's text columns become canonical columns, declared in one place.
+
+A column map is a mapping ``vendor column name -> Col(target, scale, offset)``: the canonical
+value is ``vendor value * scale + offset``. A negative scale flips the sign (vendors that write
+discharge current as positive are handled in their reader, where a mode column decides the sign).
+Names are matched after stripping and case-folding. Targets are the canonical column names of
+:mod:`cellbench.analysis.schema`, or one of the helper targets below which the tabular reader turns
+into canonical columns:
+
+``_datetime``   a wall-clock date-time string (read as UTC unless it carries a zone)
+``_excel_days`` an Excel serial day number (days since 1899-12-30)
+``_hms``        elapsed time as ``[d-]hh:mm:ss[.f]`` (converted to seconds, then scaled)
+``_skip``       a known column that carries nothing canonical; dropped without a warning
+
+A user with an unusual export writes the same kind of map (a dict, or JSON with
+``{"Vendor name": ["bdf_name", scale, offset]}``) and passes it to
+:func:`cellbench.analysis.readers.read_csv`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from cellbench.analysis.schema import SAMPLES, SPECTRA
+
+MILLI = 1e-3
+HOUR = 3600.0
+MINUTE = 60.0
+
+HELPER_TARGETS = ("_datetime", "_excel_days", "_hms", "_skip")
+
+
+@dataclass(frozen=True)
+class Col:
+    """Target column (canonical name or helper), multiplier to canonical units, additive offset."""
+
+    target: str
+    scale: float = 1.0
+    offset: float = 0.0
+
+
+ColumnMap = Mapping[str, Col]
+
+
+def key(name: str) -> str:
+    """Normalised column name used for matching (strip, case-fold, collapse inner spaces)."""
+    return " ".join(name.strip().casefold().split())
+
+
+def valid_targets(kind: str) -> set[str]:
+    cols = SAMPLES if kind == "samples" else SPECTRA
+    return {c.name for c in cols} | set(HELPER_TARGETS)
+
+
+def from_json(data: Mapping[str, object]) -> dict[str, Col]:
+    """A column map from JSON: ``{"name": "bdf" | ["bdf", scale] | ["bdf", scale, offset]}``."""
+    out: dict[str, Col] = {}
+    for name, spec in data.items():
+        if isinstance(spec, str):
+            out[name] = Col(spec)
+        elif isinstance(spec, list | tuple) and 1 <= len(spec) <= 3:
+            target, *nums = spec
+            if not isinstance(target, str) or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in nums
+            ):
+                raise ValueError(f"column map entry {name!r}: expected [name, scale, offset]")
+            out[name] = Col(target, *(float(v) for v in nums))
+        else:
+            raise ValueError(f"column map entry {name!r}: expected a name or [name, scale, offset]")
+    return out
+
+
+# Battery Data Format: machine-readable names are the canonical ones; the human-readable
+# "Quantity / unit" labels of the BDF specification map onto them.
+BDF_MACHINE: dict[str, Col] = {c.name: Col(c.name) for c in (*SAMPLES, *SPECTRA)}
+BDF_HUMAN: dict[str, Col] = {
+    "Test Time / s": Col("test_time_second"),
+    "Unix Time / s": Col("unix_time_second"),
+    "Voltage / V": Col("voltage_volt"),
+    "Current / A": Col("current_ampere"),
+    "Cycle Count / 1": Col("cycle_count"),
+    "Step Count / 1": Col("step_count"),
+    "Step Index / 1": Col("step_index"),
+    "Temperature T1 / degC": Col("temperature_celsius"),
+    "Ambient Temperature / degC": Col("_skip"),
+    "Charging Capacity / Ah": Col("charging_capacity_ampere_hour"),
+    "Discharging Capacity / Ah": Col("discharging_capacity_ampere_hour"),
+    "Charging Energy / Wh": Col("charging_energy_watt_hour"),
+    "Discharging Energy / Wh": Col("discharging_energy_watt_hour"),
+    "Step Capacity / Ah": Col("step_capacity_ampere_hour"),
+    "Internal Resistance / Ohm": Col("internal_resistance_ohm"),
+    "Frequency / Hz": Col("frequency_hertz"),
+    "Real Impedance / Ohm": Col("z_real_ohm"),
+    "Imaginary Impedance / Ohm": Col("z_imag_ohm"),
+}
+BDF: dict[str, Col] = {**BDF_MACHINE, **BDF_HUMAN}
+
+# The "PRIME INSTRUMENT FILE" generic export (the cellpy project's custom test format). The file
+# states no units; the values (mass in g, currents of a milligram-scale half-cell) are those of
+# mA and mAh, which is what the format's definition uses.
+PRIME: dict[str, Col] = {
+    "index": Col("_skip"),
+    "test_time": Col("test_time_second"),
+    "step_time": Col("_skip"),
+    "date_stamp": Col("_excel_days"),
+    "step": Col("step_index", 1.0, -1.0),
+    "cycle": Col("cycle_count"),
+    "current": Col("current_ampere", MILLI),
+    "voltage": Col("voltage_volt"),
+    "charge_capacity": Col("charging_capacity_ampere_hour", MILLI),
+    "discharge_capacity": Col("discharging_capacity_ampere_hour", MILLI),
+}
+
+# Neware BTS csv export (BTSDA "export to csv", one row per record). Current signed (discharge
+# negative), capacities in Ah accumulated within the step; step index from 1.
+NEWARE_CSV: dict[str, Col] = {
+    "DataPoint": Col("_skip"),
+    "Cycle Index": Col("cycle_count"),
+    "Step Index": Col("step_index", 1.0, -1.0),
+    "Step Type": Col("_skip"),
+    "Time": Col("_skip"),  # step time hh:mm:ss
+    "Cumulative Time": Col("_hms"),
+    "Total Time": Col("_hms"),
+    "Current(A)": Col("current_ampere"),
+    "Current(mA)": Col("current_ampere", MILLI),
+    "Voltage(V)": Col("voltage_volt"),
+    "Capacity(Ah)": Col("_skip"),
+    "Capacity(mAh)": Col("_skip"),
+    "Spec. Cap.(mAh/g)": Col("_skip"),
+    "Chg. Cap.(Ah)": Col("charging_capacity_ampere_hour"),
+    "Chg. Cap.(mAh)": Col("charging_capacity_ampere_hour", MILLI),
+    "Chg. Spec. Cap.(mAh/g)": Col("_skip"),
+    "DChg. Cap.(Ah)": Col("discharging_capacity_ampere_hour"),
+    "DChg. Cap.(mAh)": Col("discharging_capacity_ampere_hour", MILLI),
+    "DChg. Spec. Cap.(mAh/g)": Col("_skip"),
+    "Energy(Wh)": Col("_skip"),
+    "Energy(mWh)": Col("_skip"),
+    "Spec. Energy(mWh/g)": Col("_skip"),
+    "Chg. Energy(Wh)": Col("charging_energy_watt_hour"),
+    "Chg. Energy(mWh)": Col("charging_energy_watt_hour", MILLI),
+    "Chg. Spec. Energy(mWh/g)": Col("_skip"),
+    "DChg. Energy(Wh)": Col("discharging_energy_watt_hour"),
+    "DChg. Energy(mWh)": Col("discharging_energy_watt_hour", MILLI),
+    "DChg. Spec. Energy(mWh/g)": Col("_skip"),
+    "Date": Col("_datetime"),
+    "Realtime": Col("_datetime"),
+    "Power(W)": Col("_skip"),
+    "Power(mW)": Col("_skip"),
+    "dQ/dV(mAh/V)": Col("_skip"),
+    "dQm/dV(mAh/V.g)": Col("_skip"),
+    "Contact resistance(mO)": Col("_skip"),
+    "Module start-stop switch": Col("_skip"),
+    "T1(℃)": Col("temperature_celsius"),
+    "T1(°C)": Col("temperature_celsius"),
+}
+
+# Arbin MITS Pro csv/xlsx export ("Channel" sheet) and the columns of the .res Channel_Normal_Table.
+# Current signed (discharge negative); Charge_/Discharge_Capacity accumulate over the cycle.
+ARBIN: dict[str, Col] = {
+    "Data_Point": Col("_skip"),
+    "Test_Time": Col("test_time_second"),
+    "Test_Time(s)": Col("test_time_second"),
+    "Date_Time": Col("_datetime"),
+    "DateTime": Col("_excel_days"),
+    "Step_Time": Col("_skip"),
+    "Step_Time(s)": Col("_skip"),
+    "Step_Index": Col("step_index", 1.0, -1.0),
+    "Cycle_Index": Col("cycle_count"),
+    "Current": Col("current_ampere"),
+    "Current(A)": Col("current_ampere"),
+    "Voltage": Col("voltage_volt"),
+    "Voltage(V)": Col("voltage_volt"),
+    "Charge_Capacity": Col("charging_capacity_ampere_hour"),
+    "Charge_Capacity(Ah)": Col("charging_capacity_ampere_hour"),
+    "Discharge_Capacity": Col("discharging_capacity_ampere_hour"),
+    "Discharge_Capacity(Ah)": Col("discharging_capacity_ampere_hour"),
+    "Charge_Energy": Col("charging_energy_watt_hour"),
+    "Charge_Energy(Wh)": Col("charging_energy_watt_hour"),
+    "Discharge_Energy": Col("discharging_energy_watt_hour"),
+    "Discharge_Energy(Wh)": Col("discharging_energy_watt_hour"),
+    "Internal_Resistance": Col("internal_resistance_ohm"),
+    "Internal Resistance(Ohm)": Col("internal_resistance_ohm"),
+    "Temperature": Col("temperature_celsius"),
+    "Aux_Temperature_1(C)": Col("temperature_celsius"),
+    "dV/dt": Col("_skip"),
+    "dV/dt(V/s)": Col("_skip"),
+    "Is_FC_Data": Col("_skip"),
+    "AC_Impedance": Col("_skip"),
+    "AC_Impedance(Ohm)": Col("_skip"),
+    "ACI_Phase_Angle": Col("_skip"),
+    "ACI_Phase_Angle(Deg)": Col("_skip"),
+    "Test_ID": Col("_skip"),
+}
+
+# Maccor text export (tab separated). Current is unsigned: the Md column (C/D/R/O) gives the sign,
+# applied in the Maccor reader. Test time is in the unit the header names.
+MACCOR: dict[str, Col] = {
+    "Rec": Col("_skip"),
+    "Rec#": Col("_skip"),
+    "Cycle P": Col("_skip"),
+    "Cycle C": Col("cycle_count"),
+    "Cyc#": Col("cycle_count"),
+    "Step": Col("step_index", 1.0, -1.0),
+    "TestTime": Col("test_time_second", MINUTE),
+    "Test Time (sec)": Col("test_time_second"),
+    "StepTime": Col("_skip"),
+    "Step Time (sec)": Col("_skip"),
+    "Cap. [Ah]": Col("step_capacity_ampere_hour"),
+    "Amp-hr": Col("step_capacity_ampere_hour"),
+    "Ener. [Wh]": Col("_skip"),
+    "Watt-hr": Col("_skip"),
+    "Current [A]": Col("current_ampere"),
+    "Amps": Col("current_ampere"),
+    "Voltage [V]": Col("voltage_volt"),
+    "Volts": Col("voltage_volt"),
+    "Md": Col("_skip"),
+    "State": Col("_skip"),
+    "ES": Col("_skip"),
+    "DPT Time": Col("_datetime"),
+    "DPt Time": Col("_datetime"),
+    **{f"VAR{i}": Col("_skip") for i in range(1, 16)},
+}

@@ -1,0 +1,97 @@
+"""The formats cellbench reads, and detection of a file's format from its first bytes.
+
+Each :class:`Format` has a ``sniff(head)`` that looks at the first 64 KiB (magic bytes, the first
+header lines) and a ``read(path)``. Detection tries binary signatures first, then text formats with
+their own header, then the generic tables; the file name's extension only breaks ties between
+formats whose content is ambiguous (it is never enough on its own).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import bdf, eis_text, generic
+from .base import ReaderError, ReadResult, read_head
+
+HEAD_BYTES = 65536
+
+
+@dataclass(frozen=True)
+class Format:
+    """One file format: name, the kind of frame it gives, how to recognise it, how to read it."""
+
+    name: str
+    kind: str  # "samples", "spectra", or "either" (decided by the file's contents)
+    description: str
+    sniff: Callable[[bytes], bool]
+    read: Callable[[str | Path], ReadResult]
+    extensions: tuple[str, ...] = ()
+
+
+FORMATS: list[Format] = [
+    Format(
+        "bdf-parquet",
+        "either",
+        "Battery Data Format, parquet",
+        bdf.sniff_parquet,
+        bdf.read_parquet_bdf,
+        (".parquet",),
+    ),
+    Format(
+        "prime-csv",
+        "samples",
+        "PRIME INSTRUMENT FILE generic export (semicolon separated)",
+        generic.sniff_prime,
+        generic.read_prime,
+        (".csv",),
+    ),
+    Format(
+        "bdf-csv",
+        "either",
+        "Battery Data Format, csv (machine or human-readable names)",
+        bdf.sniff_csv,
+        bdf.read_csv_bdf,
+        (".csv",),
+    ),
+    Format(
+        "eis-csv3",
+        "spectra",
+        "impedance, three columns without header: frequency / Hz, Z' / ohm, Z'' / ohm",
+        eis_text.sniff_csv3,
+        eis_text.read_csv3,
+        (".csv", ".txt"),
+    ),
+]
+
+
+def by_name(name: str) -> Format:
+    for f in FORMATS:
+        if f.name == name:
+            return f
+    raise ValueError(f"unknown format {name!r}; known: {[f.name for f in FORMATS]}")
+
+
+def detect_format(path: str | Path) -> str:
+    """The name of the file's format, decided from its content (see :data:`FORMATS`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ReaderError(path, "no such file" if not path.exists() else "not a file")
+    head = read_head(path, HEAD_BYTES)
+    if not head:
+        raise ReaderError(path, "file is empty", offset=0, expected="a cycler or impedance file")
+    matches = [f for f in FORMATS if f.sniff(head)]
+    if not matches:
+        names = ", ".join(f.name for f in FORMATS)
+        raise ReaderError(
+            path,
+            "format not recognised from its content",
+            offset=0,
+            expected=f"one of: {names}; other csv exports: readers.read_csv(path, column_map)",
+        )
+    ext = path.suffix.lower()
+    for f in matches:
+        if ext in f.extensions:
+            return f.name
+    return matches[0].name
