@@ -1,0 +1,167 @@
+"""The framed, append-only journal that holds a run's newest rows until they are sealed.
+
+A journal file is a sequence of frames; each frame is one appended batch::
+
+    offset  size  field
+    0       4     magic  b"CBJ1"
+    4       8     seq    u64, little-endian: the batch's sequence number within its table
+    12      4     nrows  u32: rows in the batch (lets counts skip decoding)
+    16      4     size   u32: payload bytes
+    20      4     crc    u32: CRC-32 of the payload followed by bytes 0..19
+    24      size  payload: one Arrow IPC stream holding the batch (``DataFrame.write_ipc_stream``)
+
+A frame is written with a single ``os.writev`` of header and payload, so once ``append`` returns the
+bytes are in the kernel's page cache and survive ``kill -9`` of the writer; ``fsync`` makes them
+survive a power cut. A crash can only leave a *torn tail*: a last frame that is short or whose CRC
+does not match. Readers stop at the first bad frame; recovery truncates the file there.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+MAGIC = b"CBJ1"
+_HEAD = struct.Struct("<4sQII")  # magic, seq, nrows, size
+_CRC = struct.Struct("<I")
+HEADER_SIZE = _HEAD.size + _CRC.size  # 24 bytes
+MAX_PAYLOAD = 2**32 - 1
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame found in a journal: where it is and what it holds (payload not decoded)."""
+
+    seq: int
+    nrows: int
+    offset: int  # byte offset of the frame header in the file
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """Frames of a journal up to the first bad one; ``good_end`` is where a repair truncates."""
+
+    frames: list[Frame]
+    good_end: int  # bytes: end of the last good frame
+    size: int  # bytes: file size when scanned
+    problem: str | None  # why the scan stopped before ``size``; None when the file is clean
+
+    @property
+    def torn(self) -> bool:
+        return self.good_end < self.size
+
+
+def encode_payload(df: pl.DataFrame) -> tuple[bytes, int]:
+    """The frame payload for ``df`` and its CRC-32 (done outside the writer's lock)."""
+    buf = io.BytesIO()
+    df.write_ipc_stream(buf)
+    payload = buf.getvalue()
+    if len(payload) > MAX_PAYLOAD:
+        raise ValueError(f"batch of {df.height} rows is {len(payload)} bytes; split it (max 4 GiB)")
+    return payload, zlib.crc32(payload)
+
+
+def header(seq: int, nrows: int, payload: bytes, payload_crc: int) -> bytes:
+    """The 24-byte header; its CRC covers the payload, then the header's first 20 bytes."""
+    head = _HEAD.pack(MAGIC, seq, nrows, len(payload))
+    return head + _CRC.pack(zlib.crc32(head, payload_crc))
+
+
+def encode(seq: int, df: pl.DataFrame) -> bytes:
+    """One whole frame holding ``df`` as sequence number ``seq``."""
+    payload, crc = encode_payload(df)
+    return header(seq, df.height, payload, crc) + payload
+
+
+def decode(frame: Frame) -> pl.DataFrame:
+    """The batch a frame holds."""
+    return pl.read_ipc_stream(io.BytesIO(frame.payload))
+
+
+def scan_bytes(data: bytes) -> ScanResult:
+    """Walk the frames in ``data`` (a whole journal file) and stop at the first bad one."""
+    frames: list[Frame] = []
+    pos, size, problem = 0, len(data), None
+    view = memoryview(data)
+    while pos < size:
+        if size - pos < HEADER_SIZE:
+            problem = f"truncated frame header at byte {pos}"
+            break
+        magic, seq, nrows, length = _HEAD.unpack_from(view, pos)
+        (crc,) = _CRC.unpack_from(view, pos + _HEAD.size)
+        if magic != MAGIC:
+            problem = f"bad frame magic at byte {pos}"
+            break
+        end = pos + HEADER_SIZE + length
+        if end > size:
+            problem = f"truncated frame payload at byte {pos} (seq {seq})"
+            break
+        payload = view[pos + HEADER_SIZE : end]
+        if zlib.crc32(view[pos : pos + _HEAD.size], zlib.crc32(payload)) != crc:
+            problem = f"CRC mismatch in frame at byte {pos} (seq {seq})"
+            break
+        frames.append(Frame(seq, nrows, pos, bytes(payload)))
+        pos = end
+    return ScanResult(frames, pos, size, problem)
+
+
+def scan_file(path: Path) -> ScanResult:
+    """Scan a journal file; raises FileNotFoundError if it vanished (sealed meanwhile)."""
+    with open(path, "rb") as fh:
+        return scan_bytes(fh.read())
+
+
+def iter_frames(path: Path) -> Iterator[Frame]:
+    yield from scan_file(path).frames
+
+
+class JournalFile:
+    """An open journal being appended to. Not thread-safe: the run writer serialises calls."""
+
+    def __init__(self, path: Path, *, create: bool):
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC
+        if create:
+            flags |= os.O_CREAT | os.O_EXCL
+        self.path = path
+        self.fd = os.open(path, flags, 0o644)
+        self.size = os.fstat(self.fd).st_size
+        self.synced = self.size  # bytes known to be on stable storage
+
+    @property
+    def dirty(self) -> bool:
+        """Bytes were written that no completed fsync covers yet."""
+        return self.size > self.synced
+
+    def write(self, head: bytes, payload: bytes) -> None:
+        """Append one frame with a single ``writev``; loops over short writes (rare)."""
+        total = len(head) + len(payload)
+        try:
+            n = os.writev(self.fd, (head, payload))
+            if n < total:
+                rest = memoryview(head + payload)[n:]
+                while rest:
+                    rest = rest[os.write(self.fd, rest) :]
+        except OSError:
+            # A half-written frame (disk full) would hide every later frame from readers: cut it.
+            os.ftruncate(self.fd, self.size)
+            raise
+        self.size += total
+
+    def sync(self) -> None:
+        if self.dirty:
+            os.fsync(self.fd)
+            self.synced = self.size
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            self.sync()
+            os.close(self.fd)
+            self.fd = -1

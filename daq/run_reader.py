@@ -1,0 +1,202 @@
+"""Read a run folder, also while another process is writing it or after that process crashed.
+
+The reader never writes, renames, truncates or locks anything: it can run on a read-only copy, and
+it never delays the writer. A table is assembled from the file names (see
+:mod:`cellbench.daq.run_files`): sealed Parquet segments first, then the frames of the journals,
+keeping each batch sequence number once. A listing that raced the writer's seal (a file vanished,
+or a range seems missing) is simply taken again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from cellbench.analysis import schema
+from cellbench.analysis.errors import SchemaError
+from cellbench.analysis.schema import RunMeta
+from cellbench.daq import journal
+from cellbench.daq.run_files import (
+    LOCK_FILE,
+    RUN_JSON,
+    Gap,
+    Segment,
+    StoreError,
+    cover,
+    list_table,
+)
+
+_RETRIES = 200  # listings taken before a gap is reported as lost files (a seal takes < 1 s)
+
+
+def load_meta(path: Path) -> RunMeta:
+    """Parse and validate ``run.json`` of the run folder ``path``."""
+    file = Path(path) / RUN_JSON
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise StoreError(f"{path}: not a cellbench run folder (no {RUN_JSON})") from None
+    except OSError as exc:
+        raise StoreError(f"{file}: cannot read: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise StoreError(f"{file}: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    return RunMeta.from_dict(data, source=str(file))
+
+
+def check_table(table: str) -> None:
+    if table not in schema.TABLES:
+        raise SchemaError("table", [f"unknown table {table!r}; expected one of {schema.TABLES}"])
+
+
+def writer_active(path: Path) -> bool:
+    """True while a process holds the run's writer lock (probed without blocking the writer)."""
+    try:
+        fd = os.open(Path(path) / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing releases the probe's shared lock
+    return False
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A consistent view of one table: sealed segments, then journal frames, each batch once."""
+
+    segments: list[Segment]
+    frames: list[journal.Frame]
+    next_seq: int  # sequence number of the next batch the writer will append
+
+    def journal_frame(self, table: str) -> pl.DataFrame | None:
+        """The journal frames decoded and stacked; None if there are none."""
+        if not self.frames:
+            return None
+        parts = [journal.decode(f) for f in self.frames]
+        return pl.concat(parts, how="diagonal_relaxed")
+
+
+def snapshot(table_dir: Path) -> Snapshot:
+    """Take a consistent listing of a table folder, retrying while it races a seal."""
+    last_error: Exception | None = None
+    for attempt in range(_RETRIES):
+        segments, journals = list_table(table_dir)
+        try:
+            chosen, _, nxt = cover(table_dir, segments)
+            frames: list[journal.Frame] = []
+            for jr in journals:
+                for frame in journal.scan_file(jr.path).frames:
+                    if frame.seq < nxt:  # already in a segment (a seal that has not deleted it)
+                        continue
+                    if frame.seq != nxt:
+                        raise Gap(table_dir, nxt, frame.seq)
+                    frames.append(frame)
+                    nxt += 1
+            return Snapshot(chosen, frames, nxt)
+        except (Gap, FileNotFoundError) as exc:
+            last_error = exc
+            time.sleep(min(0.001 * attempt, 0.02))
+    raise StoreError(f"cannot assemble a consistent view: {last_error}")
+
+
+def segment_rows(path: Path) -> int:
+    """Rows in a Parquet segment, from its footer."""
+    return int(pl.scan_parquet(path).select(pl.len()).collect().item())
+
+
+class RunReader:
+    """Read-only access to one run folder. Cheap to create; every call sees the newest rows."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise StoreError(f"{self.path}: no such run folder")
+        self._meta = load_meta(self.path)
+
+    @property
+    def meta(self) -> RunMeta:
+        """``run.json`` as it is now (re-read: a live run's status and end time change)."""
+        with contextlib.suppress(StoreError):  # keep the last good one if the folder vanished
+            self._meta = load_meta(self.path)
+        return self._meta
+
+    def writer_active(self) -> bool:
+        """True while a writer process holds the run open."""
+        return writer_active(self.path)
+
+    def _table_dir(self, table: str) -> Path:
+        check_table(table)
+        return self.path / table
+
+    def read(self, table: str) -> pl.DataFrame:
+        """All rows of ``table`` in append order (none: an empty frame of the model's columns)."""
+        table_dir = self._table_dir(table)
+        for _ in range(_RETRIES):
+            snap = snapshot(table_dir)
+            try:
+                parts = [pl.read_parquet(s.path) for s in snap.segments]
+            except FileNotFoundError:  # a compaction removed a segment after the listing
+                continue
+            tail = snap.journal_frame(table)
+            if tail is not None:
+                parts.append(tail)
+            if not parts:
+                return schema.empty(table, optional=True)
+            if len(parts) == 1:
+                return parts[0]
+            return pl.concat(parts, how="diagonal_relaxed", rechunk=False)
+        raise StoreError(f"{table_dir}: segments keep vanishing while reading")
+
+    def scan(self, table: str) -> pl.LazyFrame:
+        """A LazyFrame over ``table``: Parquet segments lazily, journal rows as they are now.
+
+        Segments merged by compaction are deleted only at the writer's next seal (minutes later),
+        so a LazyFrame built on a live run stays valid until then; on a closed run, forever.
+        """
+        snap = snapshot(self._table_dir(table))
+        parts = [pl.scan_parquet(s.path) for s in snap.segments]
+        tail = snap.journal_frame(table)
+        if tail is not None:
+            parts.append(tail.lazy())
+        if not parts:
+            return schema.empty(table, optional=True).lazy()
+        if len(parts) == 1:
+            return parts[0]
+        return pl.concat(parts, how="diagonal_relaxed")
+
+    def tables(self) -> dict[str, int]:
+        """Row count of each table (``samples``, ``spectra``, ``events``), without decoding rows."""
+        out = {}
+        for table in schema.TABLES:
+            table_dir = self.path / table
+            for _ in range(_RETRIES):
+                snap = snapshot(table_dir)
+                try:
+                    rows = sum(segment_rows(s.path) for s in snap.segments)
+                except FileNotFoundError:
+                    continue
+                out[table] = rows + sum(f.nrows for f in snap.frames)
+                break
+            else:
+                raise StoreError(f"{table_dir}: segments keep vanishing while counting")
+        return out
+
+    def __repr__(self) -> str:
+        return f"RunReader({str(self.path)!r})"
+
+
+def open_run(path: Path) -> RunReader:
+    """Open a run folder for reading (never modifies it; works while a writer appends)."""
+    return RunReader(path)

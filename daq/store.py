@@ -1,0 +1,662 @@
+"""The embedded run store: one folder per run, durable on append, readable while written.
+
+Design, and why (figures measured on a lab-PC-class machine, 64 channels x 10 Hz batches, fsync per
+batch; see issue 2 and ``bench/store.py``):
+
+* Each table (``samples``, ``spectra``, ``events``) has an append-only **journal** of
+  length-prefixed, CRC-32-checked frames, each frame one batch as an Arrow IPC stream
+  (:mod:`cellbench.daq.journal`). ``append`` writes the frame with one ``writev`` before it
+  returns, so an acknowledged batch is in the kernel page cache and survives ``kill -9``;
+  a background thread fsyncs at least every ``fsync_interval_s`` (1 s) so it also survives a power
+  cut after at most that long. This journal appended about 1.2 M rows/s and lost nothing in the
+  kill -9 trials.
+* Every ``seal_interval_s`` (5 min) and on close, the journal is **sealed** into a zstd Parquet
+  segment (temp file, fsync, rename, fsync the folder, then delete the journal): compressed
+  columnar files load 10 M rows into polars in about 0.25 s from about 30 MB. SQLite in WAL mode
+  was as durable but needed 6-35 s to load the same rows and 20x the disk; DuckDB refuses a second
+  process while one writes (no live reader); HDF5 SWMR could not be reopened after a crash without
+  a repair tool. Plain files with sequence-numbered names need none of that: a reader in another
+  process takes no lock and assembles the table from the names (:mod:`cellbench.daq.run_reader`).
+* Small segments are merged (compaction) so that a months-long run stays a few files per day.
+* One writer per run, enforced by an exclusive ``flock`` on ``.writer.lock``.
+* :func:`reopen_run` recovers a run whose writer died: it truncates the torn journal tail to the
+  last good frame, removes temporary files and already-sealed leftovers, marks the run
+  ``interrupted`` with an event, and appends again.
+
+Every write to the folder is either an append to a journal, or a whole new file renamed into
+place; a crash at any instant leaves a folder that :func:`open_run` reads fully (up to the last
+good frame) and :func:`reopen_run` repairs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import math
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from cellbench.analysis import schema
+from cellbench.analysis.errors import SchemaError
+from cellbench.analysis.schema import EVENT_KINDS, RUN_STATUSES, SEVERITIES, Cell, RunMeta
+from cellbench.daq import journal
+from cellbench.daq.run_files import (
+    LOCK_FILE,
+    RUN_JSON,
+    TMP_SUFFIX,
+    Gap,
+    Segment,
+    StoreError,
+    atomic_write_bytes,
+    cover,
+    fsync_dir,
+    journal_name,
+    list_table,
+    remove_durably,
+    segment_name,
+    tmp_path,
+)
+from cellbench.daq.run_reader import (
+    RunReader,
+    check_table,
+    load_meta,
+    open_run,
+    segment_rows,
+    writer_active,
+)
+
+__all__ = [
+    "RunInfo",
+    "RunReader",
+    "RunWriter",
+    "StoreError",
+    "create_run",
+    "list_runs",
+    "open_run",
+    "reopen_run",
+    "writer_active",
+]
+
+log = logging.getLogger(__name__)
+
+SEAL_BYTES = 64 * 2**20  # a journal this large is sealed before its interval is up (bounds memory)
+COMPACT_ROWS = 4_000_000  # segments below this size are merged ...
+COMPACT_FANIN = 8  # ... once this many of them follow each other
+_LOCK_WAIT_S = 1.0  # how long to retry the writer lock (a reader's probe holds it for microseconds)
+
+
+def utc_now_iso() -> str:
+    """The current time as ISO 8601 UTC with a ``Z`` suffix, as ``run.json`` stores times."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _unix_of(iso: str) -> float | None:
+    try:
+        return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def conform_full(table: str, df: pl.DataFrame) -> pl.DataFrame:
+    """Cast and validate ``df`` (:func:`schema.conform`), then add absent model columns as nulls.
+
+    Every stored batch then has the same model columns, so segments share one schema; extra
+    (vendor) columns are kept after them.
+    """
+    df = schema.conform(table, df)
+    missing = [c for c in schema.COLUMNS[table] if c.name not in df.columns]
+    if missing:
+        df = df.with_columns(pl.lit(None, dtype=c.dtype).alias(c.name) for c in missing)
+    model = [c.name for c in schema.COLUMNS[table]]
+    return df.select([*model, *[n for n in df.columns if n not in set(model)]])
+
+
+def _meta_bytes(meta: RunMeta) -> bytes:
+    return (json.dumps(meta.to_dict(), indent=2, allow_nan=False) + "\n").encode("utf-8")
+
+
+def _acquire_lock(path: Path) -> int:
+    """Take the run's exclusive writer lock; StoreError if another process holds it."""
+    fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    deadline = time.monotonic() + _LOCK_WAIT_S
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                raise StoreError(
+                    f"{path}: another process is writing this run (holds {LOCK_FILE})"
+                ) from None
+            time.sleep(0.01)
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+@dataclass
+class _Table:
+    """Writer state of one table."""
+
+    dir: Path
+    next_seq: int
+    journal: journal.JournalFile | None = None
+    to_seal: list[Path] | None = None  # closed journals waiting to become segments
+    seg_rows: dict[Path, int] | None = None  # rows of each live segment (for compaction)
+
+
+class RunWriter:
+    """Appends batches to one run folder. Thread-safe; one per run (holds the writer lock).
+
+    Use as a context manager: leaving the block closes the run ``completed``, or ``aborted`` if an
+    exception escapes it.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        meta: RunMeta,
+        lock_fd: int,
+        *,
+        fsync_interval_s: float = 1.0,
+        seal_interval_s: float = 300.0,
+        seal_bytes: int = SEAL_BYTES,
+        leftovers: dict[str, tuple[int, list[Path], dict[Path, int]]] | None = None,
+    ):
+        if not (fsync_interval_s > 0 and math.isfinite(fsync_interval_s)):
+            raise ValueError(f"fsync_interval_s must be a positive number, got {fsync_interval_s}")
+        if not seal_interval_s > 0:
+            raise ValueError(f"seal_interval_s must be positive, got {seal_interval_s}")
+        self.path = Path(path)
+        self._meta = meta
+        self._lock_fd = lock_fd
+        self.fsync_interval_s = float(fsync_interval_s)
+        self.seal_interval_s = float(seal_interval_s)
+        self.seal_bytes = int(seal_bytes)
+        self._t0 = _unix_of(meta.start_time) or time.time()
+        self._lock = threading.Lock()  # journal writes, rotation, meta
+        self._seal_lock = threading.Lock()  # one seal at a time
+        self._closed = False
+        self._failed: BaseException | None = None  # fsync failed: data may be lost, stop
+        self._doomed: list[Path] = []  # segments merged away, deleted at the next seal
+        self._tables: dict[str, _Table] = {}
+        leftovers = leftovers or {}
+        for table in schema.TABLES:
+            table_dir = self.path / table
+            nxt, old, rows = leftovers.get(table, (0, [], {}))
+            st = _Table(table_dir, nxt, None, list(old), dict(rows))
+            st.journal = journal.JournalFile(table_dir / journal_name(nxt), create=True)
+            self._tables[table] = st
+            fsync_dir(table_dir)
+        self._last_seal = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._background, name=f"cellbench-store-{meta.run_id}", daemon=True
+        )
+        self._thread.start()
+
+    # ------------------------------------------------------------------------------ public
+
+    @property
+    def meta(self) -> RunMeta:
+        return self._meta
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def append(self, table: str, df: pl.DataFrame) -> None:
+        """Append a batch; when this returns the rows survive a crash of this process.
+
+        ``df`` is cast to the model's dtypes; a :class:`SchemaError` lists every problem.
+        Empty frames are ignored.
+        """
+        check_table(table)
+        df = conform_full(table, df)
+        if df.height == 0:
+            return
+        payload, crc = journal.encode_payload(df)
+        with self._lock:
+            self._check_open()
+            st = self._tables[table]
+            assert st.journal is not None
+            st.journal.write(journal.header(st.next_seq, df.height, payload, crc), payload)
+            st.next_seq += 1
+
+    def event(
+        self,
+        kind: str,
+        message: str,
+        *,
+        severity: str = "info",
+        channel: str = "",
+        test_time_second: float | None = None,
+        step_index: int | None = None,
+        cycle_count: int | None = None,
+        duration_second: float | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        """Append one row to ``events``. ``test_time_second`` defaults to now - start time, s."""
+        problems = []
+        if kind not in EVENT_KINDS:
+            problems.append(f"kind {kind!r} is not one of {EVENT_KINDS}")
+        if severity not in SEVERITIES:
+            problems.append(f"severity {severity!r} is not one of {SEVERITIES}")
+        if problems:
+            raise SchemaError("event", problems)
+        now = time.time()
+        row = {
+            "channel": channel,
+            "test_time_second": now - self._t0 if test_time_second is None else test_time_second,
+            "unix_time_second": now,
+            "kind": kind,
+            "severity": severity,
+            "message": message,
+            "step_index": step_index,
+            "cycle_count": cycle_count,
+            "duration_second": duration_second,
+            "data": None if data is None else json.dumps(data, default=str),
+        }
+        self.append("events", pl.DataFrame([row], schema=schema.schema("events")))
+
+    def update_meta(self, **fields: Any) -> None:
+        """Change fields of run.json (e.g. ``ground_truth``, ``extra``); rewritten atomically."""
+        with self._lock:
+            self._check_open()
+            self._write_meta(self._merged_meta(fields))
+
+    def flush(self) -> None:
+        """fsync every journal now (appends are already written; this makes them power-safe)."""
+        self._sync_all()
+        if self._failed is not None:
+            raise StoreError(f"{self.path}: fsync failed: {self._failed}")
+
+    def seal(self) -> None:
+        """Seal the journals into Parquet segments now (done every ``seal_interval_s`` anyway)."""
+        with self._lock:
+            self._check_open()
+            for st in self._tables.values():
+                self._rotate(st, reopen=True)
+        self._seal_pending()
+
+    def close(self, status: str = "completed") -> None:
+        """Seal everything, set ``status`` and ``end_time`` in run.json, release the run."""
+        if status not in RUN_STATUSES or status == "running":
+            raise ValueError(f"close status must be one of {RUN_STATUSES[1:]}, got {status!r}")
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._stop.set()
+        self._thread.join()
+        try:
+            with self._lock:
+                for st in self._tables.values():
+                    self._rotate(st, reopen=False)
+            self._seal_pending(final=True)
+            if self._failed is not None:
+                raise StoreError(f"{self.path}: fsync failed: {self._failed}")
+            with self._lock:
+                self._write_meta(replace(self._meta, status=status, end_time=utc_now_iso()))
+        finally:
+            os.close(self._lock_fd)  # releases the flock
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close("completed" if exc_type is None else "aborted")
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"RunWriter({str(self.path)!r}, {state})"
+
+    # ---------------------------------------------------------------------------- internals
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"{self.path}: run writer is closed")
+        if self._failed is not None:
+            raise StoreError(f"{self.path}: fsync failed, run cannot be trusted: {self._failed}")
+
+    def _merged_meta(self, fields: dict[str, Any]) -> RunMeta:
+        data = self._meta.to_dict()
+        for key, value in fields.items():
+            data[key] = asdict(value) if isinstance(value, Cell) else value
+        return RunMeta.from_dict(data, source=f"{self.path / RUN_JSON} (update)")
+
+    def _write_meta(self, meta: RunMeta) -> None:
+        atomic_write_bytes(self.path / RUN_JSON, _meta_bytes(meta))
+        self._meta = meta
+
+    def _sync_all(self) -> None:
+        """fsync dirty journals without holding the append lock during the fsync.
+
+        The fsync runs on a duplicate descriptor (a concurrent rotation may close the original);
+        ``synced`` advances only once an fsync covering those bytes has completed, so a
+        concurrent :meth:`flush` never returns early.
+        """
+        todo = []
+        with self._lock:
+            for st in self._tables.values():
+                jf = st.journal
+                if jf is not None and jf.dirty:
+                    todo.append((jf, os.dup(jf.fd), jf.size))
+        for jf, fd, size in todo:
+            try:
+                os.fsync(fd)
+            except OSError as exc:  # after a failed fsync the page cache cannot be trusted
+                self._failed = exc
+                log.error("%s: fsync failed: %s", self.path, exc)
+                continue
+            finally:
+                os.close(fd)
+            with self._lock:
+                jf.synced = max(jf.synced, size)
+
+    def _rotate(self, st: _Table, *, reopen: bool) -> None:
+        """Close the current journal (fsynced) for sealing; start a new one if ``reopen``.
+
+        Called with ``self._lock`` held. An empty journal is kept (reopen) or deleted (close).
+        """
+        jf = st.journal
+        assert st.to_seal is not None
+        if jf is not None:
+            if jf.size == 0:
+                if reopen:
+                    return
+                jf.close()
+                remove_durably([jf.path])
+            else:
+                jf.close()
+                st.to_seal.append(jf.path)
+            st.journal = None
+        if reopen:
+            st.journal = journal.JournalFile(st.dir / journal_name(st.next_seq), create=True)
+            fsync_dir(st.dir)
+
+    def _background(self) -> None:
+        """fsync every ``fsync_interval_s``; seal every ``seal_interval_s`` or when large."""
+        while not self._stop.wait(self.fsync_interval_s):
+            self._sync_all()
+            due = time.monotonic() - self._last_seal >= self.seal_interval_s
+            with self._lock:
+                big = any(
+                    st.journal is not None and st.journal.size >= self.seal_bytes
+                    for st in self._tables.values()
+                )
+                if self._closed:
+                    return
+                if due or big:
+                    for st in self._tables.values():
+                        if due or (st.journal is not None and st.journal.size >= self.seal_bytes):
+                            self._rotate(st, reopen=True)
+            if due or big:
+                try:
+                    self._seal_pending()
+                except Exception:  # the journals stay; sealing is retried next interval
+                    log.exception("%s: sealing failed; will retry", self.path)
+
+    def _seal_pending(self, *, final: bool = False) -> None:
+        """Turn closed journals into segments, compact small segments, drop merged ones."""
+        with self._seal_lock:
+            doomed, self._doomed = self._doomed, []
+            remove_durably(doomed)
+            for st in self._tables.values():
+                assert st.to_seal is not None and st.seg_rows is not None
+                while st.to_seal:
+                    _seal_journal(st.to_seal[0], st.seg_rows)
+                    st.to_seal.pop(0)
+                merged_away = _compact(st.dir, st.seg_rows)
+                if final:
+                    remove_durably(merged_away)
+                else:
+                    self._doomed.extend(merged_away)
+            self._last_seal = time.monotonic()
+
+
+# ------------------------------------------------------------------------------- sealing
+
+
+def _write_segment(df: pl.DataFrame, final: Path) -> None:
+    """Write ``df`` as zstd Parquet at ``final``: temp file, fsync, rename, fsync the folder."""
+    tmp = tmp_path(final)
+    try:
+        df.write_parquet(tmp, compression="zstd", statistics=True)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(final.parent)
+
+
+def _seal_journal(path: Path, seg_rows: dict[Path, int]) -> None:
+    """Make a closed journal a segment, then delete it (a reader sees one or both, never none)."""
+    scan = journal.scan_file(path)
+    if scan.frames:
+        df = pl.concat([journal.decode(f) for f in scan.frames], how="diagonal_relaxed")
+        final = path.parent / segment_name(scan.frames[0].seq, scan.frames[-1].seq)
+        _write_segment(df, final)
+        seg_rows[final] = df.height
+    remove_durably([path])
+
+
+def _compact(table_dir: Path, seg_rows: dict[Path, int]) -> list[Path]:
+    """Merge the newest run of small segments once there are COMPACT_FANIN of them.
+
+    Returns the merged-away segments; the caller deletes them later, so that LazyFrames built
+    on them meanwhile stay valid. Readers prefer the wider segment (see ``run_files.cover``).
+    """
+    live = sorted((p for p in seg_rows), key=lambda p: p.name)
+    suffix: list[Path] = []
+    for p in reversed(live):
+        if seg_rows[p] >= COMPACT_ROWS:
+            break
+        suffix.insert(0, p)
+    if len(suffix) < COMPACT_FANIN:
+        return []
+    segs = [Segment(*_seg_range(p), p) for p in suffix]
+    df = pl.concat([pl.read_parquet(s.path) for s in segs], how="diagonal_relaxed")
+    final = table_dir / segment_name(segs[0].first, segs[-1].last)
+    _write_segment(df, final)
+    for s in segs:
+        del seg_rows[s.path]
+    seg_rows[final] = df.height
+    return [s.path for s in segs]
+
+
+def _seg_range(path: Path) -> tuple[int, int]:
+    _, first, last = path.stem.split("-")
+    return int(first), int(last)
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def create_run(
+    root: Path,
+    meta: RunMeta,
+    *,
+    run_dir_name: str | None = None,
+    fsync_interval_s: float = 1.0,
+    seal_interval_s: float = 300.0,
+) -> RunWriter:
+    """Create ``root/<run_dir_name or meta.run_id>/`` and return its writer (status running)."""
+    root = Path(root)
+    name = run_dir_name or meta.run_id
+    if not name or "/" in name or name in (".", "..") or "\0" in name:
+        raise StoreError(f"invalid run folder name {name!r}")
+    meta = RunMeta.from_dict(meta.to_dict(), source="run metadata")  # validate before any file
+    path = root / name
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        path.mkdir()
+    except FileExistsError:
+        raise StoreError(f"{path}: a run folder of that name already exists") from None
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot create run folder: {exc.strerror}") from None
+    for table in schema.TABLES:
+        (path / table).mkdir()
+    meta = replace(meta, status="running", end_time=None)
+    lock_fd = _acquire_lock(path)
+    try:
+        atomic_write_bytes(path / RUN_JSON, _meta_bytes(meta))
+        fsync_dir(path)
+        fsync_dir(root)
+        return RunWriter(
+            path,
+            meta,
+            lock_fd,
+            fsync_interval_s=fsync_interval_s,
+            seal_interval_s=seal_interval_s,
+        )
+    except BaseException:
+        os.close(lock_fd)
+        raise
+
+
+@dataclass
+class Repair:
+    """What :func:`repair_files` did to a run folder."""
+
+    truncated: dict[str, int]  # journal file -> bytes cut from its torn tail
+    removed: list[str]  # temp files, journals already sealed, segments already merged
+    leftovers: dict[str, tuple[int, list[Path], dict[Path, int]]]  # per table, for the writer
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"truncated": self.truncated, "removed": self.removed}
+
+
+def repair_files(path: Path) -> Repair:
+    """Bring the files of a run whose writer died to a clean state. Caller holds the lock."""
+    truncated: dict[str, int] = {}
+    removed: list[Path] = []
+    leftovers = {}
+    for folder in [path, *(path / t for t in schema.TABLES)]:
+        folder.mkdir(exist_ok=True)
+        removed.extend(p for p in folder.iterdir() if p.name.endswith(TMP_SUFFIX))
+    remove_durably(removed)
+    for table in schema.TABLES:
+        table_dir = path / table
+        segments, journals = list_table(table_dir)
+        try:
+            chosen, redundant, nxt = cover(table_dir, segments)
+        except Gap as exc:
+            raise StoreError(f"cannot repair: segment files are missing: {exc}") from None
+        remove_durably([s.path for s in redundant])
+        removed.extend(s.path for s in redundant)
+        old: list[Path] = []
+        for jr in journals:
+            scan = journal.scan_file(jr.path)
+            if scan.torn:
+                with open(jr.path, "r+b") as fh:
+                    fh.truncate(scan.good_end)
+                    os.fsync(fh.fileno())
+                truncated[str(jr.path.relative_to(path))] = scan.size - scan.good_end
+            fresh = [f for f in scan.frames if f.seq >= nxt]
+            if not fresh:  # empty, or sealed already (crash before the delete)
+                remove_durably([jr.path])
+                removed.append(jr.path)
+                continue
+            if fresh[0].seq != nxt:
+                raise StoreError(
+                    f"cannot repair {jr.path}: batches {nxt}..{fresh[0].seq - 1} are missing"
+                )
+            if len(fresh) != len(scan.frames):  # cannot happen: seals take whole journals
+                raise StoreError(f"cannot repair {jr.path}: it overlaps a sealed segment")
+            nxt = fresh[-1].seq + 1
+            old.append(jr.path)
+        rows = {s.path: segment_rows(s.path) for s in chosen}
+        leftovers[table] = (nxt, old, rows)
+    return Repair(truncated, [str(p.relative_to(path)) for p in removed], leftovers)
+
+
+def reopen_run(
+    path: Path,
+    *,
+    fsync_interval_s: float = 1.0,
+    seal_interval_s: float = 300.0,
+) -> RunWriter:
+    """Recover a run folder and append to it again.
+
+    Repairs what a crashed writer left (torn journal tail truncated to the last good frame, temp
+    files and already-sealed leftovers removed). A run left ``running`` is marked ``interrupted``
+    in run.json and an ``events`` row (kind ``status``, severity ``warning``) records what was
+    repaired; the returned writer then sets the status back to ``running`` until it is closed.
+    """
+    path = Path(path)
+    meta = load_meta(path)
+    lock_fd = _acquire_lock(path)
+    try:
+        repair = repair_files(path)
+        was = meta.status
+        if was == "running":
+            meta = replace(meta, status="interrupted")
+            atomic_write_bytes(path / RUN_JSON, _meta_bytes(meta))
+        writer = RunWriter(
+            path,
+            meta,
+            lock_fd,
+            fsync_interval_s=fsync_interval_s,
+            seal_interval_s=seal_interval_s,
+            leftovers=repair.leftovers,
+        )
+    except BaseException:
+        os.close(lock_fd)
+        raise
+    if was == "running":
+        message = "run interrupted: its writer stopped without closing it; recovered and resumed"
+        writer.event("status", message, severity="warning", data=repair.to_dict())
+    else:
+        writer.event("status", f"run reopened for appending (was {was})", data=repair.to_dict())
+    with writer._lock:
+        writer._write_meta(replace(writer.meta, status="running", end_time=None))
+    return writer
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One run found by :func:`list_runs`."""
+
+    path: Path
+    meta: RunMeta
+    rows: dict[str, int]  # table -> row count
+    writer_active: bool  # a process holds the run open for writing
+
+
+def list_runs(root: Path) -> list[RunInfo]:
+    """The run folders directly inside ``root``, oldest start first.
+
+    Folders without ``run.json`` are not runs and are skipped; a run whose ``run.json`` is
+    unreadable is skipped with a logged warning.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise StoreError(f"{root}: no such folder")
+    out = []
+    for child in sorted(root.iterdir()):
+        if not (child / RUN_JSON).is_file():
+            continue
+        try:
+            reader = RunReader(child)
+            out.append(RunInfo(child, reader.meta, reader.tables(), writer_active(child)))
+        except (StoreError, SchemaError) as exc:
+            log.warning("skipping %s: %s", child, exc)
+    out.sort(key=lambda info: (info.meta.start_time, info.path.name))
+    return out
