@@ -122,6 +122,28 @@ def step_count_from(step_index: pl.Expr, cycle: pl.Expr | None = None) -> pl.Exp
     return changed.fill_null(True).cast(pl.Int32).cum_sum().cast(pl.Int32)
 
 
+def capacities_per_cycle(df: pl.DataFrame) -> pl.DataFrame:
+    """Add the per-cycle running charging/discharging capacities (Ah) unless the file gave them.
+
+    From ``_dq`` (charge since the previous record, signed, Ah) where the vendor writes it, else by
+    integrating ``current_ampere`` over ``test_time_second`` by the trapezoid rule. Each total
+    restarts at every cycle.
+    """
+    if "charging_capacity_ampere_hour" in df.columns:
+        return df.drop("_dq", strict=False)
+    if "_dq" in df.columns:
+        dq = pl.col("_dq").fill_null(0.0)
+    else:
+        dt = pl.col("test_time_second").diff().fill_null(0.0).clip(lower_bound=0.0)
+        i = pl.col("current_ampere")
+        dq = (0.5 * (i + i.shift(1).fill_null(i))) * dt / 3600.0
+    cycle = pl.col("cycle_count") if "cycle_count" in df.columns else pl.lit(1)
+    return df.with_columns(
+        dq.clip(lower_bound=0.0).cum_sum().over(cycle).alias("charging_capacity_ampere_hour"),
+        (-dq).clip(lower_bound=0.0).cum_sum().over(cycle).alias("discharging_capacity_ampere_hour"),
+    ).drop("_dq", strict=False)
+
+
 def finish_samples(
     path: str | Path,
     df: pl.DataFrame,

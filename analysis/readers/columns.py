@@ -10,6 +10,8 @@ into canonical columns:
 ``_datetime``   a wall-clock date-time string (read as UTC unless it carries a zone)
 ``_excel_days`` an Excel serial day number (days since 1899-12-30)
 ``_hms``        elapsed time as ``[d-]hh:mm:ss[.f]`` (converted to seconds, then scaled)
+``_dq``         charge passed since the previous record, signed (scaled to Ah); readers use it
+                for the per-cycle capacities
 ``_skip``       a known column that carries nothing canonical; dropped without a warning
 
 A user with an unusual export writes the same kind of map (a dict, or JSON with
@@ -28,7 +30,7 @@ MILLI = 1e-3
 HOUR = 3600.0
 MINUTE = 60.0
 
-HELPER_TARGETS = ("_datetime", "_excel_days", "_hms", "_skip")
+HELPER_TARGETS = ("_datetime", "_excel_days", "_hms", "_dq", "_skip")
 
 
 @dataclass(frozen=True)
@@ -220,4 +222,128 @@ MACCOR: dict[str, Col] = {
     "DPT Time": Col("_datetime"),
     "DPt Time": Col("_datetime"),
     **{f"VAR{i}": Col("_skip") for i in range(1, 16)},
+}
+
+# BioLogic EC-Lab column names, as in .mpt headers (the .mpr reader maps its column IDs onto the
+# same names). Current is positive when anodic at the working electrode: charge for a cell whose
+# working electrode is the positive one, which is how cyclers wire cells. Capacities here are the
+# vendor's signed running totals; the BioLogic readers derive the per-cycle canonical capacities
+# from dq (charge passed since the previous point).
+BIOLOGIC: dict[str, Col] = {
+    "mode": Col("_skip"),
+    "ox/red": Col("_skip"),
+    "error": Col("_skip"),
+    "control changes": Col("_skip"),
+    "Ns changes": Col("_skip"),
+    "counter inc.": Col("_skip"),
+    "Ns": Col("step_index"),
+    "time/s": Col("test_time_second"),
+    "step time/s": Col("_skip"),
+    "control/V/mA": Col("_skip"),
+    "control/V": Col("_skip"),
+    "control/mA": Col("_skip"),
+    "Ewe/V": Col("voltage_volt"),
+    "<Ewe>/V": Col("voltage_volt"),
+    "Ecell/V": Col("voltage_volt"),
+    "I/mA": Col("current_ampere", MILLI),
+    "<I>/mA": Col("current_ampere", MILLI),
+    "dq/mA.h": Col("_dq", MILLI),
+    "dQ/mA.h": Col("_dq", MILLI),
+    "(Q-Qo)/mA.h": Col("_skip"),
+    "(Q-Qo)/C": Col("_skip"),
+    "half cycle": Col("_skip"),
+    "Q charge/discharge/mA.h": Col("_skip"),
+    "Q charge/mA.h": Col("_skip"),
+    "Q discharge/mA.h": Col("_skip"),
+    "Capacity/mA.h": Col("_skip"),
+    "Efficiency/%": Col("_skip"),
+    "Energy charge/W.h": Col("charging_energy_watt_hour"),
+    "Energy discharge/W.h": Col("discharging_energy_watt_hour"),
+    "Energy/W.h": Col("_skip"),
+    "Capacitance charge/µF": Col("_skip"),
+    "Capacitance discharge/µF": Col("_skip"),
+    "cycle number": Col("cycle_count", 1.0, 1.0),
+    "z cycle": Col("_skip"),
+    "P/W": Col("_skip"),
+    "x": Col("_skip"),
+    "R/Ohm": Col("internal_resistance_ohm"),
+    "Temperature/°C": Col("temperature_celsius"),
+    "I Range": Col("_skip"),
+    "Ece/V": Col("_skip"),
+    "<Ece>/V": Col("_skip"),
+    "Ewe-Ece/V": Col("_skip"),
+    "Analog IN 1/V": Col("_skip"),
+    "Analog IN 2/V": Col("_skip"),
+    "Q-Qo/mA.h": Col("_skip"),
+    "Rapp/Ohm": Col("_skip"),
+    # impedance
+    "freq/Hz": Col("frequency_hertz"),
+    "Re(Z)/Ohm": Col("z_real_ohm"),
+    "-Im(Z)/Ohm": Col("z_imag_ohm", -1.0),
+    "|Z|/Ohm": Col("_skip"),
+    "Phase(Z)/deg": Col("_skip"),
+    "Cs/µF": Col("_skip"),
+    "Cp/µF": Col("_skip"),
+    "|Ewe|/V": Col("_skip"),
+    "|I|/A": Col("_skip"),
+    "Re(Y)/Ohm-1": Col("_skip"),
+    "Im(Y)/Ohm-1": Col("_skip"),
+    "|Y|/Ohm-1": Col("_skip"),
+    "Phase(Y)/deg": Col("_skip"),
+    "Re(Zce)/Ohm": Col("_skip"),
+    "-Im(Zce)/Ohm": Col("_skip"),
+    "|Zce|/Ohm": Col("_skip"),
+    "Phase(Zce)/deg": Col("_skip"),
+    "|Ece|/V": Col("_skip"),
+    "Re(Zwe-ce)/Ohm": Col("_skip"),
+    "-Im(Zwe-ce)/Ohm": Col("_skip"),
+    "|Zwe-ce|/Ohm": Col("_skip"),
+    "Phase(Zwe-ce)/deg": Col("_skip"),
+    "THD Ewe/%": Col("_skip"),
+    "NSD Ewe/%": Col("_skip"),
+    "NSR Ewe/%": Col("_skip"),
+    "THD I/%": Col("_skip"),
+    "NSD I/%": Col("_skip"),
+    "NSR I/%": Col("_skip"),
+    "Re(Z)/ohm": Col("z_real_ohm"),
+}
+
+# Impedance text tables with a header line: CH Instruments, Parstat (VersaStudio export), Nova
+# (Autolab) ASCII. Z'' is in the instrument convention unless the name says -Z''.
+EIS_TABLE: dict[str, Col] = {
+    # CH Instruments
+    "Freq/Hz": Col("frequency_hertz"),
+    "Z'/ohm": Col("z_real_ohm"),
+    'Z"/ohm': Col("z_imag_ohm"),
+    "Z/ohm": Col("_skip"),
+    "Phase/deg": Col("_skip"),
+    # Parstat / VersaStudio
+    "Frequency (Hz)": Col("frequency_hertz"),
+    "Zre (ohms)": Col("z_real_ohm"),
+    "Zim (ohms)": Col("z_imag_ohm"),
+    "Potential (V)": Col("dc_voltage_volt"),
+    "Current (A)": Col("dc_current_ampere"),
+    "Elapsed Time (s)": Col("test_time_second"),
+    "|Vac| (V)": Col("_skip"),
+    "|Iac| (A)": Col("_skip"),
+    # Nova (Autolab)
+    "Index": Col("_skip"),
+    "Z' (Ω)": Col("z_real_ohm"),
+    "-Z'' (Ω)": Col("z_imag_ohm", -1.0),
+    "Z (Ω)": Col("_skip"),
+    "-Phase (°)": Col("_skip"),
+    "Time (s)": Col("test_time_second"),
+    "Z' (Ohm)": Col("z_real_ohm"),
+    "-Z'' (Ohm)": Col("z_imag_ohm", -1.0),
+    "Z (Ohm)": Col("_skip"),
+}
+
+# In an impedance export the same EC-Lab names carry the DC level of each point.
+BIOLOGIC_EIS: dict[str, Col] = {
+    **BIOLOGIC,
+    "Ewe/V": Col("dc_voltage_volt"),
+    "<Ewe>/V": Col("dc_voltage_volt"),
+    "I/mA": Col("dc_current_ampere", MILLI),
+    "<I>/mA": Col("dc_current_ampere", MILLI),
+    "z cycle": Col("sweep_index", 1.0, -1.0),
 }

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import bdf, eis_text, generic
+from . import bdf, biologic_mpt, eis_tables, eis_text, gamry, generic, zplot
 from .base import ReaderError, ReadResult, read_head
 
 HEAD_BYTES = 65536
@@ -40,6 +40,38 @@ FORMATS: list[Format] = [
         (".parquet",),
     ),
     Format(
+        "gamry-dta",
+        "spectra",
+        "Gamry Framework data file (EXPLAIN), impedance ZCURVE; aborted sweeps kept",
+        gamry.sniff,
+        gamry.read_dta,
+        (".dta",),
+    ),
+    Format(
+        "biologic-mpt",
+        "either",
+        "BioLogic EC-Lab text export: PEIS/GEIS or cycling (GCPL, CC-CV, ...)",
+        biologic_mpt.sniff,
+        biologic_mpt.read_mpt,
+        (".mpt",),
+    ),
+    Format(
+        "zplot-z",
+        "spectra",
+        "Scribner ZPlot/ZView .z (ZPLOT2 ASCII)",
+        zplot.sniff_zplot,
+        zplot.read_zplot,
+        (".z",),
+    ),
+    Format(
+        "z60w",
+        "spectra",
+        "Z60W text layout (Autolab / Scribner Z60)",
+        zplot.sniff_z60w,
+        zplot.read_z60w,
+        (".txt",),
+    ),
+    Format(
         "prime-csv",
         "samples",
         "PRIME INSTRUMENT FILE generic export (semicolon separated)",
@@ -54,6 +86,15 @@ FORMATS: list[Format] = [
         bdf.sniff_csv,
         bdf.read_csv_bdf,
         (".csv",),
+    ),
+    *(
+        Format(name, "spectra", what, eis_tables.sniffer(name), eis_tables.read_eis_table, ext)
+        for name, what, ext in (
+            ("chi-txt", "CH Instruments impedance text export", (".txt",)),
+            ("parstat-txt", "Parstat / VersaStudio impedance text export", (".txt",)),
+            ("autolab-txt", "Nova (Autolab) impedance ASCII export", (".txt", ".csv")),
+            ("eis-table", "impedance text table with frequency, Z', Z'' named in a header", ()),
+        )
     ),
     Format(
         "eis-csv3",

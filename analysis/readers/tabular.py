@@ -26,6 +26,7 @@ class Table:
     header_line: int
     delimiter: str
     decimal_comma: bool = False
+    quote: str | None = '"'
 
 
 def split_lines(text: str) -> list[str]:
@@ -50,7 +51,7 @@ def _raw_table(path: str | Path, lines: list[str], table: Table) -> pl.DataFrame
             separator=table.delimiter,
             infer_schema=False,
             truncate_ragged_lines=True,
-            quote_char='"',
+            quote_char=table.quote,
         )
     except (pl.exceptions.ComputeError, pl.exceptions.NoDataError) as exc:
         raise ReaderError(
@@ -195,6 +196,7 @@ def match_columns(
     """Map each header name to its (vendor name, Col); warn about unknown non-empty names."""
     lookup = {key(name): (name, col) for name, col in cmap.items()}
     targets = valid_targets(kind)
+    other_targets = valid_targets("spectra" if kind == "samples" else "samples") - targets
     out: dict[str, tuple[str, Col]] = {}
     taken: dict[str, str] = {}
     for name in header:
@@ -205,6 +207,8 @@ def match_columns(
             notes.warn(f"line {header_line + 1}: unknown column {name!r} skipped")
             continue
         col = lookup[k][1]
+        if col.target in other_targets:
+            continue  # a column of the other table (e.g. Z' in a cycling export): not ours
         if col.target not in targets:
             raise ReaderError(
                 path,
