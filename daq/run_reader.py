@@ -33,7 +33,9 @@ from cellbench.daq.run_files import (
     list_table,
 )
 
-_RETRIES = 200  # listings taken before a gap is reported as lost files (a seal takes < 1 s)
+# Listings taken (over about 1 s) before a gap is reported as lost files. A listing races a seal
+# only in the instant between readdir and open, so the next listing is consistent.
+_RETRIES = 30
 
 
 def load_meta(path: Path) -> RunMeta:
@@ -107,7 +109,7 @@ def snapshot(table_dir: Path) -> Snapshot:
             return Snapshot(chosen, frames, nxt)
         except (Gap, FileNotFoundError) as exc:
             last_error = exc
-            time.sleep(min(0.001 * attempt, 0.02))
+            time.sleep(min(0.002 * attempt, 0.05))
     raise StoreError(f"cannot assemble a consistent view: {last_error}")
 
 

@@ -387,7 +387,12 @@ class RunWriter:
 
     def _background(self) -> None:
         """fsync every ``fsync_interval_s``; seal every ``seal_interval_s`` or when large."""
-        while not self._stop.wait(self.fsync_interval_s):
+        tick = time.monotonic()
+        while True:
+            # Ticks on a fixed schedule, so time spent in fsync or sealing does not stretch it.
+            tick = max(tick + self.fsync_interval_s, time.monotonic() - self.fsync_interval_s)
+            if self._stop.wait(max(0.0, tick - time.monotonic())):
+                return
             self._sync_all()
             due = time.monotonic() - self._last_seal >= self.seal_interval_s
             with self._lock:
@@ -572,7 +577,8 @@ def repair_files(path: Path) -> Repair:
             fresh = [f for f in scan.frames if f.seq >= nxt]
             if not fresh:  # empty, or sealed already (crash before the delete)
                 remove_durably([jr.path])
-                removed.append(jr.path)
+                if scan.frames:
+                    removed.append(jr.path)
                 continue
             if fresh[0].seq != nxt:
                 raise StoreError(
