@@ -1,0 +1,232 @@
+"""``cellbench runs ...``: list, inspect, export and repair recorded run folders.
+
+Output is a rich table on a terminal and plain aligned text otherwise (pipes, logs, tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+
+from cellbench.analysis import schema
+from cellbench.analysis.errors import CellbenchError
+from cellbench.daq.store import RunInfo, StoreError, list_runs, open_run, reopen_run
+
+EXPORT_FORMATS = ("parquet", "csv")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "runs",
+        help="list, show, export and repair recorded runs",
+        description="Inspect run folders written by cellbench (also while they are being written).",
+    )
+    runs_sub = parser.add_subparsers(dest="runs_command", metavar="ACTION")
+    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
+
+    p = runs_sub.add_parser(
+        "list",
+        help="one line per run folder in DIR",
+        description="List the runs in DIR: id, status, start and end (UTC), rows per table, cell.",
+    )
+    p.add_argument("dir", type=Path, metavar="DIR", help="folder holding run folders")
+    p.set_defaults(func=cmd_list)
+
+    p = runs_sub.add_parser(
+        "show",
+        help="metadata, row counts, time span and events of one run",
+        description="Show a run's run.json, row counts, time span, channels and events summary.",
+    )
+    p.add_argument("run", type=Path, metavar="RUN", help="run folder")
+    p.set_defaults(func=cmd_show)
+
+    p = runs_sub.add_parser(
+        "export",
+        help="write a run's tables as Parquet or CSV files",
+        description=(
+            "Write tables of RUN to OUT/<run id>_<table>.<format>. The run may be live: the "
+            "export holds the rows recorded so far."
+        ),
+    )
+    p.add_argument("run", type=Path, metavar="RUN", help="run folder")
+    p.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="file format")
+    p.add_argument("--out", type=Path, default=Path("."), help="output folder (default: .)")
+    p.add_argument(
+        "--table", default="all", choices=(*schema.TABLES, "all"), help="table (default: all)"
+    )
+    p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    p.set_defaults(func=cmd_export)
+
+    p = runs_sub.add_parser(
+        "repair",
+        help="recover a run whose writer died and close it as interrupted",
+        description=(
+            "Recover RUN after a crash (truncate a torn journal tail, remove temporary files, seal "
+            "the journal) and close it with status 'interrupted'. Refused while a writer is live."
+        ),
+    )
+    p.add_argument("run", type=Path, metavar="RUN", help="run folder")
+    p.set_defaults(func=cmd_repair)
+
+
+# ---------------------------------------------------------------------------------- output
+
+
+def print_table(
+    headers: Sequence[str], rows: Sequence[Sequence[object]], *, title: str | None = None
+) -> None:
+    """A rich table on a terminal; plain text with columns aligned by spaces otherwise."""
+    cells = [["" if v is None else str(v) for v in row] for row in rows]
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*headers, title=title)
+        for row in cells:
+            table.add_row(*row)
+        Console().print(table)
+        return
+    if title:
+        print(title)
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    for row in [list(headers), *cells]:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _status(info_status: str, live: bool) -> str:
+    if info_status == "running" and not live:
+        return "running (no writer: crashed? see 'runs repair')"
+    return info_status
+
+
+def _cell(meta_cell: schema.Cell) -> str:
+    parts = [p for p in (meta_cell.name, meta_cell.chemistry) if p]
+    if meta_cell.area_cm2 is not None:
+        parts.append(f"{meta_cell.area_cm2:g} cm2")
+    return ", ".join(parts)
+
+
+def _when(iso: str | None) -> str:
+    return "" if not iso else iso.replace("T", " ").removesuffix("Z")[:19]
+
+
+# -------------------------------------------------------------------------------- commands
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    runs: list[RunInfo] = list_runs(args.dir)
+    if not runs:
+        print(f"no runs in {args.dir}")
+        return 0
+    rows = [
+        (
+            r.path.name if r.path.name == r.meta.run_id else f"{r.meta.run_id} ({r.path.name})",
+            _status(r.meta.status, r.writer_active),
+            _when(r.meta.start_time),
+            _when(r.meta.end_time),
+            r.rows["samples"],
+            r.rows["spectra"],
+            r.rows["events"],
+            _cell(r.meta.cell),
+        )
+        for r in runs
+    ]
+    headers = ("run", "status", "start (UTC)", "end (UTC)", "samples", "spectra", "events", "cell")
+    print_table(headers, rows)
+    return 0
+
+
+def _span(df: pl.DataFrame) -> tuple[float, float] | None:
+    t = df["test_time_second"].drop_nulls()
+    return (float(t.min()), float(t.max())) if t.len() else None
+
+
+def _hms(seconds: float) -> str:
+    s = round(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    reader = open_run(args.run)
+    meta = reader.meta
+    live = reader.writer_active()
+    counts = reader.tables()
+    info: list[tuple[str, object]] = [
+        ("run id", meta.run_id),
+        ("folder", reader.path),
+        ("status", _status(meta.status, live)),
+        ("start (UTC)", _when(meta.start_time)),
+        ("end (UTC)", _when(meta.end_time)),
+        ("protocol", meta.protocol.get("name", "") if meta.protocol else ""),
+        ("station", meta.station.get("name", "") if meta.station else ""),
+        ("software", meta.software_version),
+    ]
+    cell = meta.cell
+    for key in ("name", "chemistry", "area_cm2", "thickness_cm", "active_mass_g"):
+        value = getattr(cell, key)
+        if value not in (None, ""):
+            info.append((f"cell {key}", value))
+    if cell.nominal_capacity_ah is not None:
+        info.append(("cell nominal_capacity_ah", cell.nominal_capacity_ah))
+    for table, n in counts.items():
+        info.append((f"{table} rows", n))
+    samples = reader.scan("samples").select("channel", "test_time_second").collect()
+    if (span := _span(samples)) is not None:
+        info.append(("time span", f"{span[0]:g} .. {span[1]:g} s ({_hms(span[1] - span[0])})"))
+        channels = sorted(samples["channel"].unique().to_list())
+        info.append(("channels", ", ".join(channels)))
+    if counts["spectra"]:
+        sweeps = reader.scan("spectra").select("channel", "sweep_index").unique().collect()
+        info.append(("EIS sweeps", sweeps.height))
+    if meta.ground_truth:
+        info.append(("ground truth", json.dumps(meta.ground_truth, sort_keys=True)))
+    print_table(("field", "value"), info, title=f"run {meta.run_id}")
+
+    events = reader.read("events")
+    if events.height:
+        print()
+        summary = (
+            events.group_by("kind", "severity")
+            .agg(pl.len().alias("count"), pl.col("message").last().alias("last message"))
+            .sort("kind", "severity")
+        )
+        print_table(summary.columns, summary.rows(), title="events")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    reader = open_run(args.run)
+    tables = schema.TABLES if args.table == "all" else (args.table,)
+    out: Path = args.out
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CellbenchError(f"{out}: cannot create output folder: {exc.strerror}") from None
+    targets = {t: out / f"{reader.meta.run_id}_{t}.{args.format}" for t in tables}
+    existing = [str(p) for p in targets.values() if p.exists()]
+    if existing and not args.force:
+        raise CellbenchError(f"{existing[0]} exists; use --force to overwrite")
+    for table, target in targets.items():
+        lazy = reader.scan(table)
+        rows = lazy.select(pl.len()).collect().item()
+        if args.format == "parquet":
+            lazy.sink_parquet(target, compression="zstd")
+        else:
+            lazy.sink_csv(target)
+        print(f"{target}  ({rows} rows)")
+    return 0
+
+
+def cmd_repair(args: argparse.Namespace) -> int:
+    before = open_run(args.run).meta.status
+    if before != "running":
+        raise StoreError(f"{args.run}: status is {before!r}; only a 'running' run needs repair")
+    writer = reopen_run(args.run)
+    writer.close("interrupted")
+    print(f"{args.run}: recovered; status interrupted ({open_run(args.run).tables()})")
+    return 0
