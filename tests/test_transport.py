@@ -182,7 +182,7 @@ def test_reconnect_gives_up_when_instrument_stays_away(server):
 def test_open_refused_port_is_connection_error():
     with EchoServer() as srv:
         address = srv.address
-    with pytest.raises(InstrumentConnectionError, match="127.0.0.1"):
+    with pytest.raises(InstrumentConnectionError, match=r"127\.0\.0\.1"):
         open_transport(address, timeout_s=TIMEOUT)
 
 
