@@ -1,0 +1,520 @@
+"""Complex non-linear least-squares fitting of equivalent circuits to impedance spectra.
+
+The residual vector stacks real and imaginary parts, each divided by its standard deviation
+``sigma``::
+
+    r = [ (Z'_model - Z'_data) / sigma' ,  (Z''_model - Z''_data) / sigma'' ]
+
+with the weighting
+
+- ``unit``:         sigma' = sigma'' = 1 ohm (the default of impedance.py and of ``curve_fit``);
+- ``modulus``:      sigma' = sigma'' = |Z_data| (impedance.py's ``weight_by_modulus=True``);
+- ``proportional``: sigma' = |Z'_data|, sigma'' = |Z''_data| (Boukamp), each floored at
+  1e-3 |Z_data| so that points where a component crosses zero do not dominate.
+
+``chi2 = sum(r**2)`` is the quantity minimised; with the same weighting it is the same number that
+impedance.py's fit minimises, so the two are directly comparable. ``reduced_chi2 = chi2 / (2N - k)``
+for N frequencies and k free parameters. ``aic = 2N ln(chi2 / 2N) + 2k`` and
+``bic = 2N ln(chi2 / 2N) + k ln(2N)`` (Gaussian errors of unknown common variance).
+
+Each parameter is fitted in a transformed coordinate so that the optimiser sees numbers of order
+one: ln(p - lo) when only a lower bound is set (every resistance, capacitance, inductance, ... is
+positive by default), a logit between two finite bounds (CPE exponents in [0, 1]), p itself when
+unbounded. So R ~ 1e9 ohm beside C ~ 1e-12 F and L ~ 1e-7 H converge from the same start. The
+Jacobian is analytic (:mod:`cellbench.analysis.circuits`) and MINPACK's Levenberg-Marquardt does
+the minimisation. Standard errors come from the covariance ``s^2 (J^T J)^-1`` in the natural
+parameters with ``s^2 = reduced_chi2`` (as ``curve_fit`` with ``absolute_sigma=False``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from cellbench.analysis.circuits import Circuit, CircuitError, parse_circuit
+from cellbench.analysis.errors import CellbenchError
+
+WEIGHTS = ("unit", "proportional", "modulus")
+POORLY_DETERMINED_REL_STDERR = 0.25
+
+
+class FitError(CellbenchError, ValueError):
+    """Input that a fit cannot run on (too few points, bad weights, bad bounds)."""
+
+
+# ----------------------------------------------------------------------------------- data
+
+
+def clean_spectrum(
+    frequency_hz, z, *, drop_positive_imag: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Finite points with f > 0, sorted high to low; optionally without points where Z'' > 0."""
+    f = np.asarray(frequency_hz, dtype=float).ravel()
+    zz = np.asarray(z, dtype=complex).ravel()
+    if f.shape != zz.shape:
+        raise FitError(f"frequency ({f.size}) and impedance ({zz.size}) differ in length")
+    ok = np.isfinite(f) & np.isfinite(zz.real) & np.isfinite(zz.imag) & (f > 0)
+    if drop_positive_imag:
+        ok &= zz.imag <= 0
+    f, zz = f[ok], zz[ok]
+    order = np.argsort(-f, kind="stable")
+    return f[order], zz[order]
+
+
+def sigmas(z: np.ndarray, weight: str) -> tuple[np.ndarray, np.ndarray]:
+    """Standard deviations (sigma', sigma'') / ohm of real and imaginary parts (module doc)."""
+    if weight == "unit":
+        one = np.ones(z.size)
+        return one, one
+    mag = np.abs(z)
+    if weight == "modulus":
+        return mag, mag
+    if weight == "proportional":
+        floor = 1e-3 * mag
+        return np.maximum(np.abs(z.real), floor), np.maximum(np.abs(z.imag), floor)
+    raise FitError(f"weight {weight!r} is not one of {WEIGHTS}")
+
+
+# ----------------------------------------------------------------------------------- transforms
+
+
+@dataclass(frozen=True)
+class _Transform:
+    """Maps a fitted coordinate u to the parameter p = lo + exp(u), hi - exp(u), logistic or u."""
+
+    lo: np.ndarray
+    hi: np.ndarray
+
+    def __post_init__(self):
+        lo_f, hi_f = np.isfinite(self.lo), np.isfinite(self.hi)
+        object.__setattr__(self, "kind_lower", lo_f & ~hi_f)
+        object.__setattr__(self, "kind_upper", ~lo_f & hi_f)
+        object.__setattr__(self, "kind_both", lo_f & hi_f)
+
+    def to_p(self, u: np.ndarray) -> np.ndarray:
+        p = u.copy()
+        m = self.kind_lower
+        p[m] = self.lo[m] + np.exp(np.minimum(u[m], 700))
+        m = self.kind_upper
+        p[m] = self.hi[m] - np.exp(np.minimum(u[m], 700))
+        m = self.kind_both
+        p[m] = self.lo[m] + (self.hi[m] - self.lo[m]) / (1 + np.exp(-np.clip(u[m], -700, 700)))
+        return p
+
+    def dp_du(self, u: np.ndarray, p: np.ndarray) -> np.ndarray:
+        d = np.ones_like(u)
+        m = self.kind_lower
+        d[m] = p[m] - self.lo[m]
+        m = self.kind_upper
+        d[m] = -(self.hi[m] - p[m])
+        m = self.kind_both
+        d[m] = (p[m] - self.lo[m]) * (self.hi[m] - p[m]) / (self.hi[m] - self.lo[m])
+        return d
+
+    def to_u(self, p: np.ndarray) -> np.ndarray:
+        # keep starting values strictly inside their bounds
+        span = np.where(self.kind_both, self.hi - self.lo, np.abs(p) + 1.0)
+        eps = 1e-9 * np.where(np.isfinite(span), span, 1.0)
+        p = np.clip(p, np.where(np.isfinite(self.lo), self.lo + eps, -np.inf), np.inf)
+        p = np.clip(p, -np.inf, np.where(np.isfinite(self.hi), self.hi - eps, np.inf))
+        u = p.copy()
+        m = self.kind_lower
+        u[m] = np.log(p[m] - self.lo[m])
+        m = self.kind_upper
+        u[m] = np.log(self.hi[m] - p[m])
+        m = self.kind_both
+        x = (p[m] - self.lo[m]) / (self.hi[m] - self.lo[m])
+        u[m] = np.log(x / (1 - x))
+        return u
+
+
+def default_bounds(circuit: Circuit) -> tuple[np.ndarray, np.ndarray]:
+    """(lower, upper) of every parameter: exponents in [0, 1], everything else > 0."""
+    lo = np.zeros(len(circuit.param_names))
+    hi = np.where(circuit.is_exponent, 1.0, np.inf)
+    return lo, hi
+
+
+# ----------------------------------------------------------------------------------- result
+
+
+@dataclass
+class FitResult:
+    """Outcome of one fit. Parameter dicts are keyed by name (``"R0"``, ``"CPE1.Q"``).
+
+    ``stderr`` is ``inf`` for a parameter the data do not constrain; fixed parameters have stderr
+    0 and are absent from ``covariance`` (which follows ``free`` order).
+    """
+
+    circuit: str
+    values: dict[str, float]
+    stderr: dict[str, float]
+    free: list[str]
+    fixed: dict[str, float]
+    covariance: np.ndarray
+    chi2: float
+    reduced_chi2: float
+    aic: float
+    bic: float
+    weight: str
+    n_points: int
+    frequency_hz: np.ndarray
+    z_data: np.ndarray
+    z_fit: np.ndarray
+    residuals: np.ndarray  # weighted residual vector r (2N,), real parts then imaginary parts
+    success: bool
+    message: str
+    nfev: int
+    initial: dict[str, float]
+    starts: int = 1
+    poorly_determined: list[str] = field(default_factory=list)
+
+    @property
+    def correlation(self) -> np.ndarray:
+        sd = np.sqrt(np.diag(self.covariance))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.covariance / np.outer(sd, sd)
+
+    @property
+    def relative_residuals(self) -> np.ndarray:
+        """(Z_fit - Z_data) / |Z_data|, complex."""
+        return (self.z_fit - self.z_data) / np.abs(self.z_data)
+
+    @property
+    def dof(self) -> int:
+        return 2 * self.n_points - len(self.free)
+
+    def combined(self, names: Sequence[str]) -> tuple[float, float]:
+        """Sum of several parameters and its standard error (with their covariances)."""
+        value = float(sum(self.values[n] for n in names))
+        idx = [self.free.index(n) for n in names if n in self.free]
+        if not idx:
+            return value, 0.0
+        if any(not math.isfinite(self.stderr[self.free[i]]) for i in idx):
+            return value, math.inf
+        var = float(self.covariance[np.ix_(idx, idx)].sum())
+        return value, math.sqrt(max(var, 0.0))
+
+    def predict(self, frequency_hz) -> np.ndarray:
+        """Z / ohm of the fitted circuit at ``frequency_hz``."""
+        c = parse_circuit(self.circuit)
+        return c.impedance(self.values, frequency_hz)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (non-finite numbers become None)."""
+
+        def num(x: float) -> float | None:
+            return float(x) if math.isfinite(x) else None
+
+        return {
+            "circuit": self.circuit,
+            "parameters": {
+                n: {"value": num(v), "stderr": num(self.stderr[n]), "fixed": n in self.fixed}
+                for n, v in self.values.items()
+            },
+            "chi2": num(self.chi2),
+            "reduced_chi2": num(self.reduced_chi2),
+            "aic": num(self.aic),
+            "bic": num(self.bic),
+            "weight": self.weight,
+            "n_points": self.n_points,
+            "success": self.success,
+            "poorly_determined": list(self.poorly_determined),
+            "correlation": {
+                "parameters": list(self.free),
+                "matrix": [[num(x) for x in row] for row in self.correlation.tolist()],
+            },
+        }
+
+
+# ----------------------------------------------------------------------------------- fitting
+
+
+def _as_bounds(circuit: Circuit, bounds: Mapping[str, tuple[float, float]] | None):
+    lo, hi = default_bounds(circuit)
+    for name, (b_lo, b_hi) in (bounds or {}).items():
+        if name not in circuit.param_names:
+            raise CircuitError(f"bounds: {name!r} is not a parameter of {circuit.text!r}")
+        i = circuit.param_names.index(name)
+        lo[i] = -np.inf if b_lo is None else float(b_lo)
+        hi[i] = np.inf if b_hi is None else float(b_hi)
+        if not lo[i] < hi[i]:
+            raise FitError(f"bounds of {name!r}: lower {lo[i]} must be below upper {hi[i]}")
+    return lo, hi
+
+
+class _Problem:
+    """Residuals and Jacobian in the fitted coordinates, with the last evaluation cached."""
+
+    def __init__(self, circuit, f, z, weight, free_idx, p_full, transform):
+        self.c, self.f, self.z = circuit, f, z
+        s_re, s_im = sigmas(z, weight)
+        self.w = np.concatenate((1 / s_re, 1 / s_im))
+        self.free_idx = free_idx
+        self.p_full = p_full.copy()
+        self.tr = transform
+        self._key: bytes | None = None
+
+    def _eval(self, u):
+        key = u.tobytes()
+        if key != self._key:
+            p = self.p_full.copy()
+            p[self.free_idx] = self.tr.to_p(u)
+            zm, jac = self.c.impedance_and_jacobian(p, self.f)
+            d = zm - self.z
+            self._r = np.concatenate((d.real, d.imag)) * self.w
+            jf = jac[self.free_idx]
+            dpu = self.tr.dp_du(u, p[self.free_idx])
+            self._jnat = np.hstack((jf.real, jf.imag)).T * self.w[:, None]
+            self._ju = self._jnat * dpu[None, :]
+            self._p = p
+            self._zm = zm
+            self._key = key
+        return self
+
+    def residuals(self, u):
+        return self._eval(u)._r
+
+    def jacobian(self, u):
+        return self._eval(u)._ju
+
+
+def _covariance(jnat: np.ndarray, p_free: np.ndarray, s2: float) -> np.ndarray:
+    """s2 (J^T J)^-1 computed on columns scaled by |p|; directions the data do not fix -> inf."""
+    scale = np.where(p_free != 0, np.abs(p_free), 1.0)
+    js = jnat * scale[None, :]
+    _, sv, vt = np.linalg.svd(js, full_matrices=False)
+    k = sv.size
+    if k == 0:
+        return np.zeros((0, 0))
+    tol = sv[0] * max(js.shape) * np.finfo(float).eps * 10
+    good = sv > tol
+    cov = (vt[good].T / sv[good] ** 2) @ vt[good] * s2
+    cov = cov * np.outer(scale, scale)
+    if not good.all():  # parameters that take part in a null direction are not determined
+        null = np.any(np.abs(vt[~good]) > 1e-3, axis=0)
+        cov[null, :] = np.inf
+        cov[:, null] = np.inf
+    return cov
+
+
+def fit_circuit(
+    circuit: str | Circuit,
+    frequency_hz,
+    z,
+    *,
+    initial: Mapping[str, float] | None = None,
+    fixed: Mapping[str, float] | None = None,
+    bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
+    weight: str = "modulus",
+    multistart: bool = True,
+    max_starts: int = 8,
+    poorly_determined_rel_stderr: float = POORLY_DETERMINED_REL_STDERR,
+) -> FitResult:
+    """Fit ``circuit`` to one spectrum; no initial guess is needed.
+
+    ``frequency_hz`` / Hz and complex ``z`` / ohm (Z'' negative for capacitive). ``initial`` may
+    give some or all starting values (the rest are guessed from the data); ``fixed`` holds
+    parameters at given values; ``bounds`` maps names to (lower, upper), None for open. Without a
+    complete ``initial``, starts come from :func:`cellbench.analysis.eis_guess.initial_guesses`
+    and, while the fit stays poor, further starts are tried (``multistart``, up to ``max_starts``)
+    and the lowest chi2 kept. Parameters whose relative standard error exceeds
+    ``poorly_determined_rel_stderr`` are listed in ``poorly_determined``.
+    """
+    c = parse_circuit(circuit)
+    if weight not in WEIGHTS:
+        raise FitError(f"weight {weight!r} is not one of {WEIGHTS}")
+    f, zz = clean_spectrum(frequency_hz, z)
+    fixed = dict(fixed or {})
+    for name in (*fixed, *(initial or {})):
+        if name not in c.param_names:
+            raise CircuitError(
+                f"{name!r} is not a parameter of {c.text!r}; parameters: {list(c.param_names)}"
+            )
+    n_free = len(c.param_names) - len(fixed)
+    if 2 * f.size <= n_free:
+        raise FitError(
+            f"{f.size} points give {2 * f.size} residuals, not enough for {n_free} free parameters"
+        )
+    lo, hi = _as_bounds(c, bounds)
+    free_idx = np.array([i for i, n in enumerate(c.param_names) if n not in fixed], dtype=int)
+    tr = _Transform(lo[free_idx], hi[free_idx])
+
+    given = dict(initial or {})
+    noise_floor = 0.0
+    if all(n in given or n in fixed for n in c.param_names):
+        starts: Iterable[dict[str, float]] = [given]
+        multistart = False
+    else:
+        from cellbench.analysis.drt import drt
+        from cellbench.analysis.eis_guess import initial_guesses
+
+        d = drt(f, zz)
+        noise_floor = d.residual_rms
+        starts = ({**g, **given} for g in initial_guesses(c, f, zz, drt_result=d))
+
+    best: FitResult | None = None
+    tried = 0
+    for start in starts:
+        tried += 1
+        res = _fit_once(c, f, zz, start, fixed, weight, free_idx, tr, poorly_determined_rel_stderr)
+        if best is None or res.chi2 < best.chi2:
+            best = res
+        if not multistart or tried >= max_starts:
+            break
+        if _rms_relative(best) <= 1.08 * noise_floor + 1e-6:
+            break
+    assert best is not None
+    best.starts = tried
+    return best
+
+
+def _rq_blocks(c: Circuit) -> list[tuple[int, int, int | None]]:
+    """Top-level ``p(R, C)`` / ``p(R, CPE)`` blocks as (index of R, of C or Q, of n or None)."""
+    from cellbench.analysis.circuits import Element, Parallel, Series
+
+    items = list(c.root.children) if isinstance(c.root, Series) else [c.root]
+    names = c.param_names
+    out = []
+    for it in items:
+        if not isinstance(it, Parallel) or len(it.children) != 2:
+            continue
+        if not all(isinstance(ch, Element) for ch in it.children):
+            continue
+        kinds = {ch.kind: ch for ch in it.children}
+        if "R" in kinds and "CPE" in kinds:
+            q = kinds["CPE"]
+            out.append(
+                (
+                    names.index(kinds["R"].name),
+                    names.index(f"{q.name}.Q"),
+                    names.index(f"{q.name}.n"),
+                )
+            )
+        elif "R" in kinds and "C" in kinds:
+            out.append((names.index(kinds["R"].name), names.index(kinds["C"].name), None))
+    return out
+
+
+def canonical_arc_order(
+    c: Circuit, p: np.ndarray, *, movable: set[int] | None = None, lo=None, hi=None
+) -> np.ndarray | None:
+    """Parameters with like arc blocks (all ``p(R,CPE)``, or all ``p(R,C)``) relabelled so that
+    their time constants grow along the circuit (high frequency first, the convention the guesses
+    and readers of a circuit assume). Two such blocks can swap values without changing Z; without
+    a rule, which block holds which arc would be arbitrary. None when nothing moves (or a block
+    has a fixed parameter)."""
+    blocks = _rq_blocks(c)
+    changed = False
+    out = p.copy()
+    for with_n in (True, False):
+        group = [b for b in blocks if (b[2] is not None) == with_n]
+        if len(group) < 2:
+            continue
+        idx = [i for b in group for i in b if i is not None]
+        if movable is not None and not set(idx) <= movable:
+            continue
+        taus = []
+        for ir, iq, i_n in group:
+            n = p[i_n] if i_n is not None else 1.0
+            taus.append((p[ir] * p[iq]) ** (1 / n) if n > 0 else np.inf)
+        order = np.argsort(taus, kind="stable")
+        if np.all(order == np.arange(len(group))):
+            continue
+        for dst, src in zip(group, (group[k] for k in order), strict=True):
+            for i_dst, i_src in zip(dst, src, strict=True):
+                if i_dst is not None:
+                    out[i_dst] = p[i_src]
+        changed = True
+    return out if changed else None
+
+
+def _rms_relative(res: FitResult) -> float:
+    rr = res.relative_residuals
+    return float(np.sqrt(np.mean(rr.real**2 + rr.imag**2) / 2))
+
+
+def _fit_once(c, f, zz, start, fixed, weight, free_idx, tr, rel_limit) -> FitResult:
+    names = c.param_names
+    p_full = np.array([float(fixed.get(n, start.get(n, np.nan))) for n in names])
+    if not np.all(np.isfinite(p_full)):
+        missing = [n for n, v in zip(names, p_full, strict=True) if not math.isfinite(v)]
+        raise FitError(f"no starting value for {missing}")
+    prob = _Problem(c, f, zz, weight, free_idx, p_full, tr)
+    u0 = tr.to_u(p_full[free_idx])
+    if free_idx.size:
+        sol = least_squares(
+            prob.residuals,
+            u0,
+            jac=prob.jacobian,
+            method="lm",
+            x_scale=1.0,
+            ftol=1e-10,
+            xtol=1e-10,
+            gtol=1e-10,
+            max_nfev=200 * (free_idx.size + 1),
+        )
+        u, success, message, nfev = sol.x, bool(sol.success), str(sol.message), int(sol.nfev)
+    else:
+        u, success, message, nfev = u0, True, "all parameters fixed", 1
+    prob._eval(u)
+    ordered = canonical_arc_order(c, prob._p, movable=set(free_idx.tolist()), lo=tr.lo, hi=tr.hi)
+    if ordered is not None:
+        u = tr.to_u(ordered[free_idx])
+        prob._eval(u)
+    p = prob._p
+    r = prob._r
+    chi2 = float(r @ r)
+    m, k = r.size, free_idx.size
+    dof = max(m - k, 1)
+    cov = _covariance(prob._jnat, p[free_idx], chi2 / dof)
+    sd = np.sqrt(np.clip(np.diag(cov), 0, None)) if k else np.zeros(0)
+    free_names = [names[i] for i in free_idx]
+    stderr = dict.fromkeys(names, 0.0)
+    stderr.update(zip(free_names, sd.tolist(), strict=True))
+    values = dict(zip(names, p.tolist(), strict=True))
+    poorly = [
+        n
+        for n in free_names
+        if not math.isfinite(stderr[n])
+        or (values[n] != 0 and stderr[n] / abs(values[n]) > rel_limit)
+    ]
+    log_term = m * math.log(chi2 / m) if chi2 > 0 else -math.inf
+    return FitResult(
+        circuit=c.text,
+        values=values,
+        stderr=stderr,
+        free=free_names,
+        fixed={n: values[n] for n in fixed},
+        covariance=cov,
+        chi2=chi2,
+        reduced_chi2=chi2 / dof,
+        aic=log_term + 2 * k,
+        bic=log_term + k * math.log(m),
+        weight=weight,
+        n_points=f.size,
+        frequency_hz=f,
+        z_data=zz,
+        z_fit=prob._zm.copy(),
+        residuals=r.copy(),
+        success=success,
+        message=message,
+        nfev=nfev,
+        initial={n: float(start.get(n, fixed.get(n, np.nan))) for n in names},
+        poorly_determined=poorly,
+    )
+
+
+def chi2_of(circuit: str | Circuit, params, frequency_hz, z, *, weight: str = "unit") -> float:
+    """chi2 (as defined in this module) of given parameter values on a spectrum, e.g. a published
+    fit, so that it can be compared with :func:`fit_circuit`'s."""
+    c = parse_circuit(circuit)
+    f, zz = clean_spectrum(frequency_hz, z)
+    s_re, s_im = sigmas(zz, weight)
+    d = c.impedance(params, f) - zz
+    return float(np.sum((d.real / s_re) ** 2 + (d.imag / s_im) ** 2))
