@@ -229,7 +229,7 @@ def test_params_errors_name_the_problem(tmp_path):
         load_cell_params(tmp_path / "absent.toml")
     bad = tmp_path / "bad.toml"
     bad.write_text("area_cm2 = = 1\n")
-    with pytest.raises(CellParamsError, match="bad.toml"):
+    with pytest.raises(CellParamsError, match=r"bad\.toml"):
         load_cell_params(bad)
 
 
