@@ -1,0 +1,278 @@
+"""Simulated Hioki IM3590 impedance analyzer and BT3562 battery tester on a pseudo-terminal.
+
+Both speak the instruments' serial command sets (see :mod:`cellbench.drivers.hioki_im3590` and
+:mod:`cellbench.drivers.hioki_bt3562`) with CR+LF, long and short header forms, ``;``-joined
+messages and the IEEE 488.2 common commands, using the command table of
+:class:`~cellbench.drivers.sim.scpi_server.ScpiServer` as interpreter (no socket is opened).
+A rejected command sets the command-error bit of ``*ESR?`` as the real instruments do.
+
+Faults: ``over_range`` makes the next measurement reply the over-range marker; ``error_queue``
+makes the next command fail as rejected (``*ESR?`` command-error bit; a rejected query sends no
+reply); the wire faults come from :class:`~cellbench.drivers.sim.serial_server.SerialSimulator`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from cellbench.drivers.sim.scpi_server import (
+    ScpiError,
+    ScpiServer,
+    parse_bool,
+    parse_choice,
+    parse_number,
+)
+from cellbench.drivers.sim.serial_server import SerialSimulator
+
+IM3590_OVER_RANGE = "9.9999E+19"
+BT3562_OVER_RANGE = "+9.9999E+37"
+
+
+def nr3(value: float) -> str:
+    """Hioki NR3 number: ``1.23456E+01``."""
+    return f"{value:.5E}"
+
+
+class _HiokiSerial(SerialSimulator):
+    """Common part: a SCPI command interpreter behind the serial line."""
+
+    line_end = b"\r\n"
+    command_end = b"\n"
+    idn = "HIOKI,SIMULATED,000000000,V1.00"
+
+    def __init__(self, cell, *, noise_rel: float = 1e-3, **kwargs):
+        super().__init__(cell, **kwargs)
+        self.noise_rel = float(noise_rel)
+        self.commands = ScpiServer(name=self.name, faults=self.faults)
+        self.commands.idn = self.idn
+        self.commands.add_command(":SYSTem:HEADer", set=lambda a, n: None, get=lambda a, n: "OFF")
+        self.commands.add_command(":HEADer", set=lambda a, n: None, get=lambda a, n: "OFF")
+
+    def handle(self, line: str) -> str | None:
+        if not line.strip():
+            return None
+        if self.faults.take("error_queue", line) is not None:
+            self.commands.push_error(-100, f"Command error;{line}")
+            return None
+        return self.commands.handle_line(line)
+
+    def _noisy(self, z: complex) -> complex:
+        """Multiplicative complex noise of relative size ``noise_rel`` (seeded by the cell)."""
+        if self.noise_rel <= 0:
+            return z
+        with self.cell.lock:
+            n = self.cell.rng.normal(0.0, self.noise_rel, 2)
+        return z * complex(1.0 + n[0], n[1])
+
+
+class IM3590Simulator(_HiokiSerial):
+    """Hioki IM3590 in LCR mode: ``:FREQuency``, ``:PARameter1..4``, ``:LEVel``, ``:DCBias``,
+    ``:MEASure?`` on the shared cell."""
+
+    driver = "im3590"
+    idn = "HIOKI,IM3590,250123456,V2.01"
+    #: What ``:PARameter#`` accepts (upper case spellings) -> canonical name.
+    PARAMETERS = {
+        p: p for p in ("Z", "Y", "RS", "RP", "X", "G", "B", "CS", "CP", "LS", "LP", "D", "Q", "OFF")
+    } | {"PHAS": "PHAS", "PHASE": "PHAS"}
+
+    def __init__(self, cell, **kwargs):
+        super().__init__(cell, **kwargs)
+        self.frequency_hertz = 1000.0
+        self.parameters = ["Z", "OFF", "PHAS", "OFF"]
+        self.level_mode = "V"
+        self.levels = {"V": 1.0, "CV": 1.0, "CC": 1e-3}
+        self.dc_bias_on = False
+        self.dc_bias_volt = 0.0
+        self.mode = "LCR"
+        c = self.commands
+
+        def set_freq(args, n):
+            self.frequency_hertz = parse_number(args, minimum=1e-3, maximum=200e3, default=1e3)
+
+        c.add_command(":FREQuency", set=set_freq, get=lambda a, n: nr3(self.frequency_hertz))
+
+        def parameter_index(n) -> int:
+            if not 1 <= n[0] <= 4:
+                raise ScpiError(-114, "Header suffix out of range")
+            return n[0] - 1
+
+        def set_par(args, n):
+            self.parameters[parameter_index(n)] = parse_choice(args, self.PARAMETERS)
+
+        c.add_command(
+            ":PARameter#", set=set_par, get=lambda a, n: self.parameters[parameter_index(n)]
+        )
+
+        def set_mode(args, n):
+            self.mode = parse_choice(
+                args,
+                {
+                    "LCR": "LCR",
+                    "ANAL": "ANALYZER",
+                    "ANALYZER": "ANALYZER",
+                    "CONT": "CONTINUOUS",
+                    "CONTINUOUS": "CONTINUOUS",
+                },
+            )
+
+        c.add_command(":MODE", set=set_mode, get=lambda a, n: self.mode)
+
+        def set_level_mode(args, n):
+            self.level_mode = parse_choice(args, {"V": "V", "CV": "CV", "CC": "CC"})
+
+        c.add_command(":LEVel", set=set_level_mode, get=lambda a, n: self.level_mode)
+        for key, pattern, low, high in (
+            ("V", ":LEVel:VOLTage", 5e-3, 5.0),
+            ("CV", ":LEVel:CVOLTage", 5e-3, 5.0),
+            ("CC", ":LEVel:CCURRent", 10e-6, 50e-3),
+        ):
+            c.add_command(
+                pattern,
+                set=lambda a, n, key=key, low=low, high=high: self.levels.__setitem__(
+                    key, parse_number(a, minimum=low, maximum=high)
+                ),
+                get=lambda a, n, key=key: nr3(self.levels[key]),
+            )
+
+        def set_bias(args, n):
+            self.dc_bias_on = parse_bool(args)
+
+        c.add_command(":DCBias", set=set_bias, get=lambda a, n: "ON" if self.dc_bias_on else "OFF")
+
+        def set_bias_level(args, n):
+            self.dc_bias_volt = parse_number(args, minimum=-2.5, maximum=2.5)
+
+        c.add_command(":DCBias:LEVel", set=set_bias_level, get=lambda a, n: nr3(self.dc_bias_volt))
+        c.add_command(":MEASure", get=lambda a, n: self.measure(), locked=False)
+
+    def measure(self) -> str:
+        if self.mode != "LCR":
+            raise ScpiError(-200, "Execution error;not in LCR mode")
+        f = self.frequency_hertz
+        # measurement time: at least two periods of the signal, and the instrument's minimum
+        self.cell.clock.sleep(max(2.0 / f, 5e-3))
+        if self.faults.take("over_range", ":MEAS?") is not None:
+            return ",".join(IM3590_OVER_RANGE for p in self.parameters if p != "OFF")
+        z = self._noisy(complex(self.cell.impedance(np.array([f]))[0]))
+        values = [self._value(p, z, f) for p in self.parameters if p != "OFF"]
+        return ",".join(nr3(v) for v in values)
+
+    @staticmethod
+    def _value(parameter: str, z: complex, f: float) -> float:
+        w = 2 * math.pi * f
+        y = 1 / z
+        return {
+            "Z": abs(z),
+            "Y": abs(y),
+            "PHAS": math.degrees(math.atan2(z.imag, z.real)),
+            "RS": z.real,
+            "X": z.imag,
+            "RP": 1 / y.real if y.real else math.inf,
+            "G": y.real,
+            "B": y.imag,
+            "CS": -1 / (w * z.imag) if z.imag else math.inf,
+            "CP": y.imag / w,
+            "LS": z.imag / w,
+            "LP": -1 / (w * y.imag) if y.imag else math.inf,
+            "D": abs(z.real / z.imag) if z.imag else math.inf,
+            "Q": abs(z.imag / z.real) if z.real else math.inf,
+        }[parameter]
+
+
+class BT3562Simulator(_HiokiSerial):
+    """Hioki BT3562: AC resistance at 1 kHz (the real part of the cell's impedance) and voltage."""
+
+    driver = "bt3562"
+    idn = "HIOKI,BT3562,250654321,V1.10"
+    RESISTANCE_RANGES = (3e-3, 30e-3, 300e-3, 3.0, 30.0, 300.0, 3000.0)
+    VOLTAGE_RANGES = (6.0, 60.0)
+    #: Readings up to this fraction of full scale are displayed; beyond: OvrRng.
+    FULL_SCALE = 1.05
+
+    def __init__(self, cell, **kwargs):
+        super().__init__(cell, **kwargs)
+        self.function = "RV"
+        self.auto_range = True
+        self.resistance_range = 3.0
+        self.voltage_range = 6.0
+        self.sample_rate = "MED"
+        self.continuous = True
+        c = self.commands
+        c.add_command(":FUNCtion", set=self._set_function, get=lambda a, n: self.function)
+        c.add_command(
+            ":RESistance:RANGe",
+            set=self._set_res_range,
+            get=lambda a, n: nr3(self.resistance_range),
+        )
+        c.add_command(
+            ":VOLTage:RANGe", set=self._set_volt_range, get=lambda a, n: nr3(self.voltage_range)
+        )
+        c.add_command(
+            ":AUTorange",
+            set=lambda a, n: setattr(self, "auto_range", parse_bool(a)),
+            get=lambda a, n: "ON" if self.auto_range else "OFF",
+        )
+        c.add_command(
+            ":SAMPle:RATE",
+            set=lambda a, n: setattr(
+                self,
+                "sample_rate",
+                parse_choice(
+                    a,
+                    {
+                        "EXF": "EXF",
+                        "EXFAST": "EXF",
+                        "FAST": "FAST",
+                        "MED": "MED",
+                        "MEDIUM": "MED",
+                        "SLOW": "SLOW",
+                    },
+                ),
+            ),
+            get=lambda a, n: self.sample_rate,
+        )
+        c.add_command(
+            ":INITiate:CONTinuous",
+            set=lambda a, n: setattr(self, "continuous", parse_bool(a)),
+            get=lambda a, n: "ON" if self.continuous else "OFF",
+        )
+        c.add_command(":READ", get=lambda a, n: self.read(), locked=False)
+        c.add_command(":FETCh", get=lambda a, n: self.read(), locked=False)
+
+    def _set_function(self, args, n):
+        self.function = parse_choice(
+            args, {"RV": "RV", "RES": "RES", "RESISTANCE": "RES", "VOLT": "VOLT", "VOLTAGE": "VOLT"}
+        )
+
+    def _set_res_range(self, args, n):
+        value = parse_number(args)
+        match = [r for r in self.RESISTANCE_RANGES if abs(r - value) <= 1e-9 * r]
+        if not match:
+            raise ScpiError(-222, f"Data out of range;{args}")
+        self.resistance_range = match[0]
+
+    def _set_volt_range(self, args, n):
+        value = parse_number(args)
+        if value not in self.VOLTAGE_RANGES:
+            raise ScpiError(-222, f"Data out of range;{args}")
+        self.voltage_range = value
+
+    def read(self) -> str:
+        self.cell.clock.sleep(
+            {"EXF": 0.004, "FAST": 0.012, "MED": 0.035, "SLOW": 0.2}[self.sample_rate]
+        )
+        resistance = self._noisy(complex(self.cell.impedance(np.array([1000.0]))[0])).real
+        voltage, _ = self.cell.measure()
+        voltage += self.noise_rel * 1e-3 * float(self.cell.rng.normal())
+        over = self.faults.take("over_range", ":READ?") is not None
+        if not self.auto_range:
+            over |= resistance > self.FULL_SCALE * self.resistance_range
+            over |= abs(voltage) > self.FULL_SCALE * self.voltage_range
+        else:
+            over |= resistance > self.FULL_SCALE * self.RESISTANCE_RANGES[-1]
+        r_text = BT3562_OVER_RANGE if over else nr3(resistance)
+        v_text = BT3562_OVER_RANGE if over and abs(voltage) > self.voltage_range else nr3(voltage)
+        return {"RV": f"{r_text},{v_text}", "RES": r_text, "VOLT": v_text}[self.function]
