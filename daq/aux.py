@@ -1,0 +1,109 @@
+"""Auxiliary readings (temperature, pressure) sampled by their own threads, on the sample timeline.
+
+A chamber or a pressure gauge is read every ``interval_s`` (simulated seconds on a scaled clock)
+by one thread per instrument. Each channel's samples carry the latest reading of the instruments
+that serve it; a reading older than ``stale_after_s`` is reported as missing (NaN) rather than
+repeated as if it were fresh. Run-wide temperature and pressure limits are checked on every
+reading here too, so a hot chamber aborts the run even while a channel sits in a long EIS sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cellbench.daq.link import Cancelled, InstrumentLink, InstrumentLost
+from cellbench.daq.protocol import Limits
+from cellbench.daq.safety import Breach, check
+from cellbench.drivers.sim.clock import ScaledClock
+
+log = logging.getLogger(__name__)
+
+TEMPERATURE = "temperature"
+PRESSURE = "pressure"
+
+
+@dataclass
+class Latest:
+    value: float = math.nan
+    time_s: float = -math.inf  # clock seconds of the reading
+
+
+class AuxSampler:
+    """One thread reading one auxiliary quantity from one instrument."""
+
+    def __init__(
+        self,
+        link: InstrumentLink,
+        quantity: str,
+        *,
+        clock: ScaledClock,
+        interval_s: float,
+        limits: Limits,
+        on_breach: Callable[[Breach, str], None],
+        on_lost: Callable[[BaseException, str], None],
+        stop: threading.Event,
+        stale_after_s: float | None = None,
+    ):
+        if quantity not in (TEMPERATURE, PRESSURE):
+            raise ValueError(f"unknown auxiliary quantity {quantity!r}")
+        self.link = link
+        self.quantity = quantity
+        self.clock = clock
+        self.interval_s = float(interval_s)
+        self.limits = limits
+        self.on_breach = on_breach
+        self.on_lost = on_lost
+        self.stop = stop
+        self.stale_after_s = stale_after_s if stale_after_s is not None else 5 * self.interval_s
+        self.latest = Latest()
+        self.thread = threading.Thread(
+            target=self._loop, name=f"cellbench-aux-{link.name}-{quantity}", daemon=True
+        )
+
+    def read_now(self) -> float:
+        """One reading, stored as the latest; raises the link's errors."""
+        drv = self.link.driver
+        fn = (
+            drv.read_temperature_celsius
+            if self.quantity == TEMPERATURE
+            else drv.read_pressure_megapascal
+        )
+        value = float(self.link.call(fn))
+        self.latest = Latest(value, self.clock.now())
+        return value
+
+    def value(self) -> float:
+        """Latest reading, NaN if none or stale."""
+        latest = self.latest
+        if self.clock.now() - latest.time_s > self.stale_after_s:
+            return math.nan
+        return latest.value
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _loop(self) -> None:
+        wall = self.clock.wall_seconds(self.interval_s)
+        while not self.stop.is_set():
+            try:
+                value = self.read_now()
+            except Cancelled:
+                return
+            except InstrumentLost as exc:
+                self.on_lost(exc, self.link.name)
+                return
+            except Exception as exc:
+                self.on_lost(exc, self.link.name)
+                return
+            breach = check(self.limits, **{_KW[self.quantity]: value})
+            if breach is not None:
+                self.on_breach(breach, self.link.name)
+                return
+            self.stop.wait(wall)
+
+
+_KW = {TEMPERATURE: "temperature_celsius", PRESSURE: "pressure_megapascal"}

@@ -1,0 +1,555 @@
+"""The acquisition engine: runs a protocol on every source channel of a station at once.
+
+Threads: one :class:`~cellbench.daq.runner.ChannelRunner` per source instrument (the only user of
+that connection), one :class:`~cellbench.daq.aux.AuxSampler` per auxiliary reading (chamber
+temperature, stack pressure), and the :class:`~cellbench.daq.recorder.Recorder` that batches rows
+to the run store and the live subscribers. The thread that calls :meth:`Engine.wait` (the main
+thread of ``cellbench run``) only supervises, so signal handlers run promptly.
+
+How a run ends:
+
+* every channel finished its protocol → ``completed``;
+* :meth:`Engine.stop` (Ctrl-C, SIGTERM, the GUI's stop button) → each channel stops at its next
+  sample, turns its output off → ``stopped``;
+* a safety limit breached (by any channel's sample or an auxiliary reading), an instrument that
+  stays unreachable past the fault timeout, an interlock, any unexpected error, or a failed write
+  to the store → every instrument of the run is put in its safe state at once (before the alarm
+  is even written), then the run is ``aborted``.
+
+Whatever the ending, every instrument gets ``safe_state()`` before the run is closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cellbench.analysis.schema import Cell, RunMeta
+from cellbench.daq import steps as st
+from cellbench.daq.aux import PRESSURE, TEMPERATURE, AuxSampler
+from cellbench.daq.link import InstrumentLink, Outage
+from cellbench.daq.live import LiveBus, LiveMessage, Subscriber, Subscription
+from cellbench.daq.protocol import Limits, Protocol
+from cellbench.daq.recorder import LatencyLog, Recorder
+from cellbench.daq.runner import ChannelIO, ChannelRunner, ChannelState, Checkpoint
+from cellbench.daq.safety import Breach, describe
+from cellbench.daq.station import DEFAULT_CHANNEL, Station, validate_run
+from cellbench.daq.store import RunWriter, create_run
+from cellbench.drivers.sim.clock import ScaledClock, WallClock
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FAULT_TIMEOUT_S = 60.0
+MIN_AUX_WALL_INTERVAL_S = 0.05  # never poll a chamber or gauge faster than this in wall time
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Tuning that a station may override (``[engine]`` table) — defaults suit a lab PC."""
+
+    fault_timeout_s: float = DEFAULT_FAULT_TIMEOUT_S  # wall s an instrument may be unreachable
+    retries: int = 2  # immediate retries before reconnecting
+    batch_interval_s: float = 0.25  # wall s between appends to the store
+    aux_interval_s: float | None = None  # s between auxiliary readings (default: sample interval)
+    stop_grace_s: float = 10.0  # wall s channels get to stop before outputs are forced off
+    fsync_interval_s: float = 1.0  # wall s between fsyncs (power-cut durability)
+    sample_interval_s: float | None = None  # overrides the protocol's (coarser trial runs)
+    max_loop_iterations: int | None = None  # caps every loop (a quick trial of a long protocol)
+
+    @classmethod
+    def from_station(cls, station: Station, **overrides: Any) -> EngineOptions:
+        """Defaults, then the station's ``[engine]`` table, then ``overrides`` (not None)."""
+        known = set(cls.__dataclass_fields__)
+        raw = dict(station.raw.get("engine", {}) or {})
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            where = station.path or "station"
+            raise st.EngineConfigError(
+                f"{where}: [engine] has unknown keys {unknown}; known: {sorted(known)}"
+            )
+        values = {**raw, **{k: v for k, v in overrides.items() if v is not None}}
+        return cls(**values)
+
+
+def _software_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cellbench")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def new_run_id(name: str = "run") -> str:
+    """``YYYYmmddTHHMMSSZ-<name>-<6 hex>``: sorts by start time, unique across lab PCs."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:40] or "run"
+    return f"{stamp}-{safe}-{uuid.uuid4().hex[:6]}"
+
+
+class Engine:
+    """Runs ``protocol`` on ``station``'s instruments and records to a new run under ``out_dir``.
+
+    ``instruments`` maps instrument name → an open driver (the engine opens them from the
+    station through the driver registry otherwise; ``addresses`` overrides station addresses,
+    e.g. with a simulator's). The engine closes only the drivers it opened.
+    """
+
+    def __init__(
+        self,
+        protocol: Protocol,
+        station: Station,
+        out_dir: Path | str,
+        *,
+        clock: ScaledClock | None = None,
+        instruments: Mapping[str, Any] | None = None,
+        addresses: Mapping[str, str] | None = None,
+        options: EngineOptions | None = None,
+        run_dir_name: str | None = None,
+        ground_truth: dict[str, Any] | None = None,
+        meta_extra: dict[str, Any] | None = None,
+        protocol_info: dict[str, Any] | None = None,
+        station_info: dict[str, Any] | None = None,
+        writer: RunWriter | None = None,
+        resume: Mapping[str, Checkpoint] | None = None,
+        test_time_offset_s: float = 0.0,
+        latency: LatencyLog | None = None,
+    ):
+        self.protocol = protocol
+        self.station = station
+        self.out_dir = Path(out_dir)
+        self.clock = clock or WallClock()
+        self.options = options or EngineOptions()
+        self.run_dir_name = run_dir_name
+        self.ground_truth = ground_truth
+        self.meta_extra = dict(meta_extra or {})
+        self.protocol_info = protocol_info or {}
+        self.station_info = station_info or {}
+        self._given = dict(instruments or {})
+        self._addresses = dict(addresses or {})
+        self._writer = writer
+        self._resume = dict(resume or {})
+        self._offset = float(test_time_offset_s)
+        self.latency = latency
+
+        self.bus = LiveBus()
+        self.stop_event = threading.Event()
+        self.stop_reason = ""
+        self.status_on_stop = "stopped"
+        self.limits: Limits = protocol.safety
+        self.sample_interval_s = self.options.sample_interval_s or protocol.sample_interval_second
+        self.status = "created"
+        self.runners: dict[str, ChannelRunner] = {}
+        self.links: dict[str, InstrumentLink] = {}
+        self.aux: list[AuxSampler] = []
+        self.recorder: Recorder | None = None
+        self.run_path: Path | None = None
+        self._opened: list[Any] = []
+        self._abort_lock = threading.Lock()
+        self._aborted = False
+        self._finished = threading.Event()
+        self._t0 = 0.0
+        self._unix0 = 0.0
+        self._link_channels: dict[str, list[str]] = {}
+
+    # --------------------------------------------------------------------- public, any thread
+
+    def subscribe(self, target: Subscriber) -> Subscription:
+        """Live batches and events: a callable (called on the recorder thread) or a Queue."""
+        return self.bus.subscribe(target)
+
+    @property
+    def stop(self) -> threading.Event:
+        """Set when the run is ending (runners poll it every sample)."""
+        return self.stop_event
+
+    def request_stop(self, reason: str = "stop requested") -> None:
+        """Clean stop: channels end at their next sample with outputs off; status ``stopped``."""
+        if self.stop_event.is_set():
+            return
+        self.stop_reason = reason
+        self.status_on_stop = "stopped"
+        self.stop_event.set()
+        if self.recorder is not None:
+            self.recorder.event(
+                "status",
+                f"stop requested: {reason}",
+                severity="warning",
+                test_time_second=self.test_time(),
+            )
+
+    @property
+    def states(self) -> dict[str, ChannelState]:
+        return {name: r.state for name, r in self.runners.items()}
+
+    def test_time(self) -> float:
+        """Seconds since the run started (simulated seconds on a scaled clock)."""
+        return self._offset + (self.clock.now() - self._t0)
+
+    def unix_time(self, test_time_second: float) -> float:
+        return self._unix0 + (test_time_second - self._offset)
+
+    # ------------------------------------------------------------------------------ lifecycle
+
+    def run(self) -> str:
+        """Start, wait for the end, return the final status."""
+        self.start()
+        return self.wait()
+
+    def start(self) -> None:
+        """Open instruments, create the run, start every thread. Raises before touching
+        anything if the protocol does not fit the station."""
+        self.validate()
+        try:
+            self._open_instruments()
+            self._build()
+            self._create_or_resume_run()
+            for link in self.links.values():  # known state before anything is sourced
+                link.safe_state()
+            self.recorder.start()
+            for sampler in self.aux:
+                sampler.read_now()  # first reading before the first sample
+                sampler.start()
+        except BaseException:
+            self._teardown("aborted" if self._writer is not None else None)
+            raise
+        self.status = "running"
+        self._t0 = self.clock.now()  # test time 0 (or the resume offset) is now
+        self._unix0 = time.time()
+        self.recorder.event(
+            "run_start",
+            f"run started: protocol {self.protocol.name!r} on {', '.join(self.runners)}",
+            test_time_second=self.test_time(),
+            data={"channels": list(self.runners), "limits": describe(self.limits)},
+        )
+        self.bus.publish(LiveMessage("status", status="running"))
+        for runner in self.runners.values():
+            runner.thread.start()
+
+    def wait(self, timeout: float | None = None) -> str:
+        """Supervise until every channel ends; close the run; return its status.
+
+        With ``timeout`` (wall s) returns ``"running"`` if the run is still going.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while any(r.thread.is_alive() for r in self.runners.values()):
+            if self.stop_event.is_set() and not self._aborted:
+                self._force_after_grace()
+            if self.recorder is not None and self.recorder.error is not None and not self._aborted:
+                self.fault(self.recorder.error, "")
+            if deadline is not None and time.monotonic() > deadline:
+                return "running"
+            for r in self.runners.values():
+                r.thread.join(timeout=0.1)
+                break
+        if self._finished.is_set():
+            return self.status
+        if self._aborted:
+            status = "aborted"
+        elif self.stop_event.is_set():
+            status = "stopped"
+        else:
+            status = "completed"
+        self._teardown(status)
+        return self.status
+
+    def validate(self) -> None:
+        """Check the protocol against the station (resolving C-rates with its cell) and against
+        what the engine can drive; raises ProtocolError / EngineConfigError listing every
+        problem. Touches no instrument."""
+        self.protocol = validate_run(self.protocol, self.station)
+        self.limits = self.protocol.safety
+        if self.options.sample_interval_s is None:
+            self.sample_interval_s = self.protocol.sample_interval_second
+        channels = {}
+        for spec in self.station.instruments:
+            if "source" in spec.roles:
+                ch = spec.channel or DEFAULT_CHANNEL
+                channels[ch] = {
+                    r
+                    for r in ("impedance", "temperature", "pressure")
+                    if self.station.for_role(r, ch)
+                }
+        if not channels:
+            raise st.EngineConfigError(
+                f"{self.station.path or 'station'}: no instrument has the role 'source'"
+            )
+        problems = st.check_engine_fit(self.protocol, channels)
+        if problems:
+            raise st.EngineConfigError(
+                f"protocol {self.protocol.name!r} cannot run on "
+                f"{self.station.path or 'this station'}:\n" + "\n".join(problems)
+            )
+
+    def _force_after_grace(self) -> None:
+        if not hasattr(self, "_stop_seen"):
+            self._stop_seen = time.monotonic()
+        elif time.monotonic() - self._stop_seen > self.options.stop_grace_s:
+            log.warning(
+                "channels did not stop within %.0f s; forcing outputs off",
+                self.options.stop_grace_s,
+            )
+            for link in self.links.values():
+                link.block(0.0)
+                link.safe_state()
+
+    # --------------------------------------------------------------------- faults and safety
+
+    def abort(
+        self,
+        reason: str,
+        *,
+        kind: str = "alarm",
+        severity: str = "alarm",
+        channel: str = "",
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        """Every output to its safe state now, then record why; the run ends ``aborted``."""
+        with self._abort_lock:
+            if self._aborted:
+                return
+            self._aborted = True
+        self.status_on_stop = "aborted"
+        self.stop_reason = reason
+        for link in self.links.values():  # refuse new output-on commands first ...
+            link.blocked = True
+        self.stop_event.set()
+        for link in self.links.values():  # ... then make every output safe
+            link.block(wait_s=0.2)
+            link.safe_state()
+        log.error("run aborted: %s", reason)
+        if self.recorder is not None:
+            self.recorder.event(
+                kind,
+                f"run aborted: {reason}",
+                severity=severity,
+                channel=channel,
+                test_time_second=self.test_time(),
+                data=data,
+            )
+
+    def abort_on_breach(self, breach: Breach, channel: str, state: ChannelState | None) -> None:
+        data = breach.as_dict()
+        if state is not None:
+            data.update(step_index=state.step_index, cycle_count=state.cycle_count)
+        self.abort(
+            f"safety limit on {channel or 'run'}: {breach.message}", channel=channel, data=data
+        )
+
+    def fault(self, exc: BaseException, channel: str) -> None:
+        """An error nobody handled: abort safely and record it as a fault."""
+        self.abort(
+            f"{type(exc).__name__}: {exc}",
+            kind="fault",
+            severity="error",
+            channel=channel,
+            data={"error": type(exc).__name__},
+        )
+
+    # ------------------------------------------------------------------------------ building
+
+    def _open_instruments(self) -> None:
+        from cellbench.drivers.registry import open_instrument
+
+        for spec in self.station.instruments:
+            if spec.name in self._given:
+                continue
+            address = self._addresses.get(spec.name, spec.address)
+            driver = open_instrument(
+                spec.driver,
+                address,
+                name=spec.name,
+                timeout_s=spec.timeout_s,
+                **dict(spec.options or {}),
+            )
+            self._opened.append(driver)
+            self._given[spec.name] = driver
+
+    def _link(self, name: str) -> InstrumentLink:
+        if name not in self.links:
+            self.links[name] = InstrumentLink(
+                self._given[name],
+                retries=self.options.retries,
+                fault_timeout_s=self.options.fault_timeout_s,
+                cancel=self.stop_event,
+                on_fault=self._on_link_fault,
+                on_recover=self._on_link_recover,
+            )
+        return self.links[name]
+
+    def _build(self) -> None:
+        specs = self.station.instruments
+        sources = [s for s in specs if "source" in s.roles]
+        interval = self.sample_interval_s
+        aux_interval = self.options.aux_interval_s or max(interval, 1.0)
+        aux_interval = max(aux_interval, MIN_AUX_WALL_INTERVAL_S * self.clock.time_scale)
+        for spec in specs:
+            self._link(spec.name)
+        channels = [s.channel or DEFAULT_CHANNEL for s in sources]
+
+        def serving(role: str, channel: str) -> Any | None:
+            candidates = self.station.for_role(role, channel)
+            exact = [s for s in candidates if s.channel == channel]
+            return (exact or list(candidates) or [None])[0]
+
+        samplers: dict[tuple[str, str], AuxSampler] = {}
+
+        def sampler(spec: Any, quantity: str) -> AuxSampler:
+            key = (spec.name, quantity)
+            if key not in samplers:
+                samplers[key] = AuxSampler(
+                    self.links[spec.name],
+                    quantity,
+                    clock=self.clock,
+                    interval_s=aux_interval,
+                    limits=self.limits,
+                    on_breach=self._on_aux_breach,
+                    on_lost=self._on_aux_lost,
+                    stop=self.stop_event,
+                )
+            return samplers[key]
+
+        for spec, channel in zip(sources, channels, strict=True):
+            imp = serving("impedance", channel)
+            temp = serving("temperature", channel)
+            pres = serving("pressure", channel)
+            io = ChannelIO(
+                channel=channel,
+                source=self.links[spec.name],
+                impedance=self.links[imp.name] if imp else None,
+                temperature=sampler(temp, TEMPERATURE) if temp else None,
+                pressure=sampler(pres, PRESSURE) if pres else None,
+                temperature_control=self.links[temp.name] if temp else None,
+            )
+            runner = ChannelRunner(self, io, self.protocol)
+            runner.resume = self._resume.get(channel)
+            self.runners[channel] = runner
+            for link_name in {spec.name, *(x.name for x in (imp, temp, pres) if x)}:
+                self._link_channels.setdefault(link_name, []).append(channel)
+        self.aux = list(samplers.values())
+
+    def _create_or_resume_run(self) -> None:
+        idn = {}
+        for name, link in self.links.items():
+            try:
+                idn[name] = link.call(link.driver.identify)
+            except Exception as exc:
+                raise st.EngineConfigError(f"instrument {name}: identify failed: {exc}") from exc
+        if self._writer is None:
+            cell = self.station.cell
+            meta = RunMeta(
+                run_id=self.run_dir_name or new_run_id(self.protocol.name),
+                start_time=datetime.now(UTC)
+                .isoformat(timespec="milliseconds")
+                .replace("+00:00", "Z"),
+                protocol=self.protocol_info,
+                station=self.station_info,
+                cell=cell if isinstance(cell, Cell) else Cell(),
+                software_version=_software_version(),
+                ground_truth=self.ground_truth,
+                extra={
+                    **self.meta_extra,
+                    "instruments": idn,
+                    "host": socket.gethostname(),
+                    "pid": os.getpid(),
+                    "time_scale": self.clock.time_scale,
+                    "channels": list(self.runners),
+                },
+            )
+            self._writer = create_run(
+                self.out_dir,
+                meta,
+                run_dir_name=self.run_dir_name,
+                fsync_interval_s=self.options.fsync_interval_s,
+            )
+        self.run_path = self._writer.path
+        self.recorder = Recorder(
+            self._writer,
+            self.bus,
+            batch_interval_s=self.options.batch_interval_s,
+            latency=self.latency,
+        )
+
+    # ---------------------------------------------------------------------------- callbacks
+
+    def _channel_of(self, link_name: str) -> str:
+        chans = self._link_channels.get(link_name, [])
+        return chans[0] if len(chans) == 1 else ""
+
+    def _on_link_fault(self, outage: Outage, exc: BaseException) -> None:
+        if self.recorder is not None:
+            self.recorder.event(
+                "fault",
+                f"instrument {outage.instrument} not answering, retrying: {outage.first_error}",
+                severity="warning",
+                channel=self._channel_of(outage.instrument),
+                test_time_second=self.test_time(),
+                data={"instrument": outage.instrument},
+            )
+
+    def _on_link_recover(self, outage: Outage) -> None:
+        if self.recorder is not None:
+            self.recorder.event(
+                "reconnect",
+                f"instrument {outage.instrument} back after "
+                f"{outage.duration_wall_second:.2f} s (wall), {outage.reconnects} reconnect(s)",
+                channel=self._channel_of(outage.instrument),
+                test_time_second=self.test_time(),
+                data={"instrument": outage.instrument, "wall_second": outage.duration_wall_second},
+            )
+
+    def _on_aux_breach(self, breach: Breach, instrument: str) -> None:
+        self.abort_on_breach(breach, self._channel_of(instrument), None)
+
+    def _on_aux_lost(self, exc: BaseException, instrument: str) -> None:
+        if not self.stop_event.is_set():
+            self.fault(exc, self._channel_of(instrument))
+
+    # ----------------------------------------------------------------------------- teardown
+
+    def _teardown(self, status: str | None) -> None:
+        """Safe state, stop threads, close the run with ``status`` (None: no run was made)."""
+        self.stop_event.set()
+        for link in self.links.values():
+            link.blocked = True
+            link.safe_state()
+        for sampler in self.aux:
+            if sampler.thread.is_alive():
+                sampler.thread.join(timeout=5.0)
+        if status is not None and self.recorder is not None:
+            failed = [(c, r) for c, r in self.runners.items() if r.error is not None]
+            summary = {c: r.state.end_reason for c, r in self.runners.items()}
+            self.recorder.event(
+                "run_end",
+                f"run {status}" + (f": {self.stop_reason}" if self.stop_reason else ""),
+                severity="info" if status == "completed" else "warning",
+                test_time_second=self.test_time(),
+                data={"status": status, "channels": summary, "failed": [c for c, _ in failed]},
+            )
+            self.recorder.stop()
+        if status is not None and self._writer is not None:
+            if self.recorder is not None and self.recorder.error is not None:
+                status = "aborted"
+            try:
+                self._writer.close(status)
+            except Exception:
+                log.exception("closing the run failed")
+                status = "aborted"
+        for driver in self._opened:
+            try:
+                driver.close()
+            except Exception as exc:
+                log.warning("closing %s: %s", getattr(driver, "name", driver), exc)
+        if status is not None:
+            self.status = status
+            self.bus.publish(LiveMessage("status", status=status))
+        self._finished.set()

@@ -1,0 +1,149 @@
+"""The engine's one path to the run store and the live feed.
+
+Channel runners hand over sample rows (plain tuples, cheap to make at 10 Hz x 64 channels); a
+writer thread turns what has accumulated into one polars frame every ``batch_interval_s`` (wall)
+or every ``max_rows`` rows, appends it to the store — after which the rows survive ``kill -9`` —
+and then publishes it to live subscribers. Events and spectra are written at once: an alarm must
+be on disk before the engine goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import polars as pl
+
+from cellbench.analysis import schema
+from cellbench.daq.live import LiveBus, LiveMessage
+from cellbench.daq.store import RunWriter
+
+log = logging.getLogger(__name__)
+
+# The order of the tuples runners hand to add_sample (names from analysis/schema.py).
+SAMPLE_FIELDS: tuple[str, ...] = (
+    "channel",
+    "test_time_second",
+    "unix_time_second",
+    "voltage_volt",
+    "current_ampere",
+    "cycle_count",
+    "step_count",
+    "step_index",
+    "temperature_celsius",
+    "pressure_megapascal",
+    "charging_capacity_ampere_hour",
+    "discharging_capacity_ampere_hour",
+    "charging_energy_watt_hour",
+    "discharging_energy_watt_hour",
+    "step_capacity_ampere_hour",
+)
+_SAMPLE_SCHEMA = pl.Schema({name: schema.schema("samples")[name] for name in SAMPLE_FIELDS})
+
+
+class LatencyLog:
+    """Per-row wall seconds from measurement to durable append (for bench/logger.py)."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+
+class Recorder:
+    """Batches rows to a :class:`RunWriter` and a :class:`LiveBus`; thread-safe."""
+
+    def __init__(
+        self,
+        writer: RunWriter,
+        bus: LiveBus,
+        *,
+        batch_interval_s: float = 0.25,
+        max_rows: int = 20_000,
+        latency: LatencyLog | None = None,
+    ):
+        self.writer = writer
+        self.bus = bus
+        self.batch_interval_s = float(batch_interval_s)
+        self.max_rows = int(max_rows)
+        self.latency = latency
+        self._rows: list[tuple] = []
+        self._walls: list[float] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="cellbench-recorder", daemon=True)
+        self.rows_written = 0
+        self.error: BaseException | None = None  # a failed append (disk full ...): run must abort
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def add_sample(self, row: tuple, wall_time: float | None = None) -> None:
+        """One row in :data:`SAMPLE_FIELDS` order; ``wall_time`` = time.monotonic() measured."""
+        with self._lock:
+            self._rows.append(row)
+            if self.latency is not None:
+                self._walls.append(time.monotonic() if wall_time is None else wall_time)
+            full = len(self._rows) >= self.max_rows
+        if full:
+            self._wake.set()
+
+    def add_spectrum(self, frame: pl.DataFrame) -> None:
+        """A whole sweep (``spectra`` columns): written and published now."""
+        self.writer.append("spectra", frame)
+        self.bus.publish(LiveMessage("spectra", frame=frame))
+
+    def event(self, kind: str, message: str, **fields: Any) -> None:
+        """An ``events`` row, written now, then published (same fields as RunWriter.event)."""
+        fields = {k: v for k, v in fields.items() if v is not None or k == "test_time_second"}
+        try:
+            self.writer.event(kind, message, **fields)
+        except Exception as exc:  # never lose the reason a run stops because a write failed
+            log.error("could not record %s event %r: %s", kind, message, exc)
+            if self.error is None:
+                self.error = exc
+        self.bus.publish(LiveMessage("event", event={"kind": kind, "message": message, **fields}))
+
+    def flush(self) -> None:
+        """Append what is pending now (from any thread)."""
+        with self._lock:
+            rows, self._rows = self._rows, []
+            walls, self._walls = self._walls, []
+        if not rows:
+            return
+        frame = pl.DataFrame(rows, schema=_SAMPLE_SCHEMA, orient="row")
+        self.writer.append("samples", frame)
+        if walls and self.latency is not None:
+            done = time.monotonic()
+            self.latency.seconds.extend(done - w for w in walls)
+        self.rows_written += frame.height
+        self.bus.publish(LiveMessage("samples", frame=frame))
+
+    def stop(self) -> None:
+        """Stop the thread after a last flush."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self._flush_guarded()
+
+    def _flush_guarded(self) -> None:
+        try:
+            self.flush()
+        except Exception as exc:
+            log.exception("writing samples failed")
+            if self.error is None:
+                self.error = exc
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.batch_interval_s)
+            self._wake.clear()
+            self._flush_guarded()
+
+
+def sample_frame(rows: Sequence[tuple]) -> pl.DataFrame:
+    """Rows in :data:`SAMPLE_FIELDS` order as a frame (used by tests and benches)."""
+    return pl.DataFrame(list(rows), schema=_SAMPLE_SCHEMA, orient="row")

@@ -1,0 +1,445 @@
+"""How each protocol step runs on a channel, and what the engine reads from protocols and stations.
+
+One executor per step type of :mod:`cellbench.daq.protocol`; each drives the channel's source
+through :class:`~cellbench.daq.runner.ChannelRunner` primitives (``output_off``,
+``source_current``, ``source_voltage``, ``hold``, ``sweep``) and returns why the step ended.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from cellbench.analysis.errors import CellbenchError
+from cellbench.analysis.schema import Cell
+from cellbench.daq.protocol import (
+    CC,
+    CCCV,
+    CCD,
+    CV,
+    EIS,
+    GITT,
+    Ends,
+    Limits,
+    Loop,
+    LoopUntil,
+    Ocv,
+    Protocol,
+    Pulse,
+    Rest,
+    Step,
+    Temperature,
+)
+
+if TYPE_CHECKING:
+    from cellbench.daq.runner import ChannelRunner
+
+
+class EngineConfigError(CellbenchError):
+    """The protocol cannot run on this station as configured (names the step or instrument)."""
+
+
+# ------------------------------------------------------------------------ reading a protocol
+
+
+def steps_of(protocol: Protocol) -> Sequence[Step]:
+    return protocol.steps
+
+
+def walk(protocol: Protocol) -> Iterator[Step]:
+    for step, _depth in protocol.walk():
+        yield step
+
+
+def is_loop(step: Step) -> bool:
+    return isinstance(step, Loop)
+
+
+def describe(step: Step) -> str:
+    return step.name or step.summary()
+
+
+def time_limit(step: Step) -> float | None:
+    """The step's duration when known in advance (for 'remaining' displays), else None."""
+    if isinstance(step, Rest | Ocv):
+        return step.duration_second
+    if isinstance(step, CC | CV):
+        return step.ends.time_second
+    if isinstance(step, CCCV):
+        return step.max_duration_second
+    if isinstance(step, Pulse):
+        per = step.pulse_second + step.rest_second
+        return step.count * per * (2 if step.charge_current_ampere is not None else 1)
+    if isinstance(step, GITT) and step.count is not None:
+        return step.count * (step.pulse_second + step.rest_second)
+    if isinstance(step, CCD):
+        return len(step.levels_ampere()) * step.cycles_per_step * 2 * step.half_cycle_second
+    return None
+
+
+def ends_reached(ends: Ends, elapsed_s: float, v: float, i: float, q_ah: float) -> str | None:
+    """The first end condition met by a sample, as text; None if none."""
+    if ends.voltage_above_volt is not None and v >= ends.voltage_above_volt:
+        return f"voltage {v:.4g} V >= {ends.voltage_above_volt:g} V"
+    if ends.voltage_below_volt is not None and v <= ends.voltage_below_volt:
+        return f"voltage {v:.4g} V <= {ends.voltage_below_volt:g} V"
+    if ends.current_below_ampere is not None and abs(i) <= ends.current_below_ampere:
+        return f"|current| {abs(i):.4g} A <= {ends.current_below_ampere:g} A"
+    if ends.capacity_ampere_hour is not None and abs(q_ah) >= ends.capacity_ampere_hour:
+        return f"capacity {abs(q_ah) * 1e3:.4g} mAh reached"
+    if ends.time_second is not None and elapsed_s >= ends.time_second - 1e-9:
+        return f"time {ends.time_second:g} s"
+    return None
+
+
+def compliance_volt(protocol: Protocol, current_ampere: float, bound_volt: float | None) -> float:
+    """The |V| compliance to give a source for ``current_ampere``.
+
+    Source-measure units limit |V| symmetrically, so a compliance can only stop a *charge* at an
+    upper voltage. On charge: ``bound_volt`` (the step's voltage limit or end voltage), else the
+    safety ``voltage_max``. On discharge a lower bound cannot be a compliance (a 4 V cell would be
+    "in compliance" at once); the end conditions and the safety window stop it, and the compliance
+    is the largest |V| the safety window allows, so the source never clamps a healthy cell.
+    """
+    safety = protocol.safety
+    if current_ampere > 0:
+        bound = bound_volt if bound_volt is not None else safety.voltage_max_volt
+        if bound is None or bound <= 0:
+            raise EngineConfigError(
+                f"protocol {protocol.name!r}: a charging current needs a positive voltage limit "
+                "(the step's voltage_limit/end voltage or [safety] voltage_max)"
+            )
+        return bound
+    window = [abs(x) for x in (safety.voltage_max_volt, safety.voltage_min_volt) if x is not None]
+    if bound_volt is not None:
+        window.append(abs(bound_volt))
+    if not window or max(window) <= 0:
+        raise EngineConfigError(
+            f"protocol {protocol.name!r}: a discharging current needs a [safety] voltage window"
+        )
+    return max(window)
+
+
+# ----------------------------------------------------------------------------- executors
+
+
+def run_rest(r: ChannelRunner, step: Rest | Ocv) -> str:
+    r.output_off()
+    return r.hold(Ends(time_second=step.duration_second))
+
+
+def run_cc(r: ChannelRunner, step: CC) -> str:
+    r.source_current(
+        step.current_ampere,
+        compliance_volt(r.protocol, step.current_ampere, step.voltage_limit_volt),
+    )
+    return r.hold(step.ends)
+
+
+def run_cv(r: ChannelRunner, step: CV) -> str:
+    r.source_voltage(step.voltage_volt, step.current_limit_ampere)
+    return r.hold(step.ends)
+
+
+def run_cccv(r: ChannelRunner, step: CCCV) -> str:
+    """CC to the voltage (the source's compliance is that voltage, so it cannot overshoot), then
+    CV at it until |I| falls below the end current; ``max_duration`` covers both phases."""
+    current, volt = step.current_ampere, step.voltage_volt
+    charging = current > 0
+    clock0 = r.ctx.clock.now()
+    r.source_current(current, compliance_volt(r.protocol, current, volt))
+
+    def in_compliance(elapsed: float, v: float, i: float) -> str | None:
+        # The source limits its voltage at `volt`: once the current sags, CV has begun.
+        if elapsed > 0 and abs(i) < 0.95 * abs(current):
+            return "source at its voltage compliance"
+        return None
+
+    cc_ends = Ends(
+        voltage_above_volt=volt if charging else None,
+        voltage_below_volt=None if charging else volt,
+        time_second=step.max_duration_second,
+    )
+    reason = r.hold(cc_ends, extra=in_compliance)
+    if reason.startswith("time"):
+        return reason
+    remaining = None
+    if step.max_duration_second is not None:
+        remaining = max(0.0, step.max_duration_second - (r.ctx.clock.now() - clock0))
+    r.source_voltage(volt, abs(current))
+    return r.hold(Ends(current_below_ampere=step.end_current_ampere, time_second=remaining))
+
+
+def run_eis(r: ChannelRunner, step: EIS) -> str:
+    frame = r.sweep(
+        step.start_hertz,
+        step.stop_hertz,
+        step.points_per_decade,
+        step.amplitude,
+        amplitude_unit=step.amplitude_unit,
+        dc_bias_volt=step.dc_bias_volt,
+    )
+    where = "at OCV" if step.dc_bias_volt is None else f"at {step.dc_bias_volt:g} V"
+    return f"sweep {r.state.sweep_index - 1} of {frame.height} points {where}"
+
+
+def _voltage_ends(ends: Ends) -> Ends:
+    return Ends(
+        voltage_above_volt=ends.voltage_above_volt, voltage_below_volt=ends.voltage_below_volt
+    )
+
+
+def run_pulse(r: ChannelRunner, step: Pulse) -> str:
+    vends = _voltage_ends(step.ends)
+    currents = [step.current_ampere]
+    if step.charge_current_ampere is not None:
+        currents.append(step.charge_current_ampere)
+    for k in range(step.count):
+        for current in currents:
+            bound = step.ends.voltage_above_volt if current > 0 else step.ends.voltage_below_volt
+            r.source_current(current, compliance_volt(r.protocol, current, bound))
+            reason = r.hold(
+                Ends(
+                    vends.voltage_above_volt,
+                    vends.voltage_below_volt,
+                    time_second=step.pulse_second,
+                )
+            )
+            if not reason.startswith("time"):
+                return f"pulse {k + 1}: {reason}"
+            if step.rest_second > 0:
+                r.output_off()
+                r.hold(Ends(time_second=step.rest_second))
+    return f"{step.count} pulse(s) done"
+
+
+def run_gitt(r: ChannelRunner, step: GITT) -> str:
+    """Pulse, rest, until a voltage end (checked during pulses and after rests), the total time,
+    the total charge, or ``count`` pulses."""
+    ends = step.ends
+    vends = _voltage_ends(ends)
+    clock0 = r.ctx.clock.now()
+    k = 0
+    while step.count is None or k < step.count:
+        r.source_current(
+            step.current_ampere, compliance_volt(r.protocol, step.current_ampere, ends)
+        )
+        reason = r.hold(
+            Ends(vends.voltage_above_volt, vends.voltage_below_volt, time_second=step.pulse_second)
+        )
+        k += 1
+        if not reason.startswith("time"):
+            r.output_off()
+            return f"pulse {k}: {reason}"
+        r.output_off()
+        r.hold(Ends(time_second=step.rest_second))
+        total = r.state.step_capacity_ampere_hour
+        if ends.capacity_ampere_hour is not None and abs(total) >= ends.capacity_ampere_hour:
+            return f"after pulse {k}: capacity {abs(total) * 1e3:.4g} mAh reached"
+        if ends.time_second is not None and r.ctx.clock.now() - clock0 >= ends.time_second:
+            return f"after pulse {k}: time {ends.time_second:g} s"
+    return f"{k} pulse(s) done"
+
+
+def run_ccd(r: ChannelRunner, step: CCD) -> str:
+    """The staircase; a short (voltage collapse while current flows) ends the step with a note.
+
+    A half-cycle is judged only after its polarisation has built up (a tenth of the half-cycle
+    and three samples), since |V| starts near 0 V on a symmetric cell at every reversal.
+    """
+    levels = step.levels_ampere()
+    settle_s = max(0.1 * step.half_cycle_second, 3 * r.interval_s)
+    for level in levels:
+        for c in range(step.cycles_per_step):
+            for sign in (1.0, -1.0):
+                current = sign * level
+                r.source_current(current, compliance_volt(r.protocol, current, None))
+                reason = r.hold(
+                    Ends(time_second=step.half_cycle_second),
+                    extra=_short_detector(step, level, settle_s),
+                )
+                if reason.startswith("short"):
+                    r.output_off()
+                    density = (
+                        f" = {level / step.area_cm2 * 1e3:.4g} mA/cm2" if step.area_cm2 else ""
+                    )
+                    r.event_now(
+                        "note",
+                        f"critical current density reached: {reason} at {level * 1e3:.4g} mA"
+                        f"{density} (cycle {c + 1} of the level)",
+                        severity="warning",
+                        data={
+                            "ccd_ampere": level,
+                            "ccd_ampere_per_cm2": level / step.area_cm2 if step.area_cm2 else None,
+                            "polarity": sign,
+                            "level_cycle": c + 1,
+                        },
+                    )
+                    return reason
+    r.output_off()
+    return f"no short up to {levels[-1] * 1e3:.4g} mA" if levels else "no current levels"
+
+
+def _short_detector(
+    step: CCD, level: float, settle_s: float
+) -> Callable[[float, float, float], str | None]:
+    """End condition of one CCD half-cycle: the voltage collapses while current flows."""
+    peak = 0.0
+
+    def short(elapsed: float, v: float, i: float) -> str | None:
+        nonlocal peak
+        peak = max(peak, abs(v))
+        if elapsed < settle_s or abs(i) < 0.5 * level:
+            return None
+        if abs(v) < step.short_min_voltage_volt:
+            return (
+                f"short: |V| {abs(v) * 1e3:.3g} mV below {step.short_min_voltage_volt * 1e3:g} mV"
+            )
+        if abs(v) < step.short_voltage_fraction * peak:
+            return (
+                f"short: |V| {abs(v) * 1e3:.3g} mV fell below "
+                f"{step.short_voltage_fraction:.0%} of the peak {peak * 1e3:.3g} mV"
+            )
+        return None
+
+    return short
+
+
+def run_temperature(r: ChannelRunner, step: Temperature) -> str:
+    """Set the chamber; wait until within tolerance for ``stable_second``; then soak. A timeout
+    aborts the run (the test would otherwise run at the wrong temperature)."""
+    ctrl = r.io.temperature_control
+    sampler = r.io.temperature
+    if ctrl is None or sampler is None:
+        raise EngineConfigError(
+            f"channel {r.channel}: temperature step but no temperature instrument"
+        )
+    r.output_off()
+    ctrl.call(ctrl.driver.set_temperature_celsius, step.setpoint_celsius)
+    stable_since: list[float | None] = [None]
+
+    def stable(elapsed: float, v: float, i: float) -> str | None:
+        t = sampler.value()
+        if math.isnan(t) or abs(t - step.setpoint_celsius) > step.tolerance_celsius:
+            stable_since[0] = None
+            return None
+        if stable_since[0] is None:
+            stable_since[0] = elapsed
+        if elapsed - stable_since[0] >= step.stable_second:
+            return f"stable at {t:.2f} degC for {step.stable_second:g} s"
+        return None
+
+    reason = r.hold(Ends(time_second=step.timeout_second), extra=stable)
+    if not reason.startswith("stable"):
+        r.abort(
+            f"temperature did not settle at {step.setpoint_celsius:g} degC "
+            f"+/- {step.tolerance_celsius:g} K within {step.timeout_second:g} s "
+            f"(last {sampler.value():.2f} degC)"
+        )
+    if step.soak_second > 0:
+        r.hold(Ends(time_second=step.soak_second))
+        reason += f", soaked {step.soak_second:g} s"
+    return reason
+
+
+EXECUTORS: dict[type, Callable[[Any, Any], str]] = {
+    Rest: run_rest,
+    Ocv: run_rest,
+    CC: run_cc,
+    CV: run_cv,
+    CCCV: run_cccv,
+    EIS: run_eis,
+    Pulse: run_pulse,
+    GITT: run_gitt,
+    CCD: run_ccd,
+    Temperature: run_temperature,
+}
+
+# Steps that can be restarted from their beginning after a crash (see cellbench resume).
+RESTARTABLE: tuple[type, ...] = (Rest, Ocv, CC, CV, CCCV, EIS, Temperature)
+
+
+def executor(step: Step) -> Callable[[Any, Any], str]:
+    try:
+        return EXECUTORS[type(step)]
+    except KeyError:
+        raise EngineConfigError(
+            f"step {step.index}: no executor for {type(step).__name__}"
+        ) from None
+
+
+# ------------------------------------------------------------------------------- loops
+
+
+def loop_count(loop: Loop, cap: int | None = None) -> int:
+    n = loop.repeat if loop.repeat is not None else loop.max_repeat
+    return min(n, cap) if cap is not None else n
+
+
+def loop_until(loop: Loop) -> LoopUntil | None:
+    return loop.until
+
+
+# ------------------------------------------------------------------------ protocol + station
+
+
+def needs(protocol: Protocol) -> set[str]:
+    """Roles a protocol needs besides ``source``."""
+    out = set()
+    for step in walk(protocol):
+        if isinstance(step, EIS):
+            out.add("impedance")
+        if isinstance(step, Temperature):
+            out.add("temperature")
+    return out
+
+
+def check_engine_fit(protocol: Protocol, channels: dict[str, set[str]]) -> list[str]:
+    """What keeps this protocol from running on these channels (channel → roles serving it)."""
+    problems = []
+    if protocol.unresolved:
+        for u in protocol.unresolved:
+            problems.append(
+                f"step {u.step_index} (line {u.line}) {u.key} = {u.text!r} "
+                f"needs the cell's {u.needs}"
+            )
+    for role in sorted(needs(protocol)):
+        for channel, roles in channels.items():
+            if role not in roles:
+                problems.append(f"channel {channel}: the protocol needs a {role} instrument")
+    for step in walk(protocol):
+        for current, bound in _currents_without_compliance(step):
+            try:
+                compliance_volt(protocol, current, bound)
+            except EngineConfigError as exc:
+                problems.append(f"step {step.index} ({step.kind}): {exc}")
+    return problems
+
+
+def _currents_without_compliance(step: Step) -> list[tuple[float, float | None]]:
+    """(current, bound) pairs whose compliance comes from the protocol's safety window."""
+    if isinstance(step, Pulse | GITT):
+        currents = [step.current_ampere]
+        if isinstance(step, Pulse) and step.charge_current_ampere is not None:
+            currents.append(step.charge_current_ampere)
+        return [
+            (c, step.ends.voltage_above_volt if c > 0 else step.ends.voltage_below_volt)
+            for c in currents
+        ]
+    if isinstance(step, CCD):
+        return [(step.start_ampere, None), (-step.start_ampere, None)]
+    if isinstance(step, CC):
+        return [(step.current_ampere, step.voltage_limit_volt)]
+    if isinstance(step, CCCV):
+        return [(step.current_ampere, step.voltage_volt)]
+    return []
+
+
+def cell_of(station: Any) -> Cell:
+    cell = getattr(station, "cell", None)
+    return cell if isinstance(cell, Cell) else Cell()
+
+
+def merged_limits(run: Limits, step: Step) -> Limits:
+    return run.merged(step.limits)
