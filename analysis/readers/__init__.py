@@ -45,7 +45,8 @@ def read(path: str | Path, *, format: str | None = None) -> ReadResult:
 
 
 def _read_kind(path: str | Path, kind: str) -> pl.DataFrame:
-    result = read(path)
+    fmt = by_name(detect_format(path))
+    result = fmt.read(path) if fmt.read_kind is None else fmt.read_kind(path, kind)
     if result.kind != kind:
         other = "impedance spectra" if result.kind == "spectra" else "cycling samples"
         want = "impedance spectra" if kind == "spectra" else "cycling samples"

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import bdf, biologic_mpt, eis_tables, eis_text, gamry, generic, zplot
+from . import bdf, biologic_mpr, biologic_mpt, eis_tables, eis_text, gamry, generic, zplot
 from .base import ReaderError, ReadResult, read_head
 
 HEAD_BYTES = 65536
@@ -28,6 +28,8 @@ class Format:
     sniff: Callable[[bytes], bool]
     read: Callable[[str | Path], ReadResult]
     extensions: tuple[str, ...] = ()
+    # For files that can hold both kinds (an .mpr with GCPL and PEIS): read(path, kind).
+    read_kind: Callable[[str | Path, str], ReadResult] | None = None
 
 
 FORMATS: list[Format] = [
@@ -38,6 +40,15 @@ FORMATS: list[Format] = [
         bdf.sniff_parquet,
         bdf.read_parquet_bdf,
         (".parquet",),
+    ),
+    Format(
+        "biologic-mpr",
+        "either",
+        "BioLogic EC-Lab binary (.mpr): GCPL, CC-CV and other cycling; PEIS/GEIS",
+        biologic_mpr.sniff,
+        biologic_mpr.read_mpr,
+        (".mpr",),
+        biologic_mpr.read_mpr,
     ),
     Format(
         "gamry-dta",
