@@ -23,6 +23,7 @@ from cellbench.analysis import schema
 from cellbench.analysis.errors import SchemaError
 from cellbench.analysis.schema import RunMeta
 from cellbench.daq import journal
+from cellbench.daq.batches import normalize_lazy, stack
 from cellbench.daq.run_files import (
     LOCK_FILE,
     RUN_JSON,
@@ -86,8 +87,7 @@ class Snapshot:
         """The journal frames decoded and stacked; None if there are none."""
         if not self.frames:
             return None
-        parts = [journal.decode(f) for f in self.frames]
-        return pl.concat(parts, how="diagonal_relaxed")
+        return stack(table, [journal.decode(f) for f in self.frames])
 
 
 def snapshot(table_dir: Path) -> Snapshot:
@@ -154,11 +154,7 @@ class RunReader:
             tail = snap.journal_frame(table)
             if tail is not None:
                 parts.append(tail)
-            if not parts:
-                return schema.empty(table, optional=True)
-            if len(parts) == 1:
-                return parts[0]
-            return pl.concat(parts, how="diagonal_relaxed", rechunk=False)
+            return stack(table, parts)
         raise StoreError(f"{table_dir}: segments keep vanishing while reading")
 
     def scan(self, table: str) -> pl.LazyFrame:
@@ -175,8 +171,8 @@ class RunReader:
         if not parts:
             return schema.empty(table, optional=True).lazy()
         if len(parts) == 1:
-            return parts[0]
-        return pl.concat(parts, how="diagonal_relaxed")
+            return normalize_lazy(table, parts[0])
+        return normalize_lazy(table, pl.concat(parts, how="diagonal_relaxed"))
 
     def tables(self) -> dict[str, int]:
         """Row count of each table (``samples``, ``spectra``, ``events``), without decoding rows."""

@@ -49,6 +49,7 @@ from cellbench.analysis import schema
 from cellbench.analysis.errors import SchemaError
 from cellbench.analysis.schema import EVENT_KINDS, RUN_STATUSES, SEVERITIES, Cell, RunMeta
 from cellbench.daq import journal
+from cellbench.daq.batches import conform_batch, stack
 from cellbench.daq.run_files import (
     LOCK_FILE,
     RUN_JSON,
@@ -104,20 +105,6 @@ def _unix_of(iso: str) -> float | None:
         return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return None
-
-
-def conform_full(table: str, df: pl.DataFrame) -> pl.DataFrame:
-    """Cast and validate ``df`` (:func:`schema.conform`), then add absent model columns as nulls.
-
-    Every stored batch then has the same model columns, so segments share one schema; extra
-    (vendor) columns are kept after them.
-    """
-    df = schema.conform(table, df)
-    missing = [c for c in schema.COLUMNS[table] if c.name not in df.columns]
-    if missing:
-        df = df.with_columns(pl.lit(None, dtype=c.dtype).alias(c.name) for c in missing)
-    model = [c.name for c in schema.COLUMNS[table]]
-    return df.select([*model, *[n for n in df.columns if n not in set(model)]])
 
 
 def _meta_bytes(meta: RunMeta) -> bytes:
@@ -222,7 +209,7 @@ class RunWriter:
         Empty frames are ignored.
         """
         check_table(table)
-        df = conform_full(table, df)
+        df = conform_batch(table, df)
         if df.height == 0:
             return
         payload, crc = journal.encode_payload(df)
@@ -455,7 +442,7 @@ def _seal_journal(path: Path, seg_rows: dict[Path, int]) -> None:
     """Make a closed journal a segment, then delete it (a reader sees one or both, never none)."""
     scan = journal.scan_file(path)
     if scan.frames:
-        df = pl.concat([journal.decode(f) for f in scan.frames], how="diagonal_relaxed")
+        df = stack(path.parent.name, [journal.decode(f) for f in scan.frames])
         final = path.parent / segment_name(scan.frames[0].seq, scan.frames[-1].seq)
         _write_segment(df, final)
         seg_rows[final] = df.height
@@ -477,7 +464,7 @@ def _compact(table_dir: Path, seg_rows: dict[Path, int]) -> list[Path]:
     if len(suffix) < COMPACT_FANIN:
         return []
     segs = [Segment(*_seg_range(p), p) for p in suffix]
-    df = pl.concat([pl.read_parquet(s.path) for s in segs], how="diagonal_relaxed")
+    df = stack(table_dir.name, [pl.read_parquet(s.path) for s in segs])
     final = table_dir / segment_name(segs[0].first, segs[-1].last)
     _write_segment(df, final)
     for s in segs:
