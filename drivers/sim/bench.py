@@ -39,6 +39,9 @@ SIMULATORS: dict[str, str] = {
     "e4990a": "cellbench.drivers.sim.e4990a_sim:E4990ASimulator",
     "im3590": "cellbench.drivers.sim.hioki:IM3590Simulator",
     "bt3562": "cellbench.drivers.sim.hioki:BT3562Simulator",
+    "emstat": "cellbench.drivers.sim.emstat:EmStatSimulator",
+    "espec": "cellbench.drivers.sim.chamber_gauge:EspecSimulator",
+    "mark10": "cellbench.drivers.sim.chamber_gauge:Mark10Simulator",
 }
 
 

@@ -32,9 +32,11 @@ class EspecSimulator(SerialSimulator):
         upper_limit_celsius: float = 100.0,
         lower_limit_celsius: float = -40.0,
         ambient_celsius: float = 25.0,
-        **kwargs,
+        name: str = "",
+        faults=None,
+        link_dir=None,
     ):
-        super().__init__(cell, **kwargs)
+        super().__init__(cell, name=name, faults=faults, link_dir=link_dir)
         self.upper = float(upper_limit_celsius)
         self.lower = float(lower_limit_celsius)
         self.ambient = float(ambient_celsius)
@@ -100,9 +102,16 @@ class Mark10Simulator(SerialSimulator):
     }
 
     def __init__(
-        self, cell, *, area_cm2: float | None = None, capacity_newton: float = 2500.0, **kwargs
+        self,
+        cell,
+        *,
+        area_cm2: float | None = None,
+        capacity_newton: float = 2500.0,
+        name: str = "",
+        faults=None,
+        link_dir=None,
     ):
-        super().__init__(cell, **kwargs)
+        super().__init__(cell, name=name, faults=faults, link_dir=link_dir)
         self.area_cm2 = float(area_cm2 if area_cm2 is not None else cell.params.area_cm2)
         self.capacity_newton = float(capacity_newton)
         self.unit = "LB"  # factory default

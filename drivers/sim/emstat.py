@@ -124,10 +124,17 @@ class EmStatSimulator(SerialSimulator):
     serial_number = "ES4HR24SIM001"
 
     def __init__(
-        self, cell, *, noise_rel: float = 1e-3, min_package_wall_s: float = 0.01, **kwargs
+        self,
+        cell,
+        *,
+        noise_relative: float = 1e-3,
+        min_package_wall_s: float = 0.01,
+        name: str = "",
+        faults=None,
+        link_dir=None,
     ):
-        super().__init__(cell, **kwargs)
-        self.noise_rel = float(noise_rel)
+        super().__init__(cell, name=name, faults=faults, link_dir=link_dir)
+        self.noise_relative = float(noise_relative)
         self.min_package_wall_s = float(min_package_wall_s)
         self._collecting: list[str] | None = None
         self._pending: tuple[list[_Statement], list[_Statement]] | None = None
@@ -254,9 +261,9 @@ class EmStatSimulator(SerialSimulator):
             if self._abort.wait(wall):
                 break
             z = complex(self.cell.impedance(np.array([f]))[0])
-            if self.noise_rel > 0:
+            if self.noise_relative > 0:
                 with self.cell.lock:
-                    n = self.cell.rng.normal(0.0, self.noise_rel, 2)
+                    n = self.cell.rng.normal(0.0, self.noise_relative, 2)
                 z *= complex(1.0 + n[0], n[1])
             env = dict(zip(names, (float(f), z.real, z.imag), strict=True))
             if self._body(loop.body, env, types):

@@ -42,9 +42,11 @@ class _HiokiSerial(SerialSimulator):
     command_end = b"\n"
     idn = "HIOKI,SIMULATED,000000000,V1.00"
 
-    def __init__(self, cell, *, noise_rel: float = 1e-3, **kwargs):
-        super().__init__(cell, **kwargs)
-        self.noise_rel = float(noise_rel)
+    def __init__(
+        self, cell, *, name: str = "", faults=None, link_dir=None, noise_relative: float = 1e-3
+    ):
+        super().__init__(cell, name=name, faults=faults, link_dir=link_dir)
+        self.noise_relative = float(noise_relative)
         self.commands = ScpiServer(name=self.name, faults=self.faults)
         self.commands.idn = self.idn
         self.commands.add_command(":SYSTem:HEADer", set=lambda a, n: None, get=lambda a, n: "OFF")
@@ -59,11 +61,11 @@ class _HiokiSerial(SerialSimulator):
         return self.commands.handle_line(line)
 
     def _noisy(self, z: complex) -> complex:
-        """Multiplicative complex noise of relative size ``noise_rel`` (seeded by the cell)."""
-        if self.noise_rel <= 0:
+        """Multiplicative complex noise of relative size ``noise_relative`` (seeded by the cell)."""
+        if self.noise_relative <= 0:
             return z
         with self.cell.lock:
-            n = self.cell.rng.normal(0.0, self.noise_rel, 2)
+            n = self.cell.rng.normal(0.0, self.noise_relative, 2)
         return z * complex(1.0 + n[0], n[1])
 
 
@@ -78,8 +80,12 @@ class IM3590Simulator(_HiokiSerial):
         p: p for p in ("Z", "Y", "RS", "RP", "X", "G", "B", "CS", "CP", "LS", "LP", "D", "Q", "OFF")
     } | {"PHAS": "PHAS", "PHASE": "PHAS"}
 
-    def __init__(self, cell, **kwargs):
-        super().__init__(cell, **kwargs)
+    def __init__(
+        self, cell, *, name: str = "", faults=None, link_dir=None, noise_relative: float = 1e-3
+    ):
+        super().__init__(
+            cell, name=name, faults=faults, link_dir=link_dir, noise_relative=noise_relative
+        )
         self.frequency_hertz = 1000.0
         self.parameters = ["Z", "OFF", "PHAS", "OFF"]
         self.level_mode = "V"
@@ -192,8 +198,12 @@ class BT3562Simulator(_HiokiSerial):
     #: Readings up to this fraction of full scale are displayed; beyond: OvrRng.
     FULL_SCALE = 1.05
 
-    def __init__(self, cell, **kwargs):
-        super().__init__(cell, **kwargs)
+    def __init__(
+        self, cell, *, name: str = "", faults=None, link_dir=None, noise_relative: float = 1e-3
+    ):
+        super().__init__(
+            cell, name=name, faults=faults, link_dir=link_dir, noise_relative=noise_relative
+        )
         self.function = "RV"
         self.auto_range = True
         self.resistance_range = 3.0
@@ -266,7 +276,7 @@ class BT3562Simulator(_HiokiSerial):
         )
         resistance = self._noisy(complex(self.cell.impedance(np.array([1000.0]))[0])).real
         voltage, _ = self.cell.measure()
-        voltage += self.noise_rel * 1e-3 * float(self.cell.rng.normal())
+        voltage += self.noise_relative * 1e-3 * float(self.cell.rng.normal())
         over = self.faults.take("over_range", ":READ?") is not None
         if not self.auto_range:
             over |= resistance > self.FULL_SCALE * self.resistance_range

@@ -118,7 +118,12 @@ class SerialSimulator:
         self.stop()
 
     def disconnect(self, duration_s: float = 0.3) -> None:
-        """Unplug: close the pty now, plug a new one in behind the same address after a while."""
+        """Unplug: close the pty now, plug a new one in behind the same address after a while.
+
+        The symlink disappears meanwhile, as a ``/dev/serial/by-id`` name does, so a client
+        cannot reopen the old pty number (which the kernel may hand to another pty)."""
+        with contextlib.suppress(FileNotFoundError):
+            self._link.unlink()
         self._close_pty()
         timer = threading.Timer(duration_s, self._reopen)
         timer.daemon = True
