@@ -1,0 +1,153 @@
+"""``cellbench analyze cycling|fade|conductivity|ccd`` on files and run folders."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+from test_ccd import AREA, staircase
+from test_conductivity import T_C, arrhenius_data
+from test_cycling import cccv_frame
+from test_fade import knee_data
+
+from cellbench.analysis.schema import Cell, RunMeta
+from cellbench.daq.cli import main
+
+KEYS = (
+    "cycle_count",
+    "charge_capacity_ampere_hour",
+    "discharge_capacity_ampere_hour",
+    "charge_energy_watt_hour",
+    "discharge_energy_watt_hour",
+    "coulombic_efficiency",
+)
+
+
+def _bdf_csv(df: pl.DataFrame, path) -> str:
+    """A BDF csv as another tool would write it (no channel column)."""
+    df.drop("channel", strict=False).with_columns(
+        (pl.col("test_time_second") + 1.7e9).alias("unix_time_second")
+    ).write_csv(path)
+    return str(path)
+
+
+def _run(tmp_path, df: pl.DataFrame, cell: Cell) -> str:
+    from cellbench.daq.store import create_run
+
+    meta = RunMeta(run_id="r1", start_time="2026-01-01T00:00:00Z", cell=cell)
+    w = create_run(tmp_path / "runs", meta)
+    n = df.height
+    full = df.with_columns(
+        (pl.col("test_time_second") + 1.7e9).alias("unix_time_second"),
+        pl.Series("step_count", np.ones(n, dtype=np.int32)),
+        pl.Series("step_index", np.zeros(n, dtype=np.int32)),
+    )
+    if "cycle_count" not in full.columns:
+        full = full.with_columns(pl.lit(1, dtype=pl.Int32).alias("cycle_count"))
+    if "channel" not in full.columns:
+        full = full.with_columns(pl.lit("ch1").alias("channel"))
+    w.append("samples", full)
+    w.close()
+    return str(tmp_path / "runs" / "r1")
+
+
+def test_cycling_json_keys_and_values(tmp_path, capsys):
+    df, truths = cccv_frame()
+    path = _bdf_csv(df, tmp_path / "cccv.csv")
+    assert main(["analyze", "cycling", path, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert isinstance(rows, list) and len(rows) == 3
+    for row, truth in zip(rows, truths, strict=True):
+        assert all(k in row for k in KEYS)
+        assert row["charge_capacity_ampere_hour"] == pytest.approx(
+            truth["charge_capacity_ampere_hour"], rel=1e-9
+        )
+        assert 0 < row["coulombic_efficiency"] < 1
+    assert [r["cycle_count"] for r in rows] == [1, 2, 3]
+
+
+def test_cycling_table_and_segment(tmp_path, capsys):
+    df, _ = cccv_frame()
+    path = _bdf_csv(
+        df.with_columns(pl.lit(1, dtype=pl.Int32).alias("cycle_count")), tmp_path / "a.csv"
+    )
+    assert main(["analyze", "cycling", path, "--segment"]) == 0
+    out = capsys.readouterr().out
+    assert "Q_ch/Ah" in out and "3 cycle(s)" in out
+    assert "0.6375" in out
+
+
+def test_cycling_run_folder_uses_cell_mass(tmp_path, capsys):
+    df, truths = cccv_frame()
+    run = _run(tmp_path, df, Cell(active_mass_g=0.005, area_cm2=1.0))
+    assert main(["analyze", "cycling", run, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    want = truths[0]["discharge_capacity_ampere_hour"] * 1000 / 0.005
+    assert rows[0]["discharge_specific_capacity_milliampere_hour_per_gram"] == pytest.approx(want)
+
+
+def test_fade_from_summary_csv(tmp_path, capsys):
+    n, q = knee_data()
+    path = tmp_path / "summary.csv"
+    pl.DataFrame(
+        {"cycle_count": n.astype(int), "discharge_capacity_ampere_hour": 2.0 * q}
+    ).write_csv(path)
+    assert main(["analyze", "fade", str(path), "--json", "--threshold", "0.8"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["best_model"] == "knee"
+    lo, hi = d["end_of_life"]["prediction_interval"]
+    assert lo < 812.5 < hi
+    assert main(["analyze", "fade", str(path), "--first-n", "300"]) == 0
+    out = capsys.readouterr().out
+    assert "300 cycles fitted" in out and "extrapolated" in out
+
+
+def test_conductivity_csv_and_resistance_geometry(tmp_path, capsys):
+    sigma = arrhenius_data()
+    a = tmp_path / "a.csv"
+    pl.DataFrame(
+        {"temperature_celsius": T_C, "conductivity_siemens_per_centimeter": sigma}
+    ).write_csv(a)
+    assert main(["analyze", "conductivity", str(a), "--json"]) == 0
+    auto = json.loads(capsys.readouterr().out)
+    # Both Arrhenius forms fit straight data equally well; VTF must not win.
+    assert auto["model"] in ("arrhenius", "arrhenius_t")
+    assert set(auto["alternatives"]) == {"arrhenius", "arrhenius_t", "vtf"}
+    assert main(["analyze", "conductivity", str(a), "--json", "--model", "arrhenius"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    lo, hi = d["activation_energy_ev_ci"]
+    assert lo < 0.35 < hi
+    b = tmp_path / "b.csv"
+    pl.DataFrame({"temperature_celsius": T_C, "resistance_ohm": 0.1 / (sigma * 0.5)}).write_csv(b)
+    assert main(["analyze", "conductivity", str(b), "--json"]) == 1
+    assert "--thickness-cm" in capsys.readouterr().err
+    argv = ["analyze", "conductivity", str(a), str(b), "--thickness-cm", "0.1", "--area-cm2", "0.5"]
+    assert main([*argv, "--json", "--model", "arrhenius"]) == 0
+    both = json.loads(capsys.readouterr().out)
+    assert len(both) == 2
+    assert both[0]["activation_energy_ev"] == pytest.approx(both[1]["activation_energy_ev"])
+    assert main(argv) == 0
+    assert "kJ/mol" in capsys.readouterr().out
+
+
+def test_ccd_file_and_run_area(tmp_path, capsys):
+    df, _ = staircase(short_level=4)
+    path = _bdf_csv(
+        df.with_columns(pl.lit(1, dtype=pl.Int32).alias("cycle_count")), tmp_path / "s.csv"
+    )
+    assert main(["analyze", "ccd", path, "--json"]) == 1
+    assert "--area-cm2" in capsys.readouterr().err
+    assert main(["analyze", "ccd", path, "--area-cm2", str(AREA), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["ccd_milliampere_per_square_centimeter"] == pytest.approx(0.4)
+    assert d["short_step"] == 8
+    run = _run(tmp_path, df, Cell(area_cm2=AREA))
+    assert main(["analyze", "ccd", run]) == 0
+    assert "CCD = 0.4 mA/cm2" in capsys.readouterr().out
+
+
+def test_missing_file_is_one_line_error(tmp_path, capsys):
+    assert main(["analyze", "cycling", str(tmp_path / "nope.csv")]) == 1
+    assert "nope.csv" in capsys.readouterr().err
