@@ -94,3 +94,69 @@ def gcpl_columns(n_cycles: int = 3, per_half: int = 20, current_ma: float = 1.0)
         24: (half // 2).astype(float),
         131: (half % 2).astype(np.uint16),
     }
+
+
+# ----------------------------------------------------------------------------- Neware .ndax
+
+NDC_PAGE = 4096
+
+
+def ndc_table(file_type: int, records: np.ndarray, first: int, tail: int, version: int = 17):
+    """An .ndc table: 4096-byte header, then pages of records starting at byte ``first``."""
+    per_page = (NDC_PAGE - first - tail) // records.dtype.itemsize
+    n_pages = max(1, -(-len(records) // per_page))
+    out = bytearray(NDC_PAGE * (n_pages + 1))
+    struct.pack_into("<HH", out, 0, file_type, version)
+    raw = records.tobytes()
+    size = records.dtype.itemsize
+    for p in range(n_pages):
+        chunk = raw[p * per_page * size : (p + 1) * per_page * size]
+        base = NDC_PAGE * (p + 1)
+        struct.pack_into("<HH", out, base, 6, len(chunk) // size)
+        out[base + first : base + first + len(chunk)] = chunk
+    return bytes(out)
+
+
+def ndax_members(n: int = 600, record_every: int = 10, start_unix: int = 1_700_000_000):
+    """Members of a small .ndax: rest (100 samples), then charge 1 A, 1 s per sample."""
+    from cellbench.analysis.readers.neware_ndax import _RUN, _STEP
+
+    volt = np.linspace(3.0, 4.0, n).astype("<f4")
+    cur = np.where(np.arange(n) < 100, 0.0, 1.0).astype("<f4")
+    data = np.zeros(n, dtype=[("v", "<f4"), ("i", "<f4")])
+    data["v"], data["i"] = volt, cur
+    steps = np.zeros(2, dtype=_STEP)
+    steps["cycle"] = 0
+    steps["step_id"] = [1, 2]
+    steps["status"] = [4, 1]
+    steps["first"] = [1, 101]
+    anchors = np.r_[np.arange(1, n + 1, record_every), 101]
+    anchors = np.unique(anchors)
+    runs = np.zeros(len(anchors), dtype=_RUN)
+    runs["sample"] = anchors
+    runs["step"] = np.where(anchors < 101, 1, 2)
+    runs["unix"] = start_unix + anchors - 1
+    charged = np.clip(anchors - 101, 0, None) / 3600.0  # Ah at 1 A, 1 s per sample
+    runs["chg_ah"] = charged
+    runs["step_ms"] = np.where(anchors < 101, anchors - 1, anchors - 101) * 1000
+    xml = (
+        b'<?xml version="1.0" encoding="GB2312"?><root><config><TestInfo StartTime="x" '
+        b'AuxCount="0"/></config></root>'
+    )
+    return {
+        "TestInfo.xml": xml,
+        "data.ndc": ndc_table(1, data, 132, 4),
+        "data_step.ndc": ndc_table(7, steps, 132, 64),
+        "data_runInfo.ndc": ndc_table(18, runs, 232, 64),
+    }
+
+
+def ndax_bytes(members: dict[str, bytes], compression: int = 8) -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression) as zf:
+        for name, blob in members.items():
+            zf.writestr(name, blob)
+    return buf.getvalue()

@@ -12,7 +12,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import bdf, biologic_mpr, biologic_mpt, eis_tables, eis_text, gamry, generic, zplot
+from . import (
+    bdf,
+    biologic_mpr,
+    biologic_mpt,
+    eis_tables,
+    eis_text,
+    gamry,
+    generic,
+    neware_ndax,
+    zplot,
+)
 from .base import ReaderError, ReadResult, read_head
 
 HEAD_BYTES = 65536
@@ -49,6 +59,14 @@ FORMATS: list[Format] = [
         biologic_mpr.read_mpr,
         (".mpr",),
         biologic_mpr.read_mpr,
+    ),
+    Format(
+        "neware-ndax",
+        "samples",
+        "Neware BTS 8 .ndax (zip of XML and ndc tables, ndc version 17)",
+        neware_ndax.sniff,
+        neware_ndax.read_ndax,
+        (".ndax",),
     ),
     Format(
         "gamry-dta",
