@@ -312,7 +312,7 @@ def _parse_compound_duration(s: str) -> float | None:
 def _parse_as(text: str | float | int, dimension: str) -> float:
     """SI value of text, which must have the given dimension."""
     if isinstance(text, int | float) and not isinstance(text, bool) and dimension != DIMENSIONLESS:
-        raise UnitError(f"expected {_expected(dimension)}; the number {text!r} has no unit")
+        raise UnitError(f"expected {_expected(dimension)}, got {text!r} (a number without a unit)")
     try:
         q = parse_quantity(text)
     except UnitError as exc:
@@ -336,7 +336,7 @@ def parse_current(
     in one hour); a current density needs the electrode ``area_cm2``.
     """
     if isinstance(text, int | float) and not isinstance(text, bool):
-        raise UnitError(f"expected {_expected(CURRENT)}; the number {text!r} has no unit")
+        raise UnitError(f"expected {_expected(CURRENT)}, got {text!r} (a number without a unit)")
     try:
         q = parse_quantity(text)
     except UnitError as exc:
