@@ -1,0 +1,347 @@
+"""Keithley 2450 SourceMeter (SMU) as a single-channel cycler, pulse source and OCV meter.
+
+Follows the *Model 2450 Interactive SourceMeter Instrument Reference Manual* (2450-901-01),
+native "SCPI" command set (not the "SCPI 2400" emulation), over LAN raw socket
+(``TCPIP::host::5025::SOCKET``), VXI-11 or USB-TMC (``USB0::0x05E6::0x2450::SN::INSTR``).
+
+Safety: the 2450's default output-off state is NORMal — when the output is turned off the
+instrument connects a 0 V voltage source with a small current limit across the terminals, which
+slowly **discharges (shorts) a cell**. This driver sets ``:OUTP:CURR:SMOD HIMP`` and
+``:OUTP:VOLT:SMOD HIMP`` on connect and again in :meth:`Keithley2450.safe_state`, so "off" opens
+the output relay (high impedance).
+
+Resting a cell while measuring its open-circuit voltage uses :meth:`Keithley2450.output_off`,
+which sources 0 A with a voltage limit (the SMU is then a high-impedance voltmeter); the relay
+is opened only by :meth:`Keithley2450.safe_state`.
+
+Readings use ``:READ? "defbuffer1", READ, SOUR, REL`` (measured value, source readback, relative
+time), so every reading is also kept in the instrument's reading buffer, and ``;:OUTP?`` in the
+same line tells whether the output is still on (an interlock trip turns it off).
+"""
+
+from __future__ import annotations
+
+import math
+
+from cellbench.drivers.errors import (
+    ArgumentRangeError,
+    InstrumentCommandError,
+    InstrumentRangeError,
+    InterlockError,
+)
+from cellbench.drivers.roles import Reading
+from cellbench.drivers.scpi_driver import ScpiDriver, parse_bool, scpi_property
+from cellbench.drivers.transport import Transport
+
+#: largest source/measure magnitudes of the 2450 (ranges 10 nA..1 A, 20 mV..200 V, 5 % over)
+MAX_CURRENT_AMPERE = 1.05
+MAX_VOLTAGE_VOLT = 210.0
+#: power envelope: above 105 mA the voltage may not exceed 21 V (and vice versa)
+HIGH_CURRENT_AMPERE = 0.105
+HIGH_CURRENT_MAX_VOLT = 21.0
+MIN_CURRENT_LIMIT_AMPERE = 1e-9
+MIN_VOLTAGE_LIMIT_VOLT = 0.02
+#: the 2450 reports an overflowed reading as +9.9E37 (and "no reading" as 9.91E37)
+OVERFLOW = 9.9e37
+BUFFER = '"defbuffer1"'
+
+
+class Keithley2450(ScpiDriver):
+    """Keithley 2450 SMU driver (a :class:`~cellbench.drivers.roles.SourceMeter`).
+
+    Args:
+        address: VISA resource (LAN socket, VXI-11, USB-TMC).
+        name: instrument name in the station.
+        timeout_s: bound on each reply, s.
+        transport: an open transport to use instead of opening ``address``.
+        nplc: integration time in power-line cycles (0.01..10).
+        rest_voltage_limit_volt: voltage limit while resting at 0 A (:meth:`output_off`).
+        require_interlock: refuse to turn the output on unless the safety interlock is engaged.
+    """
+
+    model = "Keithley 2450"
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        name: str = "",
+        timeout_s: float = 2.0,
+        transport: Transport | None = None,
+        nplc: float = 1.0,
+        rest_voltage_limit_volt: float = 21.0,
+        require_interlock: bool = False,
+    ):
+        super().__init__(address, name=name, timeout_s=timeout_s, transport=transport)
+        self.rest_voltage_limit_volt = self.check_range(
+            "rest voltage limit",
+            rest_voltage_limit_volt,
+            MIN_VOLTAGE_LIMIT_VOLT,
+            MAX_VOLTAGE_VOLT,
+            "V",
+        )
+        self.require_interlock = require_interlock
+        self._function: str | None = None  # "CURR" or "VOLT" while the output is on
+        self._output_on = False
+        self._configure(nplc)
+
+    def _configure(self, nplc: float) -> None:
+        nplc = self.check_range("nplc", nplc, 0.01, 10.0, "PLC")
+        with self.transport.lock:
+            self._write("*CLS")
+            self._write(":OUTP:CURR:SMOD HIMP")
+            self._write(":OUTP:VOLT:SMOD HIMP")
+            self._write(f":SENS:VOLT:NPLC {nplc:g}")
+            self._write(f":SENS:CURR:NPLC {nplc:g}")
+            self.check_errors(":OUTP:CURR:SMOD HIMP")
+            self._output_on = self.output_enabled
+
+    # -- one-line settings ------------------------------------------------------------------
+    output_enabled = scpi_property(":OUTP?", parse=parse_bool, doc="output on (relay closed)")
+    source_function = scpi_property(
+        ":SOUR:FUNC?",
+        parse=lambda s: s.strip().upper()[:4],
+        doc="source function, 'CURR' or 'VOLT'",
+    )
+    interlock_engaged = scpi_property(
+        ":OUTP:INT:STAT?", parse=parse_bool, doc="safety interlock closed (high voltage allowed)"
+    )
+    interlock_tripped = scpi_property(
+        ":OUTP:INT:TRIP?", parse=parse_bool, doc="the interlock opened while the output was on"
+    )
+    voltage_limit_tripped = scpi_property(
+        ":SOUR:CURR:VLIM:TRIP?", parse=parse_bool, doc="current source is in voltage compliance"
+    )
+    current_limit_tripped = scpi_property(
+        ":SOUR:VOLT:ILIM:TRIP?", parse=parse_bool, doc="voltage source is in current compliance"
+    )
+    output_off_mode_current = scpi_property(
+        ":OUTP:CURR:SMOD?",
+        parse=lambda s: s.strip().upper(),
+        doc="output-off state in current mode (HIMP)",
+    )
+    output_off_mode_voltage = scpi_property(
+        ":OUTP:VOLT:SMOD?",
+        parse=lambda s: s.strip().upper(),
+        doc="output-off state in voltage mode (HIMP)",
+    )
+    nplc = scpi_property(
+        ":SENS:VOLT:NPLC?",
+        ":SENS:VOLT:NPLC {0};:SENS:CURR:NPLC {0}",
+        check=(0.01, 10.0, "PLC"),
+        doc="nplc, integration time in power-line cycles",
+    )
+
+    # -- validation -------------------------------------------------------------------------
+    def _check_envelope(self, current: float, voltage: float, command: str) -> None:
+        if abs(current) > HIGH_CURRENT_AMPERE and abs(voltage) > HIGH_CURRENT_MAX_VOLT:
+            raise ArgumentRangeError(
+                f"{abs(current):g} A with {abs(voltage):g} V is outside the 2450's power "
+                f"envelope (above {HIGH_CURRENT_AMPERE:g} A at most {HIGH_CURRENT_MAX_VOLT:g} V)",
+                instrument=self.name,
+                address=self.address,
+                command=command,
+            )
+
+    def _ensure_interlock(self, command: str) -> None:
+        if self.require_interlock and not self.interlock_engaged:
+            raise InterlockError(
+                "safety interlock is not engaged; output not turned on",
+                instrument=self.name,
+                address=self.address,
+                command=command,
+            )
+
+    def _switch_on(self, function: str, setup: list[str]) -> None:
+        """Configure and turn the output on; a change of function passes through off."""
+        command = setup[-1]
+        self._ensure_interlock(command)
+        with self.transport.lock:
+            if self._output_on and self._function != function:
+                self._write(":OUTP OFF")  # HIMP: relay opens while the function changes
+                self._output_on = False
+            for line in setup:
+                self._write(line)
+            if not self._output_on:
+                self._write(":OUTP ON")
+            if not self.output_enabled:
+                tripped = self.interlock_tripped
+                queued = "; ".join(f"{code} {text}" for code, text in self.errors())
+                raise InterlockError(
+                    "output did not turn on"
+                    + (" (safety interlock tripped)" if tripped else "")
+                    + (f"; instrument errors: {queued}" if queued else ""),
+                    instrument=self.name,
+                    address=self.address,
+                    command=":OUTP ON",
+                )
+            self._function, self._output_on = function, True
+            try:
+                self.check_errors(command)
+            except InstrumentCommandError:
+                # a rejected setting leaves the source in an unknown state: open the relay
+                self.safe_state()
+                raise
+
+    # -- SourceMeter role -------------------------------------------------------------------
+    def source_current(self, current_ampere: float, *, voltage_limit_volt: float) -> None:
+        """Output on, constant current (A, positive charges the cell), |V| limited (V)."""
+        command = ":SOUR:CURR"
+        i = self.check_range(
+            "source current",
+            current_ampere,
+            -MAX_CURRENT_AMPERE,
+            MAX_CURRENT_AMPERE,
+            "A",
+            command=command,
+        )
+        v = self.check_range(
+            "voltage limit",
+            voltage_limit_volt,
+            MIN_VOLTAGE_LIMIT_VOLT,
+            MAX_VOLTAGE_VOLT,
+            "V",
+            command=":SOUR:CURR:VLIM",
+        )
+        self._check_envelope(i, v, command)
+        self._switch_on(
+            "CURR",
+            [
+                ":SOUR:FUNC CURR",
+                ':SENS:FUNC "VOLT"',
+                ":SENS:VOLT:RANG:AUTO ON",
+                ":SOUR:CURR:READ:BACK ON",
+                f":SOUR:CURR:VLIM {v:.10g}",
+                f":SOUR:CURR {i:.10g}",
+            ],
+        )
+
+    def source_voltage(self, voltage_volt: float, *, current_limit_ampere: float) -> None:
+        """Output on, constant voltage (V), |I| limited (A)."""
+        command = ":SOUR:VOLT"
+        v = self.check_range(
+            "source voltage",
+            voltage_volt,
+            -MAX_VOLTAGE_VOLT,
+            MAX_VOLTAGE_VOLT,
+            "V",
+            command=command,
+        )
+        i = self.check_range(
+            "current limit",
+            current_limit_ampere,
+            MIN_CURRENT_LIMIT_AMPERE,
+            MAX_CURRENT_AMPERE,
+            "A",
+            command=":SOUR:VOLT:ILIM",
+        )
+        self._check_envelope(i, v, command)
+        self._switch_on(
+            "VOLT",
+            [
+                ":SOUR:FUNC VOLT",
+                ':SENS:FUNC "CURR"',
+                ":SENS:CURR:RANG:AUTO ON",
+                ":SOUR:VOLT:READ:BACK ON",
+                f":SOUR:VOLT:ILIM {i:.10g}",
+                f":SOUR:VOLT {v:.10g}",
+            ],
+        )
+
+    def output_off(self) -> None:
+        """Rest the cell: source 0 A (voltage-limited), so :meth:`measure` reads its OCV."""
+        self.source_current(0.0, voltage_limit_volt=self.rest_voltage_limit_volt)
+
+    def measure(self) -> Reading:
+        """Voltage (V) and current (A) now; also stored in ``defbuffer1``.
+
+        With the output relay open (after :meth:`safe_state`) nothing can be measured: the
+        reading is ``voltage_volt = nan, current_ampere = 0``. Raises :class:`InterlockError` if
+        the output turned off by itself, :class:`InstrumentRangeError` on an overflowed reading.
+        """
+        command = f":READ? {BUFFER}, READ, SOUR, REL;:OUTP?"
+        with self.transport.lock:
+            if not self._output_on:
+                return Reading(math.nan, 0.0, None)
+            reply = self._query(command)
+            values_text, _, state = reply.rpartition(";")
+            values = self._numbers(values_text, command)
+            if len(values) != 3:
+                raise self._reply_error(f"expected 3 values, got {reply!r}", command)
+            try:
+                on = parse_bool(state)
+            except ValueError:
+                raise self._reply_error(f"bad output state in {reply!r}", command) from None
+            if not on:
+                self._output_on = False
+                tripped = self.interlock_tripped
+                raise InterlockError(
+                    "output turned off by the instrument"
+                    + (" (safety interlock tripped)" if tripped else ""),
+                    instrument=self.name,
+                    address=self.address,
+                    command=command,
+                )
+        measured, sourced, rel_time = values
+        if abs(measured) >= OVERFLOW or abs(sourced) >= OVERFLOW:
+            raise InstrumentRangeError(
+                f"reading overflowed the measure range ({measured:g})",
+                instrument=self.name,
+                address=self.address,
+                command=command,
+            )
+        if self._function == "VOLT":
+            return Reading(voltage_volt=sourced, current_ampere=measured, timestamp_second=rel_time)
+        return Reading(voltage_volt=measured, current_ampere=sourced, timestamp_second=rel_time)
+
+    # -- reading buffer ---------------------------------------------------------------------
+    def clear_buffer(self) -> None:
+        """Empty ``defbuffer1`` (its relative timestamps restart at 0)."""
+        self._write(f":TRAC:CLE {BUFFER}")
+
+    @property
+    def buffer_count(self) -> int:
+        """Readings held in ``defbuffer1``."""
+        return int(self._number(self._query(f":TRAC:ACT? {BUFFER}"), ":TRAC:ACT?"))
+
+    def read_buffer(self, start: int = 1, end: int | None = None) -> list[Reading]:
+        """Readings ``start..end`` (1-based, inclusive; default: all) from ``defbuffer1``."""
+        end = self.buffer_count if end is None else end
+        if end < start:
+            return []
+        if start < 1:
+            raise ArgumentRangeError(
+                f"buffer index {start} < 1", instrument=self.name, address=self.address
+            )
+        command = f":TRAC:DATA? {start}, {end}, {BUFFER}, READ, SOUR, REL, UNIT"
+        fields = [f.strip() for f in self._query(command).split(",")]
+        if len(fields) != 4 * (end - start + 1):
+            raise self._reply_error(
+                f"expected {4 * (end - start + 1)} fields, got {len(fields)}", command
+            )
+        readings = []
+        for k in range(0, len(fields), 4):
+            measured, sourced, rel_time = self._numbers(",".join(fields[k : k + 3]), command)
+            if fields[k + 3].upper().startswith("AMP"):  # measured current: voltage source
+                readings.append(Reading(sourced, measured, rel_time))
+            else:
+                readings.append(Reading(measured, sourced, rel_time))
+        return readings
+
+    # -- safety -----------------------------------------------------------------------------
+    def safe_state(self) -> None:
+        """Output off with the relay open (HIMP). Safe to call at any time, repeatedly."""
+        with self.transport.lock:
+            self._write(":OUTP:CURR:SMOD HIMP")
+            self._write(":OUTP:VOLT:SMOD HIMP")
+            self._write(":OUTP OFF")
+            self._output_on = False
+            self._function = None
+            # the query also waits until the instrument has executed the lines above
+            if self.output_enabled:
+                raise InstrumentCommandError(
+                    "output is still on after :OUTP OFF",
+                    instrument=self.name,
+                    address=self.address,
+                    command=":OUTP OFF",
+                )
