@@ -209,5 +209,13 @@ class HiokiIM3590(LineDriver):
         )
 
     def safe_state(self) -> None:
-        """DC bias off: nothing is applied to the cell between measurements."""
+        """DC bias off, confirmed by ``:DCB?``: nothing is applied to the cell between points."""
         self._write(":DCB OFF")
+        state = self._query(":DCB?").strip().upper()
+        if state not in ("OFF", "0"):
+            raise InstrumentCommandError(
+                f"DC bias still {state!r} after :DCB OFF",
+                instrument=self.name,
+                address=self.address,
+                command=":DCB OFF",
+            )

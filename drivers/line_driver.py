@@ -23,6 +23,13 @@ from cellbench.drivers.transport import Transport, open_transport
 
 T = TypeVar("T")
 
+try:  # pyserial's flush() calls tcdrain(), which raises termios.error (EIO) on an unplugged tty
+    import termios
+
+    _PORT_LOST: tuple[type[BaseException], ...] = (InstrumentConnectionError, termios.error)
+except ImportError:  # Windows
+    _PORT_LOST = (InstrumentConnectionError,)
+
 
 class LineDriver:
     """Base of a driver that talks to one instrument over a line-oriented transport.
@@ -69,7 +76,7 @@ class LineDriver:
         """Run ``action``; after a lost connection reopen the port once and run it again."""
         try:
             return action()
-        except InstrumentConnectionError:
+        except _PORT_LOST:
             self.transport.reconnect()
             return action()
 
