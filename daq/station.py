@@ -356,7 +356,7 @@ class _Checker:
             return ()
         specs = [self.instrument(d, ("instrument", k), cell) for k, d in enumerate(data)]
         out = tuple(s for s in specs if s is not None)
-        self.cross_check(specs)
+        self.cross_check(data, specs)
         return out
 
     def instrument(
@@ -409,8 +409,7 @@ class _Checker:
         options = data.get("options", {})
         if not isinstance(options, dict):
             self.error((*path, "options"), "must be a table [instrument.options]")
-            ok = False
-            options = {}
+            return None
         if (
             driver == "mark10"
             and "area_cm2" not in options
@@ -445,7 +444,8 @@ class _Checker:
         if raw is None:
             if driver in DRIVER_ROLES and len(DRIVER_ROLES[driver]) == 1:
                 return tuple(DRIVER_ROLES[driver])  # the only thing it can do
-            self.error(path, "missing 'roles' (" + ", ".join(ROLES) + ")")
+            if driver in DRIVER_ROLES:  # an unknown driver is reported already
+                self.error(path, "missing 'roles' (" + ", ".join(ROLES) + ")")
             return None
         if isinstance(raw, str):
             raw = [raw]
@@ -461,36 +461,28 @@ class _Checker:
                 ok = False
             elif driver in DRIVER_ROLES and role not in DRIVER_ROLES[driver]:
                 can = ", ".join(sorted(DRIVER_ROLES[driver]))
-                self.error((*path, "roles", k), f"a {driver} cannot be a {role} (it can: {can})")
+                self.error((*path, "roles", k), f"{driver} cannot take role {role!r} (only: {can})")
                 ok = False
         if len(set(raw)) != len(raw):
             self.error((*path, "roles"), "lists a role twice")
         return tuple(dict.fromkeys(raw)) if ok else None
 
-    def cross_check(self, specs: list[InstrumentSpec | None]) -> None:
-        seen: dict[str, int] = {}
-        for k, spec in enumerate(specs):
-            if spec is None:
-                continue
-            if spec.name in seen:
-                self.error(
-                    ("instrument", k, "name"),
-                    f"{spec.name!r} is already the name of instrument {seen[spec.name] + 1}",
-                )
-            else:
-                seen[spec.name] = k
-        addresses: dict[str, int] = {}
-        for k, spec in enumerate(specs):
-            if spec is None or spec.simulated:
-                continue
-            if spec.address in addresses:
-                self.error(
-                    ("instrument", k, "address"),
-                    f"{spec.address!r} is also the address of instrument "
-                    f"{addresses[spec.address] + 1}",
-                )
-            else:
-                addresses[spec.address] = k
+    def cross_check(self, raw: list[dict[str, Any]], specs: list[InstrumentSpec | None]) -> None:
+        # Names and addresses are compared as written, whether or not the rest is valid.
+        for key, what in (("name", "name"), ("address", "address")):
+            seen: dict[str, int] = {}
+            for k, data in enumerate(raw):
+                value = data.get(key)
+                if not isinstance(value, str) or (key == "address" and value == SIM_ADDRESS):
+                    continue
+                value = value.strip()
+                if value in seen:
+                    self.error(
+                        ("instrument", k, key),
+                        f"{value!r} is also the {what} of instrument[{seen[value]}]",
+                    )
+                else:
+                    seen[value] = k
         # One instrument per role and channel: two sources on one cell would fight.
         valid = [(k, s) for k, s in enumerate(specs) if s is not None]
         channels = {s.channel for _, s in valid if s.channel is not None}
