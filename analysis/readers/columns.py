@@ -12,6 +12,7 @@ into canonical columns:
 ``_hms``        elapsed time as ``[d-]hh:mm:ss[.f]`` (converted to seconds, then scaled)
 ``_dq``         charge passed since the previous record, signed (scaled to Ah); readers use it
                 for the per-cycle capacities
+``_mode``       the vendor's text code of the record's state (kept as text for its reader)
 ``_skip``       a known column that carries nothing canonical; dropped without a warning
 
 A user with an unusual export writes the same kind of map (a dict, or JSON with
@@ -30,7 +31,7 @@ MILLI = 1e-3
 HOUR = 3600.0
 MINUTE = 60.0
 
-HELPER_TARGETS = ("_datetime", "_excel_days", "_hms", "_dq", "_skip")
+HELPER_TARGETS = ("_datetime", "_excel_days", "_hms", "_dq", "_mode", "_skip")
 
 
 @dataclass(frozen=True)
@@ -216,8 +217,8 @@ MACCOR: dict[str, Col] = {
     "Amps": Col("current_ampere"),
     "Voltage [V]": Col("voltage_volt"),
     "Volts": Col("voltage_volt"),
-    "Md": Col("_skip"),
-    "State": Col("_skip"),
+    "Md": Col("_mode"),
+    "State": Col("_mode"),
     "ES": Col("_skip"),
     "DPT Time": Col("_datetime"),
     "DPt Time": Col("_datetime"),

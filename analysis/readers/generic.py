@@ -7,10 +7,20 @@ their columns is which (see :mod:`.columns`) and gets the same checks as every o
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from .base import Notes, ReaderError, ReadResult, decode, finish_samples, finish_spectra
+import polars as pl
+
+from .base import (
+    Notes,
+    ReaderError,
+    ReadResult,
+    capacities_per_cycle,
+    decode,
+    finish_samples,
+    finish_spectra,
+)
 from .columns import PRIME, Col, from_json, key
 from .tabular import Table, check_cycles, guess_delimiter, line_locator, read_mapped, resolve_times
 
@@ -60,26 +70,39 @@ def read_csv(
     header_line: int | None = None,
     delimiter: str | None = None,
     decimal_comma: bool = False,
+    skip_after_header: int = 0,
     format_name: str = "csv",
     notes: Notes | None = None,
     metadata: dict | None = None,
+    postprocess: Callable[[pl.DataFrame, Notes], pl.DataFrame] | None = None,
+    text: str | None = None,
 ) -> ReadResult:
     """Read a delimited text export whose columns ``column_map`` explains.
 
     ``header_line`` is the 0-based index of the header (found from the map's names when None);
     ``kind`` is ``"samples"`` (needs voltage and current, and a time or date column) or
-    ``"spectra"`` (frequency, Z', Z''). Cycle numbers must rise by one.
+    ``"spectra"`` (frequency, Z', Z''). Cycle numbers must rise by one. ``postprocess`` lets a
+    vendor reader finish the frame (signs from a mode column, step to cycle capacities) before
+    the checks. ``text`` is the file's content when it comes from elsewhere than ``path``
+    (a table exported from a database); errors still name ``path``.
     """
     if kind not in ("samples", "spectra"):
         raise ValueError(f"kind must be 'samples' or 'spectra', got {kind!r}")
     cmap = load_column_map(column_map)
     notes = notes or Notes(path)
-    lines = decode(path, Path(path).read_bytes()).splitlines()
+    if text is None:
+        text = decode(path, Path(path).read_bytes())
+    lines = text.splitlines()
     if header_line is None:
         header_line = find_header(path, lines, cmap)
     if header_line >= len(lines):
         raise ReaderError(path, "file ends before the header", line=len(lines))
-    table = Table(header_line, delimiter or guess_delimiter(lines[header_line]), decimal_comma)
+    table = Table(
+        header_line,
+        delimiter or guess_delimiter(lines[header_line]),
+        decimal_comma,
+        skip_after_header=skip_after_header,
+    )
     required = (
         ("voltage_volt", "current_ampere")
         if kind == "samples"
@@ -95,6 +118,11 @@ def read_csv(
             expected="a column mapped to test_time_second, _hms, _datetime or _excel_days",
         )
     df, start = resolve_times(df)
+    if postprocess is not None:
+        df = postprocess(df, notes)
+    if kind == "samples" and "_dq" in df.columns:
+        df = capacities_per_cycle(df)
+    df = df.drop([c for c in df.columns if c.startswith("_")])
     meta = dict(metadata or {})
     meta["start_time_known"] = start is not None or "unix_time_second" in have
     if start is not None:
@@ -104,7 +132,7 @@ def read_csv(
         frame = finish_spectra(path, df, start_unix=start, line_of=locate)
     else:
         if "cycle_count" in df.columns:
-            check_cycles(path, df["cycle_count"], have["cycle_count"], header_line + 2)
+            check_cycles(path, df["cycle_count"], have["cycle_count"], table.first_line)
         frame = finish_samples(path, df, start_unix=start, line_of=locate)
     return ReadResult(kind, frame, format_name, meta, notes.items)
 

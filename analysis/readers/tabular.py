@@ -27,6 +27,12 @@ class Table:
     delimiter: str
     decimal_comma: bool = False
     quote: str | None = '"'
+    skip_after_header: int = 0  # lines between the header and the first row (units, blanks)
+
+    @property
+    def first_line(self) -> int:
+        """File line (from 1) of the first row."""
+        return self.header_line + 2 + self.skip_after_header
 
 
 def split_lines(text: str) -> list[str]:
@@ -41,7 +47,7 @@ def guess_delimiter(header: str) -> str:
 
 
 def _raw_table(path: str | Path, lines: list[str], table: Table) -> pl.DataFrame:
-    body = lines[table.header_line :]
+    body = [lines[table.header_line], *lines[table.header_line + 1 + table.skip_after_header :]]
     while body and not body[-1].strip():
         body.pop()
     data = "\n".join(body).encode("utf-8")
@@ -84,13 +90,13 @@ def _to_float(
         raise ReaderError(
             path,
             f"{s[row]!r} is not a number",
-            line=table.header_line + 2 + row,
+            line=table.first_line + row,
             column=name,
             expected="a number",
         )
     if required and empty.any():
         row = int(empty.arg_max())
-        line_no = table.header_line + 2 + row
+        line_no = table.first_line + row
         raw = lines[line_no - 1] if line_no - 1 < len(lines) else ""
         have = _field_count(raw, table.delimiter)
         if have < n_header_fields:
@@ -111,13 +117,13 @@ def _to_float(
             raise ReaderError(
                 path,
                 f"{s[row].strip()!r} is not a finite number",
-                line=table.header_line + 2 + row,
+                line=table.first_line + row,
                 column=name,
                 expected="a finite number",
             )
         notes.warn(
             f"column {name!r}: {int(nonfinite.sum())} non-finite value(s) from line "
-            f"{table.header_line + 2 + row} read as missing"
+            f"{table.first_line + row} read as missing"
         )
         num = num.set(nonfinite, None)
     return num
@@ -146,7 +152,7 @@ def _hms_seconds(path: str | Path, s: pl.Series, name: str, table: Table) -> pl.
         raise ReaderError(
             path,
             f"{s[row]!r} is not an elapsed time",
-            line=table.header_line + 2 + row,
+            line=table.first_line + row,
             column=name,
             expected="hh:mm:ss",
         )
@@ -262,8 +268,10 @@ def read_mapped(
     cols: dict[str, pl.Series] = {}
     for name, (_, col) in matched.items():
         s = raw[name]
-        if col.target == "_datetime":
-            val = parse_datetimes(path, s, name, table.header_line + 2)
+        if col.target == "_mode":
+            val = s.str.strip_chars()
+        elif col.target == "_datetime":
+            val = parse_datetimes(path, s, name, table.first_line)
         elif col.target == "_hms":
             val = _hms_seconds(path, s, name, table) * col.scale + col.offset
         else:
@@ -328,7 +336,7 @@ def check_cycles(
 
 def line_locator(table: Table):
     """Row index -> error location keywords for a table read by :func:`read_mapped`."""
-    return lambda row: {"line": table.header_line + 2 + row}
+    return lambda row: {"line": table.first_line + row}
 
 
 __all__ = [

@@ -1,0 +1,270 @@
+"""Cycler text exports and the Arbin database: Neware csv, Arbin csv and .res, Maccor text.
+
+Each is a table read through its column map (:mod:`.columns`) plus what the vendor does its own
+way: Maccor writes current without sign (the mode column C/D gives it) and the test time in a unit
+its header does not name; Neware and Maccor count capacity per step, which becomes the per-cycle
+running totals of the data model; Arbin's .res is a Microsoft Access database, read with
+``mdb-export`` from mdbtools.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from .base import Notes, ReaderError, ReadResult, decode, step_count_from
+from .columns import ARBIN, MACCOR, NEWARE_CSV, key
+from .generic import read_csv
+from .tabular import guess_delimiter
+
+JET_MAGIC = b"\x00\x01\x00\x00Standard Jet DB"
+ACE_MAGIC = b"\x00\x01\x00\x00Standard ACE DB"
+MDB_EXPORT = "mdb-export"
+ARBIN_TABLE = "Channel_Normal_Table"
+
+
+def _header_names(head: bytes, max_lines: int = 40) -> list[list[str]]:
+    out = []
+    for line in decode("", head).splitlines()[:max_lines]:
+        d = guess_delimiter(line)
+        out.append([key(n.strip('"')) for n in line.split(d)])
+    return out
+
+
+def _has(head: bytes, names: tuple[str, ...]) -> bool:
+    want = {key(n) for n in names}
+    return any(want <= set(row) for row in _header_names(head))
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def step_to_cycle_capacity(df: pl.DataFrame, source: str, target: str) -> pl.DataFrame:
+    """Per-step running capacity ``source`` (restarting at every step) to the per-cycle running
+    total ``target``: each step adds to what the cycle's earlier steps ended with."""
+    if "step_count" not in df.columns:
+        df = df.with_columns(
+            step_count_from(pl.col("step_index"), pl.col("cycle_count")).alias("step_count")
+        )
+    ends = (
+        df.group_by("step_count", maintain_order=True)
+        .agg(pl.col("cycle_count").first(), pl.col(source).last().alias("_end"))
+        .with_columns(
+            (pl.col("_end").cum_sum().over("cycle_count") - pl.col("_end")).alias("_before")
+        )
+        .select("step_count", "_before")
+    )
+    return (
+        df.join(ends, on="step_count", how="left", maintain_order="left")
+        .with_columns((pl.col(source) + pl.col("_before")).alias(target))
+        .drop("_before")
+    )
+
+
+# ---------------------------------------------------------------------------------- Neware csv
+
+
+def sniff_neware_csv(head: bytes) -> bool:
+    return _has(head, ("Cycle Index", "Step Index", "Step Type")) and (
+        _has(head, ("Chg. Cap.(Ah)",)) or _has(head, ("Chg. Cap.(mAh)",))
+    )
+
+
+def _neware_post(df: pl.DataFrame, notes: Notes) -> pl.DataFrame:
+    df = df.with_columns(
+        step_count_from(pl.col("step_index"), pl.col("cycle_count")).alias("step_count")
+    )
+    for name in ("charging_capacity_ampere_hour", "discharging_capacity_ampere_hour"):
+        if name in df.columns:
+            df = step_to_cycle_capacity(df.rename({name: "_step"}), "_step", name).drop("_step")
+    for name in ("charging_energy_watt_hour", "discharging_energy_watt_hour"):
+        if name in df.columns:
+            df = step_to_cycle_capacity(df.rename({name: "_step"}), "_step", name).drop("_step")
+    return df
+
+
+def read_neware_csv(path: str | Path) -> ReadResult:
+    """BTSDA csv export: one row per record, capacities per step, current signed."""
+    return read_csv(
+        path,
+        NEWARE_CSV,
+        format_name="neware-csv",
+        postprocess=_neware_post,
+        metadata={"instrument": "Neware"},
+    )
+
+
+# ----------------------------------------------------------------------------------- Arbin
+
+
+def sniff_arbin_csv(head: bytes) -> bool:
+    return _has(head, ("Data_Point", "Cycle_Index", "Step_Index")) or _has(
+        head, ("Cycle_Index", "Step_Index", "Test_Time(s)")
+    )
+
+
+def read_arbin_csv(path: str | Path) -> ReadResult:
+    """MITS Pro csv export; Charge_/Discharge_Capacity already run over the cycle."""
+    return read_csv(path, ARBIN, format_name="arbin-csv", metadata={"instrument": "Arbin"})
+
+
+def sniff_access(head: bytes) -> bool:
+    return head.startswith(JET_MAGIC) or head.startswith(ACE_MAGIC)
+
+
+def mdb_export(path: str | Path, table: str) -> str:
+    """A table of an Access database as csv text, through mdbtools' ``mdb-export``."""
+    exe = shutil.which(MDB_EXPORT)
+    if exe is None:
+        raise ReaderError(
+            path,
+            "reading an Arbin .res (Microsoft Access) file needs 'mdb-export' from mdbtools, "
+            "which is not on PATH",
+            expected="mdbtools installed (apt install mdbtools, brew install mdbtools)",
+        )
+    try:
+        run = subprocess.run(
+            [exe, "-D", "%Y-%m-%d %H:%M:%S", str(path), table],
+            capture_output=True,
+            timeout=600,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ReaderError(path, f"mdb-export failed: {exc}") from None
+    if run.returncode != 0:
+        msg = run.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise ReaderError(
+            path,
+            f"mdb-export could not read table {table}: {msg[-1] if msg else run.returncode}",
+            expected=f"an Arbin .res database with a {table} table",
+        )
+    return run.stdout.decode("utf-8", "replace")
+
+
+def read_arbin_res(path: str | Path) -> ReadResult:
+    """Arbin .res: ``Channel_Normal_Table`` for the records, ``Global_Table`` for the test."""
+    notes = Notes(path)
+    text = mdb_export(path, ARBIN_TABLE)
+    if not text.strip():
+        raise ReaderError(path, f"{ARBIN_TABLE} is empty", expected="data records")
+    meta: dict = {"instrument": "Arbin", "table": ARBIN_TABLE}
+    try:
+        glob = pl.read_csv(mdb_export(path, "Global_Table").encode(), infer_schema=False)
+        if glob.height:
+            row = glob.row(0, named=True)
+            for k in ("Test_Name", "Schedule_File_Name", "Start_DateTime", "MASS", "Capacity"):
+                if row.get(k) is not None:
+                    meta[k] = row[k]
+            if glob.height > 1:
+                notes.warn(f"Global_Table lists {glob.height} tests; all records are read")
+    except (ReaderError, pl.exceptions.PolarsError) as exc:
+        notes.warn(f"Global_Table not read: {exc}")
+    # The exported table goes through the same checks as the csv exports; line numbers in
+    # errors count the table's rows (line 2 = first record).
+    meta["line_numbers"] = f"rows of {ARBIN_TABLE} as exported by mdb-export"
+    return read_csv(
+        path,
+        ARBIN,
+        header_line=0,
+        delimiter=",",
+        format_name="arbin-res",
+        notes=notes,
+        metadata=meta,
+        text=text,
+    )
+
+
+# ----------------------------------------------------------------------------------- Maccor
+
+
+def sniff_maccor(head: bytes) -> bool:
+    return _has(head, ("Rec", "Cycle C", "Step", "TestTime")) or _has(
+        head, ("Rec#", "Cyc#", "Step", "Amp-hr")
+    )
+
+
+_TIME_UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0}
+
+
+def _maccor_post(df: pl.DataFrame, notes: Notes) -> pl.DataFrame:
+    if "_mode" not in df.columns:
+        raise ReaderError("", "no mode column (Md/State)", expected="C/D/R codes")
+    mode = pl.col("_mode").str.to_uppercase()
+    sign = pl.when(mode.str.starts_with("D")).then(-1.0).otherwise(1.0)
+    df = df.with_columns(
+        (pl.col("current_ampere").abs() * sign).alias("current_ampere"),
+        (pl.col("step_capacity_ampere_hour").abs() * sign).alias("step_capacity_ampere_hour"),
+        step_count_from(pl.col("step_index"), pl.col("cycle_count")).alias("step_count"),
+    )
+    charge = pl.when(mode.str.starts_with("C")).then(pl.col("step_capacity_ampere_hour").abs())
+    discharge = pl.when(mode.str.starts_with("D")).then(pl.col("step_capacity_ampere_hour").abs())
+    df = df.with_columns(
+        charge.otherwise(0.0).alias("_chg"), discharge.otherwise(0.0).alias("_dchg")
+    )
+    df = step_to_cycle_capacity(df, "_chg", "charging_capacity_ampere_hour")
+    df = step_to_cycle_capacity(df, "_dchg", "discharging_capacity_ampere_hour")
+    return df.drop("_chg", "_dchg")
+
+
+def _maccor_time_unit(path, lines: list[str], header: int) -> float:
+    """Seconds per unit of TestTime: the one that matches the wall clock (DPT Time) best."""
+    from .tabular import parse_datetimes
+
+    names = [n.strip() for n in lines[header].split("\t")]
+    if "TestTime" not in names or "DPT Time" not in names:
+        return 1.0
+    it, idt = names.index("TestTime"), names.index("DPT Time")
+    rows = [ln.split("\t") for ln in lines[header + 1 :] if ln.strip()]
+    rows = [r for r in rows if len(r) > max(it, idt)]
+    if len(rows) < 2:
+        return 60.0
+    first, last = rows[0], rows[-1]
+    clock = parse_datetimes(
+        path, pl.Series([first[idt], last[idt]]), "DPT Time", header + 2
+    ).to_numpy()
+    try:
+        elapsed = float(last[it]) - float(first[it])
+    except ValueError:
+        return 60.0
+    if elapsed <= 0:
+        return 60.0
+    ratio = (clock[1] - clock[0]) / elapsed
+    return min(_TIME_UNITS.values(), key=lambda u: abs(np.log(max(ratio, 1e-9) / u)))
+
+
+def read_maccor(path: str | Path) -> ReadResult:
+    notes = Notes(path)
+    lines = decode(path, Path(path).read_bytes()).splitlines()
+    header = next(
+        (i for i, ln in enumerate(lines[:200]) if ln.startswith(("Rec\t", "Rec#\t"))), None
+    )
+    if header is None:
+        raise ReaderError(path, "no 'Rec' header line", expected="a Maccor text export")
+    meta: dict = {"instrument": "Maccor"}
+    for ln in lines[:header]:
+        k, _, v = ln.partition("\t")
+        k = k.rstrip(":").strip()
+        if k and v.strip():
+            # Some exports pad a field with control bytes and 0xFF: keep the text before them.
+            meta[k] = re.split(r"[\x00-\x1f\x7f-\xff]", v.strip())[0].strip()
+    skip = 1 if header + 1 < len(lines) and not lines[header + 1].strip() else 0
+    unit = _maccor_time_unit(path, lines, header)
+    meta["test_time_unit_second"] = unit
+    cmap = dict(MACCOR)
+    cmap["TestTime"] = cmap["TestTime"].__class__("test_time_second", unit)
+    return read_csv(
+        path,
+        cmap,
+        header_line=header,
+        delimiter="\t",
+        skip_after_header=skip,
+        format_name="maccor-txt",
+        notes=notes,
+        metadata=meta,
+        postprocess=_maccor_post,
+    )
