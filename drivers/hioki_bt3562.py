@@ -163,5 +163,14 @@ class HiokiBT3562(LineDriver):
         return self.read().voltage_volt
 
     def safe_state(self) -> None:
-        """Stop free-running measurement: the 1 kHz test current flows only during a reading."""
+        """Stop free-running measurement (confirmed by ``:INIT:CONT?``): the 1 kHz test
+        current then flows only during a triggered reading."""
         self._write(":INIT:CONT OFF")
+        state = self._query(":INIT:CONT?").strip().upper()
+        if state not in ("OFF", "0"):
+            raise InstrumentCommandError(
+                f"free-run still {state!r} after :INIT:CONT OFF",
+                instrument=self.name,
+                address=self.address,
+                command=":INIT:CONT OFF",
+            )

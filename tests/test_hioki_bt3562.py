@@ -1,0 +1,131 @@
+"""Hioki BT3562 battery tester driver against its simulator over a real pty."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from serial_sim_support import SLACK_S, TIMEOUT_S, make_cell, raises_within
+
+from cellbench.drivers.errors import (
+    ArgumentRangeError,
+    InstrumentCommandError,
+    InstrumentRangeError,
+    InstrumentReplyError,
+    InstrumentTimeout,
+)
+from cellbench.drivers.hioki_bt3562 import HiokiBT3562
+from cellbench.drivers.sim.hioki import BT3562Simulator
+
+NOISE = 1e-3
+
+
+@pytest.fixture
+def cell():
+    # a full cell (3.7 V class) with a low-resistance electrolyte: tens of ohms at 1 kHz
+    return make_cell(
+        kind="full",
+        ocv_soc=(0.0, 0.5, 1.0),
+        ocv_volt=(3.0, 3.7, 4.2),
+        bulk_sigma_s_per_cm=1e-2,
+        gb_sigma_s_per_cm=0.0,
+        interface_asr_ohm_cm2=5.0,
+    )
+
+
+@pytest.fixture
+def sim(cell):
+    with BT3562Simulator(cell, noise_relative=NOISE) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def tester(sim):
+    driver = HiokiBT3562(sim.address, name="acir", timeout_s=TIMEOUT_S)
+    yield driver
+    driver.close()
+
+
+def test_identify_and_setup_bytes(tester, sim):
+    assert tester.identify() == "HIOKI,BT3562,250654321,V1.10"
+    assert tester.model_name == "BT3562"
+    assert sim.received[:3] == [b":SYST:HEAD OFF\r\n", b":INIT:CONT OFF\r\n", b"*IDN?\r\n"]
+
+
+def test_configure_and_read_exact_bytes(tester, sim, cell):
+    sim.received.clear()
+    tester.configure(resistance_range_ohm=3000, voltage_range_volt=6, sample_rate="FAST")
+    reading = tester.read()
+    assert sim.received == [
+        b":FUNC RV\r\n",
+        b":AUT OFF\r\n",
+        b":RES:RANG 3000\r\n",
+        b":VOLT:RANG 6\r\n",
+        b":SAMP:RATE FAST\r\n",
+        b"*ESR?\r\n",
+        b":READ?\r\n",
+    ]
+    truth_r = cell.impedance(1000.0)[0].real
+    assert reading.resistance_ohm == pytest.approx(truth_r, rel=5 * NOISE)
+    assert reading.voltage_volt == pytest.approx(cell.measure()[0], abs=1e-4)
+    assert 3.6 < reading.voltage_volt < 3.8
+
+
+def test_auto_range_reads_resistance_and_voltage(tester, cell):
+    tester.configure()
+    values = np.array([tester.read_resistance_ohm() for _ in range(5)])
+    truth = cell.impedance(1000.0)[0].real
+    assert np.all(np.abs(values / truth - 1) < 5 * NOISE)
+    assert tester.read_voltage_volt() == pytest.approx(3.7, abs=0.01)
+
+
+def test_reading_above_the_fixed_range_is_over_range(tester):
+    tester.configure(resistance_range_ohm=3e-3)
+    with pytest.raises(InstrumentRangeError, match="resistance over range"):
+        tester.read()
+
+
+def test_over_range_fault(tester, sim):
+    sim.faults.inject("over_range")
+    with pytest.raises(InstrumentRangeError, match=r"9\.9999E\+37"):
+        tester.read()
+    assert tester.read().resistance_ohm > 0
+
+
+def test_invalid_arguments_never_reach_the_wire(tester, sim):
+    sim.received.clear()
+    with pytest.raises(ArgumentRangeError, match="resistance range 5"):
+        tester.configure(resistance_range_ohm=5)
+    with pytest.raises(ArgumentRangeError, match="voltage range 300"):
+        tester.configure(voltage_range_volt=300)  # BT3563 only
+    with pytest.raises(ArgumentRangeError, match="sample rate"):
+        tester.configure(sample_rate="TURBO")
+    assert sim.received == []
+
+
+def test_rejected_command_is_a_command_error(tester, sim):
+    sim.faults.inject("error_queue", on=":SAMP")
+    with pytest.raises(InstrumentCommandError, match="command error"):
+        tester.configure()
+
+
+def test_no_reply_and_garbled(tester, sim):
+    sim.faults.inject("no_reply", on=":READ?")
+    with raises_within(InstrumentTimeout, TIMEOUT_S + SLACK_S):
+        tester.read()
+    sim.faults.inject("garbled", on=":READ?")
+    with raises_within(InstrumentReplyError, TIMEOUT_S + SLACK_S):
+        tester.read()
+    assert tester.read().voltage_volt > 3
+
+
+def test_disconnect_recovers(tester, sim):
+    sim.faults.inject("disconnect", delay_s=0.2, on=":READ?")
+    assert tester.read().voltage_volt > 3
+    assert sim.received.count(b":READ?\r\n") == 2
+
+
+def test_safe_state(tester, sim):
+    sim.continuous = True
+    tester.safe_state()
+    assert sim.continuous is False
+    assert sim.received[-2:] == [b":INIT:CONT OFF\r\n", b":INIT:CONT?\r\n"]
