@@ -340,6 +340,7 @@ class ChannelRunner:
 
     def source_current(self, current_ampere: float, voltage_limit_volt: float) -> None:
         src = self.io.source
+        self.state.cycle_has_current = True  # driven current makes this cycle a cycle
 
         def drive() -> None:
             src.enable(
@@ -351,6 +352,7 @@ class ChannelRunner:
 
     def source_voltage(self, voltage_volt: float, current_limit_ampere: float) -> None:
         src = self.io.source
+        self.state.cycle_has_current = True
 
         def drive() -> None:
             src.enable(
@@ -429,8 +431,6 @@ class ChannelRunner:
                 s.discharging_capacity_ampere_hour -= dq
                 s.discharging_energy_watt_hour -= de
             s.step_capacity_ampere_hour += dq
-            if dq != 0.0:
-                s.cycle_has_current = True
         self._prev = (t, v, i)
         temp = self.io.temperature.value() if self.io.temperature is not None else math.nan
         pres = self.io.pressure.value() if self.io.pressure is not None else math.nan

@@ -1,0 +1,307 @@
+"""``cellbench run``, ``cellbench resume`` and ``cellbench demo``: the headless logger.
+
+Exit codes (for scripts and systemd):
+
+* 0 — the protocol completed; or the run was stopped by SIGTERM (``systemctl stop`` is a normal
+  way to end a run, so systemd's ``Restart=on-failure`` does not restart it);
+* 1 — the run was aborted (safety limit, instrument lost, interlock, error) or could not start
+  (bad protocol or station: every problem is printed with file and line, no instrument touched);
+* 130 — the run was stopped by Ctrl-C (SIGINT);
+* 2 — bad command-line usage.
+
+Stopping: the first SIGINT/SIGTERM stops cleanly (every channel ends at its next sample with its
+output off; status ``stopped``). Outputs are forced off after ``stop_grace_s`` (10 s) whatever
+happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from cellbench.analysis.errors import CellbenchError
+
+#: ``cellbench demo`` runs about 3.5 simulated days in well under a minute.
+DEMO_TIME_SCALE = 20_000.0
+
+
+class FixturesNotFound(CellbenchError):
+    """The example protocols and stations are not where this installation expects them."""
+
+
+def fixtures_dir() -> Path:
+    """The repository's ``fixtures/`` folder (``$CELLBENCH_FIXTURES`` overrides).
+
+    The fixtures are not Python package data: they sit at the top of the repository, next to the
+    package folders, which is where an editable install (``pip install -e .``) or a checkout
+    finds them. A wheel install without the repository should set ``CELLBENCH_FIXTURES``.
+    """
+    import os
+
+    env = os.environ.get("CELLBENCH_FIXTURES")
+    candidates = [Path(env)] if env else []
+    candidates.append(Path(__file__).resolve().parents[1] / "fixtures")
+    for path in candidates:
+        if (path / "protocols").is_dir():
+            return path
+    raise FixturesNotFound(
+        f"example fixtures not found (looked in {', '.join(str(c) for c in candidates)}); "
+        "set CELLBENCH_FIXTURES to the repository's fixtures/ folder"
+    )
+
+
+def _duration(text: str) -> float:
+    from cellbench.daq.units import UnitError, parse_duration
+
+    try:
+        return parse_duration(text)
+    except UnitError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
+    return value
+
+
+def _add_display_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--plain",
+        action="store_true",
+        help="plain log lines instead of the live table (for services and journald)",
+    )
+    p.add_argument(
+        "--log-every",
+        type=_positive_float,
+        default=10.0,
+        metavar="SECONDS",
+        help="with --plain: one status line per channel every SECONDS of wall time (default 10)",
+    )
+    p.add_argument(
+        "--time-scale",
+        type=_positive_float,
+        metavar="X",
+        help="simulated stations only: simulated seconds per wall second (default: the station's)",
+    )
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run a protocol on a station (headless logger)",
+        description=(
+            "Run PROTOCOL on the instruments of STATION and record a new run folder under --out. "
+            "The protocol and station are checked together first; nothing touches an instrument "
+            "until every problem is fixed. Exit 0: completed (or stopped by SIGTERM); "
+            "1: aborted or failed to start; 130: stopped by Ctrl-C."
+        ),
+    )
+    p.add_argument("protocol", type=Path, metavar="PROTOCOL", help="protocol TOML file")
+    p.add_argument("--station", "-s", type=Path, required=True, help="station TOML file")
+    p.add_argument("--out", "-o", type=Path, default=Path("runs"), help="runs folder (./runs)")
+    p.add_argument("--name", help="run folder name (default: <UTC time>-<protocol>-<id>)")
+    p.add_argument(
+        "--continue",
+        dest="continue_",
+        action="store_true",
+        help=(
+            "with --name: if that run folder exists, resume it when it was interrupted, or exit "
+            "(0 if it completed or was stopped, 1 if it was aborted) — for services that restart"
+        ),
+    )
+    p.add_argument(
+        "--max-iterations",
+        type=_positive_int,
+        metavar="N",
+        help="cap every loop at N iterations (a quick trial of a long protocol)",
+    )
+    p.add_argument(
+        "--sample-interval",
+        type=_duration,
+        metavar="DURATION",
+        help='override the protocol\'s sample interval, e.g. "10 s"',
+    )
+    _add_display_args(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "resume",
+        help="continue (or close) a run whose process died",
+        description=(
+            "Repair RUN (a run folder left 'running' or 'interrupted' by a crash, kill -9 or "
+            "power cut; every acknowledged sample is kept) and continue it: each channel restarts "
+            "at the beginning of the rest/OCV/CC/CV/CC-CV/temperature/EIS step it was in, or at "
+            "the next loop iteration after a pulse/GITT/CCD sequence. With --close the run is "
+            "only repaired and closed as 'interrupted'. Exit codes as for 'run'."
+        ),
+    )
+    p.add_argument("run", type=Path, metavar="RUN", help="run folder")
+    p.add_argument(
+        "--close", action="store_true", help="do not continue: close the run as interrupted"
+    )
+    _add_display_args(p)
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser(
+        "demo",
+        help="a short solid-state cell test on simulated instruments, with its summary",
+        description=(
+            "Run fixtures/protocols/demo.toml on the simulated demo station at accelerated time: "
+            "EIS at three temperatures, then 20 cycles with EIS every 5, in under a minute "
+            f"(time scale {DEMO_TIME_SCALE:g} unless --time-scale). "
+            "Prints where the run and its summary (per-cycle table, EIS fits) are."
+        ),
+    )
+    p.add_argument("--out", "-o", type=Path, default=Path("runs"), help="runs folder (./runs)")
+    _add_display_args(p)
+    p.set_defaults(func=cmd_demo)
+
+
+# --------------------------------------------------------------------------------- running
+
+
+class _Signals:
+    """SIGINT/SIGTERM → a clean stop; remembers which arrived (exit code)."""
+
+    def __init__(self, engine: Any):
+        self.engine = engine
+        self.received: str | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _Signals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if self.received is None:
+            self.received = name
+        self.engine.request_stop(f"{name} received")
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def exit_code(status: str, signal_name: str | None) -> int:
+    if status == "completed":
+        return 0
+    if status == "stopped":
+        return 130 if signal_name == "SIGINT" else 0
+    return 1
+
+
+def drive(session: Any, *, plain: bool, log_every: float) -> tuple[str, int]:
+    """Start the session's engine, show progress until it ends; (status, exit code)."""
+    from cellbench.daq.display import LiveDisplay, PlainDisplay
+
+    engine = session.engine
+    try:
+        with _Signals(engine) as signals:
+            engine.start()
+            use_plain = plain or not sys.stdout.isatty()
+            display = PlainDisplay(engine, every_s=log_every) if use_plain else LiveDisplay(engine)
+            display.start()
+            try:
+                status = "running"
+                while status == "running":
+                    status = engine.wait(timeout=0.25)
+                    display.update()
+            finally:
+                display.stop()
+    finally:
+        session.close()
+    print(f"run {status}: {engine.run_path}", flush=True)
+    return status, exit_code(status, signals.received)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from cellbench.daq.session import prepare
+
+    if args.continue_:
+        if not args.name:
+            raise CellbenchError("--continue needs --name (the run folder to continue)")
+        existing = args.out / args.name
+        if (existing / "run.json").is_file():
+            return _continue(existing, args)
+
+    options = {
+        "max_loop_iterations": args.max_iterations,
+        "sample_interval_s": args.sample_interval,
+    }
+    session = prepare(
+        args.protocol,
+        args.station,
+        args.out,
+        time_scale=args.time_scale,
+        run_dir_name=args.name,
+        options=options,
+    )
+    _, code = drive(session, plain=args.plain, log_every=args.log_every)
+    return code
+
+
+def _continue(run_path: Path, args: argparse.Namespace) -> int:
+    from cellbench.daq.resume import RESUMABLE_STATUSES, prepare_resume
+    from cellbench.daq.run_reader import load_meta
+
+    status = load_meta(run_path).status
+    if status not in RESUMABLE_STATUSES:
+        print(f"run already {status}: {run_path}")
+        return exit_code(status, "SIGTERM")
+    print(f"resuming {status} run: {run_path}", flush=True)
+    session = prepare_resume(run_path, time_scale=args.time_scale)
+    _, code = drive(session, plain=args.plain, log_every=args.log_every)
+    return code
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from cellbench.daq.resume import close_interrupted, prepare_resume
+
+    if args.close:
+        close_interrupted(args.run)
+        print(f"run closed as interrupted: {args.run}")
+        return 0
+    session = prepare_resume(args.run, time_scale=args.time_scale)
+    _, code = drive(session, plain=args.plain, log_every=args.log_every)
+    return code
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from cellbench.daq.session import prepare
+
+    fixtures = fixtures_dir()
+    session = prepare(
+        fixtures / "protocols" / "demo.toml",
+        fixtures / "stations" / "demo_station.toml",
+        args.out,
+        time_scale=args.time_scale or DEMO_TIME_SCALE,
+    )
+    status, code = drive(session, plain=args.plain, log_every=args.log_every)
+    run_path = session.engine.run_path
+    if run_path is not None and status == "completed":
+        from cellbench.daq.demo_summary import summarise
+
+        for line in summarise(run_path):
+            print(line)
+    return code
