@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cellbench.daq.cli_convert",
     "cellbench.daq.cli_sim",
     "cellbench.daq.cli_run",
+    "cellbench.daq.cli_protocol",
 )
 
 
