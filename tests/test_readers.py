@@ -245,3 +245,10 @@ def test_nan_and_inf_named_by_line(shared_data, tmp_path):
     path.write_text("\n".join(src) + "\n")
     with pytest.warns(ReaderWarning):
         assert math.isfinite(read(path).frame["voltage_volt"].sum())
+
+
+def test_bdf_csv_channel_names_kept(tmp_path):
+    src = _samples_frame(4).with_columns(pl.Series("channel", ["ch1", "ch1", "", "ch2"]))
+    path = tmp_path / "ch.csv"
+    src.write_csv(path)
+    assert read_samples(path)["channel"].to_list() == ["ch1", "ch1", "", "ch2"]

@@ -62,8 +62,6 @@ def read_csv_bdf(path: str | Path) -> ReadResult:
         else ("voltage_volt", "current_ampere")
     )
     df, have = read_mapped(path, lines, table, BDF, kind=kind, notes=notes, required=required)
-    if "channel" in df.columns:
-        df = df.with_columns(pl.col("channel").cast(pl.String))
     df, start = resolve_times(df)
     line_of = lambda row: {"line": first + 2 + row}  # noqa: E731
     if kind == "spectra":

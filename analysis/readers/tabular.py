@@ -13,10 +13,14 @@ from pathlib import Path
 
 import polars as pl
 
+from cellbench.analysis.schema import SAMPLES, SPECTRA
+
 from .base import Notes, ReaderError
 from .columns import HELPER_TARGETS, Col, ColumnMap, key, valid_targets
 
 UNIX_EXCEL_EPOCH_DAYS = 25569.0  # 1970-01-01 as an Excel serial day number
+# Canonical columns that hold text (an empty cell is the empty name, not a missing value).
+TEXT_TARGETS = {c.name for c in (*SAMPLES, *SPECTRA) if c.dtype == pl.String()}
 
 
 @dataclass(frozen=True)
@@ -268,7 +272,9 @@ def read_mapped(
     cols: dict[str, pl.Series] = {}
     for name, (_, col) in matched.items():
         s = raw[name]
-        if col.target == "_mode":
+        if col.target in TEXT_TARGETS:
+            val = s.str.strip_chars().fill_null("")
+        elif col.target == "_mode":
             val = s.str.strip_chars()
         elif col.target == "_datetime":
             val = parse_datetimes(path, s, name, table.first_line)
