@@ -240,6 +240,16 @@ class ScpiServer:
     def operation_complete(self) -> None:
         """Block until pending overlapped operations finish (``*OPC?``, ``*WAI``); bounded."""
 
+    def arm_opc(self) -> None:
+        """``*OPC``: set the OPC event bit when pending operations finish. This default finishes
+        them first; simulators with overlapped operations set the bit later in
+        :meth:`poll_status`, so a client can poll ``*STB?`` / ``*ESR?`` meanwhile."""
+        self.operation_complete()
+        self.esr |= ESR_OPC
+
+    def poll_status(self) -> None:
+        """Update event bits from overlapped operations before ``*STB?`` / ``*ESR?`` answer."""
+
     def push_error(self, code: int, message: str) -> None:
         """Append to the error queue and set the matching event status bit."""
         with self.lock:
@@ -258,6 +268,7 @@ class ScpiServer:
 
     def status_byte(self) -> int:
         with self.lock:
+            self.poll_status()
             stb = STB_EAV if self.errors else 0
             if self.esr & self.ese:
                 stb |= STB_ESB
@@ -317,8 +328,7 @@ class ScpiServer:
             self.esr = 0
 
         def opc_set(args: str, n: tuple[int, ...]) -> None:
-            self.operation_complete()
-            self.esr |= ESR_OPC
+            self.arm_opc()
 
         def opc_get(args: str, n: tuple[int, ...]) -> str:
             self.operation_complete()
@@ -328,6 +338,7 @@ class ScpiServer:
             self.operation_complete()
 
         def esr(args: str, n: tuple[int, ...]) -> str:
+            self.poll_status()
             value, self.esr = self.esr, 0
             return str(value)
 
