@@ -425,6 +425,9 @@ class _Checker:
             ok = False
         if not ok:
             return None
+        if driver == "mark10" and "area_cm2" not in options and cell.area_cm2 is not None:
+            # Pressure = force / area: the gauge presses on the cell's electrode area.
+            options = {**options, "area_cm2": cell.area_cm2}
         assert name is not None and driver is not None and address is not None and roles
         return InstrumentSpec(
             name=name,

@@ -82,7 +82,8 @@ def test_station_model(fixtures_dir: Path) -> None:
         line=smu.line,
     )
     assert path.read_text().splitlines()[smu.line - 1] == "[[instrument]]"
-    assert st.instrument("force1").options == {"capacity_newton": 2500.0}
+    # The gauge converts force to pressure over the cell's area unless told otherwise.
+    assert st.instrument("force1").options == {"capacity_newton": 2500.0, "area_cm2": 0.785}
     chamber = st.instrument("chamber")
     assert chamber.channel is None and chamber.serves("temperature", "any channel")
     assert st.channels() == ("cell1",)
