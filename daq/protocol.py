@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -591,16 +592,51 @@ def parse_toml(text: str, source: str) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        line = getattr(exc, "lineno", 0) or 0
         message = str(exc)
-        if not line:  # Python < 3.14: position only in the message "(at line L, column C)"
-            import re
-
-            m = re.search(r"\(at line (\d+), column (\d+)\)", message)
-            if m:
-                line = int(m.group(1))
-                message = message[: m.start()].strip() + f" (column {m.group(2)})"
+        line, column = getattr(exc, "lineno", 0) or 0, getattr(exc, "colno", 0) or 0
+        m = re.search(r"\s*\(at line (\d+), column (\d+)\)", message)
+        if m:  # Python < 3.14 gives the position only in the message
+            line, column = line or int(m.group(1)), column or int(m.group(2))
+            message = message[: m.start()] + message[m.end() :]
+        if column:
+            message += f" (column {column})"
+        if line and _inside_inline_table(text, line, column):
+            message += (
+                "; an inline table { ... } must be on one line: write a long step as its "
+                "own [[step]] or [[step.steps]] table"
+            )
         raise ProtocolError([Problem(source, line, "", f"TOML syntax: {message}")]) from None
+
+
+def _inside_inline_table(text: str, line: int, column: int) -> bool:
+    """True if (line, column) lies inside an unclosed ``{`` (strings and comments skipped)."""
+    lines = text.splitlines(keepends=True)
+    end = sum(len(x) for x in lines[: line - 1]) + max(column - 1, 0)
+    depth = 0
+    i = 0
+    while i < min(end, len(text)):
+        c = text[i]
+        if c == "#":
+            nl = text.find("\n", i)
+            i = len(text) if nl < 0 else nl
+            continue
+        if c in "\"'":
+            quote = c * 3 if text.startswith(c * 3, i) else c
+            j = i + len(quote)
+            while j < len(text) and not text.startswith(quote, j):
+                if c == '"' and text[j] == "\\":
+                    j += 1
+                elif len(quote) == 1 and text[j] == "\n":
+                    break
+                j += 1
+            i = j + len(quote)
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth = max(depth - 1, 0)
+        i += 1
+    return depth > 0
 
 
 class _Context:

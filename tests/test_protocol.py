@@ -305,6 +305,7 @@ BAD = {
         (32, "step[4].points_per_decade", "whole number"),
     ],
     "syntax": [(6, "", "TOML syntax")],
+    "multiline_inline": [(8, "", "must be on one line")],
     "safety": [
         (6, "safety.voltage_max", "must be above voltage_min"),
         (12, "step[0].current", "exceeds the safety current_max"),
