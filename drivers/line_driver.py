@@ -18,6 +18,7 @@ from cellbench.drivers.errors import (
     ArgumentRangeError,
     InstrumentConnectionError,
     InstrumentReplyError,
+    InstrumentTimeout,
 )
 from cellbench.drivers.transport import Transport, open_transport
 
@@ -92,7 +93,28 @@ class LineDriver:
                 finally:
                     self.transport.timeout_s = saved
 
-        return self._retrying(once)
+        try:
+            return self._retrying(once)
+        except InstrumentReplyError:
+            self.drain()  # line noise rarely comes alone: start the next command clean
+            raise
+
+    def drain(self, quiet_s: float = 0.05) -> int:
+        """Read and drop input until the line is quiet for ``quiet_s``; lines dropped."""
+        dropped = 0
+        with self.transport.lock:
+            saved = self.transport.timeout_s
+            self.transport.timeout_s = quiet_s
+            try:
+                while dropped < 1000:
+                    try:
+                        self.transport.read_raw()
+                    except InstrumentTimeout:
+                        break
+                    dropped += 1
+            finally:
+                self.transport.timeout_s = saved
+        return dropped
 
     def _write(self, command: str) -> None:
         self._retrying(lambda: self.transport.write(command))

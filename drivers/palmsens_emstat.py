@@ -40,6 +40,7 @@ from cellbench.drivers.errors import (
     InstrumentCommandError,
     InstrumentError,
     InstrumentRangeError,
+    InstrumentReplyError,
     InstrumentTimeout,
 )
 from cellbench.drivers.hioki_im3590 import log_frequencies
@@ -152,6 +153,16 @@ class PalmSensEmStat(LineDriver):
         if reply != "e":
             raise self._reply_error(f"expected 'e' acknowledgement, got {reply!r}", command)
 
+    def _start_script(self, lines: list[str]) -> None:
+        """Send a script (again after a lost port); if its acknowledgement was lost or garbled
+        the script may be running anyway, so abort it before raising."""
+        try:
+            self._retrying(lambda: self._send_script(lines))
+        except (InstrumentTimeout, InstrumentReplyError):
+            with contextlib.suppress(InstrumentError):
+                self._abort_running()
+            raise
+
     def _check_script_reply(self, reply: str, command: str, lines: list[str]) -> None:
         if "!" in reply[:2]:
             detail = reply[reply.index("!") :]
@@ -195,7 +206,7 @@ class PalmSensEmStat(LineDriver):
         wait = line_timeout_s or self.timeout_s
         with self.transport.lock:
             self._stop_stream()
-            self._retrying(lambda: self._send_script(lines))
+            self._start_script(lines)
             packages: list[Package] = []
             saved = self.transport.timeout_s
             try:
@@ -369,7 +380,7 @@ class PalmSensEmStat(LineDriver):
             self._stop_stream()
             self._latest = None
             self._step_error = None
-            self._retrying(lambda: self._send_script(script))
+            self._start_script(script)
             self._streaming.set()
             self._stream_thread = threading.Thread(
                 target=self._stream, name=f"emstat-{self.name}", daemon=True

@@ -182,6 +182,10 @@ class EmStatSimulator(SerialSimulator):
             return None
         return f"{command[0]}!0001"
 
+    def fault_key(self, line: str) -> str:
+        # the empty line that ends a script is answered by "e": faults on "e" apply to it
+        return "e" if not line.strip() else line
+
     def _dispatch(self, line: str) -> None:
         super()._dispatch(line)
         if self._pending is not None:  # start after the "e" acknowledgement went out

@@ -199,6 +199,7 @@ class SerialSimulator:
         lines = [reply] if isinstance(reply, str) else list(reply)
         if not lines:
             return
+        line = self.fault_key(line)
         if self.faults.take("no_reply", line) is not None:
             return
         late = self.faults.take("late_reply", line)
@@ -210,6 +211,11 @@ class SerialSimulator:
             return
         for text in lines:
             self.send(text)
+
+    def fault_key(self, line: str) -> str:
+        """The command text a reply's faults are matched against (``on=`` of an injected fault);
+        the line that triggered the reply unless the protocol says otherwise."""
+        return line
 
     def send(self, text: str | bytes, *, terminate: bool = True) -> None:
         """Write one reply line (with the instrument's terminator) to the client."""
