@@ -566,6 +566,9 @@ def validate_run(protocol: Protocol, station: Station) -> Protocol:
             for channel in channels:
                 for analyzer in station.for_role("impedance", channel)[:1]:
                     lo, hi = EIS_FREQUENCY_RANGE_HERTZ.get(analyzer.driver, (0.0, math.inf))
+                    top = analyzer.options.get("max_frequency_hertz")  # E4990A option 010..120
+                    if isinstance(top, int | float) and not isinstance(top, bool):
+                        hi = min(hi, float(top))
                     f_lo = min(step.start_hertz, step.stop_hertz)
                     f_hi = max(step.start_hertz, step.stop_hertz)
                     if f_lo < lo or f_hi > hi:

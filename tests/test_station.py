@@ -10,6 +10,7 @@ from cellbench.analysis.schema import Cell
 from cellbench.daq.protocol import ProtocolError, load_protocol, parse_protocol
 from cellbench.daq.station import (
     DRIVER_ROLES,
+    EIS_FREQUENCY_RANGE_HERTZ,
     InstrumentSpec,
     SimulationSpec,
     Station,
@@ -98,6 +99,18 @@ def test_station_model(fixtures_dir: Path) -> None:
 def test_driver_names_match_the_registry() -> None:
     registry = pytest.importorskip("cellbench.drivers.registry")
     assert set(DRIVER_ROLES) == set(registry.DRIVERS)
+
+
+def test_frequency_ranges_match_the_drivers() -> None:
+    e4990a = pytest.importorskip("cellbench.drivers.e4990a")
+    im3590 = pytest.importorskip("cellbench.drivers.hioki_im3590")
+    emstat = pytest.importorskip("cellbench.drivers.palmsens_emstat")
+    assert EIS_FREQUENCY_RANGE_HERTZ["e4990a"] == (
+        e4990a.MIN_FREQUENCY_HERTZ,
+        e4990a.MAX_FREQUENCY_HERTZ,
+    )
+    assert EIS_FREQUENCY_RANGE_HERTZ["im3590"] == tuple(im3590.FREQUENCY_RANGE_HERTZ)
+    assert EIS_FREQUENCY_RANGE_HERTZ["emstat"] == tuple(emstat.EIS_FREQUENCY_RANGE_HERTZ)
 
 
 GOOD = """\
@@ -364,6 +377,12 @@ amplitude = "10 uA"
     messages = [p.message for p in info.value.problems]
     assert any("outside what e4990a 'z' measures" in m for m in messages)
     assert any("galvanostatic" in m for m in messages)
+    # A 10 MHz E4990A (option 010) is told apart by its options.
+    text = text.replace('"1 MHz"', '"20 MHz"').replace('"1 Hz"', '"100 Hz"').replace("uA", "mV")
+    validate_run(parse_protocol(text), _station(analyzer))
+    limited = analyzer + "options = { max_frequency_hertz = 10e6 }\n"
+    with pytest.raises(ProtocolError, match=r"\(20 Hz-10 MHz\)"):
+        validate_run(parse_protocol(text), _station(limited))
 
 
 def test_validate_run_on_a_matching_station_returns_the_resolved_protocol() -> None:
