@@ -194,11 +194,11 @@ def main() -> None:
         def med(runs: list[dict[str, float]], key: str) -> float:
             return statistics.median(r[key] for r in runs)
 
-        cb = [cb_stream(scratch, frames, fsync_each=True) for _ in range(args.reps)]
-        cb_default = [cb_stream(scratch, frames, fsync_each=False) for _ in range(args.reps)]
-        sq = []
-        for i in range(args.reps):
+        cb, cb_default, sq = [], [], []
+        for i in range(args.reps):  # interleaved, so both see the same disk weather
+            cb.append(cb_stream(scratch, frames, fsync_each=True))
             sq.append(sq_stream(scratch / f"stream{i}.sqlite", tuples))
+            cb_default.append(cb_stream(scratch, frames, fsync_each=False))
 
         t = time.perf_counter()
         big = cb_build(scratch, args.load_rows)

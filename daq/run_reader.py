@@ -13,8 +13,9 @@ import contextlib
 import fcntl
 import json
 import os
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
@@ -75,36 +76,95 @@ def writer_active(path: Path) -> bool:
     return False
 
 
+class JournalCache:
+    """Frames already read from journals, so a reader polling a live run reads only new bytes.
+
+    A journal only ever grows (a repair truncates only bytes past the last good frame, which
+    were never cached), so what was read stays valid while the file keeps its inode. Decoded
+    batches are kept too, and the raw payload is dropped once decoded.
+    """
+
+    def __init__(self) -> None:
+        self._files: dict[Path, tuple[int, int, list[journal.Frame]]] = {}  # ino, end, frames
+        self._decoded: dict[tuple[Path, int], pl.DataFrame] = {}  # (path, seq) -> batch
+        self._lock = threading.Lock()
+
+    def frames(self, path: Path) -> list[journal.Frame]:
+        """Good frames of ``path`` now; FileNotFoundError if it was sealed and deleted."""
+        with open(path, "rb") as fh, self._lock:
+            st = os.fstat(fh.fileno())
+            ino, end, frames = self._files.get(path, (st.st_ino, 0, []))
+            if ino != st.st_ino or st.st_size < end:  # replaced: start over
+                end, frames = 0, []
+                self._drop_decoded({path})
+            if st.st_size > end:
+                fh.seek(end)
+                scan = journal.scan_bytes(fh.read())
+                shifted = [replace(f, offset=f.offset + end) for f in scan.frames]
+                frames = frames + shifted
+                end += scan.good_end
+            self._files[path] = (st.st_ino, end, frames)
+            return frames
+
+    def decode(self, path: Path, frame: journal.Frame) -> pl.DataFrame:
+        key = (path, frame.seq)
+        with self._lock:
+            df = self._decoded.get(key)
+        if df is None:
+            df = journal.decode(frame)
+            with self._lock:
+                self._decoded[key] = df
+                ino, end, frames = self._files.get(path, (0, 0, []))
+                self._files[path] = (
+                    ino,
+                    end,
+                    [replace(f, payload=b"") if f.seq == frame.seq else f for f in frames],
+                )
+        return df
+
+    def keep_only(self, paths: set[Path]) -> None:
+        """Forget journals that are gone (sealed)."""
+        with self._lock:
+            for p in set(self._files) - paths:
+                del self._files[p]
+            self._drop_decoded(set(p for p, _ in self._decoded) - paths)
+
+    def _drop_decoded(self, paths: set[Path]) -> None:
+        for key in [k for k in self._decoded if k[0] in paths]:
+            del self._decoded[key]
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """A consistent view of one table: sealed segments, then journal frames, each batch once."""
 
     segments: list[Segment]
-    frames: list[journal.Frame]
+    frames: list[tuple[Path, journal.Frame]]  # (journal file, frame)
     next_seq: int  # sequence number of the next batch the writer will append
 
-    def journal_frame(self, table: str) -> pl.DataFrame | None:
+    def journal_frame(self, table: str, cache: JournalCache) -> pl.DataFrame | None:
         """The journal frames decoded and stacked; None if there are none."""
         if not self.frames:
             return None
-        return stack(table, [journal.decode(f) for f in self.frames])
+        return stack(table, [cache.decode(path, f) for path, f in self.frames])
 
 
-def snapshot(table_dir: Path) -> Snapshot:
+def snapshot(table_dir: Path, cache: JournalCache | None = None) -> Snapshot:
     """Take a consistent listing of a table folder, retrying while it races a seal."""
+    cache = cache or JournalCache()
     last_error: Exception | None = None
     for attempt in range(_RETRIES):
         segments, journals = list_table(table_dir)
         try:
             chosen, _, nxt = cover(table_dir, segments)
-            frames: list[journal.Frame] = []
+            frames: list[tuple[Path, journal.Frame]] = []
             for jr in journals:
-                for frame in journal.scan_file(jr.path).frames:
+                for frame in cache.frames(jr.path):
                     if frame.seq < nxt:  # already in a segment (a seal that has not deleted it)
                         continue
                     if frame.seq != nxt:
                         raise Gap(table_dir, nxt, frame.seq)
-                    frames.append(frame)
+                    frames.append((jr.path, frame))
                     nxt += 1
             return Snapshot(chosen, frames, nxt)
         except (Gap, FileNotFoundError) as exc:
@@ -126,6 +186,14 @@ class RunReader:
         if not self.path.is_dir():
             raise StoreError(f"{self.path}: no such run folder")
         self._meta = load_meta(self.path)
+        self._journals = {t: JournalCache() for t in schema.TABLES}
+        self._segment_rows: dict[Path, int] = {}  # segments never change once renamed in
+
+    def _snapshot(self, table: str) -> Snapshot:
+        cache = self._journals[table]
+        snap = snapshot(self.path / table, cache)
+        cache.keep_only({p for p, _ in snap.frames})
+        return snap
 
     @property
     def meta(self) -> RunMeta:
@@ -146,12 +214,12 @@ class RunReader:
         """All rows of ``table`` in append order (none: an empty frame of the model's columns)."""
         table_dir = self._table_dir(table)
         for _ in range(_RETRIES):
-            snap = snapshot(table_dir)
+            snap = self._snapshot(table)
             try:
                 parts = [pl.read_parquet(s.path) for s in snap.segments]
             except FileNotFoundError:  # a compaction removed a segment after the listing
                 continue
-            tail = snap.journal_frame(table)
+            tail = snap.journal_frame(table, self._journals[table])
             if tail is not None:
                 parts.append(tail)
             return stack(table, parts)
@@ -163,9 +231,10 @@ class RunReader:
         Segments merged by compaction are deleted only at the writer's next seal (minutes later),
         so a LazyFrame built on a live run stays valid until then; on a closed run, forever.
         """
-        snap = snapshot(self._table_dir(table))
+        self._table_dir(table)
+        snap = self._snapshot(table)
         parts = [pl.scan_parquet(s.path) for s in snap.segments]
-        tail = snap.journal_frame(table)
+        tail = snap.journal_frame(table, self._journals[table])
         if tail is not None:
             parts.append(tail.lazy())
         if not parts:
@@ -180,16 +249,22 @@ class RunReader:
         for table in schema.TABLES:
             table_dir = self.path / table
             for _ in range(_RETRIES):
-                snap = snapshot(table_dir)
+                snap = self._snapshot(table)
                 try:
-                    rows = sum(segment_rows(s.path) for s in snap.segments)
+                    rows = sum(self._rows(s.path) for s in snap.segments)
                 except FileNotFoundError:
                     continue
-                out[table] = rows + sum(f.nrows for f in snap.frames)
+                out[table] = rows + sum(f.nrows for _, f in snap.frames)
                 break
             else:
                 raise StoreError(f"{table_dir}: segments keep vanishing while counting")
         return out
+
+    def _rows(self, path: Path) -> int:
+        n = self._segment_rows.get(path)
+        if n is None:
+            n = self._segment_rows[path] = segment_rows(path)
+        return n
 
     def __repr__(self) -> str:
         return f"RunReader({str(self.path)!r})"

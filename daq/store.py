@@ -257,7 +257,14 @@ class RunWriter:
         self.append("events", pl.DataFrame([row], schema=schema.schema("events")))
 
     def update_meta(self, **fields: Any) -> None:
-        """Change fields of run.json (e.g. ``ground_truth``, ``extra``); rewritten atomically."""
+        """Change fields of run.json (e.g. ``ground_truth``, ``extra``); rewritten atomically.
+
+        ``status`` and ``end_time`` are set by :meth:`close`; ``run_id`` and ``schema_version``
+        never change.
+        """
+        fixed = sorted({"status", "end_time", "run_id", "schema_version"} & set(fields))
+        if fixed:
+            raise SchemaError("update_meta", [f"{k!r} cannot be changed here" for k in fixed])
         with self._lock:
             self._check_open()
             self._write_meta(self._merged_meta(fields))
@@ -374,10 +381,11 @@ class RunWriter:
 
     def _background(self) -> None:
         """fsync every ``fsync_interval_s``; seal every ``seal_interval_s`` or when large."""
+        period = min(self.fsync_interval_s, self.seal_interval_s)
         tick = time.monotonic()
         while True:
             # Ticks on a fixed schedule, so time spent in fsync or sealing does not stretch it.
-            tick = max(tick + self.fsync_interval_s, time.monotonic() - self.fsync_interval_s)
+            tick = max(tick + period, time.monotonic() - period)
             if self._stop.wait(max(0.0, tick - time.monotonic())):
                 return
             self._sync_all()

@@ -130,8 +130,11 @@ def test_bad_batches_raise_one_error_listing_every_problem(tmp_path):
         assert "voltage_volt" in text and "channel" in text and "current_ampere" in text
         with pytest.raises(SchemaError, match="kind"):
             w.event("explosion", "nope")
-        with pytest.raises(SchemaError, match="status"):
-            w.update_meta(status="exploded")
+        with pytest.raises(SchemaError, match="'status' cannot be changed"):
+            w.update_meta(status="completed")
+        with pytest.raises(SchemaError, match=r"cell\.area_cm2"):
+            w.update_meta(cell={"area_cm2": "big"})
+        assert w.meta.cell.area_cm2 == 0.785  # unchanged after the refused update
     assert open_run(tmp_path / "run-1").tables()["samples"] == 0
 
 
