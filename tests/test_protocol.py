@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cellbench.analysis.errors import CellbenchError
 from cellbench.analysis.schema import Cell
@@ -210,7 +212,7 @@ def test_every_step_kind_is_built_in_si_units() -> None:
     assert inner_loop.steps[0].voltage_limit_volt == 2.5  # discharging: the window's floor
     assert isinstance(inner_cc, CC) and inner_cc.voltage_limit_volt == 4.25
     # Depth-first, loops before their bodies, 0-based and unique.
-    walked = [(st.index, depth) for st, depth in p.walk()]
+    walked = [(step.index, depth) for step, depth in p.walk()]
     assert walked == [(i, 0) for i in range(12)] + [(12, 1), (13, 1), (14, 2), (15, 1)]
     assert p.step_count == 16
     text_lines = EVERY_KIND.splitlines()
@@ -506,3 +508,77 @@ def test_limits_merge_takes_the_stricter() -> None:
     step = Limits(voltage_max_volt=4.25, voltage_min_volt=2.0, temperature_max_celsius=40.0)
     assert run.merged(step) == Limits(2.5, 4.25, 0.01, 40.0, None)
     assert run.merged(None) is run
+
+
+# -- generated protocols: every step's line is where it was written --------------------------------
+
+_LEAVES = [
+    'type = "rest", duration = "1 min"',
+    'type = "eis", start = "10 kHz", stop = "1 Hz", amplitude = "5 mV"',
+    'type = "cc", current = "-1 mA", voltage_limit = "2 V", until = { voltage_below = "3 V" }',
+]
+
+_trees = st.recursive(
+    st.sampled_from(range(len(_LEAVES))),
+    lambda children: st.tuples(st.booleans(), st.lists(children, min_size=1, max_size=3)),
+    max_leaves=12,
+)
+
+
+def _inline(node) -> str:
+    if isinstance(node, int):
+        return "{ " + _LEAVES[node] + " }"
+    _, children = node
+    return '{ type = "loop", repeat = 2, steps = [ ' + ", ".join(map(_inline, children)) + " ] }"
+
+
+def _emit(node, header: str, out: list[str], lines: list[int], pad: int) -> None:
+    out.extend([""] * pad)
+    out.append(f"[[{header}]]")
+    lines.append(len(out))
+    if isinstance(node, int):
+        out.extend(part.strip() for part in _split_keys(_LEAVES[node]))
+        return
+    as_tables, children = node
+    out += ['type = "loop"', "repeat = 2"]
+    if as_tables:
+        for child in children:
+            _emit(child, header + ".steps", out, lines, pad)
+        return
+    out.append("steps = [  # inline")
+    for child in children:
+        out.append("  " + _inline(child) + ",")
+        lines.extend([len(out)] * _count(child))
+    out.append("]")
+
+
+def _split_keys(leaf: str) -> list[str]:
+    """'a = 1, b = { c = 2 }' -> ['a = 1', 'b = { c = 2 }'] (commas inside braces kept)."""
+    parts, depth, cur = [], 0, ""
+    for ch in leaf:
+        depth += ch == "{"
+        depth -= ch == "}"
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    return [*parts, cur]
+
+
+def _count(node) -> int:
+    return 1 if isinstance(node, int) else 1 + sum(_count(c) for c in node[1])
+
+
+@settings(max_examples=150, deadline=None)
+@given(steps=st.lists(_trees, min_size=1, max_size=4), pad=st.integers(0, 2))
+def test_generated_protocols_number_and_locate_steps(steps, pad: int) -> None:
+    out = ['name = "generated"', "[safety]", 'voltage_min = "2 V"', 'voltage_max = "4 V"']
+    lines: list[int] = []
+    for node in steps:
+        _emit(node, "step", out, lines, pad)
+    text = "\n".join(out) + "\n"
+    p = parse_protocol(text, source="gen.toml")
+    walked = list(p.walk())
+    assert [s.index for s, _ in walked] == list(range(sum(map(_count, steps))))
+    assert [s.line for s, _ in walked] == lines, text
