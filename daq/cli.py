@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cellbench.daq.cli_sim",
     "cellbench.daq.cli_run",
     "cellbench.daq.cli_protocol",
+    "cellbench.daq.cli_instruments",
 )
 
 
