@@ -129,6 +129,8 @@ def test_lazy_and_channelless_frames_agree():
     _check(cycle_summary(df.drop("channel")), truths)
     lazy = cycle_summary_lazy(df.lazy())
     assert isinstance(lazy, pl.LazyFrame)
+    _check(lazy.collect(), truths)
+    _check(cycle_summary_lazy(df.drop("channel")).collect(), truths)
 
 
 def test_interleaved_channels_are_summarised_separately():
@@ -230,3 +232,63 @@ def test_neware_export_capacities_match_the_cycler(shared_data):
     # the last cycle of the export is cut short.
     anode = cycle_summary(samples, efficiency="charge/discharge")
     assert all(0.8 < ce <= 1.0 for ce in anode["coulombic_efficiency"].head(3))
+
+
+def _random_cycling(n: int, seed: int) -> pl.DataFrame:
+    """Two interleaved channels of piecewise-constant current with noise, jitter, a cycle
+    number that revisits an earlier value, and a few NaN samples."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for ch in ("a", "b"):
+        levels = rng.choice([-2.0, -1.0, 0.0, 0.5, 1.0], size=n // 500 + 1)
+        current = np.repeat(levels, 500)[:n] + 1e-3 * rng.standard_normal(n)
+        t = np.cumsum(rng.uniform(0.5, 1.5, n))
+        v = 3.7 + 0.05 * current + 0.01 * np.sin(t / 500) + 1e-4 * rng.standard_normal(n)
+        cycle = (np.arange(n) // 7000 + 1).astype(np.int32)
+        cycle[n // 2 : n // 2 + 3000] = 1  # a cycle number seen again later
+        v[rng.integers(0, n, 5)] = np.nan
+        current[rng.integers(0, n, 5)] = np.nan
+        frames.append(
+            pl.DataFrame(
+                {
+                    "channel": [ch] * n,
+                    "test_time_second": t,
+                    "voltage_volt": v,
+                    "current_ampere": current,
+                    "cycle_count": cycle,
+                }
+            )
+        )
+    return pl.concat(frames).sort("test_time_second", maintain_order=True)
+
+
+def test_kernel_and_polars_query_agree_on_messy_multichannel_data():
+    df = _random_cycling(150_000, seed=4)
+    fast = cycle_summary(df)
+    query = cycle_summary_lazy(df).collect()
+    assert fast.columns == query.columns
+    assert fast.select("channel", "cycle_count").equals(query.select("channel", "cycle_count"))
+    for col in fast.columns[2:]:
+        np.testing.assert_allclose(
+            fast[col].to_numpy().astype(float),
+            query[col].to_numpy().astype(float),
+            rtol=1e-9,
+            atol=1e-12,
+            err_msg=col,
+        )
+    assert fast["dc_resistance_ohm"].drop_nulls().len() > 0
+    fixed = cycle_summary(df, dcr_min_step_ampere=0.4)
+    fixed_q = cycle_summary_lazy(df, dcr_min_step_ampere=0.4).collect()
+    np.testing.assert_allclose(fixed["dc_resistance_ohm"], fixed_q["dc_resistance_ohm"], 1e-9)
+
+
+def test_kernel_threads_give_identical_sums():
+    from cellbench.analysis.cycling_kernel import run_sums
+
+    df = _random_cycling(200_000, seed=8).filter(pl.col("channel") == "a")
+    args = [df[c].to_numpy() for c in ("test_time_second", "current_ampere", "voltage_volt")]
+    one = run_sums(*args, df["cycle_count"].to_numpy(), threads=1)
+    two = run_sums(*args, df["cycle_count"].to_numpy(), threads=3)
+    np.testing.assert_allclose(one.sums, two.sums, rtol=1e-12)
+    np.testing.assert_array_equal(one.max_abs_current, two.max_abs_current)
+    assert sorted(one.edge_ohm.tolist()) == sorted(two.edge_ohm.tolist())
