@@ -42,7 +42,7 @@ from cellbench.daq.protocol import Limits, Protocol
 from cellbench.daq.recorder import LatencyLog, Recorder
 from cellbench.daq.runner import ChannelIO, ChannelRunner, ChannelState, Checkpoint
 from cellbench.daq.safety import Breach, describe
-from cellbench.daq.station import DEFAULT_CHANNEL, Station, validate_run
+from cellbench.daq.station import Station, validate_run
 from cellbench.daq.store import RunWriter, create_run
 from cellbench.drivers.sim.clock import ScaledClock, WallClock
 
@@ -270,18 +270,17 @@ class Engine:
         self.limits = self.protocol.safety
         if self.options.sample_interval_s is None:
             self.sample_interval_s = self.protocol.sample_interval_second
-        channels = {}
-        for spec in self.station.instruments:
-            if "source" in spec.roles:
-                ch = spec.channel or DEFAULT_CHANNEL
-                channels[ch] = {
-                    r
-                    for r in ("impedance", "temperature", "pressure")
-                    if self.station.for_role(r, ch)
-                }
+        channels = {
+            ch: {
+                r
+                for r in ("source", "impedance", "temperature", "pressure")
+                if self.station.for_role(r, ch)
+            }
+            for ch in self.station.channels()
+        }
         if not channels:
             raise st.EngineConfigError(
-                f"{self.station.path or 'station'}: no instrument has the role 'source'"
+                f"{self.station.path or 'station'}: no channel (no source or impedance instrument)"
             )
         problems = st.check_engine_fit(self.protocol, channels)
         if problems:
@@ -388,13 +387,11 @@ class Engine:
 
     def _build(self) -> None:
         specs = self.station.instruments
-        sources = [s for s in specs if "source" in s.roles]
         interval = self.sample_interval_s
         aux_interval = self.options.aux_interval_s or max(interval, 1.0)
         aux_interval = max(aux_interval, MIN_AUX_WALL_INTERVAL_S * self.clock.time_scale)
         for spec in specs:
             self._link(spec.name)
-        channels = [s.channel or DEFAULT_CHANNEL for s in sources]
 
         def serving(role: str, channel: str) -> Any | None:
             candidates = self.station.for_role(role, channel)
@@ -418,13 +415,14 @@ class Engine:
                 )
             return samplers[key]
 
-        for spec, channel in zip(sources, channels, strict=True):
+        for channel in self.station.channels():
+            src = serving("source", channel)
             imp = serving("impedance", channel)
             temp = serving("temperature", channel)
             pres = serving("pressure", channel)
             io = ChannelIO(
                 channel=channel,
-                source=self.links[spec.name],
+                source=self.links[src.name] if src else None,
                 impedance=self.links[imp.name] if imp else None,
                 temperature=sampler(temp, TEMPERATURE) if temp else None,
                 pressure=sampler(pres, PRESSURE) if pres else None,
@@ -433,7 +431,7 @@ class Engine:
             runner = ChannelRunner(self, io, self.protocol)
             runner.resume = self._resume.get(channel)
             self.runners[channel] = runner
-            for link_name in {spec.name, *(x.name for x in (imp, temp, pres) if x)}:
+            for link_name in {x.name for x in (src, imp, temp, pres) if x}:
                 self._link_channels.setdefault(link_name, []).append(channel)
         self.aux = list(samplers.values())
 

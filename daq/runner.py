@@ -59,7 +59,7 @@ class ChannelIO:
     then makes their sweeps take turns)."""
 
     channel: str
-    source: InstrumentLink
+    source: InstrumentLink | None  # None: an impedance-only channel (a pellet in a chamber)
     impedance: InstrumentLink | None = None
     temperature: AuxSampler | None = None
     pressure: AuxSampler | None = None
@@ -179,6 +179,8 @@ class ChannelRunner:
             self.ctx.fault(exc, self.channel)
 
     def _off(self) -> None:
+        if self.io.source is None:
+            return
         try:
             self.io.source.call(self.io.source.driver.output_off)
         except Exception as exc:  # the engine's final safe_state() still follows
@@ -335,11 +337,14 @@ class ChannelRunner:
     def output_off(self) -> None:
         """Open circuit; remembered as the drive to restore after a reconnect."""
         src = self.io.source
+        if src is None:
+            self._drive = None
+            return
         self._drive = lambda: src.call(src.driver.output_off)
         self._drive()
 
     def source_current(self, current_ampere: float, voltage_limit_volt: float) -> None:
-        src = self.io.source
+        src = self._source()
         self.state.cycle_has_current = True  # driven current makes this cycle a cycle
 
         def drive() -> None:
@@ -351,7 +356,7 @@ class ChannelRunner:
         drive()
 
     def source_voltage(self, voltage_volt: float, current_limit_ampere: float) -> None:
-        src = self.io.source
+        src = self._source()
         self.state.cycle_has_current = True
 
         def drive() -> None:
@@ -361,6 +366,11 @@ class ChannelRunner:
 
         self._drive = drive
         drive()
+
+    def _source(self) -> InstrumentLink:
+        if self.io.source is None:
+            raise st.EngineConfigError(f"channel {self.channel}: the step needs a source")
+        return self.io.source
 
     def abort(self, reason: str) -> None:
         """Abort the whole run from this channel (alarm), then leave the step."""
@@ -410,6 +420,8 @@ class ChannelRunner:
     def sample(self) -> tuple[float, float, float]:
         """Measure, integrate, check limits, record; returns (test time s, V, A)."""
         src = self.io.source
+        if src is None:
+            return self._sample_aux_only()
         outages = len(src.outages)
         reading = src.call(src.driver.measure)
         wall = time.monotonic()
@@ -469,6 +481,19 @@ class ChannelRunner:
         if breach is not None:
             self._breach(breach)
         return t, v, i
+
+    def _sample_aux_only(self) -> tuple[float, float, float]:
+        """A channel without a source records no samples, but its time, temperature and
+        pressure still advance and are checked against the limits."""
+        s = self.state
+        t = self.ctx.test_time()
+        temp = self.io.temperature.value() if self.io.temperature is not None else math.nan
+        pres = self.io.pressure.value() if self.io.pressure is not None else math.nan
+        s.test_time_second, s.temperature_celsius, s.pressure_megapascal = t, temp, pres
+        breach = check(self._limits, temperature_celsius=temp, pressure_megapascal=pres)
+        if breach is not None:
+            self._breach(breach)
+        return t, math.nan, math.nan
 
     def _record(self, row: tuple, wall: float, t: float, v: float) -> None:
         """Keep the row, or hold it back when the step records less often (record_every /
@@ -558,6 +583,7 @@ class ChannelRunner:
         extra = []
         if "dc_voltage_volt" not in frame.columns:
             dc = dc_bias_volt if dc_bias_volt is not None else v0
+            dc = None if dc is None or math.isnan(dc) else dc
             extra.append(pl.lit(dc, dtype=pl.Float64).alias("dc_voltage_volt"))
         if "dc_current_ampere" not in frame.columns and dc_bias_volt is None:
             extra.append(pl.lit(0.0, dtype=pl.Float64).alias("dc_current_ampere"))

@@ -130,16 +130,36 @@ def run_rest(r: ChannelRunner, step: Rest | Ocv) -> str:
 
 
 def run_cc(r: ChannelRunner, step: CC) -> str:
-    r.source_current(
-        step.current_ampere,
-        compliance_volt(r.protocol, step.current_ampere, step.voltage_limit_volt),
-    )
-    return r.hold(step.ends)
+    """Constant current. Charging towards an end voltage, the source's compliance is that
+    voltage (never above the step's voltage limit): the cell cannot overshoot it even if the
+    PC stalls, and a source held at its compliance ends the step like the voltage would."""
+    current, ends = step.current_ampere, step.ends
+    bound = step.voltage_limit_volt
+    if current > 0 and ends.voltage_above_volt is not None:
+        bound = min(bound, ends.voltage_above_volt)
+    r.source_current(current, compliance_volt(r.protocol, current, bound))
+    extra = _compliance_end(current) if current > 0 and ends.voltage_above_volt else None
+    reason = r.hold(ends, extra=extra)
+    r.output_off()  # at once: the next step's set-up must not prolong this one
+    return reason
+
+
+def _compliance_end(current: float) -> Callable[[float, float, float], str | None]:
+    """Ends a CC phase once the source limits its voltage (the current sags below the set one)."""
+
+    def in_compliance(elapsed: float, v: float, i: float) -> str | None:
+        if elapsed > 0 and abs(i) < 0.95 * abs(current):
+            return f"source at its voltage compliance ({v:.4g} V)"
+        return None
+
+    return in_compliance
 
 
 def run_cv(r: ChannelRunner, step: CV) -> str:
     r.source_voltage(step.voltage_volt, step.current_limit_ampere)
-    return r.hold(step.ends)
+    reason = r.hold(step.ends)
+    r.output_off()
+    return reason
 
 
 def run_cccv(r: ChannelRunner, step: CCCV) -> str:
@@ -150,25 +170,23 @@ def run_cccv(r: ChannelRunner, step: CCCV) -> str:
     clock0 = r.ctx.clock.now()
     r.source_current(current, compliance_volt(r.protocol, current, volt))
 
-    def in_compliance(elapsed: float, v: float, i: float) -> str | None:
-        # The source limits its voltage at `volt`: once the current sags, CV has begun.
-        if elapsed > 0 and abs(i) < 0.95 * abs(current):
-            return "source at its voltage compliance"
-        return None
-
     cc_ends = Ends(
         voltage_above_volt=volt if charging else None,
         voltage_below_volt=None if charging else volt,
         time_second=step.max_duration_second,
     )
-    reason = r.hold(cc_ends, extra=in_compliance)
+    # Charging, the source's compliance is `volt`: once the current sags, CV has begun.
+    reason = r.hold(cc_ends, extra=_compliance_end(current) if charging else None)
     if reason.startswith("time"):
+        r.output_off()
         return reason
     remaining = None
     if step.max_duration_second is not None:
         remaining = max(0.0, step.max_duration_second - (r.ctx.clock.now() - clock0))
     r.source_voltage(volt, abs(current))
-    return r.hold(Ends(current_below_ampere=step.end_current_ampere, time_second=remaining))
+    reason = r.hold(Ends(current_below_ampere=step.end_current_ampere, time_second=remaining))
+    r.output_off()
+    return reason
 
 
 def run_eis(r: ChannelRunner, step: EIS) -> str:
@@ -207,10 +225,12 @@ def run_pulse(r: ChannelRunner, step: Pulse) -> str:
                 )
             )
             if not reason.startswith("time"):
+                r.output_off()
                 return f"pulse {k + 1}: {reason}"
             if step.rest_second > 0:
                 r.output_off()
                 r.hold(Ends(time_second=step.rest_second))
+    r.output_off()
     return f"{step.count} pulse(s) done"
 
 
