@@ -1,0 +1,93 @@
+"""``cellbench sim``: run a station's simulated instruments for other programs to connect to.
+
+``cellbench sim serve STATION.toml`` starts a simulator for every ``address = "sim"`` instrument
+(all on one simulated cell, at the station's time scale), prints one line per instrument —
+name, driver, address to open — and serves until Ctrl-C or SIGTERM. Any VISA or serial client
+(cellbench, PyMeasure, a vendor tool through pyvisa) can then open those addresses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    sim = subparsers.add_parser(
+        "sim",
+        help="simulated instruments",
+        description="Simulated instruments that speak the real wire protocols.",
+    )
+    sim_sub = sim.add_subparsers(dest="sim_command", metavar="SUBCOMMAND")
+    serve = sim_sub.add_parser(
+        "serve",
+        help="start a station's simulated instruments and print their addresses",
+        description=(
+            'Start a simulator for every instrument whose address is "sim" in STATION.toml, '
+            "all sharing one simulated cell, and print one line per instrument: name, driver, "
+            "address. SCPI instruments listen on 127.0.0.1 (open as TCPIP::127.0.0.1::PORT::"
+            "SOCKET); serial ones sit behind a pseudo-terminal (open the printed path). Runs "
+            "until Ctrl-C or SIGTERM."
+        ),
+    )
+    serve.add_argument("station", type=Path, help="station file (TOML)")
+    serve.add_argument(
+        "--time-scale",
+        type=float,
+        default=None,
+        metavar="X",
+        help="simulated seconds per wall second (default: the station's [simulation] time_scale)",
+    )
+    serve.add_argument("--seed", type=int, default=None, help="noise seed (default: station's)")
+    serve.add_argument(
+        "--json", action="store_true", help="print one JSON object per instrument instead"
+    )
+    serve.set_defaults(func=serve_command)
+    sim.set_defaults(func=lambda args: (sim.print_help(), 2)[1])
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    from cellbench.daq.station import load_station
+    from cellbench.drivers.sim.bench import start_simulators
+    from cellbench.drivers.sim.clock import ScaledClock
+
+    station = load_station(args.station)
+    if not station.simulated:
+        print(f'{args.station}: no instrument has address "sim"', file=sys.stderr)
+        return 1
+    raw = dict(station.raw)
+    simulation = dict(raw.get("simulation", {}) or {})
+    if args.seed is not None:
+        simulation["seed"] = args.seed
+    raw["simulation"] = simulation
+    scale = args.time_scale if args.time_scale is not None else simulation.get("time_scale", 1.0)
+    if not float(scale) > 0:
+        raise ValueError(f"--time-scale must be > 0, got {scale!r}")
+    stop = threading.Event()
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        with start_simulators(raw, station.base_dir, clock=ScaledClock(float(scale))) as bench:
+            for name, address in bench.addresses.items():
+                driver = bench.drivers[name]
+                if args.json:
+                    print(json.dumps({"name": name, "driver": driver, "address": address}))
+                else:
+                    print(f"{name}\t{driver}\t{address}")
+            print(
+                f"# {len(bench.simulators)} simulated instrument(s) on cell "
+                f"{bench.cell.params.name!r}, time scale {float(scale):g}; Ctrl-C to stop",
+                file=sys.stderr,
+            )
+            sys.stdout.flush()
+            while not stop.wait(0.5):
+                pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
