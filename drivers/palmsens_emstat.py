@@ -425,20 +425,19 @@ class PalmSensEmStat(LineDriver):
             self._got_reading.notify_all()
 
     def _stop_stream(self) -> None:
-        """Abort a running step and wait for its reader to finish."""
+        """End a running step: stop its reader, abort the script (errors propagate: a step that
+        cannot be aborted must not go unnoticed)."""
         thread = self._stream_thread
         if thread is None:
             return
-        running = self._streaming.is_set()
         self._streaming.clear()
         if thread is not threading.current_thread():
             # the reader holds the lock for at most 50 ms at a time
             with _released(self.transport.lock):
                 thread.join(timeout=1.0)
         self._stream_thread = None
-        if running:
-            with contextlib.suppress(InstrumentError):
-                self._abort_running()
+        # also after a lost port: the instrument keeps running its script on its own
+        self._abort_running()
 
     @property
     def step_running(self) -> bool:
@@ -495,11 +494,11 @@ class PalmSensEmStat(LineDriver):
     def output_off(self) -> None:
         """Abort the running step; the script's on_finished block turns the cell off."""
         with self.transport.lock:
+            self._latest = None
             if self._stream_thread is not None:
                 self._stop_stream()
             else:
                 self._abort_running()
-            self._latest = None
 
     def safe_state(self) -> None:
         """Abort any step (cell off). If the port is lost, the error propagates: the engine

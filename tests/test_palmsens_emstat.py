@@ -12,6 +12,7 @@ from serial_sim_support import SLACK_S, TIMEOUT_S, make_cell, raises_within
 from cellbench.drivers.errors import (
     ArgumentRangeError,
     InstrumentCommandError,
+    InstrumentConnectionError,
     InstrumentRangeError,
     InstrumentReplyError,
     InstrumentTimeout,
@@ -260,3 +261,18 @@ def test_disconnect_recovers(pstat, sim):
     sim.faults.inject("disconnect", delay_s=0.2, on="i")
     assert pstat.identify().endswith("SN ES4HR24SIM001")
     assert sim.received.count(b"i\n") == 2
+
+
+def test_port_lost_during_a_step_is_reported_and_output_off_recovers(pstat, sim, cell):
+    pstat.source_current(1e-4, voltage_limit_volt=5.0)
+    assert pstat.measure().current_ampere == pytest.approx(1e-4, rel=1e-6)
+    sim.disconnect(0.2)
+    with pytest.raises(InstrumentConnectionError):
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:  # the reader notices within its 50 ms poll
+            pstat.measure()
+            time.sleep(0.02)
+    assert cell.mode == "current"  # the instrument runs its script on its own meanwhile
+    pstat.output_off()  # reconnects, aborts the script; on_finished opens the cell
+    assert wait_for(lambda: not sim.running)
+    assert cell.mode == "open"
