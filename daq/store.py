@@ -187,10 +187,13 @@ class RunWriter:
             fsync_dir(table_dir)
         self._last_seal = time.monotonic()
         self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._background, name=f"cellbench-store-{meta.run_id}", daemon=True
-        )
-        self._thread.start()
+        self._seal_wanted = threading.Event()
+        self._threads = [
+            threading.Thread(target=fn, name=f"cellbench-{what}-{meta.run_id}", daemon=True)
+            for fn, what in ((self._background, "fsync"), (self._sealer, "seal"))
+        ]
+        for thread in self._threads:
+            thread.start()
 
     # ------------------------------------------------------------------------------ public
 
@@ -292,7 +295,9 @@ class RunWriter:
                 return
             self._closed = True
         self._stop.set()
-        self._thread.join()
+        self._seal_wanted.set()
+        for thread in self._threads:
+            thread.join()
         try:
             with self._lock:
                 for st in self._tables.values():
@@ -380,32 +385,43 @@ class RunWriter:
             fsync_dir(st.dir)
 
     def _background(self) -> None:
-        """fsync every ``fsync_interval_s``; seal every ``seal_interval_s`` or when large."""
+        """fsync every ``fsync_interval_s``; every ``seal_interval_s`` (or when a journal is
+        large) rotate the journals and wake the sealer thread, so a long seal never delays the
+        next fsync."""
         period = min(self.fsync_interval_s, self.seal_interval_s)
         tick = time.monotonic()
         while True:
-            # Ticks on a fixed schedule, so time spent in fsync or sealing does not stretch it.
+            # Ticks on a fixed schedule, so time spent in fsync does not stretch it.
             tick = max(tick + period, time.monotonic() - period)
             if self._stop.wait(max(0.0, tick - time.monotonic())):
                 return
             self._sync_all()
             due = time.monotonic() - self._last_seal >= self.seal_interval_s
+            rotated = False
             with self._lock:
-                big = any(
-                    st.journal is not None and st.journal.size >= self.seal_bytes
-                    for st in self._tables.values()
-                )
                 if self._closed:
                     return
-                if due or big:
-                    for st in self._tables.values():
-                        if due or (st.journal is not None and st.journal.size >= self.seal_bytes):
-                            self._rotate(st, reopen=True)
-            if due or big:
-                try:
-                    self._seal_pending()
-                except Exception:  # the journals stay; sealing is retried next interval
-                    log.exception("%s: sealing failed; will retry", self.path)
+                for st in self._tables.values():
+                    big = st.journal is not None and st.journal.size >= self.seal_bytes
+                    if due or big:
+                        self._rotate(st, reopen=True)
+                        rotated = True
+            if due:
+                self._last_seal = time.monotonic()
+            if rotated:
+                self._seal_wanted.set()
+
+    def _sealer(self) -> None:
+        """Seal rotated journals whenever asked; on failure the journals stay and are retried."""
+        while True:
+            self._seal_wanted.wait()
+            self._seal_wanted.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self._seal_pending()
+            except Exception:
+                log.exception("%s: sealing failed; will retry at the next seal", self.path)
 
     def _seal_pending(self, *, final: bool = False) -> None:
         """Turn closed journals into segments, compact small segments, drop merged ones."""
@@ -422,7 +438,6 @@ class RunWriter:
                     remove_durably(merged_away)
                 else:
                     self._doomed.extend(merged_away)
-            self._last_seal = time.monotonic()
 
 
 # ------------------------------------------------------------------------------- sealing

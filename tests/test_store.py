@@ -203,14 +203,7 @@ def test_fsync_at_least_once_a_second_by_default_also_when_appends_stop(tmp_path
     w = create_run(tmp_path, meta())
     assert w.fsync_interval_s == 1.0
     try:
-        appended = []
-        t_end = time.monotonic() + 2.6
-        i = 0
-        while time.monotonic() < t_end:  # 10 Hz, like a 10 Hz logger
-            w.append("samples", samples(i * 64, 64))
-            appended.append(time.monotonic())
-            i += 1
-            time.sleep(0.1)
+        appended = append_at_10hz(w, 2.6)
         last_append = appended[-1]
         time.sleep(1.3)  # appends stopped: the last ones must still be fsynced within 1 s
         calls = [t for t, name in log.calls if "samples" in name]
@@ -223,6 +216,44 @@ def test_fsync_at_least_once_a_second_by_default_also_when_appends_stop(tmp_path
         assert calls[-1] >= last_append
     finally:
         w.close()
+
+
+def append_at_10hz(w: RunWriter, seconds: float) -> list[float]:
+    """Append 64-row batches at 10 Hz for ``seconds``; the monotonic time of each append."""
+    appended = []
+    t_end = time.monotonic() + seconds
+    while time.monotonic() < t_end:
+        w.append("samples", samples(len(appended) * 64, 64))
+        appended.append(time.monotonic())
+        time.sleep(0.1)
+    return appended
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name descriptors")
+def test_fsync_cadence_holds_while_a_slow_seal_runs(tmp_path, monkeypatch):
+    log = FsyncLog(monkeypatch)
+    real_seal = store._seal_journal
+    slowed = []
+
+    def slow_seal(path, rows):  # the first seal takes 2 s (a big journal on a slow disk)
+        if not slowed:
+            slowed.append(path)
+            time.sleep(2.0)
+        real_seal(path, rows)
+
+    monkeypatch.setattr(store, "_seal_journal", slow_seal)
+    w = create_run(tmp_path, meta(), seal_interval_s=0.3)
+    try:
+        appended = append_at_10hz(w, 2.5)
+        time.sleep(1.3)
+        assert slowed, "no seal started"
+        calls = [t for t, name in log.calls if "samples" in name]
+        for t_app in appended:
+            t_sync = next((t for t in calls if t >= t_app), None)
+            assert t_sync is not None and t_sync - t_app <= 1.3, "fsync stalled behind a seal"
+    finally:
+        w.close()
+    assert open_run(w.path).read("samples").height == 64 * len(appended)
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name descriptors")
