@@ -1035,7 +1035,10 @@ def _build_cc(ctx: _Context, t: _Table, in_loop: bool) -> dict[str, Any] | None:
     _check_current(ctx, (*t.path, "current"), current)
     until = t.table("until")
     if until is None:
-        ctx.error(t.path, "needs an end: until = { voltage_above/voltage_below, time, capacity }")
+        if "until" not in t.data:
+            ctx.error(
+                t.path, "needs an end: until = { voltage_above/voltage_below, time, capacity }"
+            )
         t.failed = True
         ends = Ends()
     else:
@@ -1082,7 +1085,8 @@ def _build_cv(ctx: _Context, t: _Table, in_loop: bool) -> dict[str, Any] | None:
     _check_current(ctx, (*t.path, "current_limit"), limit)
     until = t.table("until")
     if until is None:
-        ctx.error(t.path, "needs an end: until = { current_below, time, capacity }")
+        if "until" not in t.data:
+            ctx.error(t.path, "needs an end: until = { current_below, time, capacity }")
         t.failed = True
         return None
     ends = _ends(ctx, until, ("current_below", "time", "capacity"))
@@ -1104,7 +1108,8 @@ def _build_cccv(ctx: _Context, t: _Table, in_loop: bool) -> dict[str, Any] | Non
     _check_window(ctx, (*t.path, "voltage"), voltage)
     until = t.table("until")
     if until is None:
-        ctx.error(t.path, 'needs an end: until = { current_below = "C/20", time = "3 h" }')
+        if "until" not in t.data:
+            ctx.error(t.path, 'needs an end: until = { current_below = "C/20", time = "3 h" }')
         t.failed = True
         return None
     ends = _ends(ctx, until, ("current_below", "time"))
@@ -1171,7 +1176,10 @@ def _build_eis(ctx: _Context, t: _Table, in_loop: bool) -> dict[str, Any] | None
 def _bias(value: Any) -> float | None:
     if isinstance(value, str) and value.strip().lower() in ("ocv", "ocp", "open circuit"):
         return None
-    return units.parse_voltage(value)
+    try:
+        return units.parse_voltage(value)
+    except UnitError as exc:
+        raise _Invalid(f'must be a voltage or "ocv" (open circuit): {exc}') from None
 
 
 def _build_pulse(ctx: _Context, t: _Table, in_loop: bool) -> dict[str, Any] | None:
@@ -1210,7 +1218,8 @@ def _build_gitt(ctx: _Context, t: _Table, in_loop: bool) -> dict[str, Any] | Non
     count = t.get("count", _positive_int)
     until = t.table("until")
     ends = _ends(ctx, until, ("voltage_above", "voltage_below", "time", "capacity"))
-    if ends.is_empty() and count is None and "count" not in t.data:
+    until_bad = "until" in t.data and (until is None or until.failed)  # reported already
+    if ends.is_empty() and "count" not in t.data and not until_bad:
         ctx.error(t.path, "needs an end: until = { voltage_above/voltage_below, ... } or count")
         t.failed = True
     _check_window(ctx, (*t.path, "until", "voltage_above"), ends.voltage_above_volt)
@@ -1309,7 +1318,7 @@ def _build_loop(ctx: _Context, t: _Table, in_loop: bool) -> dict[str, Any] | Non
         if until.is_empty() and not until_t.failed:
             ctx.error(until_t.path, "needs discharge_capacity_below or time")
     max_repeat = t.get("max_repeat", _positive_int)
-    if repeat is None and until is None and "repeat" not in t.data and until_t is None:
+    if "repeat" not in t.data and "until" not in t.data:
         ctx.error(t.path, "needs repeat = N or until = { ... } with max_repeat")
         t.failed = True
     if until is not None and max_repeat is None and repeat is None and "max_repeat" not in t.data:

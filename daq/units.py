@@ -222,7 +222,8 @@ def _current_density_factor(unit: str) -> tuple[float, int] | None:
 
 
 def _expected(dimension: str) -> str:
-    return f"a {dimension.replace('_', ' ')} such as {_EXAMPLES[dimension]}"
+    name = "duration" if dimension == TIME else dimension.replace("_", " ")
+    return f"a {name} such as {_EXAMPLES[dimension]}"
 
 
 def parse_quantity(text: str | float | int) -> Quantity:

@@ -582,3 +582,55 @@ def test_generated_protocols_number_and_locate_steps(steps, pad: int) -> None:
     walked = list(p.walk())
     assert [s.index for s, _ in walked] == list(range(sum(map(_count, steps))))
     assert [s.line for s, _ in walked] == lines, text
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        ("step = 5", "step"),
+        ("step = [1, 2]", "step"),
+        ('safety = 3\n[[step]]\ntype="rest"\nduration="1 s"', "safety"),
+        ("[[step]]\ntype = 3", "step[0].type"),
+        ('[[step]]\ntype="cc"\ncurrent="1 mA"\nuntil = 3\nvoltage_limit="4 V"', "step[0].until"),
+        ('[[step]]\ntype="cv"\nvoltage="4 V"\ncurrent_limit="1 mA"\nuntil = 3', "step[0].until"),
+        ('[[step]]\ntype="cccv"\ncurrent="1 mA"\nvoltage="4 V"\nuntil=3', "step[0].until"),
+        ('[[step]]\ntype="rest"\nduration="1 s"\nlimits = "x"', "step[0].limits"),
+        ('[[step]]\ntype="loop"\nrepeat=2\nsteps = "x"', "step[0].steps"),
+        ('[[step]]\ntype="loop"\nrepeat=2\nsteps = [1]', "step[0].steps[0]"),
+        (
+            '[[step]]\ntype="loop"\nrepeat=true\nsteps=[{type="rest",duration="1 s"}]',
+            "step[0].repeat",
+        ),
+        (
+            '[[step]]\ntype="loop"\nuntil=5\nmax_repeat=2\nsteps=[{type="rest",duration="1 s"}]',
+            "step[0].until",
+        ),
+        ('[[step]]\ntype="eis"\nstart="1 kHz"\nstop="1 Hz"\namplitude=[1]', "step[0].amplitude"),
+        (
+            '[[step]]\ntype="eis"\nstart="1 kHz"\nstop="1 Hz"\namplitude="-5 mV"',
+            "step[0].amplitude",
+        ),
+        (
+            '[[step]]\ntype="eis"\nstart="1 kHz"\nstop="1 Hz"\namplitude="5 mV"\ndc_bias="x"',
+            "step[0].dc_bias",
+        ),
+        (
+            '[[step]]\ntype="ccd"\nstart="1 mA"\nstep="1 mA"\n'
+            'max="2 mA"\nhalf_cycle="1 h"\nshort=5',
+            "step[0].short",
+        ),
+        ('[[step]]\ntype="temperature"\nsetpoint={a=1}', "step[0].setpoint"),
+        (
+            '[[step]]\ntype="gitt"\ncurrent="1 mA"\npulse="1 s"\n'
+            'rest="1 s"\nuntil={capacity="-1 mAh"}',
+            "step[0].until.capacity",
+        ),
+        ('[[step]]\ntype="gitt"\ncurrent="1 mA"\npulse="1 s"\nrest="1 s"\nuntil={}', "step[0]"),
+        ('[[step]]\ntype="rest"\nduration="1 s"\nrecord_dv = "-1 mV"', "step[0].record_dv"),
+    ],
+)
+def test_wrong_types_give_one_problem_each(body: str, key: str) -> None:
+    """Values of the wrong TOML type are reported once, on their key, without follow-on noise."""
+    with pytest.raises(ProtocolError) as info:
+        parse_protocol(body, source="x.toml", cell=CELL)
+    assert [p.key for p in info.value.problems] == [key], info.value.problems
