@@ -334,6 +334,11 @@ class _Checker:
                 params = data["cell_params"]
             else:
                 self.error((*path, "cell_params"), "must be a table [simulation.cell_params]")
+        if params_path is not None and params_path.is_file():
+            self.check_cell_params((*path, "cell"), lambda m: m.load_cell_params(params_path))
+        elif params is not None:
+            key = "cell" if "cell" in data else "cell_params"
+            self.check_cell_params((*path, key), lambda m: m.CellParams.from_dict(params))
         scale = data.get("time_scale", 1.0)
         if isinstance(scale, bool) or not isinstance(scale, int | float):
             self.error((*path, "time_scale"), f"must be a number, got {scale!r}")
@@ -346,6 +351,17 @@ class _Checker:
             self.error((*path, "seed"), f"must be a whole number >= 0, got {seed!r}")
             seed = 0
         return SimulationSpec(params_path, params, float(scale), seed)
+
+    def check_cell_params(self, path: tuple[str | int, ...], load: Any) -> None:
+        """Let the simulator read its cell parameters now, so their problems come with a line."""
+        try:
+            from cellbench.drivers.sim import cell as sim_cell
+        except ImportError:  # simulators not installed: the run reports it when it starts them
+            return
+        try:
+            load(sim_cell)
+        except (sim_cell.CellParamsError, ValueError, TypeError) as exc:
+            self.error(path, f"simulated cell parameters: {exc}")
 
     def instruments(self, data: Any, cell: Cell) -> tuple[InstrumentSpec, ...]:
         if data is None:

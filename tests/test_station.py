@@ -392,3 +392,14 @@ def test_validate_run_on_a_matching_station_returns_the_resolved_protocol() -> N
     assert not p.is_resolved
     resolved = validate_run(p, _station())
     assert resolved.steps[0].current_ampere == pytest.approx(5e-4)  # type: ignore[attr-defined]
+
+
+def test_simulated_cell_parameters_are_checked_with_the_station() -> None:
+    pytest.importorskip("cellbench.drivers.sim.cell")
+    text = GOOD.replace('"TCPIP::10.0.0.5::5025::SOCKET"', '"sim"')
+    text += "[simulation]\n[simulation.cell_params]\ncapacity_ah = 0.001\nbogus = 3\n"
+    with pytest.raises(StationError) as info:
+        parse_station(text, source="s.toml")
+    (problem,) = info.value.problems
+    assert problem.key == "simulation.cell_params" and problem.line == 12
+    assert "bogus" in problem.message
