@@ -152,10 +152,14 @@ class Keithley2450(ScpiDriver):
                 command=command,
             )
 
-    def _switch_on(self, function: str, setup: list[str]) -> None:
-        """Configure and turn the output on; a change of function passes through off."""
+    def _switch_on(self, function: str, setup: list[str], level: float, limit: float) -> None:
+        """Configure and turn the output on, then read back state, level and limit in one
+        query (a setting lost on the wire must not go unnoticed). A change of function passes
+        through output off."""
         command = setup[-1]
         self._ensure_interlock(command)
+        lim = "VLIM" if function == "CURR" else "ILIM"
+        check = f":OUTP?;:SOUR:{function}?;:SOUR:{function}:{lim}?"
         with self.transport.lock:
             if self._output_on and self._function != function:
                 self._write(":OUTP OFF")  # HIMP: relay opens while the function changes
@@ -164,7 +168,14 @@ class Keithley2450(ScpiDriver):
                 self._write(line)
             if not self._output_on:
                 self._write(":OUTP ON")
-            if not self.output_enabled:
+            fields = self._query(check).split(";")
+            if len(fields) != 3:
+                raise self._reply_error(f"expected 3 fields, got {';'.join(fields)!r}", check)
+            try:
+                on = parse_bool(fields[0])
+            except ValueError:
+                raise self._reply_error(f"bad output state {fields[0]!r}", check) from None
+            if not on:
                 tripped = self.interlock_tripped
                 queued = "; ".join(f"{code} {text}" for code, text in self.errors())
                 raise InterlockError(
@@ -176,10 +187,22 @@ class Keithley2450(ScpiDriver):
                     command=":OUTP ON",
                 )
             self._function, self._output_on = function, True
+            held_level, held_limit = (self._number(f, check) for f in fields[1:])
             try:
                 self.check_errors(command)
+                if not (
+                    math.isclose(held_level, level, rel_tol=1e-6, abs_tol=1e-12)
+                    and math.isclose(held_limit, limit, rel_tol=1e-6, abs_tol=1e-12)
+                ):
+                    raise InstrumentCommandError(
+                        f"instrument holds level {held_level:g} limit {held_limit:g}, "
+                        f"not {level:g} / {limit:g} as sent",
+                        instrument=self.name,
+                        address=self.address,
+                        command=check,
+                    )
             except InstrumentCommandError:
-                # a rejected setting leaves the source in an unknown state: open the relay
+                # a rejected or lost setting leaves the source in an unknown state: open the relay
                 self.safe_state()
                 raise
 
@@ -214,6 +237,8 @@ class Keithley2450(ScpiDriver):
                 f":SOUR:CURR:VLIM {v:.10g}",
                 f":SOUR:CURR {i:.10g}",
             ],
+            level=i,
+            limit=v,
         )
 
     def source_voltage(self, voltage_volt: float, *, current_limit_ampere: float) -> None:
@@ -246,6 +271,8 @@ class Keithley2450(ScpiDriver):
                 f":SOUR:VOLT:ILIM {i:.10g}",
                 f":SOUR:VOLT {v:.10g}",
             ],
+            level=v,
+            limit=i,
         )
 
     def output_off(self) -> None:

@@ -85,7 +85,7 @@ def test_source_current_protocol_and_reading(smu, sim, cell, clock):
         ":SOUR:CURR:VLIM 4.2",
         ":SOUR:CURR 0.001",
         ":OUTP ON",
-        ":OUTP?",
+        ":OUTP?;:SOUR:CURR?;:SOUR:CURR:VLIM?",
         ":SYST:ERR?",
     ]
     assert cell.mode == "current"
@@ -209,6 +209,19 @@ def test_error_queue_entry_raises_and_leaves_output_off(smu, sim, cell):
     sim.faults.inject("error_queue", on=":SOUR:CURR 0.001", code=-222, message="Data out of range")
     with pytest.raises(InstrumentCommandError, match="-222 Data out of range"):
         smu.source_current(1e-3, voltage_limit_volt=4.2)
+    assert not sim.output and cell.mode == "open"
+
+
+def test_setting_lost_on_the_wire_is_detected(smu, sim, cell):
+    # the instrument silently drops the level line: the read-back catches it, the relay opens
+    original = sim.execute
+
+    def dropping(message: str):
+        return None if message == ":SOUR:CURR 0.002" else original(message)
+
+    sim.execute = dropping
+    with pytest.raises(InstrumentCommandError, match=r"not 0\.002"):
+        smu.source_current(2e-3, voltage_limit_volt=4.2)
     assert not sim.output and cell.mode == "open"
 
 
