@@ -168,6 +168,8 @@ _DURATION_PART_RE = re.compile(rf"\s*({_NUMBER})\s*([A-Za-z]+)")
 # "1:30:00" (h:min:s) or "1:30" (min:s)
 _CLOCK_RE = re.compile(r"^\s*(\d+):([0-5]?\d)(?::([0-5]?\d(?:\.\d*)?))?\s*$")
 
+_MINUTE_M_RE = re.compile(r"(?<=[\d\s])m(?=\s|\d|$)")
+
 _EXAMPLES: dict[str, str] = {
     CURRENT: "'0.5 mA', '-2 mA', 'C/10' or '0.1 mA/cm2'",
     VOLTAGE: "'4.2 V' or '10 mV'",
@@ -364,7 +366,13 @@ def parse_voltage(text: str) -> float:
 
 def parse_duration(text: str) -> float:
     """Duration in s from ``"90 s"``, ``"30 min"``, ``"2 h"``, ``"1h30min"`` or ``"1:30:00"``."""
-    seconds = _parse_as(text, TIME)
+    try:
+        seconds = _parse_as(text, TIME)
+    except UnitError:
+        # "30m", "1h30m": in a duration, a bare "m" can only mean minutes.
+        if not isinstance(text, str) or not _MINUTE_M_RE.search(text):
+            raise
+        seconds = _parse_as(_MINUTE_M_RE.sub("min", text), TIME)
     if seconds < 0:
         raise UnitError(f"a duration cannot be negative, got {text!r}")
     return seconds

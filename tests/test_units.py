@@ -103,6 +103,8 @@ def test_kind_parsers_return_storage_units() -> None:
     assert parse_current("0.1 mA/cm2", area_cm2=2.0) == pytest.approx(2e-4)
     assert parse_voltage("4.2 V") == 4.2
     assert parse_duration("1h30min") == 5400.0
+    assert parse_duration("1h30m") == 5400.0  # "m" is minutes where only a duration makes sense
+    assert parse_duration("30 m") == 1800.0
     assert parse_temperature("25 degC") == pytest.approx(25.0)
     assert parse_temperature("298.15 K") == pytest.approx(25.0)
     assert parse_temperature("25 C") == pytest.approx(25.0)  # a temperature, not a C-rate
