@@ -14,15 +14,19 @@ command                reply                                      meaning
 ``MODE?``              ``"CONSTANT"`` / ``"STANDBY"`` / ``"OFF"``  operating mode
 ``MODE, CONSTANT``     ``"OK: MODE, CONSTANT"``                   run at the set point
 ``MODE, STANDBY``      ``"OK: MODE, STANDBY"``                    stop temperature control
+``ALARM?``             ``"0"`` / ``"2,12,15"``                   number of active alarms, codes
+``ALARM, CLEAR``       ``"OK: ALARM, CLEAR"``                     reset alarms (cause removed)
 =====================  =========================================  ======================
 
 A refused command is answered ``NA:<reason>`` (``NA:COMMAND ERR``, ``NA:PARAMETER ERR``,
-``NA:DATA NOT READY``...), raised here as :class:`InstrumentCommandError`.
+``NA:DATA NOT READY``...), raised here as :class:`InstrumentCommandError`. An active alarm (the
+chamber's over-temperature protector or another safety device tripped) stops temperature control;
+starting control then raises :class:`InterlockError` with the alarm codes.
 """
 
 from __future__ import annotations
 
-from cellbench.drivers.errors import InstrumentCommandError
+from cellbench.drivers.errors import InstrumentCommandError, InterlockError
 from cellbench.drivers.line_driver import LineDriver
 
 
@@ -89,7 +93,28 @@ class EspecChamber(LineDriver):
         _, _, upper, lower = self.read_status()
         self.check_range("set point (chamber limits)", value, lower, upper, "degC")
         self._set(f"TEMP, S{value:.1f}")
-        self._set("MODE, CONSTANT")
+        try:
+            self._set("MODE, CONSTANT")
+        except InstrumentCommandError:
+            alarms = self.read_alarms()
+            if alarms:
+                raise InterlockError(
+                    f"chamber alarm(s) {', '.join(map(str, alarms))} active: temperature control "
+                    "cannot start; remove the cause and clear the alarm at the chamber",
+                    instrument=self.name,
+                    address=self.address,
+                    command="MODE, CONSTANT",
+                ) from None
+            raise
+
+    def read_alarms(self) -> list[int]:
+        """Codes of the active alarms (empty: none), from ``ALARM?``."""
+        command = "ALARM?"
+        fields = [f for f in self._checked(command).split(",") if f.strip()]
+        numbers = [int(self._number(f, command)) for f in fields]
+        if not numbers or numbers[0] != len(numbers) - 1:
+            raise self._reply_error(f"expected count,codes...; got {','.join(fields)!r}", command)
+        return numbers[1:]
 
     def standby(self) -> None:
         """Stop temperature control (fan only)."""

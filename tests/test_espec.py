@@ -12,6 +12,7 @@ from cellbench.drivers.errors import (
     InstrumentCommandError,
     InstrumentReplyError,
     InstrumentTimeout,
+    InterlockError,
 )
 from cellbench.drivers.espec import EspecChamber
 from cellbench.drivers.roles import TemperatureController
@@ -90,3 +91,17 @@ def test_faults(chamber, sim):
     assert chamber.read_temperature_celsius() == pytest.approx(25.0, abs=0.5)
     sim.faults.inject("disconnect", delay_s=0.2, on="TEMP?")
     assert chamber.read_temperature_celsius() == pytest.approx(25.0, abs=0.5)
+
+
+def test_tripped_alarm_is_an_interlock_error(chamber, sim, cell):
+    assert chamber.read_alarms() == []
+    chamber.set_temperature_celsius(50)
+    sim.faults.inject("interlock", on="TEMP, S")
+    with pytest.raises(InterlockError, match="alarm\\(s\\) 12 active"):
+        chamber.set_temperature_celsius(55)
+    assert chamber.read_alarms() == [12]
+    assert chamber.read_mode() == "STANDBY"  # control stopped by the protector
+    assert cell.chamber_setpoint_celsius == sim.ambient
+    sim.alarms.clear()  # the operator removes the cause and resets the chamber
+    chamber.set_temperature_celsius(55)
+    assert chamber.read_mode() == "CONSTANT"

@@ -16,7 +16,9 @@ from cellbench.drivers.sim.serial_server import SerialSimulator
 class EspecSimulator(SerialSimulator):
     """Espec controller commands ``ROM? TYPE? TEMP? TEMP, S<x> MODE? MODE, <mode> MON?``.
 
-    Faults: ``error_queue`` answers the next command ``NA:COMMAND ERR``.
+    Faults: ``error_queue`` answers the next command ``NA:COMMAND ERR``; ``interlock`` trips the
+    over-temperature protector (alarm 12): control stops (STANDBY), ``ALARM?`` answers
+    ``1,12`` and ``MODE, CONSTANT`` is refused with ``NA:ALARM`` until ``ALARM, CLEAR``.
     """
 
     driver = "espec"
@@ -42,6 +44,13 @@ class EspecSimulator(SerialSimulator):
         self.ambient = float(ambient_celsius)
         self.setpoint = float(cell.chamber_setpoint_celsius)
         self.mode = "STANDBY"
+        self.alarms: list[int] = []
+
+    def trip(self, code: int = 12) -> None:
+        """An alarm stops temperature control, as the chamber's protector does."""
+        self.alarms.append(code)
+        self.mode = "STANDBY"
+        self.cell.set_chamber_setpoint(self.ambient)
 
     def handle(self, line: str) -> str | None:
         text = line.strip()
@@ -49,7 +58,14 @@ class EspecSimulator(SerialSimulator):
             return None
         if self.faults.take("error_queue", text) is not None:
             return "NA:COMMAND ERR"
+        if self.faults.take("interlock", text) is not None:
+            self.trip()
         upper = text.upper()
+        if upper == "ALARM?":
+            return ",".join(str(v) for v in [len(self.alarms), *self.alarms])
+        if upper == "ALARM, CLEAR":
+            self.alarms.clear()
+            return "OK: ALARM, CLEAR"
         if upper == "ROM?":
             return "P5.01 SIMULATED"
         if upper == "TYPE?":
@@ -60,7 +76,7 @@ class EspecSimulator(SerialSimulator):
         if upper == "MODE?":
             return self.mode
         if upper == "MON?":
-            return f"{self.cell.temperature_celsius:.1f},,{self.mode},0"
+            return f"{self.cell.temperature_celsius:.1f},,{self.mode},{len(self.alarms)}"
         match = self._SET_TEMP.match(text)
         if match:
             value = float(match.group(1))
@@ -75,6 +91,8 @@ class EspecSimulator(SerialSimulator):
             mode = match.group(1).upper()
             if mode not in ("CONSTANT", "STANDBY", "OFF"):
                 return "NA:PARAMETER ERR"
+            if mode == "CONSTANT" and self.alarms:
+                return "NA:ALARM"
             self.mode = mode
             self.cell.set_chamber_setpoint(self.setpoint if mode == "CONSTANT" else self.ambient)
             return f"OK: MODE, {mode}"
