@@ -32,7 +32,7 @@ import difflib
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -151,13 +151,15 @@ class SimulationSpec:
 
 @dataclass(frozen=True)
 class Station:
-    """A loaded, checked station. ``raw`` is the parsed TOML (what the simulator bench takes)."""
+    """A loaded, checked station. ``raw`` is the parsed TOML (what the simulator bench takes),
+    ``text`` the file as written."""
 
     path: Path | None
     cell: Cell
     instruments: tuple[InstrumentSpec, ...]
     simulation: SimulationSpec | None
     raw: Mapping[str, Any]
+    text: str = ""  # the file as written (kept with the run, parsed again on resume)
 
     @property
     def base_dir(self) -> Path:
@@ -206,6 +208,7 @@ class Station:
                 for s in self.instruments
             ],
             "simulated": self.simulated,
+            "text": self.text,
         }
 
 
@@ -233,7 +236,7 @@ def parse_station(text: str, *, source: str = "<string>", path: Path | None = No
     except ProtocolError as exc:
         raise StationError(exc.problems) from None
     checker = _Checker(source, key_lines(text), path.parent if path else Path.cwd())
-    station = checker.station(data, path)
+    station = replace(checker.station(data, path), text=text)
     if checker.problems:
         raise StationError(sorted(checker.problems, key=lambda p: (p.line, p.key)))
     return station

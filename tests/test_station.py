@@ -92,6 +92,8 @@ def test_station_model(fixtures_dir: Path) -> None:
     assert [s.name for s in st.for_role("impedance")] == ["eis1"]
     assert st.raw["simulation"]["seed"] == 4
     assert st.to_dict()["simulated"] is True
+    assert st.text == path.read_text() == st.to_dict()["text"]
+    assert parse_station(st.text, path=path) == st
     with pytest.raises(KeyError):
         st.instrument("nope")
 
