@@ -22,7 +22,6 @@ import io
 import os
 import struct
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,10 +116,6 @@ def scan_file(path: Path) -> ScanResult:
     """Scan a journal file; raises FileNotFoundError if it vanished (sealed meanwhile)."""
     with open(path, "rb") as fh:
         return scan_bytes(fh.read())
-
-
-def iter_frames(path: Path) -> Iterator[Frame]:
-    yield from scan_file(path).frames
 
 
 class JournalFile:

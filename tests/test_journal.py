@@ -1,0 +1,69 @@
+"""The journal's frame format: any cut or flipped byte yields a clean prefix of the batches."""
+
+from __future__ import annotations
+
+import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cellbench.daq import journal
+
+
+def batches(sizes: list[int]) -> list[pl.DataFrame]:
+    out, first = [], 0
+    for n in sizes:
+        out.append(pl.DataFrame({"test_time_second": [float(first + i) for i in range(n)]}))
+        first += n
+    return out
+
+
+def encoded(sizes: list[int]) -> tuple[list[pl.DataFrame], bytes, list[int]]:
+    dfs = batches(sizes)
+    frames = [journal.encode(seq, df) for seq, df in enumerate(dfs)]
+    ends = []
+    pos = 0
+    for f in frames:
+        pos += len(f)
+        ends.append(pos)
+    return dfs, b"".join(frames), ends
+
+
+SIZES = st.lists(st.integers(min_value=1, max_value=40), min_size=1, max_size=8)
+
+
+@settings(max_examples=60, deadline=None)
+@given(SIZES, st.data())
+def test_cut_anywhere_returns_whole_frames_before_the_cut(sizes, data):
+    dfs, blob, ends = encoded(sizes)
+    cut = data.draw(st.integers(min_value=0, max_value=len(blob)))
+    scan = journal.scan_bytes(blob[:cut])
+    whole = sum(1 for e in ends if e <= cut)
+    assert [f.seq for f in scan.frames] == list(range(whole))
+    assert scan.good_end == (ends[whole - 1] if whole else 0)
+    assert scan.torn == (cut != scan.good_end)
+    for f, df in zip(scan.frames, dfs, strict=False):
+        assert journal.decode(f).equals(df) and f.nrows == df.height
+
+
+@settings(max_examples=60, deadline=None)
+@given(SIZES, st.data())
+def test_flipped_byte_stops_the_scan_at_the_damaged_frame(sizes, data):
+    dfs, blob, ends = encoded(sizes)
+    at = data.draw(st.integers(min_value=0, max_value=len(blob) - 1))
+    bit = data.draw(st.integers(min_value=0, max_value=7))
+    damaged = bytearray(blob)
+    damaged[at] ^= 1 << bit
+    scan = journal.scan_bytes(bytes(damaged))
+    hit = next(i for i, e in enumerate(ends) if at < e)  # the frame holding the flipped byte
+    assert [f.seq for f in scan.frames] == list(range(hit))
+    assert scan.problem is not None
+    for f, df in zip(scan.frames, dfs, strict=False):
+        assert journal.decode(f).equals(df)
+
+
+def test_header_layout_is_24_bytes_little_endian():
+    frame = journal.encode(7, pl.DataFrame({"x": [1.0, 2.0]}))
+    assert frame[:4] == journal.MAGIC
+    assert int.from_bytes(frame[4:12], "little") == 7
+    assert int.from_bytes(frame[12:16], "little") == 2
+    assert int.from_bytes(frame[16:20], "little") == len(frame) - journal.HEADER_SIZE
