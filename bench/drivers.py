@@ -1,31 +1,38 @@
 """Benchmark: instrument round trips through cellbench against the bare wire, in the same run.
 
-    python bench/drivers.py [--queries 2000] [--sweeps 30]
+    python bench/drivers.py [--queries 2000] [--sweeps 50]
 
-Against the simulated Keithley 2450 and Keysight E4990A on loopback TCP (and a pty for serial):
+The simulators run in a separate process (``cellbench sim serve fixtures/stations/
+sim_pellet.toml``: Keithley 2450 and E4990A on loopback TCP, Espec chamber on a pty), so the
+client process times only the client, as against a real instrument. Each figure alternates a
+cellbench operation and its reference operation, so load from elsewhere hits both alike.
 
 1. ``*IDN?`` round trip: cellbench ``Transport.query`` (pyvisa + pyvisa-py underneath) beside a
-   plain pyvisa-py ``resource.query`` and a raw socket (``sendall`` + ``recv`` to the newline):
-   what the cellbench layer costs, and what VISA costs over the socket itself.
+   plain pyvisa-py ``resource.query`` and a raw socket (``sendall`` + ``recv`` to the newline).
 2. A measurement: ``Keithley2450.measure()`` (one compound ``:READ? ...;:OUTP?`` query, parsed
    into a Reading) beside the same line over a raw socket.
 3. An E4990A sweep of 50 points (1 kHz..10 MHz): ``KeysightE4990A.sweep()`` (configure, error
-   check, trigger, ``*OPC?``, three data queries) beside the same command lines sent over a raw
-   socket. The simulator's sweep itself takes no time here (``sweep_time_factor=0``), so the
-   figure is pure protocol + driver overhead; a real E4990A adds its measurement time.
-4. Serial: ``SerialTransport.query`` over a pty beside raw ``os.write``/``os.read`` on the pty.
+   check, trigger, ``*OPC?``, three data queries, a polars frame) beside the same lines over a raw
+   socket. The simulated sweep takes ~0.1 s of simulated time = 0.1 ms at the station's time
+   scale 1000, so the figure is protocol + driver overhead; a real E4990A adds its measurement
+   time (seconds at low frequency).
+4. Serial: ``SerialTransport.query("TEMP?")`` to the simulated Espec chamber over its pty beside
+   raw ``os.write``/``os.read`` on the same pty.
 
-Figures are medians (p50) and 99th percentiles of per-operation wall times; simulators run in
-this process (their threads compete for the same cores as the client — as in a test).
+Figures: p50 and p99 of per-operation wall times, ms; ratio = cellbench p50 / reference p50.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import queue
 import select
+import signal
 import socket
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import tty
@@ -35,24 +42,54 @@ import numpy as np
 
 from cellbench.drivers.e4990a import KeysightE4990A
 from cellbench.drivers.keithley2450 import Keithley2450
-from cellbench.drivers.sim.cell import SimCell, load_cell_params
-from cellbench.drivers.sim.clock import ScaledClock
-from cellbench.drivers.sim.e4990a_sim import E4990ASimulator
-from cellbench.drivers.sim.keithley2450_sim import Keithley2450Simulator
 from cellbench.drivers.transport import open_transport, resource_manager, visa_library
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def timed(fn: Callable[[], object], repeat: int, warmup: int = 20) -> np.ndarray:
+STATION = os.path.join(ROOT, "fixtures", "stations", "sim_pellet.toml")
+
+
+def timed_pair(
+    ours: Callable[[], object], ref: Callable[[], object], repeat: int, warmup: int = 20
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-call wall times of ``ours`` and ``ref``, alternating call by call."""
     for _ in range(warmup):
-        fn()
-    out = np.empty(repeat)
+        ours()
+        ref()
+    a, b = np.empty(repeat), np.empty(repeat)
     for k in range(repeat):
         t0 = time.perf_counter()
-        fn()
-        out[k] = time.perf_counter() - t0
-    return out
+        ours()
+        t1 = time.perf_counter()
+        ref()
+        t2 = time.perf_counter()
+        a[k], b[k] = t1 - t0, t2 - t1
+    return a, b
+
+
+def start_simulators() -> tuple[subprocess.Popen, dict[str, str]]:
+    """``cellbench sim serve`` in a child process; its name -> address lines."""
+    log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - lives as long as the child
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cellbench.daq.cli", "sim", "serve", STATION],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
+    addresses = {}
+    while len(addresses) < 4:
+        try:
+            name, _driver, address = lines.get(timeout=60).rstrip("\n").split("\t")
+        except queue.Empty:
+            proc.kill()
+            log.seek(0)
+            raise SystemExit(f"cellbench sim serve did not start:\n{log.read()}") from None
+        addresses[name] = address
+    return proc, addresses
 
 
 class RawSocket:
@@ -86,78 +123,45 @@ def row(what: str, ours: np.ndarray, ref: np.ndarray, ref_name: str) -> str:
     )
 
 
-def pty_echo() -> tuple[str, Callable[[], None]]:
-    """A pty whose far end answers every CR-terminated line with ``OK``; returns (path, stop)."""
-    master, slave = os.openpty()
-    tty.setraw(slave)
-    stop = threading.Event()
-
-    def serve() -> None:
-        buffer = b""
-        while not stop.is_set():
-            ready, _, _ = select.select([master], [], [], 0.05)
-            if not ready:
-                continue
-            buffer += os.read(master, 4096)
-            while b"\r" in buffer:
-                _, _, buffer = buffer.partition(b"\r")
-                os.write(master, b"OK\r")
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-
-    def close() -> None:
-        stop.set()
-        thread.join(1)
-        os.close(master)
-        os.close(slave)
-
-    return os.ttyname(slave), close
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--queries", type=int, default=2000, help="round trips per figure")
-    parser.add_argument("--sweeps", type=int, default=30, help="E4990A sweeps per figure")
+    parser.add_argument("--sweeps", type=int, default=50, help="E4990A sweeps per figure")
     args = parser.parse_args()
-
-    params = load_cell_params(os.path.join(ROOT, "fixtures", "sim", "sulfide_full_cell.toml"))
-    cell = SimCell(params, clock=ScaledClock(1000.0), seed=0)
+    n = args.queries
+    proc, addresses = start_simulators()
     rows: list[str] = []
-    with (
-        Keithley2450Simulator(cell) as smu_sim,
-        E4990ASimulator(cell, sweep_time_factor=0.0) as eis_sim,
-    ):
+    try:
+        smu_address, eis_address = addresses["smu1"], addresses["zanalyzer"]
         # 1. *IDN? round trip
-        transport = open_transport(smu_sim.address, timeout_s=2.0)
-        ours = timed(lambda: transport.query("*IDN?"), args.queries)
-        transport.close()
+        transport = open_transport(smu_address, timeout_s=2.0)
         resource = resource_manager().open_resource(
-            smu_sim.address, read_termination="\n", write_termination="\n", timeout=2000
+            smu_address, read_termination="\n", write_termination="\n", timeout=2000
         )
-        plain = timed(lambda: resource.query("*IDN?"), args.queries)
+        raw = RawSocket(smu_address)
+        ours, ref = timed_pair(lambda: transport.query("*IDN?"), lambda: resource.query("*IDN?"), n)
+        rows.append(row("`*IDN?`, cellbench Transport", ours, ref, "plain pyvisa-py query"))
+        ours, ref = timed_pair(lambda: transport.query("*IDN?"), lambda: raw.query("*IDN?"), n)
+        rows.append(row("`*IDN?`, cellbench Transport", ours, ref, "raw socket"))
+        ours, ref = timed_pair(lambda: resource.query("*IDN?"), lambda: raw.query("*IDN?"), n)
+        rows.append(row("`*IDN?`, plain pyvisa-py (not cellbench)", ours, ref, "raw socket"))
+        transport.close()
         resource.close()
-        raw = RawSocket(smu_sim.address)
-        bare = timed(lambda: raw.query("*IDN?"), args.queries)
-        rows.append(row("`*IDN?` round trip, cellbench Transport", ours, plain, "pyvisa query"))
-        rows.append(row("`*IDN?` round trip, cellbench Transport", ours, bare, "raw socket"))
-        rows.append(row("`*IDN?` round trip, plain pyvisa-py", plain, bare, "raw socket"))
 
         # 2. a measurement
-        smu = Keithley2450(smu_sim.address, timeout_s=2.0)
-        smu.source_current(1e-4, voltage_limit_volt=4.3)
+        smu = Keithley2450(smu_address, timeout_s=2.0)
+        smu.source_current(1e-5, voltage_limit_volt=1.0)
         line = ':READ? "defbuffer1", READ, SOUR, REL;:OUTP?'
-        ours = timed(smu.measure, args.queries)
-        bare = timed(lambda: raw.query(line), args.queries)
-        rows.append(row("Keithley2450.measure()", ours, bare, "raw socket, same line"))
+        ours, ref = timed_pair(smu.measure, lambda: raw.query(line), n)
+        rows.append(row("Keithley2450.measure()", ours, ref, "raw socket, same line"))
         smu.safe_state()
         smu.close()
+        raw.close()
 
         # 3. E4990A sweep, 50 points
-        eis = KeysightE4990A(eis_sim.address, timeout_s=5.0)
+        eis = KeysightE4990A(eis_address, timeout_s=5.0)
         ppd = 49 / 4  # 1 kHz..10 MHz = 4 decades -> 50 points
-        frame = eis.sweep(1e3, 1e7, ppd, 0.1)
-        assert frame.height == 50, frame.height
+        assert eis.sweep(1e3, 1e7, ppd, 0.1).height == 50
         lines = [
             ":SENS1:SWE:TYPE LOG",
             ":SENS1:FREQ:STAR 1000",
@@ -167,7 +171,7 @@ def main() -> None:
             ":SOUR1:VOLT 0.1",
             ":SOUR1:BIAS:STAT OFF",
         ]
-        eraw = RawSocket(eis_sim.address)
+        eraw = RawSocket(eis_address)
 
         def raw_sweep() -> None:
             for text in lines:
@@ -180,42 +184,40 @@ def main() -> None:
                 np.array(eraw.query(":CALC1:SEL:DATA:FDAT?").split(","), dtype=float)
             np.array(eraw.query(":SENS1:FREQ:DATA?").split(","), dtype=float)
 
-        ours = timed(lambda: eis.sweep(1e3, 1e7, ppd, 0.1), args.sweeps, warmup=3)
-        bare = timed(raw_sweep, args.sweeps, warmup=3)
-        rows.append(
-            row(
-                "E4990A 50-point sweep, KeysightE4990A.sweep()",
-                ours,
-                bare,
-                "raw socket, same lines",
-            )
-        )
+        ours, ref = timed_pair(lambda: eis.sweep(1e3, 1e7, ppd, 0.1), raw_sweep, args.sweeps, 3)
+        rows.append(row("E4990A 50-point sweep()", ours, ref, "raw socket, same lines"))
         eis.close()
         eraw.close()
-        raw.close()
 
-    # 4. serial over a pty
-    path, stop = pty_echo()
-    serial_t = open_transport(path, timeout_s=2.0, read_termination="\r", write_termination="\r")
-    ours = timed(lambda: serial_t.query("*IDN?"), args.queries)
-    serial_t.close()
-    fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
-    tty.setraw(fd)
+        # 4. serial: the simulated Espec chamber behind its pty
+        path = addresses["chamber"]
+        serial_t = open_transport(
+            path,
+            timeout_s=2.0,
+            read_termination="\r\n",
+            write_termination="\r\n",
+            exclusive=False,
+        )
+        fd = os.open(os.path.realpath(path), os.O_RDWR | os.O_NOCTTY)
+        tty.setraw(fd)
 
-    def raw_pty() -> None:
-        os.write(fd, b"*IDN?\r")
-        got = b""
-        while not got.endswith(b"\r"):
-            select.select([fd], [], [], 1.0)
-            got += os.read(fd, 64)
+        def raw_pty() -> None:
+            os.write(fd, b"TEMP?\r\n")
+            got = b""
+            while not got.endswith(b"\r\n"):
+                select.select([fd], [], [], 1.0)
+                got += os.read(fd, 256)
 
-    bare = timed(raw_pty, args.queries)
-    os.close(fd)
-    stop()
-    rows.append(row("pty query, cellbench SerialTransport", ours, bare, "raw os.read/write"))
+        ours, ref = timed_pair(lambda: serial_t.query("TEMP?"), raw_pty, n)
+        rows.append(row("pty `TEMP?`, cellbench SerialTransport", ours, ref, "raw os.write/read"))
+        serial_t.close()
+        os.close(fd)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
 
     print(
-        f"cellbench drivers bench — {args.queries} round trips, {args.sweeps} sweeps; "
+        f"cellbench drivers bench: {n} round trips, {args.sweeps} sweeps per figure; "
         "times in ms (p50 / p99); ratio = cellbench p50 / reference p50"
     )
     print()
@@ -226,7 +228,7 @@ def main() -> None:
     print()
     print(
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, VISA library "
-        f"{visa_library()!r}; simulators run in this process"
+        f"{visa_library()!r}; simulators in a child process"
     )
 
 
