@@ -29,7 +29,7 @@ parameters with ``s^2 = reduced_chi2`` (as ``curve_fit`` with ``absolute_sigma=F
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +40,12 @@ from cellbench.analysis.circuits import Circuit, CircuitError, parse_circuit
 from cellbench.analysis.errors import CellbenchError
 
 WEIGHTS = ("unit", "proportional", "modulus")
-POORLY_DETERMINED_REL_STDERR = 0.25
+POORLY_DETERMINED_REL_STDERR = 0.1
+FTOL = 1e-8
+METHOD = "lm"
+U_SPAN = 25.0
+MAX_NFEV_PER_PARAM = 50
+_CHI2_3DOF_99 = 11.345  # scipy.stats.chi2.ppf(0.99, 3)
 
 
 class FitError(CellbenchError, ValueError):
@@ -173,6 +178,7 @@ class FitResult:
     initial: dict[str, float]
     starts: int = 1
     poorly_determined: list[str] = field(default_factory=list)
+    above_band: bool = False  # started with an arc above the measured band
 
     @property
     def correlation(self) -> np.ndarray:
@@ -342,36 +348,82 @@ def fit_circuit(
             f"{f.size} points give {2 * f.size} residuals, not enough for {n_free} free parameters"
         )
     lo, hi = _as_bounds(c, bounds)
-    free_idx = np.array([i for i, n in enumerate(c.param_names) if n not in fixed], dtype=int)
-    tr = _Transform(lo[free_idx], hi[free_idx])
 
     given = dict(initial or {})
     noise_floor = 0.0
+    from cellbench.analysis.eis_guess import Start
+
     if all(n in given or n in fixed for n in c.param_names):
-        starts: Iterable[dict[str, float]] = [given]
+        starts = [Start(given, 0.0, False)]
         multistart = False
     else:
         from cellbench.analysis.drt import drt
-        from cellbench.analysis.eis_guess import initial_guesses
+        from cellbench.analysis.eis_guess import ranked_starts
 
         d = drt(f, zz)
         noise_floor = d.residual_rms
-        starts = ({**g, **given} for g in initial_guesses(c, f, zz, drt_result=d))
+        starts = [
+            Start({**s.params, **given}, s.residual, s.above_band, s.held)
+            for s in ranked_starts(c, f, zz, drt_result=d)
+        ]
+        # The data may not show every arc of the circuit. Where a start that puts the missing
+        # arc above the band explains them almost as well as the best, it is fitted second.
+        if multistart and len(starts) > 1 and not starts[0].above_band:
+            for k, s in enumerate(starts[1:], start=1):
+                if s.above_band and s.residual <= 3 * starts[0].residual:
+                    starts.insert(1, starts.pop(k))
+                    break
 
-    best: FitResult | None = None
-    tried = 0
-    for start in starts:
-        tried += 1
-        res = _fit_once(c, f, zz, start, fixed, weight, free_idx, tr, poorly_determined_rel_stderr)
-        if best is None or res.chi2 < best.chi2:
-            best = res
-        if not multistart or tried >= max_starts:
+    def fit(params, hold=(), optimize=True):
+        held = {**fixed, **{n: params[n] for n in hold if n not in fixed}}
+        return _fit_once(
+            c, f, zz, params, held, fixed, weight, lo, hi, poorly_determined_rel_stderr, optimize
+        )
+
+    def fit_start(s: Start) -> FitResult:
+        if not s.above_band or not s.held:
+            return fit(s.params)
+        # First with the unseen arc's time constant held above the band, then free. The free
+        # fit may slide that arc into the band to fit noise; that is only accepted when it is
+        # significantly better (_prefer_alternative).
+        held = fit(s.params, hold=s.held)
+        free = fit(held.values)
+        out = free if not _prefer_alternative(held, free) else fit(held.values, optimize=False)
+        out.initial = held.initial
+        out.above_band = True
+        return out
+
+    arc_params = {c.param_names[i] for block in _rq_blocks(c) for i in block if i is not None}
+    results: list[FitResult] = []
+    for s in starts:
+        results.append(fit_start(s))
+        if not multistart or len(results) >= max_starts:
             break
-        if _rms_relative(best) <= 1.08 * noise_floor + 1e-6:
+        best = min(results, key=lambda r: r.chi2)
+        good = _rms_relative(best) <= 1.08 * noise_floor + 1e-6
+        # a fit whose arcs the data do not fix may have put an unseen arc in the band
+        unsure = not good or bool(set(best.poorly_determined) & arc_params)
+        if len(results) == 1 and len(starts) > 1 and starts[1].above_band and unsure:
+            continue
+        if good:
             break
-    assert best is not None
-    best.starts = tried
+    best = min(results, key=lambda r: r.chi2)
+    alt = next((r for r in results if r.above_band), None)
+    if alt is not None and _prefer_alternative(alt, best):
+        best = alt
+    best.starts = len(results)
     return best
+
+
+def _prefer_alternative(alt: FitResult, best: FitResult) -> bool:
+    """Keep the start with an arc above the band unless the best fit is significantly better:
+    moving that arc into the band adds up to three effective parameters, so its chi2 drop (in
+    units of the noise variance) is compared with the 99 % point of chi-square with 3 degrees of
+    freedom (11.3). Fitting noise with a spare arc is not evidence for it."""
+    if alt is best:
+        return True
+    s2 = best.chi2 / max(best.dof, 1)
+    return alt.chi2 - best.chi2 <= _CHI2_3DOF_99 * s2
 
 
 def _rq_blocks(c: Circuit) -> list[tuple[int, int, int | None]]:
@@ -402,7 +454,7 @@ def _rq_blocks(c: Circuit) -> list[tuple[int, int, int | None]]:
 
 
 def canonical_arc_order(
-    c: Circuit, p: np.ndarray, *, movable: set[int] | None = None, lo=None, hi=None
+    c: Circuit, p: np.ndarray, *, movable: set[int] | None = None
 ) -> np.ndarray | None:
     """Parameters with like arc blocks (all ``p(R,CPE)``, or all ``p(R,C)``) relabelled so that
     their time constants grow along the circuit (high frequency first, the convention the guesses
@@ -439,40 +491,53 @@ def _rms_relative(res: FitResult) -> float:
     return float(np.sqrt(np.mean(rr.real**2 + rr.imag**2) / 2))
 
 
-def _fit_once(c, f, zz, start, fixed, weight, free_idx, tr, rel_limit) -> FitResult:
+def _fit_once(c, f, zz, start, held, fixed, weight, lo, hi, rel_limit, optimize=True) -> FitResult:
+    """One least-squares run from ``start`` with ``held`` parameters constant; the result reports
+    as fixed only the user's ``fixed``. Without ``optimize``, evaluates at ``start``."""
     names = c.param_names
-    p_full = np.array([float(fixed.get(n, start.get(n, np.nan))) for n in names])
+    free_idx = np.array([i for i, n in enumerate(names) if n not in held], dtype=int)
+    tr = _Transform(lo[free_idx], hi[free_idx])
+    user_free_idx = np.array([i for i, n in enumerate(names) if n not in fixed], dtype=int)
+    p_full = np.array([float(held.get(n, start.get(n, np.nan))) for n in names])
     if not np.all(np.isfinite(p_full)):
         missing = [n for n, v in zip(names, p_full, strict=True) if not math.isfinite(v)]
         raise FitError(f"no starting value for {missing}")
     prob = _Problem(c, f, zz, weight, free_idx, p_full, tr)
     u0 = tr.to_u(p_full[free_idx])
-    if free_idx.size:
+    if free_idx.size and optimize:
         sol = least_squares(
             prob.residuals,
             u0,
             jac=prob.jacobian,
-            method="lm",
+            method=METHOD,
+            **({"bounds": (u0 - U_SPAN, u0 + U_SPAN)} if METHOD == "trf" else {}),
             x_scale=1.0,
-            ftol=1e-10,
-            xtol=1e-10,
-            gtol=1e-10,
-            max_nfev=200 * (free_idx.size + 1),
+            ftol=FTOL,
+            xtol=FTOL,
+            gtol=FTOL,
+            max_nfev=MAX_NFEV_PER_PARAM * (free_idx.size + 1),
         )
         u, success, message, nfev = sol.x, bool(sol.success), str(sol.message), int(sol.nfev)
     else:
-        u, success, message, nfev = u0, True, "all parameters fixed", 1
+        u, success, message, nfev = u0, True, "evaluated, not optimised", 1
     prob._eval(u)
-    ordered = canonical_arc_order(c, prob._p, movable=set(free_idx.tolist()), lo=tr.lo, hi=tr.hi)
+    ordered = canonical_arc_order(c, prob._p, movable=set(free_idx.tolist()))
     if ordered is not None:
         u = tr.to_u(ordered[free_idx])
         prob._eval(u)
     p = prob._p
     r = prob._r
     chi2 = float(r @ r)
+    if len(held) != len(fixed):
+        # covariance over every parameter the user left free, also those held for a stage
+        free_idx = user_free_idx
+        jac = c.impedance_and_jacobian(p, f)[1][free_idx]
+        jnat = np.hstack((jac.real, jac.imag)).T * prob.w[:, None]
+    else:
+        jnat = prob._jnat
     m, k = r.size, free_idx.size
     dof = max(m - k, 1)
-    cov = _covariance(prob._jnat, p[free_idx], chi2 / dof)
+    cov = _covariance(jnat, p[free_idx], chi2 / dof)
     sd = np.sqrt(np.clip(np.diag(cov), 0, None)) if k else np.zeros(0)
     free_names = [names[i] for i in free_idx]
     stderr = dict.fromkeys(names, 0.0)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import nnls
@@ -221,10 +222,32 @@ def _arc_element(out: dict, el: Element, r: float, tau: float, n: float, feat: _
         out[names[2]], out[names[3]] = tau**n / r, n
 
 
-def initial_guesses(
+@dataclass(frozen=True)
+class Start:
+    """One set of starting values; ``residual`` is the relative residual norm of the linear
+    model it came from; ``above_band`` says that one of its arcs was put above the band."""
+
+    params: dict[str, float]
+    residual: float
+    above_band: bool
+    held: tuple[str, ...] = ()  # the C / CPE parameters that set the above-band arc's tau
+
+
+def _tau_params(c: Circuit, arc_index: int) -> tuple[str, ...]:
+    """Names of the C / CPE parameters of the arc_index-th ``p(...)`` block."""
+    arc_items = [it for it in _top_items(c.root) if isinstance(it, Parallel)]
+    return tuple(
+        name
+        for el in _iter_elements(arc_items[arc_index])
+        if el.kind in ("C", "CPE")
+        for name in el.param_names
+    )
+
+
+def ranked_starts(
     c: Circuit, frequency_hz, z, *, drt_result: DRTResult | None = None, limit: int = 12
-) -> Iterator[dict[str, float]]:
-    """Starting values for ``c``, most plausible first (lazy; take as many as needed)."""
+) -> list[Start]:
+    """Starting values for ``c``, most plausible first."""
     f = np.asarray(frequency_hz, dtype=float)
     zz = np.asarray(z, dtype=complex)
     d = drt_result if drt_result is not None else drt(f, zz)
@@ -232,19 +255,30 @@ def initial_guesses(
     m = sum(isinstance(it, Parallel) for it in _top_items(c.root))
     ranked = _rank_assignments(c, feat, m)
     seen: list[tuple] = []
-    count = 0
-    for _, arcs, amps in ranked:
-        key = tuple(tau for _, tau in arcs if _ > 0)
+    out: list[Start] = []
+    hf_tau = feat.taus[0]
+    for res, arcs, amps in ranked:
+        key = tuple(tau for r, tau in arcs if r > 0)
         if key in seen:  # same arcs (an empty arc is no different from a missing one)
             continue
         seen.append(key)
-        yield _params_from(c, feat, arcs, amps)
-        count += 1
-        if count >= limit:
-            return
+        above = [i for i, (_, tau) in enumerate(arcs) if tau == hf_tau]
+        held = _tau_params(c, above[0]) if above else ()
+        out.append(Start(_params_from(c, feat, arcs, amps), res, bool(above), held))
+        if len(out) >= limit:
+            break
     # tail time constant one decade either way, from the best assignment
     if ranked:
+        res, arcs, amps = ranked[0]
         for factor in (0.1, 10.0):
             feat.tail_tau *= factor
-            yield _params_from(c, feat, ranked[0][1], ranked[0][2])
+            out.append(Start(_params_from(c, feat, arcs, amps), res, False))
             feat.tail_tau /= factor
+    return out
+
+
+def initial_guesses(
+    c: Circuit, frequency_hz, z, *, drt_result: DRTResult | None = None, limit: int = 12
+) -> list[dict[str, float]]:
+    """Starting values for ``c`` as parameter dicts, most plausible first."""
+    return [s.params for s in ranked_starts(c, frequency_hz, z, drt_result=drt_result, limit=limit)]
