@@ -92,6 +92,7 @@ class PalmSensEmStat(LineDriver):
         )
         self.max_step_s = self.check_range("max_step_s", max_step_s, 1e-3, 1e9, "s")
         self._latest: Reading | None = None
+        self._latest_at = 0.0  # time.monotonic() when _latest arrived
         self._step_error: InstrumentError | None = None
         self._streaming = threading.Event()
         self._stream_thread: threading.Thread | None = None
@@ -419,7 +420,8 @@ class PalmSensEmStat(LineDriver):
                 if p is None or c is None:
                     continue
                 with self._got_reading:
-                    self._latest = Reading(p.value, c.value, time.monotonic())
+                    self._latest = Reading(p.value, c.value)
+                    self._latest_at = time.monotonic()
                     self._got_reading.notify_all()
         with self._got_reading:
             self._got_reading.notify_all()
@@ -468,6 +470,15 @@ class PalmSensEmStat(LineDriver):
                 error, self._step_error = self._step_error, None
                 raise error
             if self._latest is not None:
+                age = time.monotonic() - self._latest_at
+                if age > self.timeout_s + self.sample_interval_s:
+                    raise InstrumentTimeout(
+                        f"the running step sent no reading for {age:.1f} s "
+                        f"(expected one every {self.sample_interval_s:g} s)",
+                        instrument=self.name,
+                        address=self.address,
+                        command="e",
+                    )
                 return self._latest
         return self.measure_ocv()
 
@@ -489,7 +500,7 @@ class PalmSensEmStat(LineDriver):
         values = [pkg.get("ab") for pkg in packages if pkg.get("ab") is not None]
         if not values:
             raise self._reply_error("OCP script returned no potential", "e")
-        return Reading(values[-1].value, 0.0, time.monotonic())
+        return Reading(values[-1].value, 0.0)
 
     def output_off(self) -> None:
         """Abort the running step; the script's on_finished block turns the cell off."""

@@ -276,3 +276,19 @@ def test_port_lost_during_a_step_is_reported_and_output_off_recovers(pstat, sim,
     pstat.output_off()  # reconnects, aborts the script; on_finished opens the cell
     assert wait_for(lambda: not sim.running)
     assert cell.mode == "open"
+
+
+def test_a_stalled_step_is_reported_not_papered_over(sim, cell):
+    with PalmSensEmStat(sim.address, timeout_s=TIMEOUT_S, sample_interval_s=0.2) as pstat:
+        pstat.source_current(1e-4, voltage_limit_volt=5.0)
+        assert pstat.measure().current_ampere == pytest.approx(1e-4, rel=1e-6)
+        sim.min_package_wall_s = 5.0  # the instrument stops sending
+        time.sleep(0.1)
+        with raises_within(InstrumentTimeout, TIMEOUT_S + 0.2 + SLACK_S, match="no reading"):
+            deadline = time.monotonic() + TIMEOUT_S + 0.2 + SLACK_S
+            while time.monotonic() < deadline:
+                pstat.measure()
+                time.sleep(0.02)
+        sim.min_package_wall_s = 0.01
+        pstat.output_off()
+        assert wait_for(lambda: not sim.running)
