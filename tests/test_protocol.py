@@ -570,7 +570,7 @@ def _count(node) -> int:
     return 1 if isinstance(node, int) else 1 + sum(_count(c) for c in node[1])
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=None, derandomize=True)
 @given(steps=st.lists(_trees, min_size=1, max_size=4), pad=st.integers(0, 2))
 def test_generated_protocols_number_and_locate_steps(steps, pad: int) -> None:
     out = ['name = "generated"', "[safety]", 'voltage_min = "2 V"', 'voltage_max = "4 V"']
