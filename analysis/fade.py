@@ -75,9 +75,17 @@ def _knee_design(x: np.ndarray, nk: float) -> np.ndarray:
     return np.column_stack([np.ones_like(x), -x, -np.maximum(0.0, x - nk)])
 
 
+def _knee_range(x: np.ndarray) -> tuple[float, float]:
+    """Where a knee may lie: inside the central 90 % of the cycles, with at least three points
+    on each side (a knee at the last point is one outlier, not a change of mechanism)."""
+    q_lo, q_hi = np.quantile(x, [0.05, 0.95])
+    lo, hi = max(float(q_lo), float(x[2])), min(float(q_hi), float(x[-3]))
+    return (lo, hi) if hi > lo else (float(x[2]), max(float(x[-3]), float(x[2]) + 1e-9))
+
+
 def _knee_profile(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """RSS of the bilinear model for each candidate knee on a grid inside the data."""
-    lo, hi = np.quantile(x, [0.05, 0.95])
+    lo, hi = _knee_range(x)
     grid = np.linspace(lo, hi, 200)
     rss = np.empty_like(grid)
     for k, nk in enumerate(grid):
@@ -235,15 +243,17 @@ def _fit(
     w = np.ones_like(y) if w is None else w
     p0 = np.asarray(m.guess(x, y), dtype=float)
     p0 = np.clip(p0, np.array(m.lower) + 1e-9, np.array(m.upper) - 1e-9)
+    lower, upper = list(m.lower), list(m.upper)
     if m.name == "knee":
-        p0[3] = float(np.clip(p0[3], x.min(), x.max()))
+        lower[3], upper[3] = _knee_range(x)
+        p0[3] = float(np.clip(p0[3], lower[3], upper[3]))
 
     def resid(theta: np.ndarray) -> np.ndarray:
         return (m.f(x, theta) - y) * w
 
     with np.errstate(over="ignore", invalid="ignore"):
         sol = optimize.least_squares(
-            resid, p0, bounds=(m.lower, m.upper), x_scale="jac", method="trf", max_nfev=2000
+            resid, p0, bounds=(lower, upper), x_scale="jac", method="trf", max_nfev=2000
         )
         theta = sol.x
         if m.name == "knee":
@@ -276,7 +286,8 @@ def _refine_knee(x: np.ndarray, y: np.ndarray, w: np.ndarray, theta: np.ndarray)
     best = theta
     best_rss = float(np.sum(((RETENTION_MODELS["knee"].f(x, theta) - y) * w) ** 2))
     span = (x.max() - x.min()) / 100
-    for nk in np.linspace(theta[3] - span, theta[3] + span, 41):
+    lo, hi = _knee_range(x)
+    for nk in np.clip(np.linspace(theta[3] - span, theta[3] + span, 41), lo, hi):
         design = _knee_design(x, nk) * w[:, None]
         c, *_ = np.linalg.lstsq(design, y * w, rcond=None)
         cand = np.array([c[0], c[1], c[1] + c[2], nk])
@@ -497,22 +508,30 @@ def detect_knee(
     """The knee from the two-stage fit; None with fewer than 8 cycles.
 
     ``significant`` is True when the knee model has the best ``criterion`` of all retention
-    models and the fade after the knee is faster than before it.
+    models, the fade after the knee is faster than before it, the knee's position is
+    determined (finite standard error), and all of that still holds without the last cycle
+    (one low last point, a test cut short, is not a change of mechanism).
     """
-    fits = list(fits) if fits is not None else fit_retention(cycles, retention, criterion=criterion)
+    x, y = _check_xy(cycles, retention, "retention")
+    fits = list(fits) if fits is not None else fit_retention(x, y, criterion=criterion)
     knee = next((f for f in fits if f.model == "knee"), None)
     if knee is None:
         return None
     best = min(fits, key=lambda f: getattr(f, criterion))
     p, se = knee.parameters, knee.stderr
     tq = float(stats.t.ppf(0.5 + confidence / 2, max(knee.dof, 1)))
+    significant = best.model == "knee" and p["b2"] > p["b1"] and math.isfinite(se["n_knee"])
+    if significant and x.size > 9:
+        again = fit_retention(x[:-1], y[:-1], models=[f.model for f in fits], criterion=criterion)
+        refit = again[0].parameters
+        significant = again[0].model == "knee" and refit["b2"] > refit["b1"]
     return Knee(
         cycle=p["n_knee"],
         stderr=se["n_knee"],
         confidence_interval=(p["n_knee"] - tq * se["n_knee"], p["n_knee"] + tq * se["n_knee"]),
         slope_before=-p["b1"],
         slope_after=-p["b2"],
-        significant=best.model == "knee" and p["b2"] > p["b1"],
+        significant=bool(significant),
     )
 
 
@@ -563,12 +582,17 @@ def analyze_fade(
             raise FadeError(f"first_n must be at least 3, got {first_n}")
         x, y = x[:first_n], y[:first_n]
     fits = fit_retention(x, y, models=models, criterion=criterion)
+    knee = detect_knee(x, y, criterion=criterion, confidence=confidence, fits=fits)
     best = fits[0]
+    if best.model == "knee" and not (knee and knee.significant):
+        # A knee model that wins only on a fluke (a knee the fit cannot place) is not trusted
+        # for extrapolation: the best one-stage model is.
+        best = next((f for f in fits if f.model != "knee"), best)
     return FadeReport(
         fits=fits,
         best=best,
         criterion=criterion,
-        knee=detect_knee(x, y, criterion=criterion, confidence=confidence, fits=fits),
+        knee=knee,
         end_of_life=end_of_life(best, threshold, confidence=confidence),
         first_n=first_n,
     )
@@ -579,16 +603,22 @@ def retention_from_summary(
     *,
     capacity_column: str = "discharge_capacity_ampere_hour",
     reference: Literal["first", "max"] | int | float = "first",
+    drop_incomplete: bool = True,
 ) -> pl.DataFrame:
     """Add ``capacity_retention`` (fraction) to a per-cycle summary.
 
     ``reference``: ``"first"`` (first cycle with capacity > 0), ``"max"`` (largest capacity),
     an ``int`` cycle number, or a ``float`` capacity in Ah (e.g. the nominal capacity).
+    ``drop_incomplete``: drop cycles without both a charge and a discharge (a test cut short
+    mid-cycle, a formation step), when the summary has both capacity columns.
     """
     if capacity_column not in summary.columns or "cycle_count" not in summary.columns:
         raise FadeError(
             f"summary needs columns 'cycle_count' and {capacity_column!r}; has {summary.columns}"
         )
+    halves = ("charge_capacity_ampere_hour", "discharge_capacity_ampere_hour")
+    if drop_incomplete and all(c in summary.columns for c in halves):
+        summary = summary.filter((pl.col(halves[0]) > 0) & (pl.col(halves[1]) > 0))
     cap = summary[capacity_column]
     if isinstance(reference, str):
         positive = summary.filter(pl.col(capacity_column) > 0)

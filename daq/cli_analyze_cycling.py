@@ -177,7 +177,7 @@ def _retention(args: argparse.Namespace) -> tuple[list[float], list[float]]:
                     f"got {args.reference!r}"
                 ) from None
     summary = retention_from_summary(summary, reference=ref)
-    summary = summary.filter(pl.col("discharge_capacity_ampere_hour") > 0)
+    summary = summary.filter(pl.col("capacity_retention") > 0)
     return (
         summary["cycle_count"].cast(pl.Float64).to_list(),
         summary["capacity_retention"].to_list(),

@@ -155,3 +155,21 @@ def test_too_few_points():
     with pytest.raises(FadeError, match="first_n"):
         analyze_fade(np.arange(1, 20), np.ones(19), first_n=2)
     assert math.isfinite(fit_retention([1, 2, 3, 4], [1, 0.99, 0.98, 0.97])[0].rss)
+
+
+def test_last_point_outlier_is_not_a_knee_and_incomplete_cycles_are_dropped():
+    n, q = sqrt_data(n_max=60, noise=0.001)
+    q[-1] = 0.3  # a cycle cut short
+    report = analyze_fade(n, q)
+    assert report.knee is None or not report.knee.significant
+    assert report.best.model != "knee"
+    summary = pl.DataFrame(
+        {
+            "cycle_count": n.astype(np.int32),
+            "charge_capacity_ampere_hour": np.r_[np.ones(59), 0.0],
+            "discharge_capacity_ampere_hour": q,
+        }
+    )
+    kept = retention_from_summary(summary)
+    assert kept.height == 59
+    assert retention_from_summary(summary, drop_incomplete=False).height == 60
