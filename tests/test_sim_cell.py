@@ -238,3 +238,32 @@ def test_long_idle_gap_stays_cheap(clock):
     cell.set_chamber_setpoint(40.0)
     clock.t += 1e8
     assert cell.temperature_celsius == pytest.approx(40.0)
+
+
+def test_ground_truth_is_json_and_cell_is_thread_safe():
+    import json
+    import threading
+
+    from cellbench.drivers.sim.clock import ScaledClock
+
+    cell = SimCell(load_cell_params(SIM / "sulfide_full_cell.toml"), clock=ScaledClock(1e4))
+    errors: list[BaseException] = []
+
+    def hammer(k: int) -> None:
+        try:
+            for i in range(200):
+                if i % 3 == 0:
+                    cell.set_current((-1) ** k * 1e-3, voltage_limit_volt=4.3)
+                cell.measure()
+                cell.impedance(np.array([1.0, 1e3]))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=hammer, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    truth = json.loads(json.dumps(cell.ground_truth()))
+    assert truth["params"]["ocv_soc"][0] == 0.0 and truth["time_second"] > 0

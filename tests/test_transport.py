@@ -318,3 +318,28 @@ def test_second_open_of_a_port_is_refused(pty):
             open_transport(pty.path, timeout_s=TIMEOUT, read_termination="\r")
     finally:
         first.close()
+
+
+def test_serial_port_lost_is_connection_error():
+    responder = PtyResponder()
+    transport = open_transport(
+        responder.path, timeout_s=TIMEOUT, read_termination="\r", write_termination="\r"
+    )
+    try:
+        assert transport.query("ECHO x") == "x"
+        responder.close()  # the adapter is unplugged: the pty's far end disappears
+        t0 = time.monotonic()
+        with pytest.raises(InstrumentConnectionError, match="serial port lost"):
+            transport.query("ECHO y")
+        assert time.monotonic() - t0 < TIMEOUT + SLACK
+    finally:
+        transport.close()
+
+
+def test_timeout_can_be_changed_per_transport(visa, server):
+    visa.timeout_s = 0.1
+    server.faults.inject("no_reply")
+    t0 = time.monotonic()
+    with pytest.raises(InstrumentTimeout, match=r"0\.1 s"):
+        visa.query("*IDN?")
+    assert time.monotonic() - t0 < 0.1 + SLACK
