@@ -44,7 +44,8 @@ class CCDResult:
     ccd_milliampere_per_square_centimeter: float | None  # last level that completed
     shorted: bool
     short_current_density_milliampere_per_square_centimeter: float | None
-    short_step: int | None  # index into ``steps`` (0-based, rest excluded)
+    short_step: int | None  # index into ``steps`` (0-based, rest excluded); ``steps`` also
+    # carries the file's ``step_count``/``step_index`` of each step when the frame has them
     short_time_second: float | None
     mechanism: str | None  # "collapse" or "noise"
     area_cm2: float
@@ -125,7 +126,13 @@ def critical_current_density(
         raise CCDError(f"CCD: missing column(s) {missing}; have {samples.columns}")
     if "channel" in samples.columns and samples["channel"].n_unique() > 1:
         raise CCDError("CCD: the frame holds several channels; filter one channel first")
-    df = samples.select(needed).drop_nulls().filter(pl.all_horizontal(pl.col(needed).is_finite()))
+    file_steps = [c for c in ("step_count", "step_index") if c in samples.columns]
+    df = (
+        samples.select(*needed, *file_steps)
+        .drop_nulls(needed)
+        .filter(pl.all_horizontal(pl.col(needed).is_finite()))
+    )
+    file_step_values = {c: df[c].to_numpy() for c in file_steps}
     t = df["test_time_second"].to_numpy()
     v = df["voltage_volt"].to_numpy()
     i = df["current_ampere"].to_numpy()
@@ -166,6 +173,8 @@ def critical_current_density(
             "resistance_ohm": float(np.median(r_step)),
             "shorted": bool(hits),
         }
+        for c, values in file_step_values.items():  # the file's own step numbers, for lookup
+            row[c] = int(values[idx[0]])
         rows.append(row)
         if hits:
             k, mech = min(hits)

@@ -58,6 +58,13 @@ def test_collapse_short_gives_previous_level_as_ccd():
     assert res.short_time_second == pytest.approx(truth["time"])
     assert res.steps.height == 11
     assert res.steps["resistance_ohm"][0] == pytest.approx(R_CELL * 1.05, rel=0.02)
+    # The file's own step numbers travel into the step table.
+    numbered = df.with_columns((pl.col("current_ampere").rle_id() + 1).alias("step_count"))
+    res2 = critical_current_density(numbered, AREA)
+    shorted = res2.steps.filter(pl.col("shorted"))
+    t_short = res2.short_time_second
+    want = numbered.filter(pl.col("test_time_second") == t_short)["step_count"][0]
+    assert shorted["step_count"][0] == want
 
 
 def test_noise_signature_soft_short():
