@@ -192,7 +192,7 @@ class HiokiIM3590(LineDriver):
         """Log sweep from start to stop; frame of frequency_hertz, z_real_ohm, z_imag_ohm."""
         self.check_range("start frequency", start_hertz, *FREQUENCY_RANGE_HERTZ, "Hz")
         self.check_range("stop frequency", stop_hertz, *FREQUENCY_RANGE_HERTZ, "Hz")
-        self.check_range("points per decade", points_per_decade, 1, 100, "points")
+        self.check_count("points per decade", points_per_decade, 1, 100)
         if start_hertz == stop_hertz:
             raise ArgumentRangeError(
                 "start and stop frequency are equal", instrument=self.name, address=self.address

@@ -150,6 +150,17 @@ class LineDriver:
             command=command,
         )
 
+    def check_count(self, what: str, value: int, low: int, high: int) -> int:
+        """A whole number in ``[low, high]``; 2.5 points is an error, not 2."""
+        number = self.check_range(what, value, low, high, "")
+        if number != int(number):
+            raise ArgumentRangeError(
+                f"{what} must be a whole number, got {value!r}",
+                instrument=self.name,
+                address=self.address,
+            )
+        return int(number)
+
     # --- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
         self.transport.close()

@@ -288,7 +288,7 @@ class PalmSensEmStat(LineDriver):
             )
         self.check_range("start frequency", start_hertz, *EIS_FREQUENCY_RANGE_HERTZ, "Hz")
         self.check_range("stop frequency", stop_hertz, *EIS_FREQUENCY_RANGE_HERTZ, "Hz")
-        self.check_range("points per decade", points_per_decade, 1, 100, "points")
+        self.check_count("points per decade", points_per_decade, 1, 100)
         self.check_range("AC amplitude", amplitude, 1e-3, 0.25, "V rms")
         dc = 0.0 if dc_bias_volt is None else dc_bias_volt
         self.check_range("DC potential", dc, -self.max_voltage_volt, self.max_voltage_volt, "V")

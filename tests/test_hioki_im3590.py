@@ -97,6 +97,8 @@ def test_arguments_are_validated_before_the_wire(analyzer, sim):
         analyzer.sweep(300e3, 1.0, 5, 0.01)
     with pytest.raises(ArgumentRangeError, match="AC amplitude"):
         analyzer.sweep(1e3, 1.0, 5, 10.0)
+    with pytest.raises(ArgumentRangeError, match="whole number"):
+        analyzer.sweep(1e3, 1.0, 2.5, 0.01)
     with pytest.raises(ArgumentRangeError, match="DC bias"):
         analyzer.sweep(1e3, 1.0, 5, 0.01, dc_bias_volt=3.0)
     with pytest.raises(ArgumentRangeError):
