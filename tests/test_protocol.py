@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import random
 from pathlib import Path
 
 import pytest
@@ -634,3 +635,27 @@ def test_wrong_types_give_one_problem_each(body: str, key: str) -> None:
     with pytest.raises(ProtocolError) as info:
         parse_protocol(body, source="x.toml", cell=CELL)
     assert [p.key for p in info.value.problems] == [key], info.value.problems
+
+
+_MUTATIONS = ['"1 mA"', '"C/2"', "5", "-1", "true", '"x"', "[1, 2]", "{ a = 1 }", '"4.2 V"']
+_MUTATIONS += ['"10 min"', '"0 s"', '"80 %"', '""', '"1 mA/cm2"', "0", "[]", "{}", '"1e400 V"']
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mutated_fixtures_fail_cleanly_with_lines(fixtures_dir: Path, seed: int) -> None:
+    """Random values in the example protocols: a ProtocolError (never a crash) whose every
+    problem has a line, or a protocol that loads."""
+    rng = random.Random(seed)
+    files = sorted((fixtures_dir / "protocols").glob("*.toml"))
+    for _ in range(75):
+        lines = rng.choice(files).read_text().splitlines()
+        for _ in range(rng.randint(1, 3)):
+            k = rng.randrange(len(lines))
+            line = lines[k].lstrip()
+            if "=" in line and not line.startswith(("#", "{")):
+                lines[k] = lines[k].split("=", 1)[0] + "= " + rng.choice(_MUTATIONS)
+        try:
+            parse_protocol("\n".join(lines) + "\n", source="m.toml", cell=CELL)
+        except ProtocolError as exc:
+            assert exc.problems
+            assert all(p.line > 0 for p in exc.problems), exc.problems
