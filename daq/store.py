@@ -212,6 +212,8 @@ class RunWriter:
         Empty frames are ignored.
         """
         check_table(table)
+        if not isinstance(df, pl.DataFrame):
+            raise TypeError(f"append({table!r}, ...) takes a polars DataFrame, got {type(df)}")
         df = conform_batch(table, df)
         if df.height == 0:
             return

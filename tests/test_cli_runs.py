@@ -125,3 +125,16 @@ def test_repair_closes_a_crashed_run_as_interrupted(tmp_path, capsys):
     assert r.meta.status == "interrupted" and r.tables()["samples"] == 5
     assert main(["runs", "repair", str(tmp_path / "r")]) == 1
     assert "only a 'running' run needs repair" in capsys.readouterr().err
+
+
+def test_list_uses_a_rich_table_on_a_terminal(runs_dir, capsys, monkeypatch):
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    monkeypatch.setenv("COLUMNS", "160")
+    assert main(["runs", "list", str(runs_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "cc-001" in out and "┃" in out  # rich's heavy header rule
+
+
+def test_runs_without_action_prints_help_and_exits_2(capsys):
+    assert main(["runs"]) == 2
+    assert "list" in capsys.readouterr().out
