@@ -323,8 +323,16 @@ class Keithley2450(ScpiDriver):
 
     # -- reading buffer ---------------------------------------------------------------------
     def clear_buffer(self) -> None:
-        """Empty ``defbuffer1`` (its relative timestamps restart at 0)."""
-        self._write(f":TRAC:CLE {BUFFER}")
+        """Empty ``defbuffer1`` (its relative timestamps restart at 0); returns once done."""
+        with self.transport.lock:
+            self._write(f":TRAC:CLE {BUFFER}")
+            if self.buffer_count != 0:  # the query also waits for the clear to be executed
+                raise InstrumentCommandError(
+                    "reading buffer not empty after :TRAC:CLE",
+                    instrument=self.name,
+                    address=self.address,
+                    command=":TRAC:CLE",
+                )
 
     @property
     def buffer_count(self) -> int:
