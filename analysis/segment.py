@@ -209,16 +209,10 @@ def segment(
     step_all = np.zeros(n, dtype=np.int64)
     code_all = np.zeros(n, dtype=np.int64)
     cycle_all = np.ones(n, dtype=np.int64)
-    if "channel" in samples.columns:
-        groups = (
-            samples.with_row_index("_row")
-            .group_by("channel", maintain_order=True)
-            .agg(pl.col("_row"))["_row"]
-            .to_list()
-        )
-        rows_per_channel = [np.asarray(g, dtype=np.int64) for g in groups]
-    else:
-        rows_per_channel = [np.arange(n)]
+    rows_per_channel = [np.arange(n)]
+    if "channel" in samples.columns and samples["channel"].n_unique() > 1:
+        codes = samples["channel"].rank("dense").fill_null(0).to_numpy()
+        rows_per_channel = [np.flatnonzero(codes == c) for c in np.unique(codes)]
     t_all = samples["test_time_second"].cast(pl.Float64).to_numpy()
     i_all = samples["current_ampere"].cast(pl.Float64).fill_null(0.0).to_numpy()
     v_all = samples["voltage_volt"].cast(pl.Float64).to_numpy()
@@ -228,10 +222,11 @@ def segment(
         step_all[rows] = step + 1
         code_all[rows] = code
         cycle_all[rows] = _cycles(step, code, first)
-    names = np.array(STEP_TYPES)
+    index = pl.Series("step_index", code_all, dtype=pl.Int32)
+    names = dict(enumerate(STEP_TYPES))
     return samples.with_columns(
-        pl.Series("step_type", names[code_all], dtype=pl.String),
+        index.replace_strict(names, return_dtype=pl.String).alias("step_type"),
         pl.Series("step_count", step_all, dtype=pl.Int32),
-        pl.Series("step_index", code_all, dtype=pl.Int32),
+        index,
         pl.Series("cycle_count", cycle_all, dtype=pl.Int32),
     )
