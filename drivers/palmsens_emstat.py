@@ -93,6 +93,7 @@ class PalmSensEmStat(LineDriver):
         self.max_step_s = self.check_range("max_step_s", max_step_s, 1e-3, 1e9, "s")
         self._latest: Reading | None = None
         self._latest_at = 0.0  # time.monotonic() when _latest arrived
+        self._identity = ""
         self._step_error: InstrumentError | None = None
         self._streaming = threading.Event()
         self._stream_thread: threading.Thread | None = None
@@ -102,7 +103,13 @@ class PalmSensEmStat(LineDriver):
 
     # --- plain commands --------------------------------------------------------------------
     def identify(self) -> str:
-        """Firmware version and serial: ``"<firmware> <build> SN <serial>"``."""
+        """Firmware version and serial: ``"<firmware> <build> SN <serial>"``.
+
+        While a CC/CV step runs, the identity read before is returned: asking the instrument
+        would mean aborting the step.
+        """
+        if self._streaming.is_set() and self._identity:
+            return self._identity
         with self.transport.lock:
             self._stop_stream()
             first = self._query("t")
@@ -112,7 +119,8 @@ class PalmSensEmStat(LineDriver):
             serial = self._query("i")
             if not serial.startswith("i"):
                 raise self._reply_error(f"unexpected serial reply {serial!r}", "i")
-        return f"{first[1:]} {second[:-1].strip()} SN {serial[1:]}".strip()
+        self._identity = f"{first[1:]} {second[:-1].strip()} SN {serial[1:]}".strip()
+        return self._identity
 
     def _abort_running(self) -> None:
         """Abort any running script and drain its output up to the end-of-script line."""
@@ -276,6 +284,8 @@ class PalmSensEmStat(LineDriver):
         dc_bias_volt: float | None = None,
     ) -> pl.DataFrame:
         """Potentiostatic EIS from start to stop; frame of frequency_hertz, z_real_ohm, z_imag_ohm.
+
+        A running CC/CV step is ended first (one channel runs one script at a time).
 
         ``amplitude`` in V rms (``amplitude_unit="V"``); ``dc_bias_volt`` is the DC potential of
         WE vs RE (default 0 V vs RE, i.e. the script's ``set_e``; use the OCV for a cell).

@@ -167,6 +167,7 @@ def test_rejected_script_is_a_command_error(pstat, sim):
 
 # --- CC / CV steps -------------------------------------------------------------------------
 def test_constant_current_step(pstat, sim, cell):
+    pstat.identify()
     pstat.source_current(1e-4, voltage_limit_volt=5.0)
     assert sim.scripts[-1][7:14] == [
         "cell_on",
@@ -181,6 +182,8 @@ def test_constant_current_step(pstat, sim, cell):
     assert reading.current_ampere == pytest.approx(1e-4, rel=1e-6)
     assert reading.voltage_volt == pytest.approx(cell.measure()[0], rel=1e-3)
     assert pstat.step_running
+    identity = pstat.identify()  # cached: asking would abort the step
+    assert identity.endswith("SN ES4HR24SIM001") and pstat.step_running
     pstat.output_off()
     assert wait_for(lambda: not sim.running)
     assert cell.mode == "open"
