@@ -300,11 +300,15 @@ def _ole_start(data: bytes, mods: list[Module]) -> float | None:
         return None
     lo, hi = min(days) - 1, max(days) + 2
     blob = data[log.offset : log.offset + log.length]
-    for off in range(0, len(blob) - 7):
-        (value,) = struct.unpack_from("<d", blob, off)
-        if lo <= value <= hi:
-            return (OLE_EPOCH + timedelta(days=value)).timestamp()
-    return None
+    if len(blob) < 8:
+        return None
+    # Every 8-byte window as a double: one strided view instead of a loop over offsets.
+    windows = np.lib.stride_tricks.sliding_window_view(np.frombuffer(blob, np.uint8), 8)
+    values = np.ascontiguousarray(windows).view("<f8").ravel()
+    hits = np.flatnonzero((values >= lo) & (values <= hi))
+    if hits.size == 0:
+        return None
+    return (OLE_EPOCH + timedelta(days=float(values[hits[0]]))).timestamp()
 
 
 def _columns(path, data: bytes, mod: Module, notes: Notes):
@@ -358,8 +362,12 @@ def _first(cols: dict[str, np.ndarray], *names: str) -> np.ndarray | None:
 
 def read_mpr(path: str | Path, kind: str | None = None) -> ReadResult:
     """Read an .mpr file; ``kind`` picks samples or spectra from a file holding both."""
+    return parse_mpr(path, Path(path).read_bytes(), kind)
+
+
+def parse_mpr(path: str | Path, data: bytes, kind: str | None = None) -> ReadResult:
+    """:func:`read_mpr` on the file's bytes (``path`` names it in messages)."""
     notes = Notes(path)
-    data = Path(path).read_bytes()
     mods = modules(path, data)
     data_mods = [m for m in mods if m.short_name == "VMP data"]
     if not data_mods:

@@ -26,6 +26,7 @@ JET_MAGIC = b"\x00\x01\x00\x00Standard Jet DB"
 ACE_MAGIC = b"\x00\x01\x00\x00Standard ACE DB"
 MDB_EXPORT = "mdb-export"
 ARBIN_TABLE = "Channel_Normal_Table"
+MDB_TIMEOUT_SECOND = 600  # a large .res exports in seconds; a hung mdb-export is stopped
 
 
 def _header_names(head: bytes, max_lines: int = 40) -> list[list[str]]:
@@ -131,7 +132,7 @@ def mdb_export(path: str | Path, table: str) -> str:
         run = subprocess.run(
             [exe, "-D", "%Y-%m-%d %H:%M:%S", str(path), table],
             capture_output=True,
-            timeout=600,
+            timeout=MDB_TIMEOUT_SECOND,
             check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:

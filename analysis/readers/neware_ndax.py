@@ -29,6 +29,7 @@ import struct
 import xml.etree.ElementTree as ET
 import zipfile
 import zlib
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,7 @@ import polars as pl
 
 from .base import Notes, ReaderError, ReadResult, capacities_per_cycle, finish_samples
 
+Getter = Callable[[str], bytes]
 ZIP_MAGIC = b"PK\x03\x04"
 PAGE = 4096
 SUPPORTED_NDC = (17,)
@@ -112,10 +114,10 @@ def ndc_records(path: str | Path, name: str, blob: bytes, want_type: int) -> np.
     return body.view(dtype).reshape(-1)
 
 
-def _xml(path: str | Path, zf: zipfile.ZipFile, name: str) -> ET.Element | None:
-    if name not in zf.namelist():
+def _xml(path: str | Path, names: list[str], get: Getter, name: str) -> ET.Element | None:
+    if name not in names:
         return None
-    raw = zf.read(name)
+    raw = get(name)
     m = re.match(rb'<\?xml[^>]*encoding="([^"]+)"', raw)
     enc = m.group(1).decode("ascii", "replace").lower() if m else "utf-8"
     enc = "gb18030" if enc in ("gb2312", "gbk") else enc
@@ -134,10 +136,15 @@ def _aux_files(names: list[str]) -> list[tuple[str, int, int]]:
 
 
 def read_ndax(path: str | Path) -> ReadResult:
+    return parse_ndax(path, Path(path).read_bytes())
+
+
+def parse_ndax(path: str | Path, data: bytes) -> ReadResult:
+    """:func:`read_ndax` on the archive's bytes (``path`` names it in messages)."""
     notes = Notes(path)
     try:
-        with zipfile.ZipFile(path) as zf:
-            return _read(path, zf, notes)
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            return _read(path, zf.namelist(), zf.read, notes)
     except ReaderError:
         raise
     except _ZIP_ERRORS as exc:
@@ -146,8 +153,7 @@ def read_ndax(path: str | Path) -> ReadResult:
         ) from None
 
 
-def _read(path: str | Path, zf: zipfile.ZipFile, notes: Notes) -> ReadResult:
-    names = zf.namelist()
+def _read(path: str | Path, names: list[str], get: Getter, notes: Notes) -> ReadResult:
     for need in ("data.ndc", "data_step.ndc", "data_runInfo.ndc"):
         if need not in names:
             raise ReaderError(
@@ -155,16 +161,16 @@ def _read(path: str | Path, zf: zipfile.ZipFile, notes: Notes) -> ReadResult:
                 f"no {need} in the archive (members: {names[:8]})",
                 expected="an .ndax from BTS 8 (data, data_step and data_runInfo tables)",
             )
-    data = ndc_records(path, "data.ndc", zf.read("data.ndc"), 1)
+    data = ndc_records(path, "data.ndc", get("data.ndc"), 1)
     # Samples fill the slots in order; a voltage of exactly 0 marks the unused rest of the table.
     used = np.flatnonzero(data["v"] != 0)
     n = int(used[-1]) + 1 if used.size else 0
     if n == 0:
         raise ReaderError(path, "data.ndc holds no samples", expected="voltage records")
     samples = data[:n]
-    steps = ndc_records(path, "data_step.ndc", zf.read("data_step.ndc"), 7)
+    steps = ndc_records(path, "data_step.ndc", get("data_step.ndc"), 7)
     steps = steps[steps["first"] != 0]
-    runs = ndc_records(path, "data_runInfo.ndc", zf.read("data_runInfo.ndc"), 18)
+    runs = ndc_records(path, "data_runInfo.ndc", get("data_runInfo.ndc"), 18)
     runs = runs[runs["sample"] != 0]
     if steps.size == 0 or runs.size == 0:
         raise ReaderError(path, "no step or runInfo records", expected="at least one of each")
@@ -197,8 +203,8 @@ def _read(path: str | Path, zf: zipfile.ZipFile, notes: Notes) -> ReadResult:
             "step_count": which.astype(np.int64) + 1,
         }
     )
-    meta = _metadata(path, zf, notes)
-    temperature = _temperature(path, zf, names, meta, n, notes)
+    meta = _metadata(path, names, get)
+    temperature = _temperature(path, get, names, meta, n, notes)
     if temperature is not None:
         frame = frame.with_columns(pl.Series("temperature_celsius", temperature))
     frame = capacities_per_cycle(frame)
@@ -206,7 +212,7 @@ def _read(path: str | Path, zf: zipfile.ZipFile, notes: Notes) -> ReadResult:
     meta.update(
         {
             "instrument": "Neware",
-            "ndc_version": int(struct.unpack_from("<H", zf.read("data.ndc"), 2)[0]),
+            "ndc_version": int(struct.unpack_from("<H", get("data.ndc"), 2)[0]),
             "samples_with_time": n - interpolated,
             "start_time_known": True,
         }
@@ -247,16 +253,16 @@ def _interpolate(x: np.ndarray, y: np.ndarray, at: np.ndarray) -> np.ndarray:
     return out
 
 
-def _metadata(path, zf: zipfile.ZipFile, notes: Notes) -> dict:
+def _metadata(path, names: list[str], get: Getter) -> dict:
     meta: dict = {}
-    info = _xml(path, zf, "TestInfo.xml")
+    info = _xml(path, names, get, "TestInfo.xml")
     test = info.find("config/TestInfo") if info is not None else None
     if test is not None:
         for key in ("StartTime", "StepName", "DevType", "DevID", "UnitID", "ChlID", "SN"):
             if key in test.attrib:
                 meta[key] = test.attrib[key]
         meta["aux"] = [dict(child.attrib) for child in test if child.tag.lower().startswith("aux")]
-    version = _xml(path, zf, "VersionInfo.xml")
+    version = _xml(path, names, get, "VersionInfo.xml")
     if version is not None:
         node = version.find("config/ZwjVersion")
         if node is not None:
@@ -265,7 +271,7 @@ def _metadata(path, zf: zipfile.ZipFile, notes: Notes) -> dict:
     return meta
 
 
-def _temperature(path, zf, names: list[str], meta: dict, n: int, notes: Notes):
+def _temperature(path, get: Getter, names: list[str], meta: dict, n: int, notes: Notes):
     """The first auxiliary temperature channel (channel type 103), one value per sample."""
     aux_info = meta.get("aux", [])
     for name, channel, kind in _aux_files(names):
@@ -279,7 +285,7 @@ def _temperature(path, zf, names: list[str], meta: dict, n: int, notes: Notes):
         if chl_type != TEMPERATURE_CHANNEL_TYPE:
             notes.warn(f"auxiliary table {name} (channel type {chl_type}) skipped")
             continue
-        values = ndc_records(path, name, zf.read(name), 5)
+        values = ndc_records(path, name, get(name), 5)
         if values.size < n:
             notes.warn(f"{name} has {values.size} values for {n} samples; skipped")
             continue
@@ -291,17 +297,11 @@ def _temperature(path, zf, names: list[str], meta: dict, n: int, notes: Notes):
     return None
 
 
-def read_ndc_bytes(path: str | Path, members: dict[str, bytes]) -> ReadResult:
-    """Read an .ndax given as its members (name -> bytes); used to check tables on their own."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
-        for name, blob in members.items():
-            zf.writestr(name, blob)
-    buf.seek(0)
+def read_members(path: str | Path, members: Mapping[str, bytes]) -> ReadResult:
+    """Read an .ndax given as its members (name -> bytes), without the zip layer."""
     notes = Notes(path)
     try:
-        with zipfile.ZipFile(buf) as zf:
-            return _read(path, zf, notes)
+        return _read(path, list(members), members.__getitem__, notes)
     except ReaderError:
         raise
     except _ZIP_ERRORS as exc:

@@ -1,0 +1,161 @@
+"""Fuzzing of the binary readers: mutated real files must give a ReaderError or a frame, never
+another exception and never a hang.
+
+Each input is a small version of a real file (the first rows of biol.mpr, a small .ndax built
+with the real table layout) so that one read costs about a millisecond; mutations are bit flips,
+truncation, byte insertion, chunk duplication and extreme integers over 4-byte fields, one to
+three per input. Hypothesis runs derandomized (fixed seed) with a deadline per input, so a hang
+fails the test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import shutil
+import struct
+import warnings
+import zipfile
+from datetime import timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from vendor_files import ndax_bytes, ndax_members
+
+from cellbench.analysis.readers import ReaderError
+from cellbench.analysis.readers import cyclers as cyclers_mod
+from cellbench.analysis.readers.biologic_mpr import modules, parse_mpr
+from cellbench.analysis.readers.neware_ndax import parse_ndax, read_members
+
+EXAMPLES = 10_000
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    derandomize=True,
+    database=None,
+    deadline=timedelta(seconds=5),
+    suppress_health_check=list(HealthCheck),
+)
+
+
+def mutate(seed: bytes, key: int) -> bytes:
+    """One to three mutations of ``seed`` chosen by ``key`` (so hypothesis draws one integer
+    per input and can shrink it; the mutation itself costs microseconds)."""
+    rng = random.Random(key)
+    data = bytearray(seed)
+    for _ in range(rng.randint(1, 3)):
+        n = len(data)
+        if n == 0:
+            break
+        kind = rng.choice(("flip", "truncate", "insert", "duplicate", "overwrite"))
+        if kind == "flip":
+            data[rng.randrange(n)] ^= 1 << rng.randrange(8)
+        elif kind == "truncate":
+            del data[rng.randrange(n) :]
+        elif kind == "insert":
+            pos = rng.randrange(n + 1)
+            data[pos:pos] = rng.randbytes(rng.randint(1, 16))
+        elif kind == "duplicate":
+            a = rng.randrange(n)
+            b = rng.randint(a, min(n, a + 256))
+            pos = rng.randrange(n + 1)
+            data[pos:pos] = data[a:b]
+        else:  # an extreme integer over a 4-byte field (lengths, counts, IDs)
+            pos = rng.randrange(max(1, n - 3))
+            value = rng.choice((0, 1, 0x7FFFFFFF, 0xFFFFFFFF, 0x195, 65535))
+            data[pos : pos + 4] = struct.pack("<I", value)[: n - pos]
+    return bytes(data)
+
+
+KEYS = st.integers(0, 2**64 - 1)
+
+
+def _small_mpr(real: bytes, rows: int = 40) -> bytes:
+    """biol.mpr with its data module cut to its first ``rows`` rows."""
+    mods = modules("biol.mpr", real)
+    data = next(m for m in mods if m.short_name == "VMP data")
+    n_total = struct.unpack_from("<I", real, data.offset)[0]
+    row_size = (data.length - 0x195) // n_total
+    body = bytearray(real[data.offset : data.offset + 0x195 + rows * row_size])
+    struct.pack_into("<I", body, 0, rows)
+    header_at = data.offset - 57
+    header = bytearray(real[header_at : data.offset])
+    struct.pack_into("<I", header, 41, len(body))
+    out = real[:header_at] + bytes(header) + bytes(body)
+    return out + real[data.offset + data.length :]
+
+
+def _reads_or_reader_error(read, *args) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with contextlib.suppress(ReaderError):
+            read(*args)
+
+
+@pytest.fixture(scope="module")
+def small_mpr(shared_data):
+    seed = _small_mpr((shared_data / "cycling" / "biol.mpr").read_bytes())
+    assert len(seed) < 20_000
+    return seed
+
+
+def test_small_mpr_seed_reads(small_mpr):
+    assert parse_mpr("seed.mpr", small_mpr).frame.height == 40
+
+
+def test_fuzz_mpr(small_mpr):
+    @FUZZ
+    @given(KEYS)
+    def run(key):
+        _reads_or_reader_error(parse_mpr, "fuzz.mpr", mutate(small_mpr, key))
+
+    run()
+
+
+NDAX_MEMBERS = ndax_members(n=300, record_every=10)
+
+
+@pytest.mark.parametrize("member", ["data.ndc", "data_step.ndc", "data_runInfo.ndc"])
+def test_fuzz_ndax_tables(member):
+    """Mutations inside one table of an otherwise intact archive: exercises the ndc parsing."""
+    seed = NDAX_MEMBERS[member]
+
+    # 10,002 inputs over the three tables, beside the 10,000 mutated archives below.
+    @settings(FUZZ, max_examples=EXAMPLES // 3 + 1)
+    @given(KEYS)
+    def run(key):
+        members = {**NDAX_MEMBERS, member: mutate(seed, key)}
+        _reads_or_reader_error(read_members, "fuzz.ndax", members)
+
+    run()
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_DEFLATED, zipfile.ZIP_STORED])
+def test_fuzz_ndax_archive(compression):
+    """Mutations of the archive itself: zip headers, compressed streams, XML."""
+    seed = ndax_bytes(NDAX_MEMBERS, compression=compression)
+
+    @settings(FUZZ, max_examples=EXAMPLES // 2)
+    @given(KEYS)
+    def run(key):
+        _reads_or_reader_error(parse_ndax, "fuzz.ndax", mutate(seed, key))
+
+    run()
+
+
+@pytest.mark.skipif(shutil.which("mdb-export") is None, reason="mdb-export (mdbtools) missing")
+def test_fuzz_arbin_res_lightly(shared_data, tmp_path_factory, monkeypatch):
+    """The .res goes through mdb-export (a separate program, about 0.2 s per file): 60 mutated
+    databases only, each with a short timeout, to show that whatever mdbtools does with a damaged
+    file ends as a ReaderError."""
+    monkeypatch.setattr(cyclers_mod, "MDB_TIMEOUT_SECOND", 20)
+    seed = (shared_data / "cycling" / "20160805_test001_45_cc_01.res").read_bytes()
+    path = tmp_path_factory.mktemp("fuzz") / "x.res"
+
+    @settings(FUZZ, max_examples=60, deadline=timedelta(seconds=60))
+    @given(KEYS)
+    def run(key):
+        path.write_bytes(mutate(seed, key))
+        _reads_or_reader_error(cyclers_mod.read_arbin_res, path)
+
+    run()
