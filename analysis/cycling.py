@@ -14,7 +14,8 @@ Conventions (stated once, used everywhere):
   cycle number changes) and counts as *charge* when its mean current is positive, *discharge*
   when negative. Charge and discharge capacities and energies are reported as positive numbers.
 * Samples must be in time order within each channel (every cellbench run and vendor reader
-  delivers them so); intervals with a non-finite time, current or voltage contribute nothing.
+  delivers them so); intervals with a non-finite time, current or voltage contribute nothing,
+  and rows without a cycle number are left out.
 * Coulombic efficiency is ``discharge / charge`` by default: the convention for a cell charged
   first (a full cell, or a cathode against lithium). For an anode against lithium, where the
   first half-cycle is a lithiation (negative current, a "discharge"), pass
@@ -184,7 +185,7 @@ def cycle_summary_lazy(
     by_channel = CHANNEL in columns
     keys = [CHANNEL, CYCLE] if by_channel else [CYCLE]
     lf = lf.select([c for c in (CHANNEL, TIME, VOLTAGE, CURRENT, CYCLE) if c in columns])
-    lf = _increments(lf, by_channel, dcr_min_step_ampere)
+    lf = _increments(lf.filter(pl.col(CYCLE).is_not_null()), by_channel, dcr_min_step_ampere)
     sums = lf.group_by(keys).agg(
         pl.col("_qc").sum().alias("charge_capacity_ampere_hour"),
         pl.col("_qd").sum().alias("discharge_capacity_ampere_hour"),
@@ -313,9 +314,10 @@ def cycle_summary(
     columns = lf.collect_schema().names()
     _check_options(columns, efficiency, active_mass_g)
     wanted = [c for c in (CHANNEL, TIME, VOLTAGE, CURRENT, CYCLE) if c in columns]
-    df = (
-        samples.select(wanted) if isinstance(samples, pl.DataFrame) else lf.select(wanted).collect()
-    )
+    lazy_input = isinstance(samples, pl.LazyFrame)
+    df = lf.select(wanted).collect() if lazy_input else samples.select(wanted)
+    if df.get_column(CYCLE).null_count():
+        df = df.filter(pl.col(CYCLE).is_not_null())
     by_channel = CHANNEL in columns
     keys = [CHANNEL, CYCLE] if by_channel else [CYCLE]
     if df.height == 0:

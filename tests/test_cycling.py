@@ -171,6 +171,11 @@ def test_non_finite_samples_contribute_nothing_and_rest_only_cycle_has_null_effi
     )
     s = cycle_summary(pl.concat([df, rest]))
     _check(s.head(3), truths)
+    no_cycle = rest.with_columns(pl.lit(None, dtype=pl.Int32).alias("cycle_count"))
+    for fn in (cycle_summary, lambda f: cycle_summary_lazy(f).collect()):
+        with_nulls = fn(pl.concat([df, no_cycle]))
+        assert with_nulls.height == 3
+        _check(with_nulls, truths)
     last = s.row(3, named=True)
     assert last["charge_capacity_ampere_hour"] == 0.0
     assert last["coulombic_efficiency"] is None
