@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import serial
 from serial_sim_support import SLACK_S, TIMEOUT_S, make_cell, raises_within
 
 from cellbench.drivers.errors import (
@@ -178,3 +179,20 @@ def test_through_pyvisa_asrl(sim, cell):
     z = frame["z_real_ohm"].to_numpy() + 1j * frame["z_imag_ohm"].to_numpy()
     truth = cell.impedance(frame["frequency_hertz"].to_numpy())
     assert (np.abs(z - truth) / np.abs(truth)).max() < 5 * NOISE
+
+
+def test_third_party_style_session_with_bare_pyserial(sim, cell):
+    """Long-form headers, ;-joined messages and common settings, as other drivers send them."""
+    with serial.Serial(sim.address, 9600, timeout=1.0) as port:
+        port.write(
+            b":SPEEd SLOW;:AVERaging 4;:TRIGger EXTernal;:PARameter3 PHASe;:FREQuency 1E3\r\n"
+            b"*TRG;:SPEE?;:AVER?;:FREQ?;:MEASure?\r\n*ESR?\r\n"
+        )
+        replies = port.readline().decode().strip().split(";")
+        esr = port.readline().decode().strip()
+    assert replies[:3] == ["SLOW", "4", "1.00000E+03"]
+    z_abs, phase = (float(v) for v in replies[3].split(","))
+    truth = cell.impedance(1000.0)[0]
+    assert z_abs == pytest.approx(abs(truth), rel=5 * NOISE)
+    assert phase == pytest.approx(np.degrees(np.angle(truth)), abs=0.5)
+    assert esr == "0"

@@ -153,6 +153,39 @@ class IM3590Simulator(_HiokiSerial):
 
         c.add_command(":DCBias:LEVel", set=set_bias_level, get=lambda a, n: nr3(self.dc_bias_volt))
         c.add_command(":MEASure", get=lambda a, n: self.measure(), locked=False)
+        # settings third-party drivers send; stored and reported, no effect on the simulated values
+        self.settings = {"SPEE": "MED", "AVER": "1", "RANG:AUTO": "ON", "TRIG": "INT"}
+        for pattern, key, parse in (
+            (
+                ":SPEEd",
+                "SPEE",
+                lambda a: parse_choice(
+                    a,
+                    {
+                        "FAST": "FAST",
+                        "MED": "MED",
+                        "MEDIUM": "MED",
+                        "SLOW": "SLOW",
+                        "SLOW2": "SLOW2",
+                    },
+                ),
+            ),
+            (":AVERaging", "AVER", lambda a: str(int(parse_number(a, minimum=1, maximum=256)))),
+            (":RANGe:AUTO", "RANG:AUTO", lambda a: "ON" if parse_bool(a) else "OFF"),
+            (
+                ":TRIGger",
+                "TRIG",
+                lambda a: parse_choice(
+                    a, {"INT": "INT", "INTERNAL": "INT", "EXT": "EXT", "EXTERNAL": "EXT"}
+                ),
+            ),
+        ):
+            c.add_command(
+                pattern,
+                set=lambda a, n, key=key, parse=parse: self.settings.__setitem__(key, parse(a)),
+                get=lambda a, n, key=key: self.settings[key],
+            )
+        c.add_command("*TRG", set=lambda a, n: None)
 
     def measure(self) -> str:
         if self.mode != "LCR":
