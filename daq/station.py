@@ -373,14 +373,24 @@ class _Checker:
         if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
             self.error(("instrument",), "instruments are written as [[instrument]] tables")
             return ()
-        specs = [self.instrument(d, ("instrument", k), cell) for k, d in enumerate(data)]
+        named = _cell_channels(data)
+        default = DEFAULT_CHANNEL if not named else named[0] if len(named) == 1 else None
+        specs = [
+            self.instrument(d, ("instrument", k), cell, default, named) for k, d in enumerate(data)
+        ]
         out = tuple(s for s in specs if s is not None)
         self.cross_check(data, specs)
         return out
 
     def instrument(
-        self, data: dict[str, Any], path: tuple[str | int, ...], cell: Cell
+        self,
+        data: dict[str, Any],
+        path: tuple[str | int, ...],
+        cell: Cell,
+        default_channel: str | None,
+        named_channels: list[str],
     ) -> InstrumentSpec | None:
+        """One [[instrument]]; without a channel it joins the bench's only cell channel."""
         self.unknown(data, path, _INSTRUMENT_KEYS)
         ok = True
 
@@ -417,7 +427,28 @@ class _Checker:
                 self.error((*path, "channel"), 'must be a name in quotes, e.g. "cell1"')
                 ok = False
         elif roles and not set(roles) <= _SHARED_ROLES:
-            channel = DEFAULT_CHANNEL
+            channel = default_channel
+            if channel is None:
+                self.error(
+                    path,
+                    "the station has several channels ("
+                    + ", ".join(repr(c) for c in named_channels)
+                    + "): say which this instrument serves with channel = ...",
+                )
+                ok = False
+        if (
+            channel is not None
+            and named_channels
+            and channel not in named_channels
+            and roles
+            and not {"source", "impedance"} & set(roles)
+        ):
+            self.error(
+                (*path, "channel") if "channel" in data else path,
+                f"no source or impedance instrument is on channel {channel!r} "
+                f"(channels: {', '.join(repr(c) for c in named_channels)})",
+            )
+            ok = False
         timeout = data.get("timeout_s", 2.0)
         if isinstance(timeout, bool) or not isinstance(timeout, int | float):
             self.error((*path, "timeout_s"), f"must be a number of seconds, got {timeout!r}")
@@ -520,6 +551,21 @@ class _Checker:
                     )
         if valid and not any({"source", "impedance"} & set(s.roles) for _, s in valid):
             self.error(("instrument",), "no instrument is a source or an impedance analyzer")
+
+
+def _cell_channels(raw: list[dict[str, Any]]) -> list[str]:
+    """Channels named by source or impedance instruments, in file order (as written)."""
+    out: list[str] = []
+    for data in raw:
+        channel, roles = data.get("channel"), data.get("roles")
+        if roles is None:
+            roles = sorted(DRIVER_ROLES.get(data.get("driver"), ()))
+        if isinstance(roles, str):
+            roles = [roles]
+        drives_cell = isinstance(roles, list) and bool({"source", "impedance"} & set(roles))
+        if drives_cell and isinstance(channel, str) and channel not in out:
+            out.append(channel)
+    return out
 
 
 # --------------------------------------------------------------------------------------------------

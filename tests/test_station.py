@@ -215,7 +215,9 @@ def test_every_station_problem_with_its_line() -> None:
         (32, "instrument[3].roles[0]"),
         (33, "instrument[3].timeout_s"),
         (39, "instrument[4].roles"),  # a second source on cell1 (instrument 1 by default)
+        (46, "instrument[5].channel"),  # no cell on cell2
         (52, "instrument[6].address"),  # the gauge's port again
+        (53, "instrument[6].channel"),
         (54, "instrument[6].colour"),
         (55, "instrument[6].options"),
     ]
@@ -228,7 +230,7 @@ def test_every_station_problem_with_its_line() -> None:
     assert "number in Ah" in messages["cell.nominal_capacity_ah"]
     assert "exactly one" in messages["instrument[4].roles"]
     assert "also the name of instrument[0]" in messages["instrument[1].name"]
-    assert str(info.value).startswith("15 problem(s) in bad.toml:\nbad.toml:3: cell.area_cm2:")
+    assert str(info.value).startswith("17 problem(s) in bad.toml:\nbad.toml:3: cell.area_cm2:")
 
 
 @pytest.mark.parametrize(
@@ -289,6 +291,19 @@ def test_single_station_problems(text: str, key: str, fragment: str) -> None:
     assert any(p.key == key and fragment in p.message for p in info.value.problems), (
         info.value.problems
     )
+
+
+def test_an_instrument_without_channel_joins_the_only_cell_channel() -> None:
+    gauge = "\n[[instrument]]\nname = 'g'\ndriver = 'mark10'\naddress = '/dev/ttyUSB1'\n"
+    one = GOOD.replace('roles = ["source"]', 'roles = ["source"]\nchannel = "pellet"') + gauge
+    st = parse_station(one)
+    assert [s.channel for s in st.instruments] == ["pellet", "pellet"]
+    two = one + (
+        "\n[[instrument]]\nname = 'smu2'\ndriver = 'keithley2450'\n"
+        "address = 'TCPIP::10.0.0.9::5025::SOCKET'\nchannel = 'cell2'\n"
+    )
+    with pytest.raises(StationError, match=r"several channels \('pellet', 'cell2'\)"):
+        parse_station(two)
 
 
 def test_inline_simulation_parameters() -> None:
