@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import select
 import socket
 import sys
 import threading
@@ -513,10 +514,13 @@ class VisaTransport(Transport):
         try:
             if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
                 return True
-            data = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            readable, _, _ = select.select([sock], [], [], 0)
+            if not readable:
+                return False
+            data = sock.recv(1, socket.MSG_PEEK)  # readable: does not block
         except (BlockingIOError, InterruptedError):
             return False
-        except OSError:
+        except (OSError, ValueError):
             return True
         return data == b""  # orderly shutdown by the peer
 
