@@ -81,7 +81,7 @@ class JournalCache:
 
     A journal only ever grows (a repair truncates only bytes past the last good frame, which
     were never cached), so what was read stays valid while the file keeps its inode. Decoded
-    batches are kept too, and the raw payload is dropped once decoded.
+    batches are kept too. Memory is bounded by the journal size (sealed at 64 MB at most).
     """
 
     def __init__(self) -> None:
@@ -114,12 +114,6 @@ class JournalCache:
             df = journal.decode(frame)
             with self._lock:
                 self._decoded[key] = df
-                ino, end, frames = self._files.get(path, (0, 0, []))
-                self._files[path] = (
-                    ino,
-                    end,
-                    [replace(f, payload=b"") if f.seq == frame.seq else f for f in frames],
-                )
         return df
 
     def keep_only(self, paths: set[Path]) -> None:
