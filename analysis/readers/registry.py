@@ -41,6 +41,9 @@ class Format:
     extensions: tuple[str, ...] = ()
     # For files that can hold both kinds (an .mpr with GCPL and PEIS): read(path, kind).
     read_kind: Callable[[str | Path, str], ReadResult] | None = None
+    # A signature that no other format shares (magic bytes, a first line of its own):
+    # detection stops at it without asking the text sniffers.
+    exclusive: bool = False
 
 
 FORMATS: list[Format] = [
@@ -51,6 +54,7 @@ FORMATS: list[Format] = [
         bdf.sniff_parquet,
         bdf.read_parquet_bdf,
         (".parquet",),
+        exclusive=True,
     ),
     Format(
         "biologic-mpr",
@@ -60,6 +64,7 @@ FORMATS: list[Format] = [
         biologic_mpr.read_mpr,
         (".mpr",),
         biologic_mpr.read_mpr,
+        exclusive=True,
     ),
     Format(
         "neware-ndax",
@@ -68,6 +73,7 @@ FORMATS: list[Format] = [
         neware_ndax.sniff,
         neware_ndax.read_ndax,
         (".ndax",),
+        exclusive=True,
     ),
     Format(
         "arbin-res",
@@ -76,6 +82,7 @@ FORMATS: list[Format] = [
         cyclers.sniff_access,
         cyclers.read_arbin_res,
         (".res",),
+        exclusive=True,
     ),
     Format(
         "gamry-dta",
@@ -84,6 +91,7 @@ FORMATS: list[Format] = [
         gamry.sniff,
         gamry.read_dta,
         (".dta",),
+        exclusive=True,
     ),
     Format(
         "biologic-mpt",
@@ -92,6 +100,7 @@ FORMATS: list[Format] = [
         biologic_mpt.sniff,
         biologic_mpt.read_mpt,
         (".mpt",),
+        exclusive=True,
     ),
     Format(
         "zplot-z",
@@ -100,6 +109,7 @@ FORMATS: list[Format] = [
         zplot.sniff_zplot,
         zplot.read_zplot,
         (".z",),
+        exclusive=True,
     ),
     Format(
         "z60w",
@@ -108,6 +118,7 @@ FORMATS: list[Format] = [
         zplot.sniff_z60w,
         zplot.read_z60w,
         (".txt",),
+        exclusive=True,
     ),
     Format(
         "maccor-txt",
@@ -140,6 +151,7 @@ FORMATS: list[Format] = [
         generic.sniff_prime,
         generic.read_prime,
         (".csv",),
+        exclusive=True,
     ),
     Format(
         "bdf-csv",
@@ -184,7 +196,10 @@ def detect_format(path: str | Path) -> str:
     head = read_head(path, HEAD_BYTES)
     if not head:
         raise ReaderError(path, "file is empty", offset=0, expected="a cycler or impedance file")
-    matches = [f for f in FORMATS if f.sniff(head)]
+    for f in FORMATS:
+        if f.exclusive and f.sniff(head):
+            return f.name
+    matches = [f for f in FORMATS if not f.exclusive and f.sniff(head)]
     if not matches:
         names = ", ".join(f.name for f in FORMATS)
         raise ReaderError(
