@@ -176,6 +176,10 @@ class EmStatSimulator(SerialSimulator):
             self._abort.set()
             return "Z"
         if command == "e":
+            if self.running and self._runner is not None:
+                # The script thread sends its end line just before it exits: a host that
+                # starts the next script on that line must not see a phantom "busy".
+                self._runner.join(timeout=0.2)
             if self.running:
                 return "e!0003"  # busy
             self._collecting = []
