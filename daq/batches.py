@@ -57,9 +57,18 @@ def normalize_lazy(table: str, lf: pl.LazyFrame) -> pl.LazyFrame:
     return lf.select(_exprs(table, names))
 
 
-def stack(table: str, parts: list[pl.DataFrame]) -> pl.DataFrame:
-    """Concatenate batches that may differ in optional/extra columns, normalized."""
+def stack(table: str, parts: list[pl.DataFrame], *, rechunk: bool = False) -> pl.DataFrame:
+    """Concatenate batches that may differ in optional/extra columns, normalized.
+
+    ``rechunk`` copies the result into one contiguous chunk: worth it for many small journal
+    batches, a waste for a few large segments.
+    """
     if not parts:
         return schema.empty(table, optional=True)
-    df = parts[0] if len(parts) == 1 else pl.concat(parts, how="diagonal_relaxed", rechunk=False)
+    if len(parts) == 1:
+        df = parts[0]
+    elif all(p.schema == parts[0].schema for p in parts[1:]):  # the usual case, and much faster
+        df = pl.concat(parts, how="vertical", rechunk=rechunk)
+    else:
+        df = pl.concat(parts, how="diagonal_relaxed", rechunk=rechunk)
     return normalize(table, df)

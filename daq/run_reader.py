@@ -140,7 +140,7 @@ class Snapshot:
         """The journal frames decoded and stacked; None if there are none."""
         if not self.frames:
             return None
-        return stack(table, [cache.decode(path, f) for path, f in self.frames])
+        return stack(table, [cache.decode(path, f) for path, f in self.frames], rechunk=True)
 
 
 def snapshot(table_dir: Path, cache: JournalCache | None = None) -> Snapshot:

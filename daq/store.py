@@ -467,7 +467,7 @@ def _seal_journal(path: Path, seg_rows: dict[Path, int]) -> None:
     """Make a closed journal a segment, then delete it (a reader sees one or both, never none)."""
     scan = journal.scan_file(path)
     if scan.frames:
-        df = stack(path.parent.name, [journal.decode(f) for f in scan.frames])
+        df = stack(path.parent.name, [journal.decode(f) for f in scan.frames], rechunk=True)
         final = path.parent / segment_name(scan.frames[0].seq, scan.frames[-1].seq)
         _write_segment(df, final)
         seg_rows[final] = df.height
