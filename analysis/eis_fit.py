@@ -265,19 +265,28 @@ class _Problem:
         self.p_full = p_full.copy()
         self.tr = transform
         self._key: bytes | None = None
+        self._penalty = 1e6 * float(np.max(np.abs(z) * np.maximum(1 / s_re, 1 / s_im)))
 
     def _eval(self, u):
         key = u.tobytes()
         if key != self._key:
             p = self.p_full.copy()
             p[self.free_idx] = self.tr.to_p(u)
-            zm, jac = self.c.impedance_and_jacobian(p, self.f)
-            d = zm - self.z
-            self._r = np.concatenate((d.real, d.imag)) * self.w
-            jf = jac[self.free_idx]
-            dpu = self.tr.dp_du(u, p[self.free_idx])
-            self._jnat = np.hstack((jf.real, jf.imag)).T * self.w[:, None]
-            self._ju = self._jnat * dpu[None, :]
+            with np.errstate(all="ignore"):
+                zm, jac = self.c.impedance_and_jacobian(p, self.f)
+                d = zm - self.z
+                self._r = np.concatenate((d.real, d.imag)) * self.w
+                jf = jac[self.free_idx]
+                dpu = self.tr.dp_du(u, p[self.free_idx])
+                self._jnat = np.hstack((jf.real, jf.imag)).T * self.w[:, None]
+                self._ju = self._jnat * dpu[None, :]
+            bad = ~np.isfinite(self._r)
+            if bad.any():  # parameters so extreme the model overflows: a large, flat penalty
+                self._r = np.where(bad, self._penalty, self._r)
+                self._ju = np.where(np.isfinite(self._ju), self._ju, 0.0)
+                self._ju[bad] = 0.0
+            elif not np.all(np.isfinite(self._ju)):
+                self._ju = np.where(np.isfinite(self._ju), self._ju, 0.0)
             self._p = p
             self._zm = zm
             self._key = key
@@ -406,6 +415,10 @@ def fit_circuit(
         if len(results) == 1 and len(starts) > 1 and starts[1].above_band and unsure:
             continue
         if good:
+            break
+        # a circuit that cannot reach the noise floor: stop once two more starts gained nothing
+        stalled = len(results) >= 3 and results[-1].chi2 >= 0.999 * best.chi2
+        if stalled and min(r.chi2 for r in results[:-2]) <= 1.001 * best.chi2:
             break
     best = min(results, key=lambda r: r.chi2)
     alt = next((r for r in results if r.above_band), None)

@@ -1,0 +1,112 @@
+"""Fit many spectra (EIS every N cycles, or at each temperature) into one table of parameters.
+
+Sweeps are fitted in order; each starts from the previous sweep's parameters (a warm start: a cell
+changes little between two sweeps, so the fit converges in a few iterations and keeps the arcs
+on the same circuit elements). When a warm start fits clearly worse than the previous sweep did,
+the sweep is refitted from the automatic guesses and the better fit kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from cellbench.analysis.circuits import Circuit, parse_circuit
+from cellbench.analysis.eis_fit import FitResult, fit_circuit
+from cellbench.analysis.errors import CellbenchError
+
+SWEEP_KEYS = ("channel", "sweep_index")
+# per-sweep context carried into the parameter table: column -> how it is reduced over a sweep
+CONTEXT = {
+    "cycle_count": "first",
+    "step_index": "first",
+    "test_time_second": "min",
+    "unix_time_second": "min",
+    "temperature_celsius": "mean",
+}
+
+
+class BatchError(CellbenchError, ValueError):
+    """A spectra frame that cannot be fitted (missing columns)."""
+
+
+def iter_sweeps(spectra: pl.DataFrame) -> Iterator[tuple[dict[str, Any], np.ndarray, np.ndarray]]:
+    """(keys and context, frequency / Hz, complex Z / ohm) of each sweep, in sweep order.
+
+    ``spectra`` has the ``spectra`` columns of :mod:`cellbench.analysis.schema`; a frame without
+    ``sweep_index`` is one sweep.
+    """
+    need = ("frequency_hertz", "z_real_ohm", "z_imag_ohm")
+    missing = [c for c in need if c not in spectra.columns]
+    if missing:
+        raise BatchError(f"spectra frame lacks columns {missing} (has {spectra.columns})")
+    keys = [k for k in SWEEP_KEYS if k in spectra.columns]
+    if not keys:
+        groups: Sequence[tuple[tuple, pl.DataFrame]] = [((), spectra)]
+    else:
+        ordered = spectra.sort(keys, maintain_order=True)  # stable: points keep their order
+        groups = list(ordered.group_by(keys, maintain_order=True))
+    for key, df in groups:
+        info: dict[str, Any] = dict(zip(keys, key, strict=True))
+        for col, how in CONTEXT.items():
+            if col in df.columns and df[col].null_count() < df.height:
+                s = df[col].drop_nulls()
+                info[col] = s[0] if how == "first" else (s.min() if how == "min" else s.mean())
+        f = df["frequency_hertz"].to_numpy().astype(float)
+        z_re = df["z_real_ohm"].to_numpy().astype(float)
+        z = z_re + 1j * df["z_imag_ohm"].to_numpy().astype(float)
+        yield info, f, z
+
+
+def fit_spectra(
+    spectra: pl.DataFrame,
+    circuit: str | Circuit,
+    *,
+    weight: str = "modulus",
+    warm_start: bool = True,
+    fixed: Mapping[str, float] | None = None,
+    bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
+    results: list[FitResult] | None = None,
+) -> pl.DataFrame:
+    """Fit every sweep of ``spectra``; one row per sweep.
+
+    Columns: the sweep keys (``channel``, ``sweep_index``) and context (``cycle_count``,
+    ``test_time_second`` of the sweep's first point, ``temperature_celsius`` mean, ...) where
+    present, then each parameter and ``<name>_stderr``, ``chi2``, ``reduced_chi2``,
+    ``n_points``, ``success`` and ``poorly_determined`` (list of names). Pass a list as
+    ``results`` to receive the :class:`FitResult` objects too.
+    """
+    c = parse_circuit(circuit)
+    rows = []
+    previous: FitResult | None = None
+    for info, f, z in iter_sweeps(spectra):
+        res = None
+        if warm_start and previous is not None:
+            res = fit_circuit(
+                c, f, z, initial=previous.values, fixed=fixed, bounds=bounds, weight=weight
+            )
+            if res.reduced_chi2 > 4 * previous.reduced_chi2:
+                cold = fit_circuit(c, f, z, fixed=fixed, bounds=bounds, weight=weight)
+                res = cold if cold.chi2 < res.chi2 else res
+        if res is None:
+            res = fit_circuit(c, f, z, fixed=fixed, bounds=bounds, weight=weight)
+        previous = res
+        if results is not None:
+            results.append(res)
+        row = dict(info)
+        for name in c.param_names:
+            row[name] = res.values[name]
+            row[f"{name}_stderr"] = res.stderr[name]
+        row.update(
+            chi2=res.chi2,
+            reduced_chi2=res.reduced_chi2,
+            n_points=res.n_points,
+            success=res.success,
+            poorly_determined=list(res.poorly_determined),
+        )
+        rows.append(row)
+    schema_over = {"poorly_determined": pl.List(pl.String)}
+    return pl.DataFrame(rows, schema_overrides=schema_over, infer_schema_length=None)
