@@ -83,6 +83,7 @@ class Keithley2450(ScpiDriver):
         self.require_interlock = require_interlock
         self._function: str | None = None  # "CURR" or "VOLT" while the output is on
         self._output_on = False
+        self._configured: tuple[str, float] | None = None  # (function, limit) last set up
         self._configure(nplc)
 
     def _configure(self, nplc: float) -> None:
@@ -95,6 +96,8 @@ class Keithley2450(ScpiDriver):
             self._write(f":SENS:CURR:NPLC {nplc:g}")
             self.check_errors(":OUTP:CURR:SMOD HIMP")
             self._output_on = self.output_enabled
+            if self._output_on:  # e.g. reconnecting after a crash: keep reading it right
+                self._function = self.source_function
 
     # -- one-line settings ------------------------------------------------------------------
     output_enabled = scpi_property(":OUTP?", parse=parse_bool, doc="output on (relay closed)")
@@ -164,6 +167,9 @@ class Keithley2450(ScpiDriver):
             if self._output_on and self._function != function:
                 self._write(":OUTP OFF")  # HIMP: relay opens while the function changes
                 self._output_on = False
+            if self._output_on and self._configured == (function, limit):
+                setup = setup[-1:]  # same function and limit: only the level changes (pulses)
+            self._configured = None
             for line in setup:
                 self._write(line)
             if not self._output_on:
@@ -187,6 +193,7 @@ class Keithley2450(ScpiDriver):
                     command=":OUTP ON",
                 )
             self._function, self._output_on = function, True
+            self._configured = (function, limit)
             held_level, held_limit = (self._number(f, check) for f in fields[1:])
             try:
                 self.check_errors(command)
@@ -372,6 +379,7 @@ class Keithley2450(ScpiDriver):
             self._write(":OUTP OFF")
             self._output_on = False
             self._function = None
+            self._configured = None
             # the query also waits until the instrument has executed the lines above
             if self.output_enabled:
                 raise InstrumentCommandError(

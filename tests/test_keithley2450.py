@@ -116,6 +116,30 @@ def test_source_voltage_maps_reading_and_source(smu, sim, cell, clock):
     assert reading.current_ampere > 0  # charging towards 3.9 V from 3.85 V OCV
 
 
+def test_level_change_at_same_limit_sends_only_the_level(smu, sim, cell):
+    smu.source_current(1e-3, voltage_limit_volt=4.2)
+    sim.received.clear()
+    smu.source_current(-2e-3, voltage_limit_volt=4.2)  # a pulse: one line plus the checks
+    assert sim.received == [
+        ":SOUR:CURR -0.002",
+        ":OUTP?;:SOUR:CURR?;:SOUR:CURR:VLIM?",
+        ":SYST:ERR?",
+    ]
+    assert cell.measure()[1] == pytest.approx(-2e-3)
+    sim.received.clear()
+    smu.source_current(1e-3, voltage_limit_volt=4.1)  # new limit: full set-up again
+    assert ":SOUR:CURR:VLIM 4.1" in sim.received
+
+
+def test_new_connection_to_a_sourcing_instrument_reads_it_right(smu, sim, cell):
+    smu.source_voltage(3.9, current_limit_ampere=5e-3)  # e.g. the logger restarts mid-step
+    again = Keithley2450(sim.address, timeout_s=TIMEOUT)
+    reading = again.measure()
+    assert reading.voltage_volt == pytest.approx(3.9, rel=1e-4)
+    assert cell.mode == "voltage"  # connecting does not disturb the running step
+    again.close()
+
+
 def test_function_change_passes_through_relay_open(smu, sim):
     smu.source_current(1e-3, voltage_limit_volt=4.2)
     sim.received.clear()
