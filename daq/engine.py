@@ -64,6 +64,7 @@ class EngineOptions:
     fsync_interval_s: float = 1.0  # wall s between fsyncs (power-cut durability)
     sample_interval_s: float | None = None  # overrides the protocol's (coarser trial runs)
     max_loop_iterations: int | None = None  # caps every loop (a quick trial of a long protocol)
+    gap_threshold_s: float = 1.0  # wall s: a reading slower than this leaves a gap event
 
     @classmethod
     def from_station(cls, station: Station, **overrides: Any) -> EngineOptions:
@@ -519,7 +520,8 @@ class Engine:
         self.stop_event.set()
         for link in self.links.values():
             link.blocked = True
-            link.safe_state()
+            if not link.safe_ok:  # not yet made safe, or the abort's attempt failed: (re)try
+                link.safe_state()
         for sampler in self.aux:
             if sampler.thread.is_alive():
                 sampler.thread.join(timeout=5.0)

@@ -100,6 +100,7 @@ class InstrumentLink:
         # an output on can slip in after the abort has put the instrument in its safe state.
         self.gate = threading.Lock()
         self.blocked = False
+        self.safe_ok = False  # the last safe_state() succeeded and nothing was enabled since
         self.outages: list[Outage] = []
         self.calls = 0
 
@@ -114,12 +115,13 @@ class InstrumentLink:
         with self.lock:
             while True:
                 self.calls += 1
+                started = time.monotonic()
                 try:
                     result = fn(*args, **kwargs)
                 except TRANSIENT as exc:
                     failures += 1
-                    if outage is None:
-                        outage = Outage(self.name, time.monotonic(), _describe(exc))
+                    if outage is None:  # the instrument has been silent since this call began
+                        outage = Outage(self.name, started, _describe(exc))
                         self.outages.append(outage)
                         log.warning("%s: %s", self.name, outage.first_error)
                         if self.on_fault is not None:
@@ -167,6 +169,7 @@ class InstrumentLink:
         with self.gate:
             if self.blocked:
                 raise Cancelled(f"instrument {self.name}: output blocked, the run is ending")
+            self.safe_ok = False
             return self.call(fn, *args, **kwargs)
 
     def block(self, wait_s: float = 0.5) -> None:
@@ -183,8 +186,10 @@ class InstrumentLink:
         """
         try:
             self.driver.safe_state()
+            self.safe_ok = True
             return None
         except Exception as exc:  # report, never mask the reason the run is stopping
+            self.safe_ok = False
             log.error("%s: safe_state failed: %s", self.name, exc)
             return exc
 

@@ -423,6 +423,7 @@ class ChannelRunner:
         if src is None:
             return self._sample_aux_only()
         outages = len(src.outages)
+        called = time.monotonic()
         reading = src.call(src.driver.measure)
         wall = time.monotonic()
         ctx = self.ctx
@@ -431,6 +432,9 @@ class ChannelRunner:
         s = self.state
         if len(src.outages) > outages:
             self._after_outage(t, src.outages[-1])
+        elif wall - called > self.ctx.options.gap_threshold_s:
+            # The driver recovered by itself (e.g. reopened its port), but samples were missed.
+            self._after_outage(t, None, wall - called)
         prev = self._prev
         if prev is not None and t > prev[0]:
             dt = t - prev[0]
@@ -521,25 +525,35 @@ class ChannelRunner:
         self.ctx.abort_on_breach(breach, self.channel, self.state)
         raise StopRun("aborted", f"safety limit: {breach.message}")
 
-    def _after_outage(self, t: float, outage: Any) -> None:
-        """Record the samples that were missed as a gap and restore the output."""
+    def _after_outage(self, t: float, outage: Any, slow_wall_s: float = 0.0) -> None:
+        """Record the samples that were missed as a gap and restore the output.
+
+        ``outage``: the link's record of failed calls; None when one call was just very slow
+        (``slow_wall_s``, over the engine's ``gap_threshold_s``: the driver reconnected itself).
+        """
         last = self._prev[0] if self._prev is not None else self.state.step_start_second
         self._prev = None  # no integration across a gap: the current then is unknown
-        self.event_now(
-            "gap",
-            f"no samples from {outage.instrument} for {t - last:.3g} s "
-            f"({outage.attempts} failed attempts, {outage.reconnects} reconnects): "
-            f"{outage.first_error}",
-            severity="warning",
-            duration_second=t - last,
-            data={
+        name = self.io.source.name if self.io.source is not None else ""
+        if outage is None:
+            why = f"one reading took {slow_wall_s:.2f} s (wall)"
+            data = {"instrument": name, "wall_second": slow_wall_s, "attempts": 1, "reconnects": 0}
+        else:
+            why = (
+                f"{outage.attempts} failed attempts, {outage.reconnects} reconnects: "
+                f"{outage.first_error}"
+            )
+            data = {
                 "instrument": outage.instrument,
-                "from_test_time_second": last,
-                "to_test_time_second": t,
                 "wall_second": outage.duration_wall_second,
                 "attempts": outage.attempts,
                 "reconnects": outage.reconnects,
-            },
+            }
+        self.event_now(
+            "gap",
+            f"no samples from {name} for {t - last:.3g} s ({why})",
+            severity="warning",
+            duration_second=t - last,
+            data={**data, "from_test_time_second": last, "to_test_time_second": t},
         )
         if self._drive is not None:
             self._drive()
