@@ -227,3 +227,35 @@ def test_disconnect_during_sweep_is_recovered(eis, sim):
     sim.faults.inject("disconnect", delay_s=0.2, on="FREQ:DATA?")
     frame = eis.sweep(1e3, 1e5, 2, 0.1)  # reconnects and asks again for the data it lost
     assert frame.height == 5
+
+
+def test_third_party_style_script(sim, cell):
+    """A plain pyvisa script in the Programming Guide's style works against the simulator."""
+    import pyvisa
+
+    inst = pyvisa.ResourceManager("@py").open_resource(
+        sim.address, read_termination="\n", write_termination="\n"
+    )
+    inst.timeout = 5000
+    try:
+        inst.write("*RST")
+        inst.write(":DISP:WIND1:TRAC1:Y:AUTO")
+        inst.write(":CALC1:PAR1:DEF Z")
+        inst.write(":CALC1:PAR2:DEF TZ")
+        inst.write(":SENS1:SWE:TYPE LOG")
+        inst.write(":SENS1:SWE:POIN 11")
+        inst.write(":SENS1:FREQ:STAR 1E3;:SENS1:FREQ:STOP 1E6")
+        inst.write(":TRIG:SOUR BUS")
+        inst.write(":TRIG:SING")
+        assert inst.query("*OPC?") == "1"
+        inst.write(":CALC1:PAR1:SEL")
+        inst.write(":CALC1:SEL:FORM MLIN")
+        magnitude = np.array(inst.query(":CALC1:DATA:FDAT?").split(","), dtype=float)[0::2]
+        phase = np.array(inst.query(":CALC1:TRAC2:DATA:FDAT?").split(","), dtype=float)[0::2]
+        f = np.array(inst.query(":SENS1:FREQ:DATA?").split(","), dtype=float)
+        z = cell.impedance(f)
+        np.testing.assert_allclose(magnitude, np.abs(z), rtol=6 * NOISE)
+        np.testing.assert_allclose(phase, np.degrees(np.angle(z)), atol=0.5)
+        assert inst.query(":SYST:ERR?") == '0,"No error"'
+    finally:
+        inst.close()

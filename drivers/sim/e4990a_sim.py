@@ -106,6 +106,7 @@ class E4990ASimulator(ScpiServer):
     """An E4990A (option 120, 20 Hz-120 MHz, option 001 DC bias) measuring the cell."""
 
     idn = "Keysight Technologies,E4990A,MY54100123,A.02.12"
+    ignored_prefixes = (":DISP", ":SYST:BEEP", ":SYST:PRES")
 
     def __init__(
         self,
@@ -329,13 +330,16 @@ class E4990ASimulator(ScpiServer):
             trace = self.active_trace
             values = self._formatted(self.definitions[trace], self.formats[trace])
             pairs = np.zeros(2 * values.size)
-            if np.iscomplexobj(values):
-                pairs[0::2], pairs[1::2] = values.real, values.imag
-            else:
-                pairs[0::2] = values
+            pairs[0::2] = values
             return ",".join(f"{v:+.12E}" for v in pairs)
 
         add(":CALCulate#[:SELected]:DATA:FDATa", get=fdata)
+
+        def trace_fdata(args: str, n: tuple[int, ...]) -> str:
+            self.active_trace = n[1]
+            return fdata(args, n)
+
+        add(":CALCulate#:TRACe#:DATA:FDATa", get=trace_fdata)
 
         # trigger
         add(
@@ -364,17 +368,10 @@ class E4990ASimulator(ScpiServer):
         )
 
     def _formatted(self, parameter: str, fmt: str) -> np.ndarray:
+        """Formatted data of a trace. The E4990A's parameters are scalars already (|Z|, theta,
+        R, X, ...); the format sets the display's Y axis (linear / log), so the values read
+        back are the parameter values with a zero second element per point."""
         values = parameter_values(parameter, self.z, self.frequencies)
         if self.faults.take("over_range", "FDAT?") is not None:
             values = np.full_like(values, 9.9e37)
-        if fmt == "MLOG":
-            return 20 * np.log10(np.abs(values))
-        if fmt == "MLIN":
-            return np.abs(values)
-        if fmt == "PHAS":
-            return np.degrees(np.angle(values))
-        if fmt == "IMAG":
-            return np.zeros_like(values)
-        if fmt == "POL":
-            return values.astype(complex)
         return values

@@ -52,6 +52,7 @@ class Keithley2450Simulator(ScpiServer):
     """A 2450 on the cell. ``noise_relative`` (of reading) plus absolute floors, Gaussian."""
 
     idn = "KEITHLEY INSTRUMENTS,MODEL 2450,04412345,1.7.12b"
+    ignored_prefixes = (":DISP", ":SYST:BEEP", ":SYST:LOC", ":SYST:REM")
 
     def __init__(
         self,

@@ -155,6 +155,8 @@ class ScpiServer:
 
     #: reply to *IDN? (manufacturer, model, serial, firmware)
     idn = "CELLBENCH,SIMULATED SCPI,0,1.0"
+    #: header prefixes accepted and ignored (front-panel display, beeper: no effect on the cell)
+    ignored_prefixes: tuple[str, ...] = ()
     error_queue_size = 32
 
     def __init__(
@@ -305,6 +307,8 @@ class ScpiServer:
             except ScpiError as exc:
                 self.push_error(exc.code, exc.message)
                 return None
+        if not query and header.upper().startswith(self.ignored_prefixes):
+            return None
         self.push_error(-113, f"Undefined header;{message}")
         return None
 
