@@ -12,7 +12,11 @@ polling the status byte for the OPC event at bounded intervals); then read
 ``:CALC1:SEL:DATA:FDAT?`` for each trace and ``:SENS1:FREQ:DATA?``. No busy loop: every wait is a
 blocking read or a sleep with a deadline.
 
-Safety for a cell: :meth:`KeysightE4990A.safe_state` switches the DC bias off.
+Safety for a cell: :meth:`KeysightE4990A.safe_state` switches the DC bias off. The E4990A's
+auto-balancing bridge is DC-coupled, so a charged cell (non-zero OCV) measured without a bias
+equal to its OCV, or without a DC-blocking fixture, drives current through the analyzer; the
+E4990A suits pellets and symmetric cells (OCV ~ 0 V) best. The simulator does not model that
+drain (with the bias off it leaves the simulated cell open).
 """
 
 from __future__ import annotations
