@@ -77,9 +77,7 @@ def _require(columns: Sequence[str], needed: Sequence[str], what: str) -> None:
         raise CyclingError(f"{what}: missing column(s) {missing}; have {list(columns)}")
 
 
-def _increments(
-    lf: pl.LazyFrame, by_channel: bool, dcr_min_step_ampere: float | None
-) -> pl.LazyFrame:
+def _increments(lf: pl.LazyFrame, by_channel: bool) -> pl.LazyFrame:
     """Per-row trapezoid increments of charge (Ah) and energy (Wh), split by sign, and step edges.
 
     Built in stages of ``with_columns`` so that each shifted column is computed once.
@@ -89,14 +87,7 @@ def _increments(
         e = pl.col(name).shift(1)
         return (e.over(CHANNEL) if by_channel else e).alias(f"_{name}_prev")
 
-    if dcr_min_step_ampere is None:
-        # Half of the largest current magnitude in the cycle: catches CC starts and ends, not
-        # the slow taper of a CV step, whatever C-rate each cycle runs at.
-        big = pl.col(CURRENT).abs().max()
-        threshold = 0.5 * big.over([CHANNEL, CYCLE] if by_channel else CYCLE)
-    else:
-        threshold = pl.lit(float(dcr_min_step_ampere))
-    lf = lf.with_columns(prev(TIME), prev(CURRENT), prev(VOLTAGE), threshold.alias("_thr"))
+    lf = lf.with_columns(prev(TIME), prev(CURRENT), prev(VOLTAGE))
     t0, i0, v0 = (pl.col(f"_{n}_prev") for n in (TIME, CURRENT, VOLTAGE))
     half_h = 0.5 / _SECONDS_PER_HOUR
     lf = lf.with_columns(
@@ -115,7 +106,8 @@ def _increments(
         pl.when(q > 0).then(e).otherwise(0.0).alias("_ec"),
         pl.when(q < 0).then(-e).otherwise(0.0).alias("_ed"),
         pl.col("_dt").fill_null(0.0).fill_nan(0.0),
-        pl.when((di.abs() >= pl.col("_thr")) & (di.abs() > 0))
+        di.abs().alias("_di"),
+        pl.when(di.abs() > 0)
         .then(((pl.col(VOLTAGE) - v0) / di).abs())
         .otherwise(None)
         .fill_nan(None)
@@ -185,18 +177,34 @@ def cycle_summary_lazy(
     by_channel = CHANNEL in columns
     keys = [CHANNEL, CYCLE] if by_channel else [CYCLE]
     lf = lf.select([c for c in (CHANNEL, TIME, VOLTAGE, CURRENT, CYCLE) if c in columns])
-    lf = _increments(lf.filter(pl.col(CYCLE).is_not_null()), by_channel, dcr_min_step_ampere)
+    single: str | None = None
+    if by_channel and isinstance(samples, pl.DataFrame) and samples.height:
+        # One channel, the usual case: no per-channel windows or string keys (2-3x faster).
+        names = samples.get_column(CHANNEL).unique()
+        if names.len() == 1 and names[0] is not None:
+            single, by_channel, keys = names[0], False, [CYCLE]
+            lf = lf.drop(CHANNEL)
+    lf = _increments(lf.filter(pl.col(CYCLE).is_not_null()), by_channel)
+    if dcr_min_step_ampere is None:
+        # Half of the largest current magnitude in the cycle: catches CC starts and ends, not
+        # the slow taper of a CV step, whatever C-rate each cycle runs at.
+        threshold = 0.5 * pl.col(CURRENT).abs().max()
+    else:
+        threshold = pl.lit(float(dcr_min_step_ampere))
     sums = lf.group_by(keys).agg(
+        pl.col("_r").filter(pl.col("_di") >= threshold).median().alias("dc_resistance_ohm"),
         pl.col("_qc").sum().alias("charge_capacity_ampere_hour"),
         pl.col("_qd").sum().alias("discharge_capacity_ampere_hour"),
         pl.col("_ec").sum().alias("charge_energy_watt_hour"),
         pl.col("_ed").sum().alias("discharge_energy_watt_hour"),
-        pl.col("_r").median().alias("dc_resistance_ohm"),
         pl.col(TIME).min().alias("test_time_start_second"),
         pl.col(TIME).max().alias("test_time_end_second"),
         pl.col("_dt").sum().alias("duration_second"),
         pl.len().cast(pl.Int64).alias("sample_count"),
     )
+    if single is not None:
+        sums = sums.with_columns(pl.lit(single, dtype=pl.String).alias(CHANNEL))
+        keys = [CHANNEL, CYCLE]
     return _finish(sums, keys, efficiency, active_mass_g)
 
 
