@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cellbench.drivers.sim.cell import (
     CellParams,
@@ -267,3 +269,26 @@ def test_ground_truth_is_json_and_cell_is_thread_safe():
     assert errors == []
     truth = json.loads(json.dumps(cell.ground_truth()))
     assert truth["params"]["ocv_soc"][0] == 0.0 and truth["time_second"] > 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.floats(-2e-3, 2e-3), st.floats(1.0, 300.0)), min_size=1, max_size=6))
+def test_charge_is_conserved_for_any_current_sequence(steps):
+    """Charge content moves by exactly sum(I dt) while SOC stays inside the table."""
+    clock = ManualClock()
+    params = load_cell_params(SIM / "sulfide_full_cell.toml")
+    from dataclasses import replace
+
+    cell = SimCell(replace(params, fade_per_efc=0.0, knee_efc=1e9), clock=clock)
+    cell.set_soc(0.5)
+    expected_ah = 0.5 * 2e-3
+    throughput = 0.0
+    for current, dt in steps:
+        cell.set_current(current)
+        clock.t += dt
+        expected_ah += current * dt / 3600.0
+        throughput += abs(current) * dt / 3600.0
+    truth = cell.ground_truth()
+    assert truth["soc"] * 2e-3 == pytest.approx(expected_ah, abs=1e-12)
+    assert truth["equivalent_full_cycles"] == pytest.approx(throughput / 4e-3, abs=1e-9)
+    assert -0.1 < truth["soc"] < 1.1  # (at most 1 mAh moved from 1 mAh: never clipped)

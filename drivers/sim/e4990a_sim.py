@@ -351,6 +351,8 @@ class E4990ASimulator(ScpiServer):
         def single(args: str, n: tuple[int, ...]) -> None:
             if self.trigger_source != "BUS":
                 raise ScpiError(-221, "Settings conflict;trigger source is not BUS")
+            if not self.continuous:  # the channel must be initiated (:INIT1:CONT ON)
+                raise ScpiError(-211, "Trigger ignored;channel not initiated")
             self.trigger()
 
         add(":TRIGger[:SEQuence]:SINGle", set=single)
