@@ -8,6 +8,7 @@ Order matters for safety: the protocol and the station are read and checked agai
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,37 @@ from cellbench.daq.store import RunWriter
 from cellbench.drivers.sim.clock import ScaledClock, WallClock
 
 log = logging.getLogger(__name__)
+
+
+class PacedClock(ScaledClock):
+    """A :class:`ScaledClock` whose readings never jump by more than ``max_jump_s``.
+
+    At a time scale of 10 000, a 50 ms stall of this process (another program taking the CPU, a
+    garbage collection) would be 500 simulated seconds in which the simulated cell goes on
+    charging while the engine cannot look — a real PC never stalls for minutes. Here, when no
+    thread has read the clock for longer than ``max_jump_s`` of simulated time, the clock
+    advances by only ``max_jump_s`` and falls behind by the rest: simulated time waits for a
+    stalled process, as the instruments' time would not. Readings are monotonic; the clock
+    runs at ``time_scale`` whenever the process keeps up.
+    """
+
+    def __init__(self, time_scale: float, *, max_jump_s: float):
+        super().__init__(time_scale)
+        if not max_jump_s > 0:
+            raise ValueError(f"max_jump_s must be > 0, got {max_jump_s!r}")
+        self.max_jump_s = float(max_jump_s)
+        self.behind_s = 0.0  # simulated seconds the clock has given up to stalls
+        self._last = self._sim0
+        self._pace = threading.Lock()
+
+    def now(self) -> float:
+        with self._pace:
+            t = super().now() - self.behind_s
+            if t - self._last > self.max_jump_s:
+                self.behind_s += t - self._last - self.max_jump_s
+                t = self._last + self.max_jump_s
+            self._last = max(t, self._last)
+            return self._last
 
 
 @dataclass
@@ -117,7 +149,10 @@ def build(
         scale = time_scale
         if scale is None:
             scale = station.simulation.time_scale if station.simulation else 1.0
-        clock = ScaledClock(scale)
+        # The engine cannot react faster than a sample; a longer jump of simulated time is a
+        # stall of this process, not something a real bench would see.
+        interval = engine_options.sample_interval_s or protocol.sample_interval_second
+        clock = PacedClock(scale, max_jump_s=max(2.0 * interval, 1.0))
         bench = start_simulators(dict(station.raw), station.base_dir, clock=clock)
         addresses = dict(bench.addresses)
         ground_truth = bench.cell.ground_truth()
