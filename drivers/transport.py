@@ -138,6 +138,10 @@ class Transport:
         self.reconnect_max_delay_s = float(reconnect_max_delay_s)
         self._stale_grace_s = stale_grace_s
         self.lock = threading.RLock()
+        #: successful reconnects so far, and (wall start, wall end) of the last outage, so that
+        #: callers above a retrying driver can still record the gap as an event
+        self.reconnects = 0
+        self.last_outage: tuple[float, float] | None = None
         self._stale_replies = 0
         self._last_command = ""
         self._open = False
@@ -245,6 +249,7 @@ class Transport:
             self.close()
             delay = self.reconnect_delay_s
             started = time.monotonic()
+            wall_started = time.time()
             last: Exception | None = None
             for attempt in range(max(1, self.reconnect_attempts)):
                 if attempt:
@@ -252,6 +257,8 @@ class Transport:
                     delay = min(delay * 2.0, self.reconnect_max_delay_s)
                 try:
                     self.open()
+                    self.reconnects += 1
+                    self.last_outage = (wall_started, time.time())
                     return
                 except InstrumentError as exc:
                     last = exc

@@ -164,6 +164,9 @@ def test_disconnect_then_reconnect_recovers(visa, server):
     visa.reconnect()  # refused for 0.3 s, then accepted: back-off must ride it out
     assert time.monotonic() - t0 < 0.3 + 3.0
     assert visa.query(":ECHO? back") == "back"
+    assert visa.reconnects == 1
+    start, end = visa.last_outage
+    assert 0.2 < end - start < 3.5
 
 
 def test_reconnect_gives_up_when_instrument_stays_away(server):
