@@ -164,6 +164,9 @@ def _retention(args: argparse.Namespace) -> tuple[list[float], list[float]]:
                 )
     if summary is None:
         summary = _summary(args)
+        if "channel" in summary.columns and summary["channel"].n_unique() > 1:
+            names = summary["channel"].unique(maintain_order=True).to_list()
+            raise CellbenchError(f"{path}: several channels {names}; choose one with --channel")
     ref: Any = args.reference
     if ref not in ("first", "max"):
         try:

@@ -151,3 +151,11 @@ def test_ccd_file_and_run_area(tmp_path, capsys):
 def test_missing_file_is_one_line_error(tmp_path, capsys):
     assert main(["analyze", "cycling", str(tmp_path / "nope.csv")]) == 1
     assert "nope.csv" in capsys.readouterr().err
+
+
+def test_fade_needs_one_channel(tmp_path, capsys):
+    a, _ = cccv_frame("a")
+    b, _ = cccv_frame("b")
+    run = _run(tmp_path, pl.concat([a, b]), Cell())
+    assert main(["analyze", "fade", run]) == 1
+    assert "--channel" in capsys.readouterr().err
