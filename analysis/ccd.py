@@ -8,9 +8,10 @@ polarisation ``|V| ~ R |I|``. A lithium filament that bridges the electrolyte sh
   (``collapse_fraction`` of the expected ``R_ref |I|``) for ``min_points`` consecutive samples;
   ``R_ref`` is the median ``|V/I|`` of the steps completed so far (or the first samples of the
   step, for the first one);
-* a **noise signature** (soft short): the sample-to-sample voltage change jumps to more than
-  ``noise_factor`` times its typical size in the healthy steps, again for ``min_points``
-  samples within a window, while the current stays constant.
+* a **noise signature** (soft short): the second difference of the voltage (sample-to-sample
+  change of its slope, blind to smooth polarisation growth) jumps to more than
+  ``noise_factor`` times its median in the healthy steps, for ``min_points`` consecutive
+  samples, while the current stays constant.
 
 The CCD is reported as the highest current density (mA/cm2) at which every step completed
 without a short; the current density of the step that shorted, its index and the time of the
@@ -112,7 +113,7 @@ def critical_current_density(
             ``current_ampere`` (A), in time order; one channel.
         area_cm2: electrode area, cm2 (the current density is ``|I| / area``).
         collapse_fraction: a short is ``|V| < collapse_fraction * R_ref * |I|``.
-        noise_factor: a soft short is ``|dV| > noise_factor *`` the healthy median ``|dV|``.
+        noise_factor: a soft short is ``|d2V| > noise_factor *`` the healthy median ``|d2V|``.
         min_points: consecutive samples a signature must last (rejects single glitches).
         reference_points: samples at the start of the first step used for ``R_ref``, and
             samples at the start of every step skipped by the noise test (the step edge itself
@@ -157,10 +158,11 @@ def critical_current_density(
         noise_at = None
         if dv_ok and idx.size > reference_points + min_points:
             dv_typ = float(np.median(np.concatenate(dv_ok)))
-            dv = np.abs(np.diff(vs[reference_points:]))
+            dv = np.abs(np.diff(vs[reference_points:], n=2))
             if dv_typ > 0:
                 k = _first_run(dv > noise_factor * dv_typ, min_points)
-                noise_at = None if k is None else k + reference_points + 1
+                # d2[k] spans samples k..k+2 (after the skipped head): the newest carries it.
+                noise_at = None if k is None else k + reference_points + 2
         found = ((collapse_at, "collapse"), (noise_at, "noise"))
         hits = [(k, m) for k, m in found if k is not None]
         row = {
@@ -181,8 +183,8 @@ def critical_current_density(
             short = (s, float(ts[k]), mech)
             break
         r_ok.append(float(np.median(r_step)))
-        if idx.size > reference_points + 1:
-            dv_ok.append(np.abs(np.diff(vs[reference_points:])))
+        if idx.size > reference_points + 2:
+            dv_ok.append(np.abs(np.diff(vs[reference_points:], n=2)))
 
     steps = pl.DataFrame(rows)
     completed = steps.filter(~pl.col("shorted"))

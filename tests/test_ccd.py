@@ -14,7 +14,9 @@ AREA = 0.785  # cm2, a 10 mm pellet
 R_CELL = 40.0  # ohm
 
 
-def staircase(short_level=None, short_after_s=250.0, mechanism="collapse", seed=0, rest_s=60):
+def staircase(
+    short_level=None, short_after_s=250.0, mechanism="collapse", seed=0, rest_s=60, transient=0.0
+):
     """Plating then stripping, 300 s each at 0.1, 0.2, ... 1.0 mA/cm2, 5 s sampling, rest
     between levels. The short happens in the plating step of ``short_level`` (index)."""
     rng = np.random.default_rng(seed)
@@ -27,7 +29,10 @@ def staircase(short_level=None, short_after_s=250.0, mechanism="collapse", seed=
         for sign in (+1, -1):
             for k in range(61):
                 tt = now + 5.0 * k
-                pol = amp * R_CELL * (1 + 0.1 * k / 60)  # polarisation grows a little
+                # Polarisation grows a little over the step, plus an optional fast transient
+                # at its start (charge-transfer and diffusion build-up).
+                growth = 1 + 0.1 * k / 60 + transient * (1 - np.exp(-k / 5.0))
+                pol = amp * R_CELL * growth
                 vv = sign * pol + 5e-5 * rng.standard_normal()
                 if short_level == level and sign == 1 and 5.0 * k >= short_after_s:
                     if mechanism == "collapse":
@@ -74,6 +79,12 @@ def test_noise_signature_soft_short():
     assert res.ccd_milliampere_per_square_centimeter == pytest.approx(0.7)
     assert res.short_step == 14
     assert truth["time"] <= res.short_time_second < truth["time"] + 30
+
+
+def test_smooth_transients_at_high_current_are_not_a_short():
+    df, _ = staircase(short_level=None, transient=0.5, seed=5)
+    res = critical_current_density(df, AREA)
+    assert not res.shorted
 
 
 def test_no_short_gives_lower_bound_and_json():
