@@ -21,12 +21,13 @@ from datetime import timedelta
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from vendor_files import ndax_bytes, ndax_members
+from vendor_files import ndax_bytes, ndax_members, xlsx_bytes
 
 from cellbench.analysis.readers import ReaderError
 from cellbench.analysis.readers import cyclers as cyclers_mod
 from cellbench.analysis.readers.biologic_mpr import modules, parse_mpr
 from cellbench.analysis.readers.neware_ndax import parse_ndax, read_members
+from cellbench.analysis.readers.xlsx import parse_xlsx
 
 EXAMPLES = 10_000
 FUZZ = settings(
@@ -157,5 +158,19 @@ def test_fuzz_arbin_res_lightly(shared_data, tmp_path_factory, monkeypatch):
     def run(key):
         path.write_bytes(mutate(seed, key))
         _reads_or_reader_error(cyclers_mod.read_arbin_res, path)
+
+    run()
+
+
+def test_fuzz_xlsx():
+    """Mutated workbooks (zip, XML, shared-string indexes, cell references)."""
+    header = ["Record", "Cycle", "Step", "TestTime", "Current/mA", "Voltage/V"]
+    rows = [header] + [[k + 1, 1, 1, k * 10, 1.0, 3.5 + 0.001 * k] for k in range(30)]
+    seed = xlsx_bytes({"Record": rows})
+
+    @FUZZ
+    @given(KEYS)
+    def run(key):
+        _reads_or_reader_error(parse_xlsx, "fuzz.xlsx", mutate(seed, key))
 
     run()

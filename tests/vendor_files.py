@@ -160,3 +160,69 @@ def ndax_bytes(members: dict[str, bytes], compression: int = 8) -> bytes:
         for name, blob in members.items():
             zf.writestr(name, blob)
     return buf.getvalue()
+
+
+# --------------------------------------------------------------------------------- .xlsx
+
+
+def xlsx_bytes(sheets: dict[str, list[list[object]]]) -> bytes:
+    """A minimal Office Open XML workbook: text cells in the shared-string table, numbers as
+    numbers, one worksheet part per sheet (what spreadsheet programs write, without styles)."""
+    import io
+    import zipfile
+    from xml.sax.saxutils import escape
+
+    strings: list[str] = []
+    index: dict[str, int] = {}
+
+    def cell(ref: str, value: object) -> str:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return f'<c r="{ref}"><v>{value!r}</v></c>'
+        text = str(value)
+        if text not in index:
+            index[text] = len(strings)
+            strings.append(text)
+        return f'<c r="{ref}" t="s"><v>{index[text]}</v></c>'
+
+    def col(k: int) -> str:
+        out = ""
+        k += 1
+        while k:
+            k, r = divmod(k - 1, 26)
+            out = chr(65 + r) + out
+        return out
+
+    main = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+    rel = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+    parts = {}
+    for n, rows in enumerate(sheets.values(), start=1):
+        body = "".join(
+            f'<row r="{i}">' + "".join(cell(f"{col(k)}{i}", v) for k, v in enumerate(r)) + "</row>"
+            for i, r in enumerate(rows, start=1)
+        )
+        parts[f"xl/worksheets/sheet{n}.xml"] = (
+            f'<worksheet xmlns="{main}"><sheetData>{body}</sheetData></worksheet>'
+        )
+    sheet_list = "".join(
+        f'<sheet name="{escape(name)}" sheetId="{n}" r:id="rId{n}"/>'
+        for n, name in enumerate(sheets, start=1)
+    )
+    parts["xl/workbook.xml"] = (
+        f'<workbook xmlns="{main}" xmlns:r="{rel}"><sheets>{sheet_list}</sheets></workbook>'
+    )
+    rels = "".join(
+        f'<Relationship Id="rId{n}" Target="worksheets/sheet{n}.xml" Type="{rel}/worksheet"/>'
+        for n in range(1, len(sheets) + 1)
+    )
+    parts["xl/_rels/workbook.xml.rels"] = (
+        '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+        f"{rels}</Relationships>"
+    )
+    sst = "".join(f"<si><t>{escape(s)}</t></si>" for s in strings)
+    parts["xl/sharedStrings.xml"] = f'<sst xmlns="{main}">{sst}</sst>'
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("[Content_Types].xml", "<Types/>")
+        for name, text in parts.items():
+            zf.writestr(name, text)
+    return buf.getvalue()

@@ -114,6 +114,33 @@ def _check_finite(path: str | Path, df: pl.DataFrame, names: list[str], line_of)
             )
 
 
+INT32 = (-(2**31), 2**31 - 1)
+
+
+def _check_counters(path: str | Path, df: pl.DataFrame, line_of) -> None:
+    """Counters (cycle, step, sweep) must be whole numbers that fit the model's Int32."""
+    for name in ("cycle_count", "step_count", "step_index", "sweep_index"):
+        if name not in df.columns:
+            continue
+        s = df[name]
+        if s.dtype.is_float():
+            bad = s.is_null() | ~s.is_finite() | (s != s.round(0))
+            bad = bad | (s < INT32[0]) | (s > INT32[1])
+        elif s.dtype.is_integer():
+            bad = s.is_null() | (s < INT32[0]) | (s > INT32[1])
+        else:
+            continue
+        bad = bad.fill_null(True)
+        if bad.any():
+            row = int(bad.arg_max())
+            raise ReaderError(
+                path,
+                f"{name} value {s[row]!r} is not a counter",
+                expected=f"a whole number within {INT32[0]}..{INT32[1]}",
+                **line_of(row),
+            )
+
+
 def step_count_from(step_index: pl.Expr, cycle: pl.Expr | None = None) -> pl.Expr:
     """Running count of steps from 1: a new step wherever the step index (or cycle) changes."""
     changed = step_index != step_index.shift(1)
@@ -175,6 +202,7 @@ def finish_samples(
         exprs.append(pl.lit(0, pl.Int32).alias("step_index"))
     if exprs:
         df = df.with_columns(exprs)
+    _check_counters(path, df, line_of)
     if "step_count" not in df.columns:
         df = df.with_columns(
             step_count_from(pl.col("step_index"), pl.col("cycle_count")).alias("step_count")
@@ -213,6 +241,7 @@ def finish_spectra(
         df = df.with_columns(
             (pl.col("test_time_second") + (start_unix or 0.0)).alias("unix_time_second")
         )
+    _check_counters(path, df, line_of)
     _check_finite(
         path,
         df,

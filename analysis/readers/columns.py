@@ -348,3 +348,31 @@ BIOLOGIC_EIS: dict[str, Col] = {
     "<I>/mA": Col("dc_current_ampere", MILLI),
     "z cycle": Col("sweep_index", 1.0, -1.0),
 }
+
+# Landt / Lanhe (LANDdt, BTSDA-like English export, "Record" sheet). Current signed (discharge
+# negative), test time in seconds or hh:mm:ss; capacities per step without sign, so the reader
+# integrates current for the per-cycle totals. No real Landt file is in the shared data: the
+# names follow the export's documented headers, and unknown ones are reported, never guessed.
+LANDT: dict[str, Col] = {
+    "Index": Col("_skip"),
+    "Record": Col("_skip"),
+    "Cycle": Col("cycle_count"),
+    "Step": Col("step_index", 1.0, -1.0),
+    "State": Col("_skip"),
+    "TestTime": Col("_hms"),
+    "StepTime": Col("_skip"),
+    "Current/mA": Col("current_ampere", MILLI),
+    "Current/A": Col("current_ampere"),
+    "Voltage/V": Col("voltage_volt"),
+    "Capacity/mAh": Col("_skip"),
+    "Capacity/Ah": Col("_skip"),
+    "SpeCap/mAh/g": Col("_skip"),
+    "Energy/mWh": Col("_skip"),
+    "Energy/Wh": Col("_skip"),
+    "SpeEnergy/mWh/g": Col("_skip"),
+    "SysTime": Col("_datetime"),
+    "dQ/dV/mAh/V": Col("_skip"),
+    "dQm/dV/mAh/V.g": Col("_skip"),
+    "Temperature/℃": Col("temperature_celsius"),
+    "Temperature/°C": Col("temperature_celsius"),
+}

@@ -22,6 +22,7 @@ from . import (
     gamry,
     generic,
     neware_ndax,
+    xlsx,
     zplot,
 )
 from .base import ReaderError, ReadResult, read_head
@@ -82,6 +83,15 @@ FORMATS: list[Format] = [
         cyclers.sniff_access,
         cyclers.read_arbin_res,
         (".res",),
+        exclusive=True,
+    ),
+    Format(
+        "cycler-xlsx",
+        "samples",
+        "Excel workbook export of Neware, Arbin or Landt/Lanhe (no spreadsheet library needed)",
+        xlsx.sniff,
+        xlsx.read_xlsx,
+        (".xlsx",),
         exclusive=True,
     ),
     Format(

@@ -179,6 +179,11 @@ def parse_datetimes(path: str | Path, s: pl.Series, name: str, line0: int) -> pl
     ``line0`` is the file line (1-based) of the first value, for the error message.
     """
     text = s.str.strip_chars()
+    # A spreadsheet stores a date as its serial day number: accept those when every value is one.
+    days = text.cast(pl.Float64, strict=False)
+    numeric = days.null_count() == text.null_count() and len(days.drop_nulls()) > 0
+    if numeric and days.min() > 20000 and days.max() < 80000:  # 1954 .. 2119
+        return (days - UNIX_EXCEL_EPOCH_DAYS) * 86400.0
     first_bad = 0
     for fmt in DATETIME_FORMATS:
         dt = text.str.strptime(pl.Datetime("us"), fmt, strict=False)
