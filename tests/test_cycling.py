@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from cellbench.analysis import cycling_kernel
 from cellbench.analysis.cycling import (
     CyclingError,
     cycle_summary,
@@ -297,3 +302,43 @@ def test_kernel_threads_give_identical_sums():
     np.testing.assert_allclose(one.sums, two.sums, rtol=1e-12)
     np.testing.assert_array_equal(one.max_abs_current, two.max_abs_current)
     assert sorted(one.edge_ohm.tolist()) == sorted(two.edge_ohm.tolist())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(min_value=1, max_value=80),
+    seed=st.integers(min_value=0, max_value=2**31 - 1),
+    block=st.sampled_from([1, 2, 3, 7, 64]),
+    channels=st.sampled_from([1, 2]),
+)
+def test_kernel_equals_query_on_random_frames(n, seed, block, channels):
+    """Any frame, any block size (blocks of 1 to 64 rows exercise every block edge)."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for ch in range(channels):
+        current = rng.choice([-1.0, 0.0, 0.25, 1.0], size=n) * rng.uniform(0.5, 1.5)
+        current[rng.random(n) < 0.05] = np.nan
+        frames.append(
+            pl.DataFrame(
+                {
+                    "channel": [f"c{ch}"] * n,
+                    "test_time_second": np.cumsum(rng.choice([0.0, 0.5, 1.0, 2.0], size=n)),
+                    "voltage_volt": 3.5 + 0.1 * rng.standard_normal(n),
+                    "current_ampere": current,
+                    "cycle_count": pl.Series(np.sort(rng.integers(1, 4, size=n)), dtype=pl.Int32),
+                }
+            )
+        )
+    df = pl.concat(frames).sort("test_time_second", maintain_order=True)
+    with patch.object(cycling_kernel, "BLOCK_ROWS", block):
+        fast = cycle_summary(df)
+    query = cycle_summary_lazy(df).collect()
+    assert fast.select("channel", "cycle_count").equals(query.select("channel", "cycle_count"))
+    for col in fast.columns[2:]:
+        np.testing.assert_allclose(
+            fast[col].to_numpy().astype(float),
+            query[col].to_numpy().astype(float),
+            rtol=1e-9,
+            atol=1e-12,
+            err_msg=col,
+        )
