@@ -131,3 +131,40 @@ def test_arbin_csv_export(tmp_path):
     assert df["step_index"].to_list() == [0, 0, 1]
     assert df["unix_time_second"][0] == pytest.approx(1470413855.0)
     assert df["discharging_capacity_ampere_hour"][-1] == 0.5
+
+
+def test_neware_nda_recognised_with_advice(tmp_path):
+    path = tmp_path / "old.nda"
+    path.write_bytes(b"NEWARE" + b"\0" * 200)
+    assert detect_format(path) == "neware-nda"
+    with pytest.raises(ReaderError, match=r"old\.nda: byte offset 0: .*recognised but not read"):
+        read(path)
+
+
+def test_biologic_mpt_cycling(tmp_path):
+    """A GCPL text export: mA and mA.h to A and Ah, cycle number from 0 to cycles from 1, and
+    per-cycle totals from dq."""
+    names = ["mode", "ox/red", "Ns", "time/s", "Ewe/V", "I/mA", "dq/mA.h", "(Q-Qo)/mA.h",
+             "half cycle", "cycle number"]  # fmt: skip
+    rows = []
+    for k in range(40):
+        half = k // 10
+        cur = 2.0 if half % 2 == 0 else -2.0
+        dq = 0.0 if k == 0 else cur * 60 / 3600
+        rows.append([1, 1, half % 2, k * 60.0, 3.5, cur, dq, 0.0, half, half // 2])
+    header = ["EC-Lab ASCII FILE", "Nb header lines : 5", "", "Galvanostatic Cycling with "
+              "Potential Limitation", "Acquisition started on : 05/17/2024 09:30:00"]  # fmt: skip
+    lines = [header[0], header[1], header[3], header[4], "\t".join(names)]
+    lines += ["\t".join(str(v) for v in r) for r in rows]
+    path = tmp_path / "gcpl.mpt"
+    path.write_text("\n".join(lines) + "\n", encoding="latin-1")
+    result = read(path)
+    assert (result.format, result.kind) == ("biologic-mpt", "samples")
+    df = result.frame
+    assert df["cycle_count"].unique().sort().to_list() == [1, 2]
+    assert df["current_ampere"][0] == pytest.approx(2e-3)
+    per = _per_cycle(df)
+    assert per["chg"].to_list() == pytest.approx([9 * 2 * 60 / 3600 * 1e-3, 10 * 2 / 60 * 1e-3])
+    assert per["dchg"].to_list() == pytest.approx([10 * 2 / 60 * 1e-3] * 2)
+    assert result.metadata["start_time_known"]
+    assert result.metadata["technique"].startswith("Galvanostatic Cycling")

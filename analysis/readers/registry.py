@@ -86,6 +86,15 @@ FORMATS: list[Format] = [
         exclusive=True,
     ),
     Format(
+        "neware-nda",
+        "samples",
+        "Neware .nda (BTS 7): recognised, not read; export .ndax, csv or xlsx instead",
+        cyclers.sniff_nda,
+        cyclers.read_nda,
+        (".nda",),
+        exclusive=True,
+    ),
+    Format(
         "cycler-xlsx",
         "samples",
         "Excel workbook export of Neware, Arbin or Landt/Lanhe (no spreadsheet library needed)",
