@@ -1,7 +1,7 @@
 """Writer process for the store's crash tests: appends numbered rows and acknowledges each batch.
 
 Usage: python store_writer.py RUN_ROOT --batches N --rows R [--seal-interval S] [--seal-every K]
-       [--reopen] [--exit-without-close]
+       [--interval S] [--reopen] [--exit-without-close]
 
 Row ``i`` of the run has ``test_time_second == i``; after ``append`` returns for a batch the
 writer prints ``ack FIRST LAST`` (row numbers) and flushes stdout, so the parent knows exactly
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,7 @@ def main() -> int:
     ap.add_argument("--rows", type=int, default=64)
     ap.add_argument("--seal-interval", type=float, default=300.0)
     ap.add_argument("--seal-every", type=int, default=0, help="call seal() every K batches")
+    ap.add_argument("--interval", type=float, default=0.0, help="pause between batches, s")
     ap.add_argument("--reopen", action="store_true", help="append to the existing run 'r'")
     ap.add_argument("--exit-without-close", action="store_true")
     args = ap.parse_args()
@@ -63,6 +65,8 @@ def main() -> int:
         first += args.rows
         if args.seal_every and (b + 1) % args.seal_every == 0:
             w.seal()
+        if args.interval:
+            time.sleep(args.interval)
     if args.exit_without_close:
         os._exit(0)  # like a crash after the last append returned
     w.close()
