@@ -57,7 +57,7 @@ class ConductivityFit:
     conductivity_25c_ci: tuple[float, float]
     confidence: float
     n_points: int
-    rss_log: float  # residual sum of squares of ln(sigma)
+    rss_log: float  # residual sum of squares of ln(sigma), weighted when errors were given
     aic: float  # small-sample corrected (AICc) where n > p + 1, else plain AIC
     temperature_kelvin: np.ndarray = field(repr=False)
     conductivity_siemens_per_centimeter: np.ndarray = field(repr=False)
@@ -120,6 +120,18 @@ def conductivity_from_resistance(
     return thickness_cm / (r * area_cm2)
 
 
+def _weights(s: np.ndarray, stderr: Sequence[float] | np.ndarray | None) -> np.ndarray:
+    """Weights of ln(sigma): 1 / relative standard error (ones without standard errors)."""
+    if stderr is None:
+        return np.ones_like(s)
+    se = np.asarray(stderr, dtype=float)
+    if se.shape != s.shape or not np.all(np.isfinite(se)) or np.any(se <= 0):
+        raise ConductivityError(
+            "conductivity standard errors must be positive, finite and one per point"
+        )
+    return s / se
+
+
 def _prepare(
     temperature: Sequence[float] | np.ndarray,
     conductivity: Sequence[float] | np.ndarray,
@@ -165,12 +177,13 @@ def _finish(
     ea_index: int,
     ea_scale: float,
     grad25: np.ndarray,
+    w: np.ndarray,
 ) -> ConductivityFit:
     p = dict(zip(names, map(float, popt), strict=True))
     resid = np.log(s) - _log_model(model, p, t)
     n, k = t.size, len(names)
     dof = n - k
-    rss = float(resid @ resid)
+    rss = float(np.sum((w * resid) ** 2))
     stderr = np.sqrt(np.clip(np.diag(pcov), 0, None))
     tq = float(stats.t.ppf(0.5 + confidence / 2, dof)) if dof > 0 else math.inf
     ea = float(popt[ea_index]) * ea_scale
@@ -207,6 +220,7 @@ def fit_arrhenius(
     temperature_unit: TemperatureUnit = "celsius",
     times_temperature: bool = False,
     confidence: float = 0.95,
+    stderr_s_per_cm: Sequence[float] | np.ndarray | None = None,
 ) -> ConductivityFit:
     """Arrhenius fit; ``times_temperature=True`` fits sigma*T instead of sigma.
 
@@ -215,24 +229,29 @@ def fit_arrhenius(
         conductivity_s_per_cm: ionic conductivity, S/cm, same length.
         times_temperature: fit ``sigma T = A exp(-Ea/kT)`` (model ``arrhenius_t``).
         confidence: two-sided level of the intervals (0.95: 95 %).
+        stderr_s_per_cm: standard errors of the conductivities (S/cm), e.g. from the EIS fits;
+            each point is then weighted by 1 / its relative error. The covariance is still
+            scaled by the scatter about the fit, so the intervals do not rest on the stated
+            errors alone.
 
     Returns:
         :class:`ConductivityFit` with parameters ``ln_sigma0`` (ln S/cm) or ``ln_a``
         (ln S K/cm), and ``ea_ev``.
     """
     t, s = _prepare(temperature, conductivity_s_per_cm, temperature_unit, 3)
+    w = _weights(s, stderr_s_per_cm)
     y = np.log(s) + (np.log(t) if times_temperature else 0.0)
     x = -1.0 / (BOLTZMANN_EV_PER_K * t)
-    design = np.column_stack([np.ones_like(x), x])
-    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
-    resid = y - design @ coef
+    design = np.column_stack([np.ones_like(x), x]) * w[:, None]
+    coef, *_ = np.linalg.lstsq(design, y * w, rcond=None)
+    resid = y * w - design @ coef
     dof = t.size - 2
     s2 = float(resid @ resid) / dof if dof > 0 else 0.0
     pcov = s2 * np.linalg.inv(design.T @ design)
     x25 = -1.0 / (BOLTZMANN_EV_PER_K * (25 + ZERO_CELSIUS_K))
     model = "arrhenius_t" if times_temperature else "arrhenius"
     names = ("ln_a", "ea_ev") if times_temperature else ("ln_sigma0", "ea_ev")
-    return _finish(model, names, coef, pcov, t, s, confidence, 1, 1.0, np.array([1.0, x25]))
+    return _finish(model, names, coef, pcov, t, s, confidence, 1, 1.0, np.array([1.0, x25]), w)
 
 
 def fit_vtf(
@@ -241,6 +260,7 @@ def fit_vtf(
     *,
     temperature_unit: TemperatureUnit = "celsius",
     confidence: float = 0.95,
+    stderr_s_per_cm: Sequence[float] | np.ndarray | None = None,
 ) -> ConductivityFit:
     """VTF fit ``sigma = A T^-1/2 exp(-B/(T - T0))``; needs at least four temperatures.
 
@@ -250,13 +270,14 @@ def fit_vtf(
     the reported activation energy is ``k B``.
     """
     t, s = _prepare(temperature, conductivity_s_per_cm, temperature_unit, 4)
+    w = _weights(s, stderr_s_per_cm)
     y = np.log(s) + 0.5 * np.log(t)
     t_min = float(t.min())
 
     def linear(t0: float) -> tuple[np.ndarray, float]:
-        design = np.column_stack([np.ones_like(t), -1.0 / (t - t0)])
-        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
-        r = y - design @ coef
+        design = np.column_stack([np.ones_like(t), -1.0 / (t - t0)]) * w[:, None]
+        coef, *_ = np.linalg.lstsq(design, y * w, rcond=None)
+        r = y * w - design @ coef
         return coef, float(r @ r)
 
     grid = np.linspace(0.0, t_min - 1.0, 400)
@@ -273,6 +294,7 @@ def fit_vtf(
             t,
             y,
             p0=[coef0[0], max(coef0[1], 1.0), t0_start],
+            sigma=1.0 / w,
             bounds=([-np.inf, 0.0, 0.0], [np.inf, np.inf, t_min - 1e-3]),
             maxfev=20000,
         )
@@ -294,6 +316,7 @@ def fit_vtf(
         1,
         BOLTZMANN_EV_PER_K,
         grad25,
+        w,
     )
 
 
@@ -304,6 +327,7 @@ def fit_conductivity(
     *,
     temperature_unit: TemperatureUnit = "celsius",
     confidence: float = 0.95,
+    stderr_s_per_cm: Sequence[float] | np.ndarray | None = None,
 ) -> ConductivityFit:
     """Fit one named model (``arrhenius``, ``arrhenius_t`` or ``vtf``)."""
     if model == "vtf":
@@ -312,6 +336,7 @@ def fit_conductivity(
             conductivity_s_per_cm,
             temperature_unit=temperature_unit,
             confidence=confidence,
+            stderr_s_per_cm=stderr_s_per_cm,
         )
     if model in ("arrhenius", "arrhenius_t"):
         return fit_arrhenius(
@@ -320,6 +345,7 @@ def fit_conductivity(
             temperature_unit=temperature_unit,
             times_temperature=model == "arrhenius_t",
             confidence=confidence,
+            stderr_s_per_cm=stderr_s_per_cm,
         )
     raise ConductivityError(f"unknown model {model!r}; expected one of {MODELS}")
 
@@ -331,6 +357,7 @@ def fit_all(
     temperature_unit: TemperatureUnit = "celsius",
     confidence: float = 0.95,
     models: Sequence[Model] = MODELS,
+    stderr_s_per_cm: Sequence[float] | np.ndarray | None = None,
 ) -> list[ConductivityFit]:
     """Every model the data can support (VTF needs four temperatures), best AIC first."""
     n = np.unique(np.asarray(temperature, dtype=float)).size
@@ -345,6 +372,7 @@ def fit_all(
                 m,
                 temperature_unit=temperature_unit,
                 confidence=confidence,
+                stderr_s_per_cm=stderr_s_per_cm,
             )
         )
     if not fits:

@@ -249,8 +249,9 @@ def cmd_fade(args: argparse.Namespace) -> int:
 
 def _conductivity_points(
     path: Path, thickness_cm: float | None, area_cm2: float | None
-) -> tuple[list[float], list[float], str]:
-    """(temperatures, conductivities in S/cm, temperature unit) from a CSV."""
+) -> tuple[list[float], list[float], str, list[float] | None]:
+    """(temperatures, conductivities in S/cm, temperature unit, their standard errors or None)
+    from a CSV."""
     from cellbench.analysis.conductivity import conductivity_from_resistance
 
     if not path.is_file():
@@ -267,8 +268,12 @@ def _conductivity_points(
         raise CellbenchError(
             f"{path}: needs a temperature_celsius or temperature_kelvin column; has {df.columns}"
         )
+    stderr = None
     if "conductivity_siemens_per_centimeter" in df.columns:
         sigma = df["conductivity_siemens_per_centimeter"].cast(pl.Float64).to_numpy()
+        if "conductivity_stderr_siemens_per_centimeter" in df.columns:
+            col = df["conductivity_stderr_siemens_per_centimeter"].cast(pl.Float64)
+            stderr = col.to_list()
     elif "resistance_ohm" in df.columns:
         thick = thickness_cm
         area = area_cm2
@@ -289,7 +294,7 @@ def _conductivity_points(
             f"{path}: needs a conductivity_siemens_per_centimeter or resistance_ohm column; "
             f"has {df.columns}"
         )
-    return df[t_col].cast(pl.Float64).to_list(), [float(s) for s in sigma], unit
+    return df[t_col].cast(pl.Float64).to_list(), [float(s) for s in sigma], unit, stderr
 
 
 def cmd_conductivity(args: argparse.Namespace) -> int:
@@ -298,14 +303,13 @@ def cmd_conductivity(args: argparse.Namespace) -> int:
     results = []
     for name in args.files:
         path = Path(name)
-        t, sigma, unit = _conductivity_points(path, args.thickness_cm, args.area_cm2)
+        t, sigma, unit, stderr = _conductivity_points(path, args.thickness_cm, args.area_cm2)
+        common = {"temperature_unit": unit, "confidence": args.confidence}
         if args.model == "auto":
-            fits = fit_all(t, sigma, temperature_unit=unit, confidence=args.confidence)
+            fits = fit_all(t, sigma, stderr_s_per_cm=stderr, **common)
             best = choose_model(fits)
         else:
-            best = fit_conductivity(
-                t, sigma, args.model, temperature_unit=unit, confidence=args.confidence
-            )
+            best = fit_conductivity(t, sigma, args.model, stderr_s_per_cm=stderr, **common)
             fits = [best]
         d = best.to_dict()
         d["file"] = str(path)
@@ -467,7 +471,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="Arrhenius / VTF fit of conductivity against temperature",
         description="Fits ionic conductivity against temperature. Each FILE is a CSV with a "
         "temperature_celsius (or temperature_kelvin) column and either "
-        "conductivity_siemens_per_centimeter (S/cm) or resistance_ohm (with --thickness-cm and "
+        "conductivity_siemens_per_centimeter (S/cm; with an optional "
+        "conductivity_stderr_siemens_per_centimeter to weight the points) or resistance_ohm "
+        "(with --thickness-cm and "
         "--area-cm2, or thickness_cm and area_cm2 columns; sigma = L / (R A)). Reports Ea in eV "
         "and kJ/mol and sigma at 25 degC with confidence intervals. One FILE prints one JSON "
         "object; several print a list.",

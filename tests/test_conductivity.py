@@ -106,3 +106,20 @@ def test_conductivity_from_resistance():
     assert conductivity_from_resistance(100.0, 0.1, 1.0) == pytest.approx(1e-3)
     with pytest.raises(ConductivityError):
         conductivity_from_resistance(100.0, 0.0, 1.0)
+
+
+def test_standard_errors_weight_the_fit():
+    """A point the EIS fit marked as uncertain (here 30 % off) barely moves a weighted fit."""
+    sigma = arrhenius_data(noise=0.01, seed=2)
+    stderr = 0.01 * sigma
+    sigma[0] *= 1.3
+    stderr[0] = 0.3 * sigma[0]
+    plain = fit_arrhenius(T_C, sigma)
+    weighted = fit_arrhenius(T_C, sigma, stderr_s_per_cm=stderr)
+    assert abs(weighted.activation_energy_ev - 0.35) < abs(plain.activation_energy_ev - 0.35)
+    lo, hi = weighted.activation_energy_ev_ci
+    assert lo < 0.35 < hi
+    vtf = fit_conductivity(T_C, sigma, "vtf", stderr_s_per_cm=stderr)
+    assert vtf.n_points == T_C.size
+    with pytest.raises(ConductivityError, match="standard errors"):
+        fit_arrhenius(T_C, sigma, stderr_s_per_cm=np.zeros_like(sigma))

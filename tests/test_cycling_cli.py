@@ -130,6 +130,17 @@ def test_conductivity_csv_and_resistance_geometry(tmp_path, capsys):
     assert both[0]["activation_energy_ev"] == pytest.approx(both[1]["activation_energy_ev"])
     assert main(argv) == 0
     assert "kJ/mol" in capsys.readouterr().out
+    c = tmp_path / "c.csv"
+    pl.DataFrame(
+        {
+            "temperature_celsius": T_C,
+            "conductivity_siemens_per_centimeter": sigma,
+            "conductivity_stderr_siemens_per_centimeter": 0.03 * sigma,
+        }
+    ).write_csv(c)
+    assert main(["analyze", "conductivity", str(c), "--json", "--model", "arrhenius"]) == 0
+    weighted = json.loads(capsys.readouterr().out)
+    assert weighted["activation_energy_ev"] == pytest.approx(d["activation_energy_ev"], rel=1e-9)
 
 
 def test_ccd_file_and_run_area(tmp_path, capsys):
