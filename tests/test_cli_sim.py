@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import signal
@@ -84,3 +85,38 @@ def test_sim_serve_help(capsys):
         main(["sim", "serve", "--help"])
     assert info.value.code == 0
     assert "TCPIP::127.0.0.1::PORT::SOCKET" in capsys.readouterr().out
+
+
+def test_console_commands_drive_the_running_bench():
+    from cellbench.daq.cli_sim import console_command
+    from cellbench.daq.station import load_station
+    from cellbench.drivers.sim.bench import start_simulators
+
+    station = load_station(STATION)
+    with start_simulators(station.raw, station.base_dir) as bench:
+        assert (
+            console_command(bench, "fault smu1 no_reply count=2 on=READ?")
+            == "armed no_reply on smu1 (2 command(s))"
+        )
+        armed = bench.faults("smu1").armed("no_reply")
+        assert armed[0].on == "READ?" and armed[0].remaining == 2
+        console_command(bench, 'fault zanalyzer error_queue code=-222 message="Data out of range"')
+        assert bench.faults("zanalyzer").armed()[0].message == "Data out of range"
+        assert console_command(bench, "fault gauge late_reply forever delay=0.5").endswith(
+            "(until cleared)"
+        )
+        console_command(bench, "clear")
+        assert all(not sim.faults.armed() for sim in bench.simulators.values())
+        console_command(bench, "pressure 12.5")
+        console_command(bench, "chamber 60")
+        truth = json.loads(console_command(bench, "truth"))
+        assert truth["pressure_megapascal"] == 12.5
+        assert truth["chamber_setpoint_celsius"] == 60.0
+        for bad in (
+            "fault nosuch no_reply",
+            "fault smu1 melt",
+            "fault smu1 no_reply x=1",
+            "reboot",
+        ):
+            with pytest.raises(ValueError):
+                console_command(bench, bad)
