@@ -124,8 +124,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         dest="continue_",
         action="store_true",
         help=(
-            "with --name: if that run folder exists, resume it when it was interrupted, or exit "
-            "(0 if it completed or was stopped, 1 if it was aborted) — for services that restart"
+            "with --name: if that run folder exists, resume it when its process died, or exit "
+            "(0 if it completed or was stopped, 1 if it was aborted or closed as interrupted) — "
+            "for services that restart"
         ),
     )
     p.add_argument(
@@ -147,7 +148,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "resume",
         help="continue (or close) a run whose process died",
         description=(
-            "Repair RUN (a run folder left 'running' or 'interrupted' by a crash, kill -9 or "
+            "Repair RUN (a run folder left 'running' by a crash, kill -9 or "
             "power cut; every acknowledged sample is kept) and continue it: each channel restarts "
             "at the beginning of the rest/OCV/CC/CV/CC-CV/temperature/EIS step it was in, or at "
             "the next loop iteration after a pulse/GITT/CCD sequence. With --close the run is "

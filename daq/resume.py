@@ -40,7 +40,9 @@ from cellbench.daq.store import RunWriter, reopen_run
 
 log = logging.getLogger(__name__)
 
-RESUMABLE_STATUSES = ("running", "interrupted")
+# A run whose process died is still "running" on disk; "interrupted" is a run closed with
+# ``--close`` (or by a resume that could not continue): it stays closed.
+RESUMABLE_STATUSES = ("running",)
 
 
 class ResumeError(CellbenchError):
@@ -123,7 +125,10 @@ def close_interrupted(run_path: Path | str, reason: str = "closed without resumi
 def _reopen(run_path: Path) -> RunWriter:
     meta = load_meta(run_path)
     if meta.status not in RESUMABLE_STATUSES:
-        raise ResumeError(f"{run_path}: run is {meta.status}; only running/interrupted runs resume")
+        raise ResumeError(
+            f"{run_path}: run is {meta.status}; only a run whose process died (status "
+            "running, no process writing it) can be resumed"
+        )
     return reopen_run(run_path)
 
 
@@ -137,7 +142,10 @@ def prepare_resume(
     run_path = Path(run_path)
     meta = load_meta(run_path)
     if meta.status not in RESUMABLE_STATUSES:
-        raise ResumeError(f"{run_path}: run is {meta.status}; only running/interrupted runs resume")
+        raise ResumeError(
+            f"{run_path}: run is {meta.status}; only a run whose process died (status "
+            "running, no process writing it) can be resumed"
+        )
     protocol, station = _loaded(meta, run_path)
     writer = reopen_run(run_path)
     try:

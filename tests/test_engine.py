@@ -86,7 +86,7 @@ EXAMPLES = [
     # protocol, station, time scale, engine options (loops capped, coarser sampling)
     ("formation_cycling", "coin_cell_station", 20_000, {"max_loop_iterations": 1}),
     ("eis_vs_temperature", "pellet_station", 50_000, {}),
-    ("ccd_symmetric", "symmetric_station", 10_000, {"sample_interval_s": 10.0}),
+    ("ccd_symmetric", "symmetric_station", 10_000, {}),
     ("interface_tracking", "ssb_station", 20_000, {"max_loop_iterations": 2}),
     ("demo", "demo_station", 10_000, {"max_loop_iterations": 2}),
 ]
