@@ -297,6 +297,15 @@ def test_reading_buffer(smu, clock):
     assert [r.timestamp_second for r in stored[:3]] == pytest.approx([5.0, 10.0, 15.0])
 
 
+def test_buffer_keeps_the_newest_readings(smu, sim):
+    smu.source_current(1e-3, voltage_limit_volt=4.2)
+    smu._write(":TRAC:POIN 10")  # raw SCPI: the driver exposes no resize
+    for _ in range(12):
+        smu.measure()
+    assert smu.buffer_count == 10
+    assert len(smu.read_buffer(1, 10)) == 10
+
+
 def test_registry_opens_the_driver(sim):
     driver = open_instrument("keithley2450", sim.address, name="smu9", timeout_s=TIMEOUT, nplc=0.1)
     assert isinstance(driver, Keithley2450) and driver.name == "smu9"

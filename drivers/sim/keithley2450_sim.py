@@ -17,6 +17,9 @@ turns the output off (and refuses ``:OUTP ON``) until :meth:`Keithley2450Simulat
 
 from __future__ import annotations
 
+from collections import deque
+from itertools import islice
+
 import numpy as np
 
 from cellbench.drivers.sim.cell import SimCell
@@ -76,7 +79,7 @@ class Keithley2450Simulator(ScpiServer):
         self.rng = np.random.default_rng(seed) if seed is not None else cell.rng
         self.buffer_capacity = int(buffer_points)
         # (reading, source readback, relative time s, measured function)
-        self.buffer: list[tuple[float, float, float, str]] = []
+        self.buffer: deque[tuple[float, float, float, str]] = deque(maxlen=self.buffer_capacity)
         self.interlock_closed = True
         self.interlock_was_tripped = False
         self.reset()
@@ -150,8 +153,6 @@ class Keithley2450Simulator(ScpiServer):
         if self.faults.take("over_range", command) is not None:
             reading = 9.9e37
         rel = self.cell.clock.now() - self.buffer_t0
-        if len(self.buffer) >= self.buffer_capacity:
-            self.buffer.pop(0)
         sample = (reading, source, rel, sense)
         self.buffer.append(sample)
         return sample
@@ -307,13 +308,14 @@ class Keithley2450Simulator(ScpiServer):
 
         add(":READ", get=read)
         add(":TRACe:ACTual", get=lambda a, n: str(len(self.buffer)))
-        add(
-            ":TRACe:POINts",
-            set=lambda a, n: setattr(
-                self, "buffer_capacity", int(parse_number(a, minimum=10, maximum=11_000_000))
-            ),
-            get=lambda a, n: str(self.buffer_capacity),
-        )
+
+        def set_points(args: str, n: tuple[int, ...]) -> None:
+            # resizing a reading buffer clears it, as on the instrument
+            self.buffer_capacity = int(parse_number(args, minimum=10, maximum=11_000_000))
+            self.buffer = deque(maxlen=self.buffer_capacity)
+            self.buffer_t0 = self.cell.clock.now()
+
+        add(":TRACe:POINts", set=set_points, get=lambda a, n: str(self.buffer_capacity))
 
         def clear(args: str, n: tuple[int, ...]) -> None:
             self.buffer.clear()
@@ -331,7 +333,7 @@ class Keithley2450Simulator(ScpiServer):
                 raise ScpiError(-222, f"Data out of range;buffer holds {len(self.buffer)}")
             elements = self._elements(",".join(parts[2:]))
             fields: list[str] = []
-            for sample in self.buffer[start - 1 : end]:
+            for sample in islice(self.buffer, start - 1, end):
                 fields.extend(self._format(sample, elements))
             return ",".join(fields)
 
