@@ -1,7 +1,7 @@
 """Writer process for the store's crash tests: appends numbered rows and acknowledges each batch.
 
 Usage: python store_writer.py RUN_ROOT --batches N --rows R [--seal-interval S] [--seal-every K]
-       [--interval S] [--reopen] [--exit-without-close]
+       [--interval S] [--reopen] [--exit-without-close] [--die-at-rename K --die-when W]
 
 Row ``i`` of the run has ``test_time_second == i``; after ``append`` returns for a batch the
 writer prints ``ack FIRST LAST`` (row numbers) and flushes stdout, so the parent knows exactly
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -39,6 +40,23 @@ def batch(first: int, n: int) -> pl.DataFrame:
     )
 
 
+def die_at_rename(k: int, when: str) -> None:
+    """Kill this process just before or after the k-th segment rename (seal or compaction)."""
+    real = os.replace
+    seen = []
+
+    def replace(src, dst, **kw):
+        if str(dst).endswith(".parquet"):
+            seen.append(dst)
+            if len(seen) == k and when == "before":
+                os.kill(os.getpid(), signal.SIGKILL)
+        real(src, dst, **kw)
+        if str(dst).endswith(".parquet") and len(seen) == k and when == "after":
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    os.replace = replace
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("root", type=Path)
@@ -49,7 +67,16 @@ def main() -> int:
     ap.add_argument("--interval", type=float, default=0.0, help="pause between batches, s")
     ap.add_argument("--reopen", action="store_true", help="append to the existing run 'r'")
     ap.add_argument("--exit-without-close", action="store_true")
+    ap.add_argument(
+        "--die-at-rename",
+        type=int,
+        default=0,
+        help="SIGKILL this process at the K-th rename of a Parquet segment into place",
+    )
+    ap.add_argument("--die-when", choices=("before", "after"), default="before")
     args = ap.parse_args()
+    if args.die_at_rename:
+        die_at_rename(args.die_at_rename, args.die_when)
     if args.reopen:
         first = open_run(args.root / "r").tables()["samples"]
         w = reopen_run(args.root / "r", seal_interval_s=args.seal_interval)

@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 
 from cellbench.daq import journal
-from cellbench.daq.run_files import list_table
+from cellbench.daq.run_files import cover, list_table
 from cellbench.daq.store import open_run, reopen_run
 
 WRITER = Path(__file__).with_name("store_writer.py")
@@ -106,6 +106,37 @@ def test_kill9_loses_no_acknowledged_row(tmp_path, seed, seal_interval, seal_eve
     assert events.filter(pl.col("kind") == "status")["message"].str.contains("interrupted").any()
     _, journals = list_table(run / "samples")
     assert journals == [], "closed run still has journals"
+
+
+# The 1st and 2nd renames are seals; with seal() after every batch the 8th seal triggers the
+# first compaction (8 small segments), whose rename is the 9th.
+@pytest.mark.parametrize("k", [1, 2, 9])
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_kill9_at_each_stage_of_a_seal(tmp_path, k, when):
+    proc = start_writer(
+        tmp_path, "--rows", "10", "--batches", "30", "--seal-every", "1",
+        "--die-at-rename", str(k), "--die-when", when,
+    )  # fmt: skip
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, err
+    acked = acked_rows(out.splitlines())
+    # the seal() after batch k died, or for k = 9 the compaction in the 8th seal
+    assert acked == 10 * min(k, 8)
+    run = tmp_path / "r"
+    check_files(run)
+    names = os.listdir(run / "samples")
+    assert any(n.endswith(".tmp") for n in names) == (when == "before")
+    assert_prefix(open_run(run).read("samples"), acked)
+    if k == 9 and when == "after":  # merged segment and the 8 it replaced, side by side
+        segments, _ = list_table(run / "samples")
+        assert [(s.first, s.last) for s in segments][:2] == [(0, 7), (0, 0)]
+    w = reopen_run(run)
+    w.append("samples", batch(acked, 10))
+    w.close()
+    assert_prefix(open_run(run).read("samples"), acked + 10)
+    assert not any(n.endswith(".tmp") or n.endswith(".cbj") for n in os.listdir(run / "samples"))
+    _, redundant, _ = cover(run / "samples", list_table(run / "samples")[0])
+    assert not redundant, "segments merged away were left behind"
 
 
 def test_reader_in_other_process_sees_rows_within_2s_and_never_fails(tmp_path):
