@@ -187,6 +187,8 @@ def vtf_factor(b_kelvin: float, t0_kelvin: float, temperature_kelvin: float) -> 
 def z_r_cpe(frequency_hertz: np.ndarray, r_ohm: float, q: float, n: float) -> np.ndarray:
     """R in parallel with a CPE, ``Z = R / (1 + R Q (j w)^n)``."""
     s = 2j * np.pi * frequency_hertz
+    if math.isinf(r_ohm):  # a frozen electrolyte (VTF below T0): the CPE alone
+        return 1.0 / (q * s**n)
     return r_ohm / (1.0 + r_ohm * q * s**n)
 
 
