@@ -246,7 +246,17 @@ _TOP_KEYS = ("cell", "simulation", "instrument", "engine")
 _CELL_NUMBERS = ("area_cm2", "thickness_cm", "active_mass_g", "nominal_capacity_ah")
 _CELL_KEYS = ("name", "chemistry", "notes", *_CELL_NUMBERS)
 _SIM_KEYS = ("cell", "cell_params", "time_scale", "seed")
-_INSTRUMENT_KEYS = ("name", "driver", "address", "roles", "channel", "timeout_s", "options")
+# "simulator": options for the instrument's simulator (noise, ...) when address = "sim".
+_INSTRUMENT_KEYS = (
+    "name",
+    "driver",
+    "address",
+    "roles",
+    "channel",
+    "timeout_s",
+    "options",
+    "simulator",
+)
 
 
 class _Checker:
@@ -455,6 +465,9 @@ class _Checker:
             ok = False
         elif not 0 < timeout <= 600:
             self.error((*path, "timeout_s"), f"must be in (0, 600] s, got {timeout!r}")
+            ok = False
+        if not isinstance(data.get("simulator", {}), dict):
+            self.error((*path, "simulator"), "must be a table [instrument.simulator]")
             ok = False
         options = data.get("options", {})
         if not isinstance(options, dict):

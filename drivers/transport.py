@@ -43,6 +43,13 @@ from cellbench.drivers.errors import (
     InstrumentTimeout,
 )
 
+try:  # POSIX: pyserial's flush() on a tty that went away raises termios.error
+    from termios import error as _termios_error
+
+    _TTY_ERRORS: tuple[type[BaseException], ...] = (_termios_error,)
+except ImportError:  # Windows
+    _TTY_ERRORS = ()
+
 VISA_LIBRARY_ENV = "CELLBENCH_VISA_LIBRARY"
 DEFAULT_VISA_LIBRARY = "@py"
 
@@ -386,7 +393,8 @@ class SerialTransport(Transport):
                 f"write did not complete within {self.timeout_s} s",
                 self._last_command,
             ) from None
-        except (serial.SerialException, OSError) as exc:
+        except (serial.SerialException, OSError, *_TTY_ERRORS) as exc:
+            # termios.error (an unplugged tty on flush) is not an OSError.
             raise self._error(
                 InstrumentConnectionError, f"serial port lost: {exc}", self._last_command
             ) from None
