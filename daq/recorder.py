@@ -45,10 +45,20 @@ _SAMPLE_SCHEMA = pl.Schema({name: schema.schema("samples")[name] for name in SAM
 
 
 class LatencyLog:
-    """Per-row wall seconds from measurement to durable append (for bench/logger.py)."""
+    """When each row was measured and when its batch was appended (``time.monotonic()``, s).
+
+    Kept only when asked for (bench/logger.py): an appended row survives ``kill -9``; the store
+    fsyncs it within its ``fsync_interval_s`` after that.
+    """
 
     def __init__(self) -> None:
-        self.seconds: list[float] = []
+        self.measured: list[float] = []
+        self.appended: list[float] = []
+
+    @property
+    def seconds(self) -> list[float]:
+        """Measurement-to-append latency of every row, s."""
+        return [a - m for m, a in zip(self.measured, self.appended, strict=True)]
 
 
 class Recorder:
@@ -117,7 +127,8 @@ class Recorder:
         self.writer.append("samples", frame)
         if walls and self.latency is not None:
             done = time.monotonic()
-            self.latency.seconds.extend(done - w for w in walls)
+            self.latency.measured.extend(walls)
+            self.latency.appended.extend([done] * len(walls))
         self.rows_written += frame.height
         self.bus.publish(LiveMessage("samples", frame=frame))
 

@@ -405,7 +405,9 @@ class ChannelRunner:
                 return reason
             next_t += self.interval_s
             now = clock.now()
-            if next_t < now:  # fell behind (slow instrument, outage): do not burst
+            if next_t < now - self.interval_s:
+                # More than a whole sample behind (slow instrument, outage): skip the missed
+                # slots rather than burst; a late wake-up within one interval is caught up.
                 next_t = now
             if ends.time_second is not None:
                 next_t = min(next_t, phase_clock0 + ends.time_second)
