@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import polars as pl
@@ -170,3 +171,18 @@ def test_fade_needs_one_channel(tmp_path, capsys):
     run = _run(tmp_path, pl.concat([a, b]), Cell())
     assert main(["analyze", "fade", run]) == 1
     assert "--channel" in capsys.readouterr().err
+
+
+@pytest.mark.shared_data
+def test_real_generic_csv_files(shared_data, capsys):
+    """The cellpy 'custom' exports: the good one summarises, each broken one is one clear line."""
+    folder = shared_data / "cycling" / "bad"
+    with warnings.catch_warnings():  # the reader may warn about units the export omits
+        warnings.simplefilter("ignore")
+        assert main(["analyze", "cycling", str(folder / "custom_good_small.csv"), "--json"]) == 0
+        rows = json.loads(capsys.readouterr().out)
+        assert [r["cycle_count"] for r in rows] == [1]
+        for name in ("custom_missing_column", "custom_missing_cycle", "custom_truncated"):
+            assert main(["analyze", "cycling", str(folder / f"{name}.csv")]) == 1
+            err = capsys.readouterr().err
+            assert err.startswith("cellbench: error:") and f"{name}.csv" in err
