@@ -9,6 +9,7 @@ columns the file cannot carry, check that every required value is finite, and co
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from cellbench.analysis.errors import CellbenchError
 from cellbench.analysis.schema import conform
 
 KINDS = ("samples", "spectra")
+# Row index -> where that row is in the file, as ReaderError keywords ({"line": 12}).
+Locator = Callable[[int], dict[str, Any]]
 
 
 class ReaderError(CellbenchError, ValueError):
@@ -93,7 +96,7 @@ class Notes:
         warnings.warn(text, ReaderWarning, stacklevel=3)
 
 
-def _check_finite(path: str | Path, df: pl.DataFrame, names: list[str], line_of) -> None:
+def _check_finite(path: str | Path, df: pl.DataFrame, names: list[str], line_of: Locator) -> None:
     """Raise on the first non-finite or null value of the float columns ``names``.
 
     ``line_of(row)`` maps a row index to a location keyword dict for the error (line or offset).
@@ -117,7 +120,7 @@ def _check_finite(path: str | Path, df: pl.DataFrame, names: list[str], line_of)
 INT32 = (-(2**31), 2**31 - 1)
 
 
-def _check_counters(path: str | Path, df: pl.DataFrame, line_of) -> None:
+def _check_counters(path: str | Path, df: pl.DataFrame, line_of: Locator) -> None:
     """Counters (cycle, step, sweep) must be whole numbers that fit the model's Int32."""
     for name in ("cycle_count", "step_count", "step_index", "sweep_index"):
         if name not in df.columns:
@@ -176,7 +179,7 @@ def finish_samples(
     df: pl.DataFrame,
     *,
     start_unix: float | None = None,
-    line_of=None,
+    line_of: Locator | None = None,
 ) -> pl.DataFrame:
     """Canonical ``samples`` frame from a reader's columns (canonical units and sign already).
 
@@ -213,12 +216,15 @@ def finish_samples(
         ["test_time_second", "unix_time_second", "voltage_volt", "current_ampere"],
         line_of,
     )
-    _check_finite(path, df, ["cycle_count", "step_index", "step_count"], line_of)
     return conform("samples", df)
 
 
 def finish_spectra(
-    path: str | Path, df: pl.DataFrame, *, start_unix: float | None = None, line_of=None
+    path: str | Path,
+    df: pl.DataFrame,
+    *,
+    start_unix: float | None = None,
+    line_of: Locator | None = None,
 ) -> pl.DataFrame:
     """Canonical ``spectra`` frame from a reader's columns (Hz, ohm, Z'' negative when capacitive).
 

@@ -39,10 +39,6 @@ class Table:
         return self.header_line + 2 + self.skip_after_header
 
 
-def split_lines(text: str) -> list[str]:
-    return text.splitlines()
-
-
 def guess_delimiter(header: str) -> str:
     """The delimiter of a header line: tab, semicolon or comma, whichever splits it most."""
     counts = {d: header.count(d) for d in ("\t", ";", ",")}
@@ -360,5 +356,4 @@ __all__ = [
     "parse_datetimes",
     "read_mapped",
     "resolve_times",
-    "split_lines",
 ]
