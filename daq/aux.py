@@ -1,4 +1,5 @@
-"""Auxiliary readings (temperature, pressure) sampled by their own threads, on the sample timeline.
+"""Auxiliary readings (temperature, pressure, AC resistance) sampled by their own threads and put
+on the sample timeline.
 
 A chamber or a pressure gauge is read every ``interval_s`` (simulated seconds on a scaled clock)
 by one thread per instrument. Each channel's samples carry the latest reading of the instruments
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 
 TEMPERATURE = "temperature"
 PRESSURE = "pressure"
+RESISTANCE = "resistance"  # AC internal resistance (a battery tester such as the Hioki BT3562)
 
 
 @dataclass
@@ -48,7 +50,7 @@ class AuxSampler:
         stop: threading.Event,
         stale_after_s: float | None = None,
     ):
-        if quantity not in (TEMPERATURE, PRESSURE):
+        if quantity not in _READ:
             raise ValueError(f"unknown auxiliary quantity {quantity!r}")
         self.link = link
         self.quantity = quantity
@@ -66,12 +68,7 @@ class AuxSampler:
 
     def read_now(self) -> float:
         """One reading, stored as the latest; raises the link's errors."""
-        drv = self.link.driver
-        fn = (
-            drv.read_temperature_celsius
-            if self.quantity == TEMPERATURE
-            else drv.read_pressure_megapascal
-        )
+        fn = getattr(self.link.driver, _READ[self.quantity])
         value = float(self.link.call(fn))
         self.latest = Latest(value, self.clock.now())
         return value
@@ -99,11 +96,18 @@ class AuxSampler:
             except Exception as exc:
                 self.on_lost(exc, self.link.name)
                 return
-            breach = check(self.limits, **{_KW[self.quantity]: value})
+            kw = _LIMITED.get(self.quantity)
+            breach = check(self.limits, **{kw: value}) if kw else None
             if breach is not None:
                 self.on_breach(breach, self.link.name)
                 return
             self.stop.wait(wall)
 
 
-_KW = {TEMPERATURE: "temperature_celsius", PRESSURE: "pressure_megapascal"}
+# Driver method that reads each quantity, and the safety-limit keyword of the limited ones.
+_READ = {
+    TEMPERATURE: "read_temperature_celsius",
+    PRESSURE: "read_pressure_megapascal",
+    RESISTANCE: "read_resistance_ohm",
+}
+_LIMITED = {TEMPERATURE: "temperature_celsius", PRESSURE: "pressure_megapascal"}

@@ -35,7 +35,7 @@ from typing import Any
 
 from cellbench.analysis.schema import Cell, RunMeta
 from cellbench.daq import steps as st
-from cellbench.daq.aux import PRESSURE, TEMPERATURE, AuxSampler
+from cellbench.daq.aux import PRESSURE, RESISTANCE, TEMPERATURE, AuxSampler
 from cellbench.daq.link import InstrumentLink, Outage
 from cellbench.daq.live import LiveBus, LiveMessage, Subscriber, Subscription
 from cellbench.daq.protocol import Limits, Protocol
@@ -161,6 +161,8 @@ class Engine:
         self._t0 = 0.0
         self._unix0 = 0.0
         self._link_channels: dict[str, list[str]] = {}
+        self._stop_seen: float | None = None  # monotonic s when the end of the run was seen
+        self._forced = False  # outputs forced off after the stop grace
 
     # --------------------------------------------------------------------- public, any thread
 
@@ -242,16 +244,17 @@ class Engine:
         With ``timeout`` (wall s) returns ``"running"`` if the run is still going.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        while any(r.thread.is_alive() for r in self.runners.values()):
-            if self.stop_event.is_set() and not self._aborted:
-                self._force_after_grace()
+        while not self._finished.is_set():
+            alive = [r for r in self.runners.values() if r.thread.is_alive()]
+            if not alive:
+                break
             if self.recorder is not None and self.recorder.error is not None and not self._aborted:
                 self.fault(self.recorder.error, "")
+            if self.stop_event.is_set() and self._stopping_given_up():
+                break
             if deadline is not None and time.monotonic() > deadline:
                 return "running"
-            for r in self.runners.values():
-                r.thread.join(timeout=0.1)
-                break
+            alive[0].thread.join(timeout=0.1)
         if self._finished.is_set():
             return self.status
         if self._aborted:
@@ -290,10 +293,16 @@ class Engine:
                 f"{self.station.path or 'this station'}:\n" + "\n".join(problems)
             )
 
-    def _force_after_grace(self) -> None:
-        if not hasattr(self, "_stop_seen"):
-            self._stop_seen = time.monotonic()
-        elif time.monotonic() - self._stop_seen > self.options.stop_grace_s:
+    def _stopping_given_up(self) -> bool:
+        """While the run is ending: after ``stop_grace_s`` force every output off (once); after
+        twice that, stop waiting for channels stuck in an instrument call (daemon threads)."""
+        now = time.monotonic()
+        if self._stop_seen is None:
+            self._stop_seen = now
+            return False
+        waited = now - self._stop_seen
+        if waited > self.options.stop_grace_s and not self._forced:
+            self._forced = True
             log.warning(
                 "channels did not stop within %.0f s; forcing outputs off",
                 self.options.stop_grace_s,
@@ -301,6 +310,7 @@ class Engine:
             for link in self.links.values():
                 link.block(0.0)
                 link.safe_state()
+        return waited > 2 * self.options.stop_grace_s
 
     # --------------------------------------------------------------------- faults and safety
 
@@ -421,18 +431,20 @@ class Engine:
             imp = serving("impedance", channel)
             temp = serving("temperature", channel)
             pres = serving("pressure", channel)
+            ohm = serving("resistance", channel)
             io = ChannelIO(
                 channel=channel,
                 source=self.links[src.name] if src else None,
                 impedance=self.links[imp.name] if imp else None,
                 temperature=sampler(temp, TEMPERATURE) if temp else None,
                 pressure=sampler(pres, PRESSURE) if pres else None,
+                resistance=sampler(ohm, RESISTANCE) if ohm else None,
                 temperature_control=self.links[temp.name] if temp else None,
             )
             runner = ChannelRunner(self, io, self.protocol)
             runner.resume = self._resume.get(channel)
             self.runners[channel] = runner
-            for link_name in {x.name for x in (src, imp, temp, pres) if x}:
+            for link_name in {x.name for x in (src, imp, temp, pres, ohm) if x}:
                 self._link_channels.setdefault(link_name, []).append(channel)
         self.aux = list(samplers.values())
 

@@ -40,6 +40,7 @@ SAMPLE_FIELDS: tuple[str, ...] = (
     "charging_energy_watt_hour",
     "discharging_energy_watt_hour",
     "step_capacity_ampere_hour",
+    "internal_resistance_ohm",
 )
 _SAMPLE_SCHEMA = pl.Schema({name: schema.schema("samples")[name] for name in SAMPLE_FIELDS})
 

@@ -63,6 +63,7 @@ class ChannelIO:
     impedance: InstrumentLink | None = None
     temperature: AuxSampler | None = None
     pressure: AuxSampler | None = None
+    resistance: AuxSampler | None = None
     temperature_control: InstrumentLink | None = None
 
 
@@ -472,6 +473,7 @@ class ChannelRunner:
                 s.charging_energy_watt_hour,
                 s.discharging_energy_watt_hour,
                 s.step_capacity_ampere_hour,
+                self._resistance(),
             ),
             wall,
             t,
@@ -487,6 +489,12 @@ class ChannelRunner:
         if breach is not None:
             self._breach(breach)
         return t, v, i
+
+    def _resistance(self) -> float | None:
+        if self.io.resistance is None:
+            return None
+        value = self.io.resistance.value()
+        return None if math.isnan(value) else value
 
     def _sample_aux_only(self) -> tuple[float, float, float]:
         """A channel without a source records no samples, but its time, temperature and

@@ -517,3 +517,44 @@ amplitude = "10 mV"
     with pytest.raises(ProtocolError, match="impedance"):
         prepare(protocol, FX / "stations" / "coin_cell_station.toml", tmp_path)
     assert time.monotonic() - t0 < 5
+
+
+def test_resistance_meter_on_the_sample_timeline(sessions, tmp_path):
+    station = write(
+        tmp_path,
+        "ohm.toml",
+        f"""
+[cell]
+nominal_capacity_ah = 0.002
+
+[simulation]
+cell = "{FX / "sim" / "sulfide_full_cell.toml"}"
+time_scale = 1000.0
+
+[[instrument]]
+name = "smu1"
+driver = "keithley2450"
+address = "sim"
+roles = ["source"]
+channel = "cell1"
+
+[[instrument]]
+name = "ohm"
+driver = "bt3562"
+address = "sim"
+roles = ["resistance"]
+channel = "cell1"
+""",
+    )
+    protocol = write(
+        tmp_path,
+        "ocv.toml",
+        'name = "ocv"\nsample_interval = "10 s"\n[[step]]\ntype = "ocv"\nduration = "30 min"\n',
+    )
+    session = start(sessions, protocol, station, tmp_path)
+    assert session.engine.run() == "completed"
+    samples = open_run(session.engine.run_path).read("samples")
+    r = samples["internal_resistance_ohm"].drop_nulls()
+    assert r.len() > samples.height // 2
+    # the simulated cell's AC resistance at 1 kHz: leads + electrolyte, tens of ohms
+    assert 1.0 < r.median() < 500.0
