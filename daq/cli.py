@@ -20,6 +20,7 @@ from collections.abc import Sequence
 COMMAND_MODULES: tuple[str, ...] = (
     "cellbench.daq.cli_runs",
     "cellbench.daq.cli_analyze",
+    "cellbench.daq.cli_report",
     "cellbench.daq.cli_convert",
     "cellbench.daq.cli_sim",
     "cellbench.daq.cli_run",
