@@ -10,7 +10,7 @@ import math
 import queue
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 from cellbench.daq.engine import Engine
 from cellbench.daq.live import LiveMessage
@@ -99,12 +99,12 @@ class PlainDisplay:
 class LiveDisplay:
     """A rich table refreshed a few times a second; events scroll above it."""
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, *, console: Any = None):
         from rich.console import Console
         from rich.live import Live
 
         self.engine = engine
-        self.console = Console()
+        self.console = console or Console()
         self.events = _Events(engine)
         self.live = Live(self._table(), console=self.console, refresh_per_second=4, transient=False)
 

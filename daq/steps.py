@@ -8,11 +8,10 @@ through :class:`~cellbench.daq.runner.ChannelRunner` primitives (``output_off``,
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from cellbench.analysis.errors import CellbenchError
-from cellbench.analysis.schema import Cell
 from cellbench.daq.protocol import (
     CC,
     CCCV,
@@ -21,9 +20,7 @@ from cellbench.daq.protocol import (
     EIS,
     GITT,
     Ends,
-    Limits,
     Loop,
-    LoopUntil,
     Ocv,
     Protocol,
     Pulse,
@@ -43,17 +40,9 @@ class EngineConfigError(CellbenchError):
 # ------------------------------------------------------------------------ reading a protocol
 
 
-def steps_of(protocol: Protocol) -> Sequence[Step]:
-    return protocol.steps
-
-
 def walk(protocol: Protocol) -> Iterator[Step]:
     for step, _depth in protocol.walk():
         yield step
-
-
-def is_loop(step: Step) -> bool:
-    return isinstance(step, Loop)
 
 
 def describe(step: Step) -> str:
@@ -241,10 +230,10 @@ def run_gitt(r: ChannelRunner, step: GITT) -> str:
     vends = _voltage_ends(ends)
     clock0 = r.ctx.clock.now()
     k = 0
+    bound = ends.voltage_above_volt if step.current_ampere > 0 else ends.voltage_below_volt
+    compliance = compliance_volt(r.protocol, step.current_ampere, bound)
     while step.count is None or k < step.count:
-        r.source_current(
-            step.current_ampere, compliance_volt(r.protocol, step.current_ampere, ends)
-        )
+        r.source_current(step.current_ampere, compliance)
         reason = r.hold(
             Ends(vends.voltage_above_volt, vends.voltage_below_volt, time_second=step.pulse_second)
         )
@@ -397,10 +386,6 @@ def loop_count(loop: Loop, cap: int | None = None) -> int:
     return min(n, cap) if cap is not None else n
 
 
-def loop_until(loop: Loop) -> LoopUntil | None:
-    return loop.until
-
-
 # ------------------------------------------------------------------------ protocol + station
 
 
@@ -454,12 +439,3 @@ def _currents_without_compliance(step: Step) -> list[tuple[float, float | None]]
     if isinstance(step, CCCV):
         return [(step.current_ampere, step.voltage_volt)]
     return []
-
-
-def cell_of(station: Any) -> Cell:
-    cell = getattr(station, "cell", None)
-    return cell if isinstance(cell, Cell) else Cell()
-
-
-def merged_limits(run: Limits, step: Step) -> Limits:
-    return run.merged(step.limits)

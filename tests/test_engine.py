@@ -558,3 +558,61 @@ channel = "cell1"
     assert r.len() > samples.height // 2
     # the simulated cell's AC resistance at 1 kHz: leads + electrolyte, tens of ohms
     assert 1.0 < r.median() < 500.0
+
+
+def test_cv_pulse_hppc_and_gitt_steps(sessions, tmp_path):
+    protocol = write(
+        tmp_path,
+        "p.toml",
+        f"""
+name = "pulses"
+sample_interval = "5 s"
+{SAFETY}
+[[step]]
+type = "cc"
+current = "C/2"
+until = {{ voltage_above = "3.8 V", time = "3 h" }}
+
+[[step]]
+type = "cv"
+voltage = "3.8 V"
+current_limit = "1 mA"
+until = {{ current_below = "0.2 mA", time = "2 h" }}
+
+[[step]]
+type = "hppc"
+current = "-2 mA"
+charge_current = "1.5 mA"
+pulse = "60 s"
+rest = "5 min"
+count = 2
+
+[[step]]
+type = "gitt"
+current = "-C/5"
+pulse = "10 min"
+rest = "20 min"
+count = 3
+record_every = "30 s"
+""",
+    )
+    session = start(
+        sessions, protocol, FX / "stations" / "demo_station.toml", tmp_path, time_scale=4000
+    )
+    assert session.engine.run() == "completed"
+    run = open_run(session.engine.run_path)
+    samples = run.read("samples")
+    ends = run.read("events").filter(pl.col("kind") == "step_end")["message"].to_list()
+    assert "voltage" in ends[0] or "compliance" in ends[0]
+    assert "|current|" in ends[1]
+    assert "2 pulse(s) done" in ends[2] and "3 pulse(s) done" in ends[3]
+    cv = samples.filter(pl.col("step_index") == 1)
+    assert cv["voltage_volt"].to_numpy() == pytest.approx(3.8, abs=0.01)
+    hppc = samples.filter(pl.col("step_index") == 2)["current_ampere"]
+    assert hppc.min() == pytest.approx(-2e-3, rel=0.01)
+    assert hppc.max() == pytest.approx(1.5e-3, rel=0.01)
+    gitt = samples.filter(pl.col("step_index") == 3)
+    # 3 pulses of 10 min at C/5 = 0.4 mA: 0.2 mAh out
+    assert gitt["step_capacity_ampere_hour"].min() == pytest.approx(-0.2e-3, rel=0.1)
+    # record_every = 30 s: at most one row per 30 s, but pulse edges are all kept
+    assert gitt.height < (3 * 30 * 60) / 30 + 20
