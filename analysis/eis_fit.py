@@ -28,6 +28,7 @@ parameters with ``s^2 = reduced_chi2`` (as ``curve_fit`` with ``absolute_sigma=F
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,9 +42,8 @@ from cellbench.analysis.errors import CellbenchError
 
 WEIGHTS = ("unit", "proportional", "modulus")
 POORLY_DETERMINED_REL_STDERR = 0.1
-FTOL = 1e-8
-METHOD = "lm"
-U_SPAN = 25.0
+FTOL = 1e-6
+U_SPAN = 12.0  # ln units: a factor 1.6e5 either way from the start
 MAX_NFEV_PER_PARAM = 50
 _CHI2_3DOF_99 = 11.345  # scipy.stats.chi2.ppf(0.99, 3)
 
@@ -179,6 +179,10 @@ class FitResult:
     starts: int = 1
     poorly_determined: list[str] = field(default_factory=list)
     above_band: bool = False  # started with an arc above the measured band
+    # pseudo-inverse covariance and the undetermined directions (rows, in ``free`` order): a
+    # combination of parameters orthogonal to every such direction has a finite variance
+    covariance_pinv: np.ndarray | None = None
+    null_space: np.ndarray | None = None
 
     @property
     def correlation(self) -> np.ndarray:
@@ -201,9 +205,18 @@ class FitResult:
         idx = [self.free.index(n) for n in names if n in self.free]
         if not idx:
             return value, 0.0
-        if any(not math.isfinite(self.stderr[self.free[i]]) for i in idx):
+        if all(math.isfinite(self.stderr[self.free[i]]) for i in idx):
+            var = float(self.covariance[np.ix_(idx, idx)].sum())
+            return value, math.sqrt(max(var, 0.0))
+        if self.covariance_pinv is None or self.null_space is None:
             return value, math.inf
-        var = float(self.covariance[np.ix_(idx, idx)].sum())
+        a = np.zeros(len(self.free))
+        a[idx] = [abs(self.values[self.free[i]]) or 1.0 for i in idx]  # relative units
+        if self.null_space.size and np.max(np.abs(self.null_space @ a)) > 1e-3 * np.linalg.norm(a):
+            return value, math.inf
+        a = np.zeros(len(self.free))
+        a[idx] = 1.0
+        var = float(a @ self.covariance_pinv @ a)
         return value, math.sqrt(max(var, 0.0))
 
     def predict(self, frequency_hz) -> np.ndarray:
@@ -265,11 +278,23 @@ class _Problem:
         self.p_full = p_full.copy()
         self.tr = transform
         self._key: bytes | None = None
+        self._u_lo = np.full(free_idx.size, -np.inf)
+        self._u_hi = np.full(free_idx.size, np.inf)
         self._penalty = 1e6 * float(np.max(np.abs(z) * np.maximum(1 / s_re, 1 / s_im)))
+
+    def window(self, u0: np.ndarray, span: float) -> None:
+        """Confine log-scaled parameters to exp(+-span) around the start: a parameter the data do
+        not need (an arc above the band) would otherwise drift towards 0 or infinity for hundreds
+        of iterations, each lowering chi2 by nothing that matters."""
+        logs = self.tr.kind_lower | self.tr.kind_upper
+        self._u_lo = np.where(logs, u0 - span, -np.inf)
+        self._u_hi = np.where(logs, u0 + span, np.inf)
 
     def _eval(self, u):
         key = u.tobytes()
         if key != self._key:
+            clipped = (u < self._u_lo) | (u > self._u_hi)
+            u = np.clip(u, self._u_lo, self._u_hi)
             p = self.p_full.copy()
             p[self.free_idx] = self.tr.to_p(u)
             with np.errstate(all="ignore"):
@@ -278,6 +303,7 @@ class _Problem:
                 self._r = np.concatenate((d.real, d.imag)) * self.w
                 jf = jac[self.free_idx]
                 dpu = self.tr.dp_du(u, p[self.free_idx])
+                dpu[clipped] = 0.0
                 self._jnat = np.hstack((jf.real, jf.imag)).T * self.w[:, None]
                 self._ju = self._jnat * dpu[None, :]
             bad = ~np.isfinite(self._r)
@@ -299,23 +325,66 @@ class _Problem:
         return self._eval(u)._ju
 
 
-def _covariance(jnat: np.ndarray, p_free: np.ndarray, s2: float) -> np.ndarray:
-    """s2 (J^T J)^-1 computed on columns scaled by |p|; directions the data do not fix -> inf."""
-    scale = np.where(p_free != 0, np.abs(p_free), 1.0)
-    js = jnat * scale[None, :]
-    _, sv, vt = np.linalg.svd(js, full_matrices=False)
-    k = sv.size
+def _covariance(
+    jnat: np.ndarray, p_free: np.ndarray, s2: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """s2 (J^T J)^-1, computed on unit-norm columns (so R ~ 1e9 beside C ~ 1e-12 is well
+    conditioned); parameters in a direction the data do not fix at all get inf."""
+    k = jnat.shape[1]
+    cov = np.full((k, k), np.inf)
+    finite = np.zeros((k, k))
     if k == 0:
-        return np.zeros((0, 0))
+        return cov, finite, np.zeros((0, 0))
+    norms = np.linalg.norm(jnat, axis=0)
+    # a parameter the model no longer depends on (an arc shrunk to nothing) is not determined;
+    # sensitivities are compared per relative change of each parameter, so units do not matter
+    sens = norms * np.where(p_free != 0, np.abs(p_free), 1.0)
+    live = sens > 1e-10 * sens.max() if sens.max() > 0 else np.zeros(k, bool)
+    if not live.any():
+        return cov, finite, np.eye(k)
+    js = jnat[:, live] / norms[live]
+    _, sv, vt = np.linalg.svd(js, full_matrices=False)
     tol = sv[0] * max(js.shape) * np.finfo(float).eps * 10
     good = sv > tol
-    cov = (vt[good].T / sv[good] ** 2) @ vt[good] * s2
-    cov = cov * np.outer(scale, scale)
-    if not good.all():  # parameters that take part in a null direction are not determined
-        null = np.any(np.abs(vt[~good]) > 1e-3, axis=0)
-        cov[null, :] = np.inf
-        cov[:, null] = np.inf
-    return cov
+    sub = (vt[good].T / sv[good] ** 2) @ vt[good] * s2 / np.outer(norms[live], norms[live])
+    finite[np.ix_(live, live)] = sub
+    # directions the data do not fix, in parameter units: dead parameters and exact degeneracies
+    # (two resistances in series); a combination orthogonal to them is still determined
+    null_rows = [np.eye(k)[i] for i in np.flatnonzero(~live)]
+    for v in vt[~good]:
+        row = np.zeros(k)
+        row[live] = v / norms[live]
+        null_rows.append(row / np.linalg.norm(row))
+    null = np.array(null_rows) if null_rows else np.zeros((0, k))
+    if not good.all():
+        part = np.any(np.abs(vt[~good]) > 0.1, axis=0)
+        sub[part, :] = np.inf
+        sub[:, part] = np.inf
+    cov[np.ix_(live, live)] = sub
+    return cov, finite, null
+
+
+_CONTROLLER: Any = None
+
+
+def single_threaded_blas():
+    """A context in which BLAS/LAPACK use one thread, when ``threadpoolctl`` is installed.
+
+    A fit's matrices are small (a few hundred by a few dozen); a multi-threaded BLAS spends more
+    time waking threads than computing, by a factor of five on a busy two-core machine. Many
+    spectra are better spread over processes. Without threadpoolctl this does nothing.
+    """
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _CONTROLLER = ThreadpoolController()
+        except ImportError:
+            _CONTROLLER = False
+    if _CONTROLLER is False:
+        return contextlib.nullcontext()
+    return _CONTROLLER.limit(limits=1, user_api="blas")
 
 
 def fit_circuit(
@@ -341,6 +410,34 @@ def fit_circuit(
     and the lowest chi2 kept. Parameters whose relative standard error exceeds
     ``poorly_determined_rel_stderr`` are listed in ``poorly_determined``.
     """
+    with single_threaded_blas():
+        return _fit_circuit(
+            circuit,
+            frequency_hz,
+            z,
+            initial=initial,
+            fixed=fixed,
+            bounds=bounds,
+            weight=weight,
+            multistart=multistart,
+            max_starts=max_starts,
+            poorly_determined_rel_stderr=poorly_determined_rel_stderr,
+        )
+
+
+def _fit_circuit(
+    circuit,
+    frequency_hz,
+    z,
+    *,
+    initial,
+    fixed,
+    bounds,
+    weight,
+    multistart,
+    max_starts,
+    poorly_determined_rel_stderr,
+) -> FitResult:
     c = parse_circuit(circuit)
     if weight not in WEIGHTS:
         raise FitError(f"weight {weight!r} is not one of {WEIGHTS}")
@@ -517,13 +614,13 @@ def _fit_once(c, f, zz, start, held, fixed, weight, lo, hi, rel_limit, optimize=
         raise FitError(f"no starting value for {missing}")
     prob = _Problem(c, f, zz, weight, free_idx, p_full, tr)
     u0 = tr.to_u(p_full[free_idx])
+    prob.window(u0, U_SPAN)
     if free_idx.size and optimize:
         sol = least_squares(
             prob.residuals,
             u0,
             jac=prob.jacobian,
-            method=METHOD,
-            **({"bounds": (u0 - U_SPAN, u0 + U_SPAN)} if METHOD == "trf" else {}),
+            method="lm",
             x_scale=1.0,
             ftol=FTOL,
             xtol=FTOL,
@@ -550,7 +647,7 @@ def _fit_once(c, f, zz, start, held, fixed, weight, lo, hi, rel_limit, optimize=
         jnat = prob._jnat
     m, k = r.size, free_idx.size
     dof = max(m - k, 1)
-    cov = _covariance(jnat, p[free_idx], chi2 / dof)
+    cov, cov_finite, null = _covariance(jnat, p[free_idx], chi2 / dof)
     sd = np.sqrt(np.clip(np.diag(cov), 0, None)) if k else np.zeros(0)
     free_names = [names[i] for i in free_idx]
     stderr = dict.fromkeys(names, 0.0)
@@ -570,6 +667,8 @@ def _fit_once(c, f, zz, start, held, fixed, weight, lo, hi, rel_limit, optimize=
         free=free_names,
         fixed={n: values[n] for n in fixed},
         covariance=cov,
+        covariance_pinv=cov_finite,
+        null_space=null,
         chi2=chi2,
         reduced_chi2=chi2 / dof,
         aic=log_term + 2 * k,
