@@ -616,3 +616,57 @@ record_every = "30 s"
     assert gitt["step_capacity_ampere_hour"].min() == pytest.approx(-0.2e-3, rel=0.1)
     # record_every = 30 s: at most one row per 30 s, but pulse edges are all kept
     assert gitt.height < (3 * 30 * 60) / 30 + 20
+
+
+def test_temperature_that_does_not_settle_aborts(sessions, tmp_path):
+    session, alarm = _safety_run(
+        sessions,
+        tmp_path,
+        f"""
+name = "slow chamber"
+sample_interval = "10 s"
+{SAFETY}
+[[step]]
+type = "temperature"
+setpoint = "70 degC"
+tolerance = "0.5 K"
+stable_for = "1 min"
+timeout = "3 min"
+""",
+    )
+    assert "did not settle at 70 degC" in alarm["message"]
+    assert smu_is_off(session)
+
+
+def test_loop_until_capacity_ends_the_loop(sessions, tmp_path):
+    protocol = write(
+        tmp_path,
+        "p.toml",
+        f"""
+name = "until"
+sample_interval = "30 s"
+{SAFETY}
+[[step]]
+type = "loop"
+until = {{ discharge_capacity_below = "5 mAh" }}
+max_repeat = 5
+
+[[step.steps]]
+type = "cc"
+current = "C/2"
+until = {{ voltage_above = "4.0 V", time = "3 h" }}
+
+[[step.steps]]
+type = "cc"
+current = "-C/2"
+until = {{ voltage_below = "3.3 V", time = "3 h" }}
+""",
+    )
+    session = start(
+        sessions, protocol, FX / "stations" / "demo_station.toml", tmp_path, time_scale=5000
+    )
+    assert session.engine.run() == "completed"
+    run = open_run(session.engine.run_path)
+    notes = run.read("events").filter(pl.col("kind") == "note")["message"].to_list()
+    assert any("ends after 1 iteration(s)" in n and "below 5 mAh" in n for n in notes)
+    assert run.read("samples")["cycle_count"].max() == 1

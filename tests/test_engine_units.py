@@ -1,0 +1,152 @@
+"""Engine pieces that need no instrument: loop end conditions, resume points, safety checks,
+the live bus."""
+
+from __future__ import annotations
+
+import json
+import queue
+from types import SimpleNamespace
+
+import polars as pl
+import pytest
+
+from cellbench.daq.live import LiveBus, LiveMessage
+from cellbench.daq.protocol import Limits, parse_protocol
+from cellbench.daq.resume import ResumeError, checkpoints, restart_point
+from cellbench.daq.runner import ChannelIO, ChannelRunner, Checkpoint
+from cellbench.daq.safety import check
+
+PROTOCOL = """
+name = "units"
+[safety]
+voltage_min = "2.5 V"
+voltage_max = "4.3 V"
+current_max = "5 mA"
+
+[[step]]
+type = "rest"
+duration = "1 min"
+
+[[step]]
+type = "gitt"
+current = "-0.1 mA"
+pulse = "1 min"
+rest = "1 min"
+count = 2
+
+[[step]]
+type = "loop"
+until = { discharge_capacity_below = "80 %" }
+max_repeat = 10
+
+[[step.steps]]
+type = "cc"
+current = "1 mA"
+until = { voltage_above = "4.2 V" }
+
+[[step.steps]]
+type = "gitt"
+current = "-0.1 mA"
+pulse = "1 min"
+rest = "1 min"
+count = 2
+"""
+
+
+@pytest.fixture
+def protocol():
+    return parse_protocol(PROTOCOL, source="units.toml")
+
+
+def runner(protocol) -> ChannelRunner:
+    ctx = SimpleNamespace(sample_interval_s=1.0, limits=protocol.safety)
+    return ChannelRunner(ctx, ChannelIO("c1", None), protocol)
+
+
+def test_loop_until_fraction_of_first_cycle(protocol):
+    r = runner(protocol)
+    loop = protocol.steps[2]
+    r.state.discharging_capacity_ampere_hour = 2.0e-3
+    assert r._loop_done(loop, loop.until, "2", 0.0) is None  # the first cycle sets the reference
+    r.state.discharging_capacity_ampere_hour = 1.7e-3
+    assert r._loop_done(loop, loop.until, "2", 0.0) is None  # 85 %
+    r.state.discharging_capacity_ampere_hour = 1.5e-3
+    why = r._loop_done(loop, loop.until, "2", 0.0)
+    assert why is not None and "below 80% of the first" in why
+
+
+def cp(frames, **kw) -> Checkpoint:
+    base = dict(
+        frames=frames,
+        cycle_count=4,
+        step_count=17,
+        sweep_index=2,
+        cycle_has_current=True,
+        accumulators={"charging_capacity_ampere_hour": 1e-3},
+    )
+    return Checkpoint(**{**base, **kw})
+
+
+def test_restart_points(protocol):
+    same = cp([{"i": 2, "iter": 3}, {"i": 0}])  # the CC inside the loop: restart it
+    assert restart_point(protocol, same) is same
+    nxt = restart_point(protocol, cp([{"i": 2, "iter": 3}, {"i": 1}]))  # GITT in the loop
+    assert nxt.frames == [{"i": 2, "iter": 4}, {"i": 0}]
+    assert nxt.cycle_count == 5 and nxt.accumulators == {} and not nxt.cycle_has_current
+    with pytest.raises(ResumeError, match="cannot be restarted halfway"):
+        restart_point(protocol, cp([{"i": 1}]))  # GITT at top level
+
+
+def test_checkpoints_take_each_channels_last_step_start():
+    def row(channel, kind, data):
+        return {"channel": channel, "kind": kind, "data": json.dumps(data) if data else None}
+
+    events = pl.DataFrame(
+        [
+            row("a", "step_start", cp([{"i": 0}]).to_dict()),
+            row("b", "step_start", cp([{"i": 0}]).to_dict()),
+            row("a", "step_end", {"reason": "time"}),
+            row("a", "step_start", cp([{"i": 1}]).to_dict()),
+            row("", "run_start", None),
+        ]
+    )
+    found = checkpoints(events)
+    assert found["a"].frames == [{"i": 1}] and found["b"].frames == [{"i": 0}]
+
+
+def test_safety_check():
+    lim = Limits(voltage_min_volt=2.5, voltage_max_volt=4.3, current_max_ampere=5e-3,
+                 temperature_max_celsius=60, pressure_max_megapascal=20)  # fmt: skip
+    assert check(lim, voltage_volt=3.7, current_ampere=-4e-3, temperature_celsius=25.0) is None
+    assert check(lim, voltage_volt=4.31).limit == "voltage_max_volt"
+    assert check(lim, voltage_volt=2.49).limit == "voltage_min_volt"
+    assert check(lim, current_ampere=-5.1e-3).limit == "current_max_ampere"
+    assert check(lim, temperature_celsius=61.0).limit == "temperature_max_celsius"
+    assert check(lim, pressure_megapascal=21.0).limit == "pressure_max_megapascal"
+    # a NaN voltage cannot be shown to be inside the window; a missing aux reading is not a breach
+    assert check(lim, voltage_volt=float("nan")) is not None
+    assert check(lim, temperature_celsius=float("nan")) is None
+    tight = lim.merged(Limits(voltage_max_volt=3.6))
+    assert check(tight, voltage_volt=3.7).bound == 3.6
+
+
+def test_live_bus_queue_drops_oldest_and_callbacks_cannot_break_it():
+    bus = LiveBus()
+    q: queue.Queue = queue.Queue(maxsize=2)
+    sub = bus.subscribe(q)
+    seen = []
+
+    def broken(msg):
+        raise RuntimeError("display bug")
+
+    bus.subscribe(broken)
+    bus.subscribe(seen.append)
+    for k in range(4):
+        bus.publish(LiveMessage("status", status=str(k)))
+    assert [q.get().status, q.get().status] == ["2", "3"] and sub.dropped == 2
+    assert [m.status for m in seen] == ["0", "1", "2", "3"]
+    sub.close()
+    bus.publish(LiveMessage("status", status="x"))
+    assert q.empty()
+    with pytest.raises(TypeError):
+        bus.subscribe(42)
