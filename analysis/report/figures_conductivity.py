@@ -18,6 +18,16 @@ ZERO_CELSIUS_K = 273.15
 _MODEL_NAMES = {"arrhenius": "Arrhenius", "arrhenius_t": "Arrhenius (σT)", "vtf": "VTF"}
 
 
+def _inv_k_to_c(x: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore"):  # matplotlib probes the map at 0
+        return 1000 / np.asarray(x, dtype=float) - ZERO_CELSIUS_K
+
+
+def _c_to_inv_k(c: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        return 1000 / (np.asarray(c, dtype=float) + ZERO_CELSIUS_K)
+
+
 @styled
 def plot_arrhenius(
     fit: ConductivityFit,
@@ -60,10 +70,7 @@ def plot_arrhenius(
         )
     ax.set_xlabel(label("1000/T", "K⁻¹"))
     ax.set_ylabel("log₁₀(σ / S cm⁻¹)")
-    top = ax.secondary_xaxis(
-        "top",
-        functions=(lambda x: 1000 / x - ZERO_CELSIUS_K, lambda c: 1000 / (c + ZERO_CELSIUS_K)),
-    )
+    top = ax.secondary_xaxis("top", functions=(_inv_k_to_c, _c_to_inv_k))
     top.set_xlabel(label("Temperature", "°C"))
     ax.legend(loc="lower left")
     if title:

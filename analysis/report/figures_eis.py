@@ -93,7 +93,7 @@ def plot_nyquist(
     x_span = float(np.ptp(zs.real)) or 1.0
     y_span = float(max(-zs.imag.min(), 0.0) - min(-zs.imag.max(), 0.0)) or x_span
     # Equal aspect: size the figure to the data so a flat arc does not float in white space.
-    height = float(np.clip(1.3 + 4.2 * y_span / x_span, 2.6, SQUARE[1] + 0.8))
+    height = round(float(np.clip(1.3 + 4.2 * y_span / x_span, 2.6, SQUARE[1] + 0.8)), 1)
     fig = new_figure((SQUARE[0] + 0.6, height))
     ax = fig.subplots(1, 1)
     for k, c in enumerate(items):
@@ -214,6 +214,12 @@ def plot_bode(
     return fig
 
 
+def _tau_to_f(x: np.ndarray) -> np.ndarray:
+    """f = 1/(2 pi tau), and back (the same map); matplotlib probes it at 0 too."""
+    with np.errstate(divide="ignore"):
+        return 1 / (2 * np.pi * np.asarray(x, dtype=float))
+
+
 def _plain_log_ticks(ax) -> None:
     """Plain numbers (80, 90) instead of 8 x 10^1 on a log axis spanning less than a decade."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
@@ -263,9 +269,7 @@ def plot_drt(
                 bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8},
             )
     ax.set_ylim(bottom=0)
-    top = ax.secondary_xaxis(
-        "top", functions=(lambda t: 1 / (2 * np.pi * t), lambda f: 1 / (2 * np.pi * f))
-    )
+    top = ax.secondary_xaxis("top", functions=(_tau_to_f, _tau_to_f))
     top.set_xlabel(label("Frequency 1/(2πτ)", "Hz"))
     ax.set_xlabel(label("Relaxation time τ", "s"))
     ax.set_ylabel(label("γ(ln τ)", unit))
