@@ -138,6 +138,7 @@ class Engine:
         self._given = dict(instruments or {})
         self._addresses = dict(addresses or {})
         self._writer = writer
+        self._resuming = writer is not None
         self._resume = dict(resume or {})
         self._offset = float(test_time_offset_s)
         self.latency = latency
@@ -222,8 +223,18 @@ class Engine:
             for sampler in self.aux:
                 sampler.read_now()  # first reading before the first sample
                 sampler.start()
-        except BaseException:
-            self._teardown("aborted" if self._writer is not None else None)
+        except BaseException as exc:
+            if self.recorder is not None:
+                self.recorder.event(
+                    "fault",
+                    f"run could not start: {type(exc).__name__}: {exc}",
+                    severity="error",
+                    test_time_second=self._offset,
+                )
+            # A new run that failed to start is closed aborted. A resume that failed stays
+            # "running" on disk (its writer lock goes with this process), so that it can be
+            # resumed again once the cause is fixed.
+            self._teardown(None if self._resuming or self._writer is None else "aborted")
             raise
         self.status = "running"
         self._t0 = self.clock.now()  # test time 0 (or the resume offset) is now
@@ -449,6 +460,8 @@ class Engine:
         self.aux = list(samplers.values())
 
     def _create_or_resume_run(self) -> None:
+        self._t0 = self.clock.now()  # provisional: events while starting get sensible times
+        self._unix0 = time.time()
         idn = {}
         for name, link in self.links.items():
             try:
@@ -528,7 +541,8 @@ class Engine:
     # ----------------------------------------------------------------------------- teardown
 
     def _teardown(self, status: str | None) -> None:
-        """Safe state, stop threads, close the run with ``status`` (None: no run was made)."""
+        """Safe state, stop threads, close the run with ``status`` (None: leave it as it is —
+        no run was made, or a resume failed to start)."""
         self.stop_event.set()
         for link in self.links.values():
             link.blocked = True
@@ -547,6 +561,7 @@ class Engine:
                 test_time_second=self.test_time(),
                 data={"status": status, "channels": summary, "failed": [c for c, _ in failed]},
             )
+        if self.recorder is not None:
             self.recorder.stop()
         if status is not None and self._writer is not None:
             if self.recorder is not None and self.recorder.error is not None:
