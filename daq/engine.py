@@ -168,7 +168,8 @@ class Engine:
     # --------------------------------------------------------------------- public, any thread
 
     def subscribe(self, target: Subscriber) -> Subscription:
-        """Live batches and events: a callable (called on the recorder thread) or a Queue."""
+        """Live batches and events: a callable (called on the publishing engine thread; keep it
+        short) or a Queue (see :mod:`cellbench.daq.live`)."""
         return self.bus.subscribe(target)
 
     @property

@@ -1,8 +1,10 @@
 """Live subscribers: the in-process feed of a running engine (terminal display, GUI, tests).
 
-The engine publishes, from its writer thread, every batch it has just made durable and every event
-as it happens. A subscriber is either a callable (called on the publishing thread: keep it short,
-e.g. hand over to a GUI signal) or a :class:`queue.Queue` (messages are put without blocking; when
+The engine publishes every batch it has just made durable (from its recorder thread) and every
+event as it happens (from the thread that records it: a channel's, an auxiliary sampler's, the
+supervisor's). A subscriber is either a callable (called on the publishing thread: keep it short
+and thread-safe, e.g. emit a Qt signal) or a :class:`queue.Queue` (messages are put without
+blocking; when
 a bounded queue is full the oldest message is dropped and counted, so a stalled consumer can never
 stall acquisition).
 """
