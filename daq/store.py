@@ -182,7 +182,7 @@ class RunWriter:
             table_dir = self.path / table
             nxt, old, rows = leftovers.get(table, (0, [], {}))
             st = _Table(table_dir, nxt, None, list(old), dict(rows))
-            st.journal = journal.JournalFile(table_dir / journal_name(nxt), create=True)
+            st.journal = journal.JournalFile(table_dir / journal_name(nxt))
             self._tables[table] = st
             fsync_dir(table_dir)
         self._last_seal = time.monotonic()
@@ -383,7 +383,7 @@ class RunWriter:
                 st.to_seal.append(jf.path)
             st.journal = None
         if reopen:
-            st.journal = journal.JournalFile(st.dir / journal_name(st.next_seq), create=True)
+            st.journal = journal.JournalFile(st.dir / journal_name(st.next_seq))
             fsync_dir(st.dir)
 
     def _background(self) -> None:
@@ -580,12 +580,15 @@ def repair_files(path: Path) -> Repair:
         removed.extend(s.path for s in redundant)
         old: list[Path] = []
         for jr in journals:
-            scan = journal.scan_file(jr.path)
-            if scan.torn:
-                with open(jr.path, "r+b") as fh:
+            with open(jr.path, "r+b") as fh:
+                data = fh.read()
+                scan = journal.scan_bytes(data)
+                if scan.good_end < scan.size:  # a torn frame and/or reserved zeros
                     fh.truncate(scan.good_end)
                     os.fsync(fh.fileno())
-                truncated[str(jr.path.relative_to(path))] = scan.size - scan.good_end
+            if scan.torn:  # report the damaged bytes, not the zeros reserved after them
+                damaged = len(data[scan.good_end :].rstrip(b"\0"))
+                truncated[str(jr.path.relative_to(path))] = damaged
             fresh = [f for f in scan.frames if f.seq >= nxt]
             if not fresh:  # empty, or sealed already (crash before the delete)
                 remove_durably([jr.path])
