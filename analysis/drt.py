@@ -152,6 +152,11 @@ def drt(
     resid = (z_fit - zz) / np.abs(zz)
     rms = float(np.sqrt(np.mean(resid.real**2 + resid.imag**2) / 2))
     gamma = g / dlnt
+    # A peak well above the band (tau < 1 / (3 omega_max)) is indistinguishable from R_inf: its
+    # resistance is reported in R_inf instead of as a relaxation.
+    peaks = drt_peaks(tau, g, col, min_fraction=min_peak_fraction)
+    hf_limit = 1 / (3 * w.max())
+    r_inf += sum(p.r_ohm for p in peaks if p.tau_s < hf_limit)
     return DRTResult(
         tau_s=tau,
         gamma_ohm=gamma,
@@ -160,7 +165,7 @@ def drt(
         lam=float(lam),
         residual_rms=rms,
         z_fit=z_fit,
-        peaks=drt_peaks(tau, g, col, min_fraction=min_peak_fraction),
+        peaks=[p for p in peaks if p.tau_s >= hf_limit],
     )
 
 

@@ -479,6 +479,22 @@ def _fit_circuit(
                 if s.above_band and s.residual <= 3 * starts[0].residual:
                     starts.insert(1, starts.pop(k))
                     break
+        if weight != "modulus":
+            # Unit and proportional weighting let a few points dominate and have more false
+            # minima; the modulus-weighted fit is the first start for them.
+            pre = _fit_circuit(
+                c,
+                f,
+                zz,
+                initial=initial,
+                fixed=fixed,
+                bounds=bounds,
+                weight="modulus",
+                multistart=multistart,
+                max_starts=max_starts,
+                poorly_determined_rel_stderr=poorly_determined_rel_stderr,
+            )
+            starts.insert(0, Start(pre.values, 0.0, False))
 
     def fit(params, hold=(), optimize=True):
         held = {**fixed, **{n: params[n] for n in hold if n not in fixed}}
@@ -494,7 +510,9 @@ def _fit_circuit(
         # significantly better (_prefer_alternative).
         held = fit(s.params, hold=s.held)
         free = fit(held.values)
-        out = free if not _prefer_alternative(held, free) else fit(held.values, optimize=False)
+        if not _prefer_alternative(held, free):
+            return free  # the data want that arc in the band
+        out = fit(held.values, optimize=False)
         out.initial = held.initial
         out.above_band = True
         return out
@@ -584,7 +602,8 @@ def canonical_arc_order(
         taus = []
         for ir, iq, i_n in group:
             n = p[i_n] if i_n is not None else 1.0
-            taus.append((p[ir] * p[iq]) ** (1 / n) if n > 0 else np.inf)
+            rq = p[ir] * p[iq]
+            taus.append(math.log(rq) / n if n > 0 and rq > 0 else math.inf)  # ln tau
         order = np.argsort(taus, kind="stable")
         if np.all(order == np.arange(len(group))):
             continue
