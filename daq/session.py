@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cellbench.analysis.errors import CellbenchError
 from cellbench.daq.engine import Engine, EngineOptions
 from cellbench.daq.protocol import Protocol, load_protocol
 from cellbench.daq.recorder import LatencyLog
@@ -22,6 +23,10 @@ from cellbench.daq.store import RunWriter
 from cellbench.drivers.sim.clock import ScaledClock, WallClock
 
 log = logging.getLogger(__name__)
+
+
+class SessionError(CellbenchError):
+    """A run cannot be set up as asked (names the file and the option)."""
 
 
 class PacedClock(ScaledClock):
@@ -143,7 +148,13 @@ def build(
     clock: ScaledClock = WallClock()
     addresses: dict[str, str] = {}
     ground_truth = None
-    if any(spec.address == SIM_ADDRESS for spec in station.instruments):
+    simulated = any(spec.address == SIM_ADDRESS for spec in station.instruments)
+    if time_scale is not None and not simulated:
+        raise SessionError(
+            f"{station.path or 'station'}: a time scale applies to simulated instruments only "
+            '(address = "sim"); real instruments run in real time'
+        )
+    if simulated:
         from cellbench.drivers.sim.bench import start_simulators
 
         scale = time_scale

@@ -200,3 +200,44 @@ def test_demo_runs_end_to_end_under_a_minute(tmp_path):
     assert (runs[0] / "summary" / "eis_fits.csv").is_file()
     elapsed = time.monotonic() - t0
     print(f"demo took {elapsed:.1f} s")
+
+
+def test_live_display_shows_each_channel(tmp_path, long_protocol):
+    import io
+
+    from rich.console import Console
+
+    from cellbench.daq.display import LiveDisplay
+    from cellbench.daq.session import prepare
+
+    session = prepare(long_protocol, STATION, tmp_path, time_scale=20000)
+    buffer = io.StringIO()
+    engine = session.engine
+    engine.start()
+    display = LiveDisplay(engine, console=Console(file=buffer, width=120, force_terminal=False))
+    display.start()
+    try:
+        status = "running"
+        while status == "running":
+            status = engine.wait(timeout=0.1)
+            display.update()
+    finally:
+        display.stop()
+        session.close()
+    text = buffer.getvalue()
+    assert status == "completed"
+    assert "cell1" in text and "cycle" in text and "step left" in text
+    assert "run_end: run completed" in text
+
+
+def test_time_scale_is_refused_for_real_instruments(tmp_path, long_protocol):
+    station = tmp_path / "real.toml"
+    station.write_text(
+        '[cell]\nnominal_capacity_ah = 0.002\n[[instrument]]\nname = "smu1"\n'
+        'driver = "keithley2450"\naddress = "TCPIP::127.0.0.1::5025::SOCKET"\n'
+        'roles = ["source"]\nchannel = "cell1"\n',
+        encoding="utf-8",
+    )
+    args = ["run", str(long_protocol), "--station", str(station), "--time-scale", "10"]
+    assert main([*args, "--out", str(tmp_path / "runs")]) == 1
+    assert not (tmp_path / "runs").exists()

@@ -150,3 +150,32 @@ def test_live_bus_queue_drops_oldest_and_callbacks_cannot_break_it():
     assert q.empty()
     with pytest.raises(TypeError):
         bus.subscribe(42)
+
+
+def test_engine_options_from_station_table(tmp_path):
+    from cellbench.daq.engine import EngineOptions
+    from cellbench.daq.station import parse_station
+    from cellbench.daq.steps import EngineConfigError
+
+    text = """
+[cell]
+name = "c"
+
+[engine]
+fault_timeout_s = 5.0
+{extra}
+
+[[instrument]]
+name = "smu1"
+driver = "keithley2450"
+address = "TCPIP::127.0.0.1::5025::SOCKET"
+roles = ["source"]
+channel = "cell1"
+"""
+    station = parse_station(text.format(extra=""), source="s.toml")
+    options = EngineOptions.from_station(station, retries=4, sample_interval_s=None)
+    assert options.fault_timeout_s == 5.0 and options.retries == 4
+    assert options.sample_interval_s is None and options.batch_interval_s == 0.25
+    bad = parse_station(text.format(extra="fault_timout_s = 1"), source="s.toml")
+    with pytest.raises(EngineConfigError, match="fault_timout_s"):
+        EngineOptions.from_station(bad)
