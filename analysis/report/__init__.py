@@ -35,6 +35,7 @@ from .reports import (
     report_fade,
     report_run,
     retention_series,
+    time_series_sections,
 )
 from .style import ReportError, png_bytes
 
@@ -73,4 +74,5 @@ __all__ = [
     "report_fade",
     "report_run",
     "retention_series",
+    "time_series_sections",
 ]

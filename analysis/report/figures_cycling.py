@@ -104,6 +104,8 @@ def plot_time_series(samples: pl.DataFrame, *, title: str | None = None) -> Figu
     key = CYCLE if CYCLE in df.columns else STEP if STEP in df.columns else None
     if key is not None:
         a, b = _spans(df, key)
+        if a.size < 2:
+            key = None  # one cycle: nothing to tell apart
         for ax in axes:
             shade_spans(ax, a / t_div, b / t_div)
     axes[-1].set_xlabel(label("Time", t_unit))
@@ -397,7 +399,7 @@ def plot_ccd(
             color="#B00000",
         )
         ax_j.plot([], [], color="#B00000", label="short")
-    ax_j.legend(loc="upper left")
+    ax_j.legend(loc="best")
     ax_j.set_xlim(t[0] / t_div, t[-1] / t_div)
     if title:
         ax_j.set_title(title, loc="left")

@@ -20,6 +20,7 @@ from .style import (
     ReportError,
     label,
     new_figure,
+    si_text,
     si_unit,
     styled,
 )
@@ -29,6 +30,10 @@ if TYPE_CHECKING:
 
     from cellbench.analysis.drt import DRTResult
     from cellbench.analysis.eis_fit import FitResult
+
+
+#: Most DRT peaks labelled with their resistance (the largest ones), per spectrum.
+DRT_LABELS = 5
 
 
 @dataclass(frozen=True)
@@ -255,11 +260,13 @@ def plot_drt(
         g = np.asarray(r.gamma_ohm) / div
         ax.semilogx(tau, g, "-", color=color, lw=1.2, label=name or None)
         ax.fill_between(tau, g, color=color, alpha=0.08, lw=0)
-        for p in r.peaks:
+        # Label the largest peaks only: a noisy DRT has many small ones that would bury them.
+        big = sorted(r.peaks, key=lambda p: -p.r_ohm)[:DRT_LABELS]
+        for p in big:
             gk = float(np.interp(np.log(p.tau_s), np.log(tau), g))
             ax.plot([p.tau_s], [gk], "v", color=color, mec="k", mew=0.5, ms=5)
             ax.annotate(
-                f"{p.r_ohm:.3g} Ω",
+                si_text(p.r_ohm, "Ω"),
                 (p.tau_s, gk),
                 xytext=(0, 5),
                 textcoords="offset points",
@@ -323,6 +330,10 @@ def plot_eis_parameters(
         color = COLORS[k % len(COLORS)]
         ax.errorbar(xs, y, yerr=err, fmt="o-", ms=3.5, lw=0.8, capsize=2, color=color)
         ax.set_ylabel(label(n, pretty_unit(units.get(n, ""))))
+    if x in ("cycle_count", "sweep_index"):
+        from matplotlib.ticker import MaxNLocator
+
+        axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[-1].set_xlabel(x_label)
     if title:
         axes[0].set_title(title, loc="left")

@@ -153,6 +153,16 @@ def dqdv_with_peaks(
     return curves, peak_frame
 
 
+def time_series_sections(rep: Report, samples: pl.DataFrame, *, tag: str = "") -> None:
+    """Voltage, current and (when recorded) temperature against time."""
+    rep.section("Voltage, current and temperature" + (f" ({tag})" if tag else ""))
+    rep.figure(
+        f"voltage_current_temperature{_suffix(tag)}",
+        plot_time_series(samples),
+        "Cell voltage, current (positive on charge) and temperature against test time.",
+    )
+
+
 def cycling_sections(
     rep: Report,
     samples: pl.DataFrame,
@@ -172,12 +182,7 @@ def cycling_sections(
 
     sfx = _suffix(tag)
     where = f" ({tag})" if tag else ""
-    rep.section(f"Voltage, current and temperature{where}")
-    rep.figure(
-        f"voltage_current_temperature{sfx}",
-        plot_time_series(samples),
-        "Cell voltage, current (positive on charge) and temperature against test time.",
-    )
+    time_series_sections(rep, samples, tag=tag)
     if "cycle_count" not in samples.columns:
         rep.note("No cycle numbers in the samples: no per-cycle analysis.")
         return
@@ -199,6 +204,9 @@ def cycling_sections(
             fade = None
     if fade is not None:
         rep.fit(f"fade{sfx}", fade.to_dict(), "Capacity fade and end of life", _fade_summary(fade))
+    if summary.height < 2:
+        rep.note("One cycle only: no capacity or efficiency trend to plot.")
+        return
     rep.figure(
         f"capacity{sfx}",
         plot_capacity(summary, fade=fade, reference_capacity_ampere_hour=ref),
@@ -790,10 +798,10 @@ def report_run(
     ccd: bool | None = None,
 ) -> ReportFiles:
     """Everything the run's data supports, per channel: samples give V/I/T, the cycle summary,
-    fade and end of life, dQ/dV (and the CCD staircase when the protocol has a ``ccd`` step or
-    ``ccd=True``); spectra give circuit fits per sweep, Nyquist and Bode of the first and last,
-    parameters against cycle, DRT, and the Arrhenius plot when they span temperatures. A part
-    that fails becomes a note in the report instead of stopping it."""
+    fade and end of life, dQ/dV (or, when the protocol has a ``ccd`` step or ``ccd=True``,
+    V/I/T and the CCD staircase); spectra give circuit fits per sweep, Nyquist and Bode of the
+    first and last, parameters against cycle, DRT, and the Arrhenius plot when they span
+    temperatures. A part that fails becomes a note in the report instead of stopping it."""
     require_matplotlib()
     meta = data.meta
     cell = meta.cell if meta is not None else None
@@ -806,19 +814,24 @@ def report_run(
         rep.note("The run holds no samples and no spectra.")
     want_ccd = _has_ccd_step(meta) if ccd is None else ccd
     for tag, df in samples:
-        _guard(
-            rep,
-            f"cycling{' ' + tag if tag else ''}",
-            lambda df=df, tag=tag: cycling_sections(
+        if want_ccd:  # a symmetric cell's staircase: capacity, fade and dQ/dV mean nothing
+            _guard(
+                rep, "time series", lambda df=df, tag=tag: time_series_sections(rep, df, tag=tag)
+            )
+        else:
+            _guard(
                 rep,
-                df,
-                efficiency=efficiency,
-                threshold=threshold,
-                dqdv_cycles=dqdv_cycles,
-                active_mass_g=cell.active_mass_g if cell else None,
-                tag=tag,
-            ),
-        )
+                f"cycling{' ' + tag if tag else ''}",
+                lambda df=df, tag=tag: cycling_sections(
+                    rep,
+                    df,
+                    efficiency=efficiency,
+                    threshold=threshold,
+                    dqdv_cycles=dqdv_cycles,
+                    active_mass_g=cell.active_mass_g if cell else None,
+                    tag=tag,
+                ),
+            )
         if want_ccd:
             if cell is None or cell.area_cm2 is None:
                 rep.note("CCD step in the protocol, but the cell area is unknown: no CCD.")

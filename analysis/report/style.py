@@ -136,7 +136,7 @@ def time_unit(span_second: float) -> tuple[float, str]:
     return _TIME_UNITS[3]
 
 
-_SI_PREFIXES = ((1.0, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"))
+_SI_PREFIXES = ((1e6, "M"), (1e3, "k"), (1.0, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"))
 
 
 def si_unit(values: np.ndarray | float, unit: str) -> tuple[float, str]:
@@ -150,6 +150,12 @@ def si_unit(values: np.ndarray | float, unit: str) -> tuple[float, str]:
         if peak >= scale:
             return scale, prefix + unit
     return _SI_PREFIXES[-1][0], _SI_PREFIXES[-1][1] + unit
+
+
+def si_text(value: float, unit: str, digits: int = 3) -> str:
+    """``value`` with an SI prefix, e.g. ``si_text(9980, "Ω")`` -> ``"9.98 kΩ"``."""
+    div, prefixed = si_unit(value, unit)
+    return f"{value / div:.{digits}g} {prefixed}"
 
 
 def label(quantity: str, unit: str) -> str:
