@@ -22,6 +22,7 @@ Whatever the ending, every instrument gets ``safe_state()`` before the run is cl
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
@@ -78,6 +79,17 @@ class EngineOptions:
                 f"{where}: [engine] has unknown keys {unknown}; known: {sorted(known)}"
             )
         values = {**raw, **{k: v for k, v in overrides.items() if v is not None}}
+        problems = []
+        for key, value in values.items():
+            whole = key in ("retries", "max_loop_iterations")
+            kind = int if whole else (int, float)
+            ok = isinstance(value, kind) and not isinstance(value, bool)
+            if not ok or not math.isfinite(value) or value < (0 if key == "retries" else 1e-9):
+                what = "a whole number" if whole else "a positive number"
+                problems.append(f"{key} must be {what}, got {value!r}")
+        if problems:
+            where = station.path or "station"
+            raise st.EngineConfigError(f"{where}: [engine]: " + "; ".join(problems))
         return cls(**values)
 
 

@@ -146,7 +146,6 @@ class ChannelRunner:
         self._limits = self.run_limits
         self._prev: tuple[float, float, float] | None = None  # (t, V, I) of the last sample
         self._loop_first: dict[str, float] = {}
-        self._frames: list[dict[str, int]] = []
         self._drive: Callable[[], None] | None = None  # re-applies the output after a reconnect
         self._record_every: float | None = None  # decimation of recorded rows (step options)
         self._record_dv: float | None = None
@@ -173,7 +172,7 @@ class ChannelRunner:
                 self._off()
         except Cancelled as exc:
             self.state.end_reason = str(exc)
-        except BaseException as exc:  # the engine aborts the run and records the fault
+        except Exception as exc:  # the engine aborts the run and records the fault
             self.error = exc
             self.state.end_reason = f"{type(exc).__name__}: {exc}"
             log.exception("channel %s failed", self.channel)
@@ -305,7 +304,6 @@ class ChannelRunner:
         self._record_every = step.record_interval_second
         self._record_dv = step.record_dv_volt
         self._last_recorded = None
-        self._frames = frames
         run = st.executor(step)
         self.event_now("step_start", f"step {s.step_index} {s.step_label}", data=cp.to_dict())
         reason = run(self, step)
