@@ -16,7 +16,8 @@ def register(subparsers) -> None:
             "(pyvisa-py unless CELLBENCH_VISA_LIBRARY is set), then send each a short series "
             "of identity queries (*IDN?, Espec ROM?, Mark-10 ?, MethodSCRIPT t), every one "
             "bounded by --timeout. Use --no-identify to only list, and --probe for addresses "
-            "that are not enumerated (pseudo-terminals of simulators, LAN instruments)."
+            "that are not enumerated (pseudo-terminals of simulators, LAN instruments); the exit "
+            "code is 1 when a --probe address cannot be opened or does not identify."
         ),
     )
     parser.add_argument(
@@ -76,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     ports.extend(Port(a, "probe") for a in args.probe if a not in known)
 
     rows = []
+    failed_probes: list[str] = []  # addresses the user named that did not identify
     for port in ports:
         names = ", ".join(port.by_id) or port.description
         usb = f"{port.usb_id} {port.serial_number}".strip()
@@ -84,13 +86,20 @@ def run(args: argparse.Namespace) -> int:
             result = identify(port.address, timeout_s=args.timeout)
             driver = result.driver or (result.protocol if result.ok else "-")
             identity = result.identity if result.ok else f"({result.error})"
+            if not result.ok and port.address in args.probe:
+                error = result.error
+                failed_probes.append(error if port.address in error else f"{port.address}: {error}")
         rows.append((port.address, port.kind, usb, names, driver, identity))
     print_table(rows, identify=not args.no_identify, out=sys.stdout)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     if not rows:
         print("no serial ports or VISA resources found (use --probe ADDRESS)", file=sys.stderr)
-    return 0
+    # An address the user asked about that does not answer is a failure of the command (exit 1);
+    # silent enumerated ports are not (most serial ports have nothing behind them).
+    for line in failed_probes:
+        print(f"cellbench: error: {line}", file=sys.stderr)
+    return 1 if failed_probes else 0
 
 
 def print_table(rows: Sequence[tuple[str, ...]], *, identify: bool, out) -> None:

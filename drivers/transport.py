@@ -26,6 +26,7 @@ another (e.g. ``"@ivi"`` or a path to a vendor VISA library).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import select
@@ -317,6 +318,17 @@ def _bare(exc: Exception | None) -> str:
     return text.split(" (instrument ")[0].split(" (at ")[0]
 
 
+def _open_failure(exc: Exception) -> str:
+    """Why a serial port did not open, in words (pyserial repeats the path and errno)."""
+    reasons = {
+        errno.ENOENT: "no such device (is the adapter plugged in?)",
+        errno.EACCES: "permission denied (add yourself to the port's group; see udev/README.md)",
+        errno.EBUSY: "port busy (another program has it open)",
+    }
+    code = getattr(exc, "errno", None)
+    return reasons.get(code, str(exc)) if code is not None else str(exc)
+
+
 class SerialTransport(Transport):
     """A serial port through pyserial (USB-serial adapters, RS-232, pseudo-terminals, URLs)."""
 
@@ -371,7 +383,9 @@ class SerialTransport(Transport):
             port.open()
         except (serial.SerialException, OSError, ValueError) as exc:
             raise self._error(
-                InstrumentConnectionError, f"cannot open serial port {self.port}: {exc}", ""
+                InstrumentConnectionError,
+                f"cannot open serial port {self.port}: {_open_failure(exc)}",
+                "",
             ) from None
         self._port = port
         self._buffer.clear()

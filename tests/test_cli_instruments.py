@@ -105,3 +105,13 @@ def test_help_and_bad_timeout(capsys):
     assert "--probe" in capsys.readouterr().out
     assert main(["instruments", "--only-probe", "--timeout", "0"]) == 1
     assert "--timeout must be > 0" in capsys.readouterr().err
+
+
+def test_absent_probe_address_is_one_error_line_and_exit_1(tmp_path, capsys):
+    absent = str(tmp_path / "ttyUSB9")
+    assert main(["instruments", "--only-probe", "--timeout", "0.2", "--probe", absent]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"cellbench: error: cannot open serial port {absent}: "
+        f"no such device (is the adapter plugged in?) (at {absent})"
+    ]
