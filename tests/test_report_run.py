@@ -93,6 +93,7 @@ def run_folder(tmp_path_factory):
         start_time="2026-01-01T00:00:00Z",
         protocol={"name": "synthetic"},
         cell=Cell(name="cell A", chemistry="Li|LPSCl|NMC", area_cm2=0.785, thickness_cm=0.06),
+        ground_truth={"params": {"r0_ea_ev": 0.3, "ocv_volt": [3.0, 4.2]}, "soc": 0.5},
     )
     w = create_run(root, meta)
     w.append("samples", cycling_samples(cycles=8))
@@ -116,7 +117,7 @@ def test_cellbench_report_of_a_run_folder(run_folder, tmp_path, capsys):
         "arrhenius",
     }
     tables = {"cycles", "dqdv_peaks", "eis_fits", "conductivity"}
-    fits = {"fade", "eis_fits", "drt", "conductivity_fit"}
+    fits = {"fade", "eis_fits", "drt", "conductivity_fit", "ground_truth"}
     expected = (
         {"report.html"}
         | {f"{s}.png" for s in stems}
@@ -126,7 +127,8 @@ def test_cellbench_report_of_a_run_folder(run_folder, tmp_path, capsys):
     assert {p.name for p in out.iterdir()} == expected
     html = (out / "report.html").read_text(encoding="utf-8")
     assert assert_self_contained(html) == len(stems)
-    assert "synthetic-run" in html and "cell A" in html
+    assert "synthetic-run" in html and "cell A" in html and "area 0.785 cm²" in html
+    assert "r0_ea_ev" in html  # the simulated cell's ground truth, flattened, lists left out
     for s in stems:
         assert 10_000 < (out / f"{s}.png").stat().st_size < 300_000
     # the Arrhenius fit recovers the synthetic R0's activation energy (0.3 eV)

@@ -757,12 +757,12 @@ def _facts(data: RunData) -> dict[str, str]:
         out["started"] = m.start_time + (f", ended {m.end_time}" if m.end_time else "")
         cell = m.cell
         geo = [
-            f"{k} {v:g}"
-            for k, v in (
-                ("area / cm²", cell.area_cm2),
-                ("thickness / cm", cell.thickness_cm),
-                ("active mass / g", cell.active_mass_g),
-                ("nominal capacity / Ah", cell.nominal_capacity_ah),
+            f"{k} {v:g} {unit}"
+            for k, v, unit in (
+                ("area", cell.area_cm2, "cm²"),
+                ("thickness", cell.thickness_cm, "cm"),
+                ("active mass", cell.active_mass_g, "g"),
+                ("nominal capacity", cell.nominal_capacity_ah, "Ah"),
             )
             if v is not None
         ]
@@ -839,6 +839,16 @@ def report_run(
                 _guard(
                     rep, "CCD", lambda df=df, tag=tag: ccd_sections(rep, df, cell.area_cm2, tag=tag)
                 )
+    if meta is not None and meta.ground_truth:
+        # A simulated run knows the true parameters: put them beside what the fits found.
+        rep.section("Simulated cell: ground truth")
+        truth = meta.ground_truth
+        rep.fit(
+            "ground_truth",
+            truth,
+            "Parameters of the simulated cell (run.json)",
+            _scalars(truth),
+        )
     for tag, df in spectra:
         _guard(
             rep,
@@ -853,6 +863,19 @@ def report_run(
             ),
         )
     return _write(rep, out_dir)
+
+
+def _scalars(d: Mapping[str, Any]) -> dict[str, str]:
+    """The scalar entries of a (one level nested) mapping, as text: lists are left out."""
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out.update(_scalars(v))
+        elif isinstance(v, float):
+            out[k] = f"{v:.4g}"
+        elif isinstance(v, int | str | bool):
+            out[k] = str(v)
+    return out
 
 
 def _guard(rep: Report, what: str, build: Any) -> None:
