@@ -29,12 +29,23 @@ def summarise(run_path: Path | str, *, circuit: str = DEMO_CIRCUIT) -> list[str]
     lines = [f"run: {run_path}"]
     lines += _cycles(reader.read("samples"), out_dir)
     lines += _eis(reader.read("spectra"), out_dir, circuit)
-    truth = reader.meta.ground_truth
-    if truth:
-        keys = [k for k in sorted(truth) if isinstance(truth[k], int | float)][:8]
-        pairs = ", ".join(f"{k}={truth[k]:.4g}" for k in keys)
-        lines.append(f"simulated cell (ground truth in run.json): {pairs}")
+    lines += _truth(reader.meta.ground_truth or {})
     return lines
+
+
+def _truth(truth: dict) -> list[str]:
+    """The simulated cell's values the fits should find (at the run's start, 25 degC)."""
+    p = truth.get("circuit_parameters") or {}
+    try:
+        series = p["R0"] + p["R1"] + p["R2"]  # leads + bulk + grain boundaries: above 100 kHz
+        interface = p["R3"]
+    except (KeyError, TypeError):
+        return ["ground truth: in run.json (ground_truth)"] if truth else []
+    return [
+        f"ground truth (run.json, simulated cell at {truth.get('temperature_celsius', 25):.0f} "
+        f"degC): series {series:.4g} ohm (fit R0), interface {interface:.4g} ohm (fit R1), "
+        f"capacity {1e3 * truth.get('capacity_ah', float('nan')):.4g} mAh"
+    ]
 
 
 def _cycles(samples: pl.DataFrame, out_dir: Path) -> list[str]:

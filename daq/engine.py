@@ -572,7 +572,13 @@ class Engine:
                 f"run {status}" + (f": {self.stop_reason}" if self.stop_reason else ""),
                 severity="info" if status == "completed" else "warning",
                 test_time_second=self.test_time(),
-                data={"status": status, "channels": summary, "failed": [c for c, _ in failed]},
+                data={
+                    "status": status,
+                    "channels": summary,
+                    "failed": [c for c, _ in failed],
+                    # simulated time given up to stalls of this process (PacedClock), s
+                    "clock_behind_second": getattr(self.clock, "behind_s", 0.0),
+                },
             )
         if self.recorder is not None:
             self.recorder.stop()
