@@ -231,7 +231,7 @@ def _plain_log_ticks(ax) -> None:
 
     lo, hi = ax.get_ylim()
     if lo > 0 and hi / lo < 10:
-        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 3.0, 5.0, 7.0)))
+        ax.yaxis.set_major_locator(LogLocator(subs=tuple(range(1, 10))))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.yaxis.set_minor_formatter(NullFormatter())
 
