@@ -220,3 +220,17 @@ def test_report_of_a_vendor_file(shared_data, tmp_path):
     names = {p.name for p in out.iterdir()}
     assert {"report.html", "voltage_current_temperature.png", "cycles.csv"} <= names
     assert_self_contained((out / "report.html").read_text(encoding="utf-8"))
+
+
+def test_run_report_of_two_channels_suffixes_every_file(tmp_path):
+    from cellbench.analysis.report import RunData, report_run
+
+    a = cycling_samples(cycles=3)
+    b = a.with_columns(pl.lit("cell 2").alias("channel"), pl.col("voltage_volt") + 0.01)
+    files = report_run(RunData(samples=pl.concat([a, b])), tmp_path, dqdv_cycles=[1, 3])
+    names = {p.name for p in files.figures}
+    for ch in ("cell1", "cell-2"):
+        assert {f"voltage_current_temperature_{ch}.png", f"capacity_{ch}.png"} <= names
+    assert (tmp_path / "cycles_cell-2.parquet").is_file()
+    html = files.html.read_text(encoding="utf-8")
+    assert "Cycling (cell 2)" in html
