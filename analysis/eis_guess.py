@@ -85,8 +85,8 @@ def _zarc(w: np.ndarray, tau: float, n: float) -> np.ndarray:
     return 1.0 / (1.0 + (1j * w * tau) ** n)
 
 
-def _tail_column(el: Element, w: np.ndarray, feat: _Features, n: float) -> np.ndarray:
-    """Impedance of a tail element per unit of its linear amplitude."""
+def _tail_column(el: Element, w: np.ndarray, tau: float, n: float) -> np.ndarray:
+    """Impedance of a tail element per unit of its linear amplitude, at time constant tau."""
     s = 1j * w
     if el.kind == "W":
         return (1 - 1j) / np.sqrt(w)
@@ -94,15 +94,27 @@ def _tail_column(el: Element, w: np.ndarray, feat: _Features, n: float) -> np.nd
         return 1.0 / s
     if el.kind == "CPE":
         return 1.0 / s**n
-    x = np.sqrt(s * feat.tail_tau)
+    x = np.sqrt(s * tau)
     if el.kind == "Wo":
         return 1.0 / (np.tanh(x) * x)
     if el.kind == "Ws":
         return np.tanh(x) / x
     if el.kind == "G":
-        return 1.0 / np.sqrt(1 + s * feat.tail_tau)
-    # TLM: blocking porous electrode, unit ionic resistance
-    return _zarc(w, feat.tail_tau, n) + 1.0 / (s * feat.tail_tau) ** n
+        return 1.0 / np.sqrt(1 + s * tau)
+    # TLM, blocking, per unit ionic resistance: coth(u) / u with u^2 = (s tau)^n
+    u = (s * tau) ** (n / 2)
+    return 1.0 / (np.tanh(u) * u)
+
+
+def _tail_taus(c: Circuit, feat: _Features) -> list[float]:
+    """Time constants to try for tail elements that have one (Wo, Ws, G, TLM)."""
+    if not any(
+        el.kind in ("Wo", "Ws", "G", "TLM") for el in _top_items(c.root) if isinstance(el, Element)
+    ):
+        return [feat.tail_tau]
+    grid = {feat.tail_tau, *(10.0**k / feat.w_min for k in (-2, -1, 0, 1, 2))}
+    grid.update(p.tau_s for p in feat.d.peaks)
+    return sorted(grid)
 
 
 def _rank_assignments(c: Circuit, feat: _Features, m: int) -> list[tuple[float, list, dict]]:
@@ -121,8 +133,8 @@ def _rank_assignments(c: Circuit, feat: _Features, m: int) -> list[tuple[float, 
         fixed_cols.append(1j * w * feat.l_h)
     out = []
     combos = list(itertools.combinations(feat.taus, m)) if m else [()]
-    for n in _N_VALUES:
-        tail_cols = [_tail_column(el, w, feat, n) for el in tails]
+    for n, tail_tau in itertools.product(_N_VALUES, _tail_taus(c, feat)):
+        tail_cols = [_tail_column(el, w, tail_tau, n) for el in tails]
         arc_cols = {tau: _zarc(w, tau, n) for tau in feat.taus}
         base = fixed_cols + tail_cols
         for combo in combos:
@@ -146,7 +158,7 @@ def _rank_assignments(c: Circuit, feat: _Features, m: int) -> list[tuple[float, 
                 amps[el.name] = x[i]
                 i += 1
             arcs = [(float(x[i + k]), float(combo[k])) for k in range(m)]
-            out.append((float(rnorm), arcs, {**amps, "n": n}))
+            out.append((float(rnorm), arcs, {**amps, "n": n, "tail_tau": tail_tau}))
     out.sort(key=lambda t: t[0])
     if not out:
         return out
@@ -162,6 +174,7 @@ def _rank_assignments(c: Circuit, feat: _Features, m: int) -> list[tuple[float, 
 
 def _params_from(c: Circuit, feat: _Features, arcs: list, amps: dict) -> dict[str, float]:
     n = amps["n"]
+    tail_tau = amps.get("tail_tau", feat.tail_tau)
     items = _top_items(c.root)
     floor = 1e-3 * feat.r_hf
     out: dict[str, float] = {}
@@ -188,15 +201,16 @@ def _params_from(c: Circuit, feat: _Features, arcs: list, amps: dict) -> dict[st
         elif it.kind == "CPE":
             out[names[0]], out[names[1]] = 1.0 / a, n
         elif it.kind in ("Wo", "Ws", "G"):
-            out[names[0]], out[names[1]] = max(a, floor), feat.tail_tau
+            out[names[0]], out[names[1]] = max(a, floor), tail_tau
         elif it.kind == "TLM":
-            tau = feat.tail_tau
-            out[names[0]] = max(a, floor)
-            out[names[1]] = 100 * max(a, floor)
-            out[names[2]], out[names[3]] = tau**n / max(a, floor), n
+            r_ion = max(a, floor)
+            # charge transfer: what the low-frequency real part leaves beyond Rion / 3
+            r_lf = feat.z_lf.real - amps.get("series_r", feat.r_hf) - r_ion / 3
+            out[names[0]], out[names[1]] = r_ion, max(r_lf, 10 * r_ion)
+            out[names[2]], out[names[3]] = tail_tau**n / r_ion, n
     for el in c.elements:  # anything deeper in the tree: neutral values from the data
         if any(name not in out for name in el.param_names):
-            _arc_element(out, el, feat.r_pol, feat.tail_tau, n, feat)
+            _arc_element(out, el, feat.r_pol, tail_tau, n, feat)
     return {name: float(out[name]) for name in c.param_names}
 
 
@@ -258,7 +272,7 @@ def ranked_starts(
     out: list[Start] = []
     hf_tau = feat.taus[0]
     for res, arcs, amps in ranked:
-        key = tuple(tau for r, tau in arcs if r > 0)
+        key = (tuple(tau for r, tau in arcs if r > 0), amps["tail_tau"])
         if key in seen:  # same arcs (an empty arc is no different from a missing one)
             continue
         seen.append(key)
@@ -271,9 +285,8 @@ def ranked_starts(
     if ranked:
         res, arcs, amps = ranked[0]
         for factor in (0.1, 10.0):
-            feat.tail_tau *= factor
-            out.append(Start(_params_from(c, feat, arcs, amps), res, False))
-            feat.tail_tau /= factor
+            shifted = {**amps, "tail_tau": amps["tail_tau"] * factor}
+            out.append(Start(_params_from(c, feat, arcs, shifted), res, False))
     return out
 
 
