@@ -225,7 +225,10 @@ class RunWriter:
             self._check_open()
             st = self._tables[table]
             assert st.journal is not None
-            st.journal.write(journal.header(st.next_seq, df.height, payload, crc), payload)
+            try:
+                st.journal.write(journal.header(st.next_seq, df.height, payload, crc), payload)
+            except OSError as exc:  # e.g. disk full: nothing of this batch is kept, try again
+                raise StoreError(f"{st.journal.path}: cannot append: {exc.strerror}") from exc
             st.next_seq += 1
 
     def event(

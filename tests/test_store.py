@@ -475,3 +475,43 @@ def test_reader_works_on_a_copy_without_write_permission(tmp_path):
     finally:
         for p in [copy, *copy.rglob("*")]:
             p.chmod(0o755 if p.is_dir() else 0o644)
+
+
+def test_failed_write_keeps_nothing_of_the_batch_and_the_next_append_works(tmp_path, monkeypatch):
+    w = create_run(tmp_path, meta())
+    w.append("samples", samples(0, 10))
+    real = os.pwritev
+
+    def disk_full(fd, buffers, offset):  # half a header reaches the file, then the disk is full
+        os.pwrite(fd, bytes(buffers[0])[:10], offset)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "pwritev", disk_full)
+    with pytest.raises(StoreError, match="No space left"):
+        w.append("samples", samples(10, 10))
+    monkeypatch.setattr(os, "pwritev", real)
+    w.append("samples", samples(20, 10))
+    t = open_run(w.path).read("samples")["test_time_second"].to_list()
+    assert t == list(np.arange(10.0)) + list(np.arange(20.0, 30.0))
+    w.close()
+    assert open_run(w.path).tables()["samples"] == 20
+
+
+def test_failed_fsync_stops_the_writer_instead_of_pretending(tmp_path, monkeypatch):
+    w = create_run(tmp_path, meta(), fsync_interval_s=3600)
+    w.append("samples", samples(0, 10))
+
+    def eio(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", eio)
+    with pytest.raises(StoreError, match="fsync failed"):
+        w.flush()
+    with pytest.raises(StoreError, match="cannot be trusted"):
+        w.append("samples", samples(10, 10))
+    monkeypatch.undo()
+    with pytest.raises(StoreError, match="fsync failed"):
+        w.close()
+    w = reopen_run(w.path)  # the rows written before the failure are still there to recover
+    assert open_run(w.path).tables()["samples"] == 10
+    w.close()
