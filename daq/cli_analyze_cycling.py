@@ -9,9 +9,12 @@ print as ``null``. Without ``--json`` the same figures print as a readable table
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -87,8 +90,45 @@ def _pick_channel(df: pl.DataFrame, channel: str | None, path: Path) -> pl.DataF
     return df
 
 
-def _load_cycling(path: Path, channel: str | None, segment: bool, efficiency: str) -> pl.DataFrame:
-    df = loaders.load_samples(path)
+@contextlib.contextmanager
+def _reader_warnings() -> Iterator[None]:
+    """Print each reader warning as one ``cellbench: warning:`` line, not Python's source dump."""
+    from cellbench.analysis.readers import ReaderWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ReaderWarning)
+        try:
+            yield
+        finally:
+            for w in caught:
+                if issubclass(w.category, ReaderWarning):
+                    print(f"cellbench: warning: {w.message}", file=sys.stderr)
+                else:
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+
+
+def load_samples(path: Path, column_map: str | None = None) -> pl.DataFrame:
+    """Samples of a run folder or a cycler file; ``column_map`` (a JSON file, see
+    docs/readers.md) reads a csv/text export that no built-in reader knows."""
+    with _reader_warnings():
+        if column_map is None:
+            return loaders.load_samples(path)
+        if not path.is_file():
+            what = "not a file" if path.exists() else "no such file"
+            raise CellbenchError(f"{path}: {what} (--column-map reads a csv or text export)")
+        from cellbench.analysis.readers import read_csv
+
+        return read_csv(path, column_map).frame
+
+
+def _load_cycling(
+    path: Path,
+    channel: str | None,
+    segment: bool,
+    efficiency: str,
+    column_map: str | None = None,
+) -> pl.DataFrame:
+    df = load_samples(path, column_map)
     if channel is not None:
         df = _pick_channel(df, channel, path)
     if segment:
@@ -121,7 +161,7 @@ def _summary(args: argparse.Namespace) -> pl.DataFrame:
     from cellbench.analysis.cycling import cycle_summary
 
     path = Path(args.file)
-    df = _load_cycling(path, args.channel, args.segment, args.efficiency)
+    df = _load_cycling(path, args.channel, args.segment, args.efficiency, args.column_map)
     mass = getattr(args, "active_mass_g", None)
     if mass is None:
         cell = _cell(path)
@@ -154,7 +194,10 @@ def _retention(args: argparse.Namespace) -> tuple[list[float], list[float]]:
     path = Path(args.file)
     summary: pl.DataFrame | None = None
     if path.is_file() and path.suffix.lower() == ".csv":
-        head = pl.read_csv(path, n_rows=0, comment_prefix="#").columns
+        try:
+            head = pl.read_csv(path, n_rows=0, comment_prefix="#").columns
+        except (pl.exceptions.PolarsError, UnicodeDecodeError):
+            head = []  # not a plain table: a vendor export, read below through the readers
         if "cycle_count" in head and any(k in head for k in SUMMARY_CSV_KEYS):
             summary = pl.read_csv(path, comment_prefix="#", infer_schema_length=None)
             if "capacity_retention" in summary.columns:
@@ -188,17 +231,20 @@ def _retention(args: argparse.Namespace) -> tuple[list[float], list[float]]:
 
 
 def cmd_fade(args: argparse.Namespace) -> int:
-    from cellbench.analysis.fade import analyze_fade
+    from cellbench.analysis.fade import FadeError, analyze_fade
 
-    cycles, retention = _retention(args)
-    report = analyze_fade(
-        cycles,
-        retention,
-        threshold=args.threshold,
-        first_n=args.first_n,
-        criterion=args.criterion,
-        confidence=args.confidence,
-    )
+    try:
+        cycles, retention = _retention(args)
+        report = analyze_fade(
+            cycles,
+            retention,
+            threshold=args.threshold,
+            first_n=args.first_n,
+            criterion=args.criterion,
+            confidence=args.confidence,
+        )
+    except FadeError as exc:  # the data do not allow a fit: say which file
+        raise CellbenchError(f"{args.file}: {exc}") from None
     if args.json:
         _print_json(report.to_dict())
         return 0
@@ -255,7 +301,7 @@ def _conductivity_points(
     from cellbench.analysis.conductivity import conductivity_from_resistance
 
     if not path.is_file():
-        raise CellbenchError(f"{path}: no such file")
+        raise CellbenchError(f"{path}: {'not a file' if path.exists() else 'no such file'}")
     try:
         df = pl.read_csv(path, comment_prefix="#", infer_schema_length=None)
     except pl.exceptions.PolarsError as exc:
@@ -355,7 +401,7 @@ def cmd_ccd(args: argparse.Namespace) -> int:
             f"{path}: the electrode area is unknown; give --area-cm2 (cm2)"
             + ("" if loaders.is_run(path) else " (vendor files carry no cell geometry)")
         )
-    df = _pick_channel(loaders.load_samples(path), args.channel, path)
+    df = _pick_channel(load_samples(path, args.column_map), args.channel, path)
     res = critical_current_density(
         df,
         area,
@@ -401,8 +447,19 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 
+def _add_column_map(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--column-map",
+        metavar="MAP.json",
+        help="read FILE as a csv/text export whose columns MAP.json names, e.g. "
+        '{"t (h)": ["test_time_second", 3600], "U (V)": "voltage_volt", '
+        '"I (mA)": ["current_ampere", 0.001]} (see docs/readers.md)',
+    )
+
+
 def _add_cycling_inputs(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="FILE", help="run folder or cycler file (any supported format)")
+    _add_column_map(p)
     p.add_argument("--channel", help="channel to analyse (default: all channels)")
     p.add_argument(
         "--efficiency",
@@ -500,6 +557,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the short.",
     )
     p.add_argument("file", metavar="FILE", help="run folder or cycler file")
+    _add_column_map(p)
     p.add_argument("--area-cm2", type=float, help="electrode area, cm2 (default: the run's cell)")
     p.add_argument("--channel", help="channel to analyse (needed when the file has several)")
     p.add_argument(

@@ -12,7 +12,14 @@ from pathlib import Path
 
 import polars as pl
 
-from cellbench.analysis.readers import FORMATS, ReaderError, ReadResult, by_name, detect_format
+from cellbench.analysis.readers import (
+    FORMATS,
+    ReaderError,
+    ReadResult,
+    by_name,
+    detect_format,
+    read_csv,
+)
 
 TARGETS = {"parquet": ".parquet", "bdf-csv": ".csv"}
 
@@ -42,6 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="which table to take from a file holding both (an .mpr with GCPL and PEIS)",
     )
     conv.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    _add_column_map(conv)
     conv.set_defaults(func=run_convert)
 
     insp = sub.add_parser(
@@ -52,16 +60,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     insp.add_argument("file", type=Path, metavar="FILE")
     insp.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _add_column_map(insp)
     insp.set_defaults(func=run_inspect)
 
 
-def _read(path: Path, kind: str | None = None) -> ReadResult:
+def _add_column_map(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--column-map",
+        type=Path,
+        metavar="MAP.json",
+        help="read FILE as a csv/text export whose columns MAP.json names, e.g. "
+        '{"t (h)": ["test_time_second", 3600], "U (V)": "voltage_volt", '
+        '"I (mA)": ["current_ampere", 0.001]} (see docs/readers.md); with --kind spectra '
+        "for impedance tables",
+    )
+
+
+def _read(path: Path, kind: str | None = None, column_map: Path | None = None) -> ReadResult:
     import warnings
 
-    fmt = by_name(detect_format(path))
+    if column_map is not None:
+        if not path.is_file():
+            raise ReaderError(path, "no such file" if not path.exists() else "not a file")
+        fmt = None
+    else:
+        fmt = by_name(detect_format(path))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # collected in ReadResult.warnings and printed by us
-        if kind is not None and fmt.read_kind is not None:
+        if fmt is None:
+            result = read_csv(path, column_map, kind=kind or "samples")
+        elif kind is not None and fmt.read_kind is not None:
             result = fmt.read_kind(path, kind)
         else:
             result = fmt.read(path)
@@ -98,7 +126,7 @@ def run_convert(args: argparse.Namespace) -> int:
                 raise ReaderError(src, "output would overwrite the input", expected="--out DIR")
             if dest.exists() and not args.force:
                 raise ReaderError(dest, "exists", expected="--force to overwrite")
-            result = _read(src, args.kind)
+            result = _read(src, args.kind, args.column_map)
             write_frame(result.frame, dest, args.to)
         except ReaderError as exc:
             failed += 1
@@ -114,9 +142,9 @@ def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")
 
 
-def summary(path: Path) -> dict:
-    """What ``inspect`` shows, as a plain dict."""
-    result = _read(path)
+def summary(path: Path, column_map: Path | None = None) -> dict:
+    """What ``inspect`` shows, as a plain dict; ``column_map`` as for ``--column-map``."""
+    result = _read(path, column_map=column_map)
     df = result.frame
     out: dict = {
         "file": str(path),
@@ -149,12 +177,14 @@ def _duration(seconds: float) -> str:
 
 
 def run_inspect(args: argparse.Namespace) -> int:
-    info = summary(args.file)
+    info = summary(args.file, args.column_map)
     if args.json:
         print(json.dumps(info, indent=2, default=str))
         return 0
     print(f"file:     {info['file']}")
-    print(f"format:   {info['format']} ({by_name(info['format']).description})")
+    known = {f.name for f in FORMATS}
+    what = by_name(info["format"]).description if info["format"] in known else "a column map"
+    print(f"format:   {info['format']} ({what})")
     kinds = info["metadata"].get("kinds", [info["kind"]])
     also = [k for k in kinds if k != info["kind"]]
     extra = f" (also {', '.join(also)}: convert --kind {also[0]})" if also else ""

@@ -81,3 +81,25 @@ def test_convert_help_lists_formats(capsys):
         main(["convert", "--help"])
     assert exc.value.code == 0
     assert "neware-ndax" in capsys.readouterr().out
+
+
+def test_convert_and_inspect_with_a_column_map(tmp_path, capsys):
+    src = tmp_path / "rig.csv"
+    src.write_text("Zeit (min);U (V);I (mA)\n0;3.50;5\n1;3.55;5\n2;3.60;5\n3;3.58;-5\n")
+    cmap = tmp_path / "rig.json"
+    cmap.write_text(
+        '{"Zeit (min)": ["test_time_second", 60], "U (V)": "voltage_volt", '
+        '"I (mA)": ["current_ampere", 0.001]}'
+    )
+    assert main(["inspect", str(src)]) == 1
+    assert "--column-map" in capsys.readouterr().err
+    assert main(["inspect", str(src), "--column-map", str(cmap), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["format"], info["kind"], info["rows"]) == ("csv", "samples", 4)
+    assert info["time_span_second"] == [0.0, 180.0]
+    code = main(["convert", str(src), "--column-map", str(cmap), "--to", "parquet",
+                 "--out", str(tmp_path / "out")])  # fmt: skip
+    assert code == 0
+    back = read(tmp_path / "out" / "rig.parquet").frame
+    assert back["current_ampere"].to_list() == pytest.approx([0.005, 0.005, 0.005, -0.005])
+    assert back["voltage_volt"].to_list() == pytest.approx([3.50, 3.55, 3.60, 3.58])

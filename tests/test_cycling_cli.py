@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 
 import numpy as np
@@ -177,12 +178,131 @@ def test_fade_needs_one_channel(tmp_path, capsys):
 def test_real_generic_csv_files(shared_data, capsys):
     """The cellpy 'custom' exports: the good one summarises, each broken one is one clear line."""
     folder = shared_data / "cycling" / "bad"
-    with warnings.catch_warnings():  # the reader may warn about units the export omits
-        warnings.simplefilter("ignore")
-        assert main(["analyze", "cycling", str(folder / "custom_good_small.csv"), "--json"]) == 0
-        rows = json.loads(capsys.readouterr().out)
-        assert [r["cycle_count"] for r in rows] == [1]
-        for name in ("custom_missing_column", "custom_missing_cycle", "custom_truncated"):
-            assert main(["analyze", "cycling", str(folder / f"{name}.csv")]) == 1
-            err = capsys.readouterr().err
-            assert err.startswith("cellbench: error:") and f"{name}.csv" in err
+    assert main(["analyze", "cycling", str(folder / "custom_good_small.csv"), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["cycle_count"] for r in rows] == [1]
+    broken = {
+        "custom_missing_column": "no column for voltage_volt",
+        "custom_missing_cycle": "line 41, column 'cycle': cycle number skips from 1 to 3",
+        "custom_nan_inf": "line 24, column 'voltage': empty value",
+        "custom_truncated": "line 80, column 'current': row has 5 of the header's 10 fields",
+    }
+    for name, what in broken.items():
+        assert main(["analyze", "cycling", str(folder / f"{name}.csv")]) == 1
+        *notes, err = capsys.readouterr().err.strip().splitlines()
+        # the export states no units: one warning line, then the one error line
+        assert all(n.startswith("cellbench: warning: ") for n in notes)
+        assert err.startswith(f"cellbench: error: {folder / name}.csv: ") and what in err
+
+
+# Every cycler format of the shared data through the command line: the stable JSON keys exactly,
+# cycles as the vendor numbers them.
+REAL_CYCLER_FILES = [
+    ("biol.mpr", 1),
+    pytest.param(
+        "20160805_test001_45_cc_01.res",
+        18,
+        marks=pytest.mark.skipif(
+            shutil.which("mdb-export") is None, reason="mdb-export (mdbtools) not installed"
+        ),
+    ),
+    ("20260302_IFE_BTS85_2_9_8_1.ndax", 1),
+    ("neware_uio.csv", 4),
+    ("maccor_002.txt", 2),
+]
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize(("name", "cycles"), REAL_CYCLER_FILES)
+def test_cycling_json_on_every_real_cycler_format(shared_data, capsys, name, cycles):
+    assert main(["analyze", "cycling", str(shared_data / "cycling" / name), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["cycle_count"] for r in rows] == list(range(1, cycles + 1))
+    for r in rows:
+        assert set(KEYS) <= set(r)
+        assert r["charge_capacity_ampere_hour"] >= 0 and r["discharge_capacity_ampere_hour"] >= 0
+        assert r["charge_energy_watt_hour"] >= 0 and r["discharge_energy_watt_hour"] >= 0
+        ce = r["coulombic_efficiency"]
+        if r["charge_capacity_ampere_hour"] > 0:
+            expected = r["discharge_capacity_ampere_hour"] / r["charge_capacity_ampere_hour"]
+            assert ce == pytest.approx(expected, rel=1e-12)
+    assert sum(r["charge_capacity_ampere_hour"] for r in rows) > 0
+
+
+def _lab_export(tmp_path) -> tuple[str, str]:
+    """A csv no built-in reader knows (hours, mA, a German cycle column) and its column map."""
+    lines = ["t (h),U (V),I (mA),Zyklus"]
+    t = 0.0
+    for cycle in (1, 2, 3):
+        for sign in (1, -1):  # 1 h at +10 mA, then 1 h at -10 mA
+            for k in range(61):
+                lines.append(f"{t:.6f},{3.6 + 0.3 * sign * k / 60:.4f},{10.0 * sign},{cycle}")
+                t += 1 / 60 if k < 60 else 0.0
+    data = tmp_path / "rig3.csv"
+    data.write_text("\n".join(lines) + "\n")
+    cmap = tmp_path / "rig3.json"
+    cmap.write_text(
+        json.dumps(
+            {
+                "t (h)": ["test_time_second", 3600],
+                "U (V)": "voltage_volt",
+                "I (mA)": ["current_ampere", 0.001],
+                "Zyklus": "cycle_count",
+            }
+        )
+    )
+    return str(data), str(cmap)
+
+
+def test_column_map_reads_an_unknown_export(tmp_path, capsys):
+    data, cmap = _lab_export(tmp_path)
+    assert main(["analyze", "cycling", data]) == 1
+    assert "--column-map" in capsys.readouterr().err
+    assert main(["analyze", "cycling", data, "--column-map", cmap, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["cycle_count"] for r in rows] == [1, 2, 3]
+    for r in rows:  # 10 mA for 1 h each way
+        assert r["charge_capacity_ampere_hour"] == pytest.approx(0.010, rel=1e-9)
+        assert r["discharge_capacity_ampere_hour"] == pytest.approx(0.010, rel=1e-9)
+    assert main(["analyze", "ccd", data, "--column-map", cmap, "--area-cm2", "1", "--json"]) == 0
+    ccd = json.loads(capsys.readouterr().out)
+    assert ccd["shorted"] is False
+
+
+def test_column_map_errors_name_the_file(tmp_path, capsys):
+    data, _ = _lab_export(tmp_path)
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"U (V)": "volts", "t (h)": ["test_time_second", 3600]}')
+    assert main(["analyze", "cycling", data, "--column-map", str(bad)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("cellbench: error: ") and "rig3.csv" in err[0]
+    assert "'volts'" in err[0]
+    assert main(["analyze", "cycling", data, "--column-map", str(tmp_path / "none.json")]) == 1
+    assert "none.json" in capsys.readouterr().err
+    assert main(["analyze", "cycling", str(tmp_path), "--column-map", str(bad)]) == 1
+    assert "not a file" in capsys.readouterr().err
+
+
+def test_reader_warnings_print_as_one_line_each(tmp_path, capsys):
+    df, _ = cccv_frame()
+    path = tmp_path / "extra.csv"
+    df.drop("channel", strict=False).with_columns(
+        (pl.col("test_time_second") + 1.7e9).alias("unix_time_second"),
+        pl.lit(1.0).alias("mystery_column"),
+    ).write_csv(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing may escape as a Python warning
+        assert main(["analyze", "cycling", str(path)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err and all(line.startswith("cellbench: warning: ") for line in err)
+    assert any("mystery_column" in line for line in err)
+
+
+def test_fade_and_conductivity_errors_name_the_file(tmp_path, capsys):
+    df, _ = cccv_frame()
+    path = _bdf_csv(df, tmp_path / "one_cycle.csv")
+    assert main(["analyze", "fade", path]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"cellbench: error: {path}: ") and "\n" not in err
+    assert main(["analyze", "conductivity", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.strip() == f"cellbench: error: {tmp_path}: not a file"

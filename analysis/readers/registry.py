@@ -225,7 +225,8 @@ def detect_format(path: str | Path) -> str:
             path,
             "format not recognised from its content",
             offset=0,
-            expected=f"one of: {names}; other csv exports: readers.read_csv(path, column_map)",
+            expected=f"one of: {names}; for other csv exports give a column map "
+            "(--column-map MAP.json; readers.read_csv in Python)",
         )
     ext = path.suffix.lower()
     for f in matches:
