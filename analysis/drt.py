@@ -89,6 +89,7 @@ def drt(
     z,
     *,
     lam: float | None = None,
+    method: str = "gcv",
     points_per_decade: float = 8.0,
     extend_decades: float = 1.0,
     min_peak_fraction: float = 0.02,
@@ -96,7 +97,9 @@ def drt(
     """Compute the DRT of one spectrum and list its peaks.
 
     ``lam`` fixes the regularisation (relative to the largest squared singular value of the
-    weighted kernel); by default it is chosen by GCV. Peaks whose resistance is
+    weighted kernel); by default it is chosen by ``method``: ``"gcv"`` (generalised
+    cross-validation) or ``"lcurve"`` (the corner of the L-curve, the point of largest curvature
+    of log residual norm against log solution norm). Peaks whose resistance is
     less than ``min_peak_fraction`` of |Z| at their frequency are dropped.
     """
     f, zz = _check(frequency_hz, z)
@@ -128,19 +131,7 @@ def drt(
     u, sv, _ = np.linalg.svd(pa, full_matrices=False)
     s2max = sv[0] ** 2
     if lam is None:
-        beta = u.T @ pb
-        rest = pb @ pb - beta @ beta
-        n_dof = b.size - 2
-        best = (np.inf, 1e-3)
-        for rel in np.logspace(-8, 0, 33):
-            lm = rel * s2max
-            filt = lm / (sv**2 + lm)
-            resid = np.sum((filt * beta) ** 2) + rest
-            trace = n_dof - np.sum(sv**2 / (sv**2 + lm))
-            gcv = resid / trace**2
-            if gcv < best[0]:
-                best = (gcv, rel)
-        lam = best[1]
+        lam = _choose_lambda(sv, u.T @ pb, pb @ pb, b.size - 2, s2max, method)
     lm = lam * s2max
     a_aug = np.vstack(
         (np.hstack((a_fix, a_g)), np.hstack((np.zeros((m, 2)), np.sqrt(lm) * np.eye(m))))
@@ -167,6 +158,36 @@ def drt(
         z_fit=z_fit,
         peaks=[p for p in peaks if p.tau_s >= hf_limit],
     )
+
+
+LAMBDA_GRID = np.logspace(-8, 0, 33)
+
+
+def _choose_lambda(
+    sv: np.ndarray, beta: np.ndarray, b2: float, n_dof: int, s2max: float, method: str
+) -> float:
+    """Regularisation (relative to s2max) by GCV or the L-curve, in closed form over the SVD."""
+    rest = max(b2 - beta @ beta, 0.0)
+    resid, norm, gcv = [], [], []
+    for rel in LAMBDA_GRID:
+        lm = rel * s2max
+        filt = lm / (sv**2 + lm)
+        r2 = float(np.sum((filt * beta) ** 2) + rest)
+        resid.append(r2)
+        norm.append(float(np.sum((sv * beta / (sv**2 + lm)) ** 2)))
+        gcv.append(r2 / (n_dof - np.sum(sv**2 / (sv**2 + lm))) ** 2)
+    if method == "gcv":
+        return float(LAMBDA_GRID[int(np.argmin(gcv))])
+    if method != "lcurve":
+        raise DRTError(f"lambda method {method!r} is not 'gcv' or 'lcurve'")
+    x = 0.5 * np.log(np.maximum(resid, 1e-300))
+    y = 0.5 * np.log(np.maximum(norm, 1e-300))
+    t = np.log(LAMBDA_GRID)
+    dx, dy = np.gradient(x, t), np.gradient(y, t)
+    ddx, ddy = np.gradient(dx, t), np.gradient(dy, t)
+    kappa = (dx * ddy - ddx * dy) / np.maximum((dx**2 + dy**2) ** 1.5, 1e-300)
+    inner = slice(2, -2)  # the ends of a finite grid have no reliable second derivative
+    return float(LAMBDA_GRID[inner][int(np.argmax(np.abs(kappa[inner])))])
 
 
 def drt_peaks(

@@ -96,3 +96,15 @@ def test_drt_sees_inductance_and_a_fixed_lambda():
     assert len(res.peaks) == 1 and res.peaks[0].r_ohm == pytest.approx(50, rel=0.05)
     with pytest.raises(DRTError, match="at least 5"):
         drt(F[:3], z[:3])
+
+
+def test_drt_with_the_l_curve_finds_the_same_relaxations():
+    truth = {"R0": 10.0, "R1": 100.0, "C1": 1e-6, "R2": 300.0, "C2": 1e-3}
+    z = noisy_spectrum("R0-p(R1,C1)-p(R2,C2)", truth, F, noise=0.002, rng=np.random.default_rng(8))
+    res = drt(F, z, method="lcurve")
+    assert 1e-8 < res.lam < 1
+    taus = sorted(p.tau_s for p in res.peaks if p.r_ohm > 20)
+    assert len(taus) == 2
+    np.testing.assert_allclose(np.log10(taus), np.log10([1e-4, 0.3]), atol=0.2)
+    with pytest.raises(DRTError, match="'aic'"):
+        drt(F, z, method="aic")
