@@ -1,10 +1,11 @@
 """Read a run folder, also while another process is writing it or after that process crashed.
 
-The reader never writes, renames, truncates or locks anything: it can run on a read-only copy, and
-it never delays the writer. A table is assembled from the file names (see
-:mod:`cellbench.daq.run_files`): sealed Parquet segments first, then the frames of the journals,
-keeping each batch sequence number once. A listing that raced the writer's seal (a file vanished,
-or a range seems missing) is simply taken again.
+The reader never writes, renames or truncates anything and reads without a lock: it works on a
+read-only copy and never delays the writer (only :func:`writer_active` probes the writer's lock,
+for microseconds, and the writer retries its lock for a second). A table is assembled from the
+file names (see :mod:`cellbench.daq.run_files`): sealed Parquet segments first, then the frames
+of the journals, keeping each batch sequence number once. A listing that raced the writer's
+seal (a file vanished, or a range seems missing) is simply taken again.
 """
 
 from __future__ import annotations
