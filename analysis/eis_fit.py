@@ -402,13 +402,22 @@ def fit_circuit(
 ) -> FitResult:
     """Fit ``circuit`` to one spectrum; no initial guess is needed.
 
-    ``frequency_hz`` / Hz and complex ``z`` / ohm (Z'' negative for capacitive). ``initial`` may
-    give some or all starting values (the rest are guessed from the data); ``fixed`` holds
-    parameters at given values; ``bounds`` maps names to (lower, upper), None for open. Without a
-    complete ``initial``, starts come from :func:`cellbench.analysis.eis_guess.initial_guesses`
-    and, while the fit stays poor, further starts are tried (``multistart``, up to ``max_starts``)
-    and the lowest chi2 kept. Parameters whose relative standard error exceeds
-    ``poorly_determined_rel_stderr`` are listed in ``poorly_determined``.
+    ``frequency_hz`` / Hz and complex ``z`` / ohm (Z'' negative for capacitive); non-finite
+    points are dropped. ``weight`` is ``modulus`` (default: residuals relative to |Z|, right for
+    the proportional noise of impedance analysers), ``unit`` or ``proportional`` (module doc).
+    ``initial`` may give some or all starting values (the rest are guessed from the data);
+    ``fixed`` holds parameters at given values; ``bounds`` maps names to (lower, upper), None for
+    open (defaults: > 0, exponents in [0, 1]).
+
+    Without a complete ``initial``, starts come from :func:`cellbench.analysis.eis_guess.
+    ranked_starts`; further starts are tried (``multistart``, up to ``max_starts``) while the
+    relative residual stays above the level a circuit-free DRT reaches (the noise), and the
+    lowest chi2 is kept. When the data do not show one of the circuit's arcs, a start with that
+    arc above the band is also fitted, and kept unless the best fit is better by more than the
+    99 % point of chi-square with 3 degrees of freedom (in units of the noise variance).
+    Parameters whose relative standard error exceeds ``poorly_determined_rel_stderr`` (10 %)
+    are listed in ``poorly_determined``; :meth:`FitResult.combined` gives the value and
+    standard error of a sum (such as R_bulk + R_gb) that is determined when its parts are not.
     """
     with single_threaded_blas():
         return _fit_circuit(
