@@ -19,7 +19,7 @@ from cellbench.analysis.conductivity import choose_model, fit_all
 from cellbench.analysis.cycling import cycle_summary
 from cellbench.analysis.drt import drt
 from cellbench.analysis.eis_fit import fit_circuit
-from cellbench.analysis.fade import analyze_fade
+from cellbench.analysis.fade import analyze_fade, fit_growth
 from cellbench.analysis.report import (
     EisCurve,
     ReportError,
@@ -189,6 +189,11 @@ def test_eis_parameters_against_cycle(fits):
     fig = plot_eis_parameters(table, {"R0": "ohm", "R1": "ohm", "CPE1.n": ""})
     check(fig)
     assert {"R0 / Ω", "R1 / Ω", "Cycle number"} <= labels(fig)
+    growth = fit_growth([1, 5, 10], table["R1"].to_numpy(), models=("linear",))[0]
+    fig = plot_eis_parameters(table, {"R0": "ohm", "R1": "ohm"}, growth={"R1": growth})
+    check(fig)
+    legend = fig.axes[1].get_legend().get_texts()[0].get_text()
+    assert legend.startswith("linear growth") and "k = 1.5" in legend  # synthetic: 1.5 ohm/cycle
 
 
 def test_arrhenius_states_activation_energy_and_celsius_axis():

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from cellbench.analysis.drt import DRTResult
     from cellbench.analysis.eis_fit import FitResult
+    from cellbench.analysis.fade import CurveFit
 
 
 #: Most DRT peaks labelled with their resistance (the largest ones), per spectrum.
@@ -294,14 +295,16 @@ def plot_eis_parameters(
     *,
     x: str = "cycle_count",
     parameters: Sequence[str] | None = None,
+    growth: Mapping[str, CurveFit] | None = None,
     title: str | None = None,
 ) -> Figure:
     """Fitted circuit parameters against ``x`` (cycle or time), one panel each, with standard
-    errors as error bars.
+    errors as error bars, and growth-law fits where given.
 
     ``table``: from :func:`cellbench.analysis.eis_batch.fit_spectra` (parameter columns and
     ``<name>_stderr``); ``units``: parameter name -> unit (``Circuit.param_units``). By default
-    the resistances are shown.
+    the resistances are shown. ``growth``: parameter name -> fit from
+    :func:`cellbench.analysis.fade.fit_growth`, drawn as a line.
     """
     if x not in table.columns:
         raise ReportError(f"the parameter figure needs column {x!r}; the table has {table.columns}")
@@ -328,7 +331,22 @@ def plot_eis_parameters(
         if err is not None:
             err = np.where(np.isfinite(err), err, np.nan)
         color = COLORS[k % len(COLORS)]
-        ax.errorbar(xs, y, yerr=err, fmt="o-", ms=3.5, lw=0.8, capsize=2, color=color)
+        fit = (growth or {}).get(n)
+        ax.errorbar(
+            xs, y, yerr=err, fmt="o" if fit else "o-", ms=3.5, lw=0.8, capsize=2, color=color
+        )
+        if fit is not None:
+            grid = np.linspace(np.nanmin(xs), np.nanmax(xs), 200)
+            terms = ", ".join(f"{k} = {v:.3g}" for k, v in fit.parameters.items())
+            ax.plot(
+                grid,
+                fit.predict(grid),
+                "-",
+                color="0.3",
+                lw=1.0,
+                label=f"{fit.model} growth: {terms}",
+            )
+            ax.legend(loc="best")
         ax.set_ylabel(label(n, pretty_unit(units.get(n, ""))))
     if x in ("cycle_count", "sweep_index"):
         from matplotlib.ticker import MaxNLocator

@@ -45,6 +45,8 @@ CANDIDATE_CIRCUITS: tuple[str, ...] = (
     "R0-p(R1,CPE1)-p(R2,CPE2)",
     "R0-p(R1,CPE1)-p(R2,CPE2)-CPE3",
 )
+#: Fewest distinct cycles for a growth-law fit of a resistance against cycle.
+MIN_GROWTH_CYCLES = 4
 #: Sweeps within this many kelvin of each other count as one temperature.
 ISOTHERMAL_K = 2.0
 #: Most cycles drawn in a dQ/dV figure (evenly spread over the run).
@@ -434,10 +436,29 @@ def eis_sections(
     )
     if len(iso) > 1 and "cycle_count" in table.columns and table[iso]["cycle_count"].n_unique() > 1:
         sub = table[iso]
+        growth = _growth(sub, units, series_resistance="R0")
+        if growth:
+            rep.fit(
+                f"resistance_growth{sfx}",
+                {n: f.to_dict() for n, f in growth.items()},
+                f"Growth of the interface resistances against cycle{at}",
+                {
+                    n: f"{f.model}: "
+                    + ", ".join(
+                        f"{k} = {_fmt_pm(v, f.stderr.get(k))}" for k, v in f.parameters.items()
+                    )
+                    for n, f in growth.items()
+                },
+            )
         rep.figure(
             f"eis_parameters{sfx}",
-            plot_eis_parameters(sub, units),
-            f"Fitted resistances (± standard error) against cycle{at}.",
+            plot_eis_parameters(sub, units, growth=growth),
+            f"Fitted resistances (± standard error) against cycle{at}"
+            + (
+                ", with the growth law of the interface resistance (lowest AICc)."
+                if growth
+                else "."
+            ),
         )
     if drt:
         _drt_section(rep, [fits[k] for k in shown], [_sweep_label(rows[k]) for k in shown], sfx)
@@ -445,6 +466,36 @@ def eis_sections(
     if t is not None and np.nanmax(t) - np.nanmin(t) > 3 * ISOTHERMAL_K:
         _conductivity_from_sweeps(rep, table, electrolyte_resistance, thickness_cm, area_cm2, sfx)
     return analysis
+
+
+def _growth(
+    table: pl.DataFrame, units: Mapping[str, str], *, series_resistance: str
+) -> dict[str, Any]:
+    """Growth-law fits (best by AICc) of each arc resistance against cycle, where at least four
+    distinct cycles carry it; the series resistance is left out (it tracks the electrolyte)."""
+    from cellbench.analysis.fade import fit_growth
+
+    out: dict[str, Any] = {}
+    x = table["cycle_count"].cast(pl.Float64).to_numpy()
+    if np.unique(x[np.isfinite(x)]).size < MIN_GROWTH_CYCLES:
+        return out
+    for name, unit in units.items():
+        if unit != "ohm" or not name.startswith("R") or name == series_resistance:
+            continue
+        if name not in table.columns:
+            continue
+        err = table.get_column(f"{name}_stderr", default=None)
+        try:
+            fits = fit_growth(
+                x,
+                table[name].cast(pl.Float64).to_numpy(),
+                None if err is None else err.cast(pl.Float64).to_numpy(),
+            )
+        except CellbenchError:
+            continue
+        if fits:
+            out[name] = fits[0]
+    return out
 
 
 def _ctx(row: Mapping[str, Any]) -> dict[str, Any]:
