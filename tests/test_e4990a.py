@@ -259,3 +259,22 @@ def test_third_party_style_script(sim, cell):
         assert inst.query(":SYST:ERR?") == '0,"No error"'
     finally:
         inst.close()
+
+
+def test_late_data_within_the_timeout_is_accepted(eis, sim):
+    sim.faults.inject("late_reply", delay_s=TIMEOUT / 4, on="FREQ:DATA?")
+    assert eis.sweep(1e3, 1e5, 2, 0.1).height == 5
+
+
+def test_data_later_than_the_timeout_is_not_read_as_the_next_reply(eis, sim, cell):
+    sim.faults.inject("late_reply", delay_s=TIMEOUT * 1.5, on="FREQ:DATA?")
+    t0 = time.monotonic()
+    with pytest.raises(InstrumentTimeout, match="FREQ:DATA"):
+        eis.sweep(1e3, 1e5, 2, 0.1)
+    assert time.monotonic() - t0 < TIMEOUT + 1.0
+    # other frequencies: the late 1 kHz..100 kHz data would show if it were taken as this reply
+    frame = eis.sweep(100.0, 1000.0, 2, 0.1)
+    f = frame["frequency_hertz"].to_numpy()
+    assert f == pytest.approx(np.logspace(2, 3, log_points(100.0, 1000.0, 2)))
+    z = _complex(frame)
+    assert np.abs(z - cell.impedance(f)) / np.abs(z) == pytest.approx(np.zeros(f.size), abs=0.05)

@@ -105,3 +105,11 @@ def test_tripped_alarm_is_an_interlock_error(chamber, sim, cell):
     sim.alarms.clear()  # the operator removes the cause and resets the chamber
     chamber.set_temperature_celsius(55)
     assert chamber.read_mode() == "CONSTANT"
+
+
+def test_reply_later_than_the_timeout_is_not_read_as_the_next_reply(chamber, sim):
+    sim.faults.inject("late_reply", delay_s=TIMEOUT_S * 1.5, on="TEMP?")
+    with raises_within(InstrumentTimeout, TIMEOUT_S + SLACK_S, match="TEMP"):
+        chamber.read_temperature_celsius()
+    assert chamber.identify() == "ESPEC SH-241,T,S2,150.0 P5.01 SIMULATED"
+    assert chamber.read_temperature_celsius() == pytest.approx(25.0, abs=0.5)

@@ -129,3 +129,13 @@ def test_safe_state(tester, sim):
     tester.safe_state()
     assert sim.continuous is False
     assert sim.received[-2:] == [b":INIT:CONT OFF\r\n", b":INIT:CONT?\r\n"]
+
+
+def test_late_reply_within_and_past_the_timeout(tester, sim):
+    sim.faults.inject("late_reply", delay_s=TIMEOUT_S / 3, on=":READ?")
+    assert tester.read().voltage_volt > 3
+    sim.faults.inject("late_reply", delay_s=TIMEOUT_S * 1.5, on=":READ?")
+    with raises_within(InstrumentTimeout, TIMEOUT_S + SLACK_S, match="READ"):
+        tester.read()
+    # the late reading arrives while *IDN? waits: it must not be taken as the identity
+    assert tester.identify() == "HIOKI,BT3562,250654321,V1.10"

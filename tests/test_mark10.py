@@ -101,3 +101,15 @@ def test_faults(gauge, sim):
         gauge.read_force()
     sim.faults.inject("disconnect", delay_s=0.2, on="?")
     assert gauge.read_pressure_megapascal() == pytest.approx(10.0, rel=1e-3)
+
+
+def test_late_reply_within_and_past_the_timeout(gauge, sim):
+    sim.faults.inject("late_reply", delay_s=TIMEOUT_S / 3, on="?")
+    assert gauge.read_force() == (785.0, "N")
+    sim.faults.inject("late_reply", delay_s=TIMEOUT_S * 1.5, on="?")
+    with raises_within(InstrumentTimeout, TIMEOUT_S + SLACK_S):
+        gauge.read_force()
+    # the late "785 N" arrives after the unit changed: the next reading must be the kN one
+    gauge.set_unit("kN")
+    value, unit = gauge.read_force()
+    assert unit.upper() == "KN" and value == pytest.approx(0.785)
