@@ -7,6 +7,9 @@ Exit codes (for scripts and systemd):
 * 1 — the run was aborted (safety limit, instrument lost, interlock, error) or could not start
   (bad protocol or station: every problem is printed with file and line, no instrument touched);
 * 130 — the run was stopped by Ctrl-C (SIGINT);
+* 75 (``EX_TEMPFAIL``) — an instrument could not be reached when the run (or a resume) started:
+  nothing was sourced; worth retrying (systemd's ``Restart=on-failure`` does, while
+  ``RestartPreventExitStatus=1`` keeps an aborted run from restarting);
 * 2 — bad command-line usage.
 
 Stopping: the first SIGINT/SIGTERM stops cleanly (every channel ends at its next sample with its
@@ -24,6 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from cellbench.analysis.errors import CellbenchError
+
+#: Exit code when an instrument cannot be reached at start (sysexits.h EX_TEMPFAIL).
+EXIT_UNREACHABLE = 75
 
 #: ``cellbench demo`` runs about 3.5 simulated days in well under a minute.
 DEMO_TIME_SCALE = 20_000.0
@@ -112,7 +118,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Run PROTOCOL on the instruments of STATION and record a new run folder under --out. "
             "The protocol and station are checked together first; nothing touches an instrument "
             "until every problem is fixed. Exit 0: completed (or stopped by SIGTERM); "
-            "1: aborted or failed to start; 130: stopped by Ctrl-C."
+            "1: aborted or failed to start; 75: an instrument could not be reached at start; "
+            "130: stopped by Ctrl-C."
         ),
     )
     p.add_argument("protocol", type=Path, metavar="PROTOCOL", help="protocol TOML file")
@@ -215,11 +222,19 @@ def exit_code(status: str, signal_name: str | None) -> int:
 def drive(session: Any, *, plain: bool, log_every: float) -> tuple[str, int]:
     """Start the session's engine, show progress until it ends; (status, exit code)."""
     from cellbench.daq.display import LiveDisplay, PlainDisplay
+    from cellbench.daq.link import InstrumentLost
+    from cellbench.drivers.errors import InstrumentConnectionError, InstrumentTimeout
 
     engine = session.engine
     try:
         with _Signals(engine) as signals:
-            engine.start()
+            try:
+                engine.start()
+            except (InstrumentConnectionError, InstrumentTimeout, InstrumentLost) as exc:
+                # Temporary by nature (an instrument still booting after a power cut): a
+                # service manager may try again, unlike after an abort.
+                print(f"cellbench: error: could not start: {exc}", file=sys.stderr, flush=True)
+                return "unreachable", EXIT_UNREACHABLE
             use_plain = plain or not sys.stdout.isatty()
             display = PlainDisplay(engine, every_s=log_every) if use_plain else LiveDisplay(engine)
             display.start()

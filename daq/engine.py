@@ -475,12 +475,7 @@ class Engine:
     def _create_or_resume_run(self) -> None:
         self._t0 = self.clock.now()  # provisional: events while starting get sensible times
         self._unix0 = time.time()
-        idn = {}
-        for name, link in self.links.items():
-            try:
-                idn[name] = link.call(link.driver.identify)
-            except Exception as exc:
-                raise st.EngineConfigError(f"instrument {name}: identify failed: {exc}") from exc
+        idn = {name: link.call(link.driver.identify) for name, link in self.links.items()}
         if self._writer is None:
             cell = self.station.cell
             meta = RunMeta(

@@ -171,6 +171,9 @@ def test_resume_refuses_a_finished_run_and_close_marks_interrupted(tmp_path, lon
     )  # fmt: skip
     try:
         wait_for_rows(run, 20)
+        capsys.readouterr()
+        assert main(["resume", str(run)]) == 1  # its process is alive and holds the run
+        assert "another process is writing this run" in capsys.readouterr().err
     finally:
         proc.kill()
         proc.wait(timeout=10)
@@ -241,3 +244,24 @@ def test_time_scale_is_refused_for_real_instruments(tmp_path, long_protocol):
     args = ["run", str(long_protocol), "--station", str(station), "--time-scale", "10"]
     assert main([*args, "--out", str(tmp_path / "runs")]) == 1
     assert not (tmp_path / "runs").exists()
+
+
+def test_unreachable_instrument_exits_75_and_starts_nothing(tmp_path, long_protocol, capsys):
+    import socket
+
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens there now: connection refused
+    station = tmp_path / "real.toml"
+    station.write_text(
+        '[cell]\nnominal_capacity_ah = 0.002\n[[instrument]]\nname = "smu1"\n'
+        f'driver = "keithley2450"\naddress = "TCPIP::127.0.0.1::{port}::SOCKET"\n'
+        'roles = ["source"]\nchannel = "cell1"\ntimeout_s = 0.5\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "runs"
+    code = main(["run", str(long_protocol), "--station", str(station), "--out", str(out)])
+    assert code == 75
+    assert "could not start" in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())
