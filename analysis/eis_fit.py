@@ -476,7 +476,9 @@ def _fit_circuit(
         from cellbench.analysis.eis_guess import ranked_starts
 
         d = drt(f, zz)
-        noise_floor = d.residual_rms
+        # the DRT's residual is the noise level a good circuit reaches, unless the DRT itself
+        # cannot follow the data (inductive loops, negative arcs): then keep trying starts
+        noise_floor = d.residual_rms if d.residual_rms < 0.02 else 0.0
         starts = [
             Start({**s.params, **given}, s.residual, s.above_band, s.held)
             for s in ranked_starts(c, f, zz, drt_result=d)
