@@ -55,10 +55,11 @@ def write_report(kind: str, args: argparse.Namespace, **results: Any) -> ReportF
 
     ``results`` are what the command computed, so nothing is fitted twice:
 
-    - ``cycling``: ``samples``, optional ``summary``, ``efficiency``, ``active_mass_g``
-    - ``eis``: ``spectra`` and ``circuit`` (sweeps are refitted with warm starts), or
-      ``analysis`` (:class:`cellbench.analysis.report.EisAnalysis`); optional ``thickness_cm``,
-      ``area_cm2``
+    - ``cycling``: ``samples`` (several channels: one section each), optional ``summary``,
+      ``efficiency``, ``active_mass_g``, ``threshold``, ``dqdv_cycles``
+    - ``eis``: ``spectra`` and ``fits`` (the FitResult of each sweep, in sweep order), or
+      ``circuit`` (sweeps are fitted with warm starts), or ``analysis``
+      (:class:`cellbench.analysis.report.EisAnalysis`); optional ``thickness_cm``, ``area_cm2``
     - ``fade``: ``cycles``, ``retention`` (fraction), optional ``fade`` (FadeReport),
       ``threshold``
     - ``conductivity``: ``temperature_celsius``, ``conductivity_s_per_cm``, optional ``fit``,
@@ -79,9 +80,19 @@ def write_report(kind: str, args: argparse.Namespace, **results: Any) -> ReportF
         {"source": source} if source else {},
     )
     if kind == "cycling":
-        rp.cycling_sections(rep, results.pop("samples"), **results)
+        samples = results.pop("samples")
+        summary = results.pop("summary", None)
+        for tag, part in _by_channel(samples):
+            rows = summary
+            if summary is not None and tag and "channel" in summary.columns:
+                rows = summary.filter(pl.col("channel") == tag)
+            rp.cycling_sections(rep, part, summary=rows, tag=tag, **results)
     elif kind == "eis":
-        rp.eis_sections(rep, results.pop("spectra"), **results)
+        spectra = results.pop("spectra")
+        fits = results.pop("fits", None)
+        if fits is not None:  # what the analyze command fitted: no second fit
+            results["analysis"] = rp.analysis_from_fits(spectra, fits)
+        rp.eis_sections(rep, spectra, **results)
     elif kind == "fade":
         rp.fade_sections(rep, results.pop("cycles"), results.pop("retention"), **results)
     elif kind == "conductivity":
@@ -95,6 +106,15 @@ def write_report(kind: str, args: argparse.Namespace, **results: Any) -> ReportF
     files = rep.write(out)
     _announce(files)
     return files
+
+
+def _by_channel(df: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
+    if "channel" not in df.columns or df["channel"].n_unique() <= 1:
+        return [("", df)]
+    return [
+        (str(c), df.filter(pl.col("channel") == c))
+        for c in df["channel"].unique(maintain_order=True).to_list()
+    ]
 
 
 # ------------------------------------------------------------------------ cellbench report

@@ -182,17 +182,18 @@ def test_write_report_for_each_analysis_kind(tmp_path, capsys):
     assert {p.name for p in files.figures} == {"ccd.png"}
     assert json.loads((tmp_path / "ccd" / "ccd.json").read_text())["shorted"] is True
     sp = spectra(temperatures=(25.0, 25.0), cycles=(1, 9))
-    files = write_report(
-        "eis", _args(tmp_path, "eis"), spectra=sp, analysis=fit_sweeps(sp, "R0-p(R1,CPE1)")
-    )
+    fits = fit_sweeps(sp, "R0-p(R1,CPE1)").fits  # as the analyze command made them
+    files = write_report("eis", _args(tmp_path, "eis"), spectra=sp, fits=fits)
     assert {p.name for p in files.figures} == {
         "nyquist.png",
         "bode.png",
         "eis_parameters.png",
         "drt.png",
     }
-    files = write_report("cycling", _args(tmp_path, "cyc"), samples=cycling_samples(cycles=4))
-    assert {"voltage_current_temperature.png", "capacity.png", "dqdv.png"} <= {
+    one = cycling_samples(cycles=4)
+    two = pl.concat([one, one.with_columns(pl.lit("cell2").alias("channel"))])
+    files = write_report("cycling", _args(tmp_path, "cyc"), samples=two, dqdv_cycles=[1, 4])
+    assert {"voltage_current_temperature_cell2.png", "capacity_cell1.png", "dqdv_cell2.png"} <= {
         p.name for p in files.figures
     }
     for sub in ("fade", "cond", "ccd", "eis", "cyc"):

@@ -335,6 +335,38 @@ class EisAnalysis:
     fits: list[FitResult]
 
 
+def analysis_from_fits(spectra: pl.DataFrame, fits: Sequence[FitResult]) -> EisAnalysis:
+    """An :class:`EisAnalysis` of fits already made, one per sweep of ``spectra`` in sweep order
+    (as :func:`cellbench.analysis.eis_batch.iter_sweeps` yields them), with the same table
+    columns as :func:`fit_sweeps`."""
+    from cellbench.analysis.eis_batch import iter_sweeps
+
+    infos = [info for info, _, _ in iter_sweeps(spectra)]
+    if len(infos) != len(fits) or not fits:
+        raise ReportError(f"{len(fits)} fits for {len(infos)} sweeps: one fit per sweep needed")
+    circuits = {f.circuit for f in fits}
+    if len(circuits) > 1:
+        raise ReportError(f"the sweeps were fitted with different circuits {sorted(circuits)}")
+    rows = []
+    for info, res in zip(infos, fits, strict=True):
+        row = dict(info)
+        for name, value in res.values.items():
+            row[name] = value
+            row[f"{name}_stderr"] = res.stderr[name]
+        row.update(
+            chi2=res.chi2,
+            reduced_chi2=res.reduced_chi2,
+            n_points=res.n_points,
+            success=res.success,
+            poorly_determined=list(res.poorly_determined),
+        )
+        rows.append(row)
+    table = pl.DataFrame(
+        rows, schema_overrides={"poorly_determined": pl.List(pl.String)}, infer_schema_length=None
+    )
+    return EisAnalysis(fits[0].circuit, table, list(fits))
+
+
 def fit_sweeps(spectra: pl.DataFrame, circuit: str | None = None) -> EisAnalysis:
     """Fit every sweep (warm-started in sweep order); without ``circuit`` choose one on the first
     sweep by BIC among :data:`CANDIDATE_CIRCUITS`."""
