@@ -179,7 +179,11 @@ def build(
             ground_truth=ground_truth,
             meta_extra=meta_extra,
             protocol_info=protocol.to_dict(),
-            station_info={**station.to_dict(), "text": _station_text(station)},
+            station_info={
+                "name": station.path.stem if station.path else "",
+                **station.to_dict(),
+                "text": _station_text(station),
+            },
             writer=writer,
             resume=resume,
             test_time_offset_s=test_time_offset_s,
