@@ -31,8 +31,7 @@ from cellbench.drivers.errors import (
     InstrumentCommandError,
     InstrumentRangeError,
 )
-from cellbench.drivers.hioki_im3590 import ESR_ERRORS
-from cellbench.drivers.line_driver import LineDriver
+from cellbench.drivers.hioki_base import HiokiDriver
 
 RESISTANCE_RANGES_OHM = (3e-3, 30e-3, 300e-3, 3.0, 30.0, 300.0, 3000.0)
 VOLTAGE_RANGES_VOLT = {"BT3562": (6.0, 60.0), "BT3563": (6.0, 60.0, 300.0)}
@@ -56,7 +55,7 @@ class ResistanceVoltage:
     voltage_volt: float
 
 
-class HiokiBT3562(LineDriver):
+class HiokiBT3562(HiokiDriver):
     """Hioki BT3562/BT3563 battery tester: AC internal resistance and open-circuit voltage.
 
     Args:
@@ -75,21 +74,6 @@ class HiokiBT3562(LineDriver):
         self.model_name = (model_name or self.identify().split(",")[1]).upper()
         if self.model_name not in VOLTAGE_RANGES_VOLT:
             self.model_name = "BT3562"
-
-    def identify(self) -> str:
-        """``*IDN?``: ``"HIOKI,BT3562,<serial>,<version>"``."""
-        return self._query("*IDN?").strip()
-
-    def check_errors(self, after: str) -> None:
-        esr = int(self._number(self._query("*ESR?"), "*ESR?"))
-        problems = [text for bit, text in ESR_ERRORS.items() if esr & bit]
-        if problems:
-            raise InstrumentCommandError(
-                f"instrument reports {', '.join(problems)} (*ESR? = {esr})",
-                instrument=self.name,
-                address=self.address,
-                command=after,
-            )
 
     def configure(
         self,

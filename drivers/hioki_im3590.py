@@ -33,7 +33,7 @@ from cellbench.drivers.errors import (
     InstrumentCommandError,
     InstrumentRangeError,
 )
-from cellbench.drivers.line_driver import LineDriver
+from cellbench.drivers.hioki_base import HiokiDriver
 
 FREQUENCY_RANGE_HERTZ = (1e-3, 200e3)
 #: Signal level ranges by level mode (V rms, V rms, A rms).
@@ -42,13 +42,6 @@ LEVEL_COMMANDS = {"V": ":LEV:VOLT", "CV": ":LEV:CVOLT", "CC": ":LEV:CCURR"}
 DC_BIAS_RANGE_VOLT = (-2.5, 2.5)
 #: Replies at or above this magnitude are the instrument's over-range marker (9.9999E+19).
 OVER_RANGE = 9.9e19
-#: *ESR? bits that mean the last commands were not accepted.
-ESR_ERRORS = {
-    0x04: "query error",
-    0x08: "device-dependent error",
-    0x10: "execution error",
-    0x20: "command error",
-}
 PARAMETER_SETS = {"Z-PHASE": ("Z", "PHAS"), "RS-X": ("RS", "X")}
 
 
@@ -64,7 +57,7 @@ def format_number(value: float) -> str:
     return f"{value:.6G}"
 
 
-class HiokiIM3590(LineDriver):
+class HiokiIM3590(HiokiDriver):
     """Hioki IM3590: an :class:`~cellbench.drivers.roles.ImpedanceAnalyzer`.
 
     Args:
@@ -92,22 +85,6 @@ class HiokiIM3590(LineDriver):
         self.parameters = key
         self.settle_periods = float(settle_periods)
         self._write(":HEAD OFF")
-
-    def identify(self) -> str:
-        """``*IDN?``: ``"HIOKI,IM3590,<serial>,<version>"``."""
-        return self._query("*IDN?").strip()
-
-    def check_errors(self, after: str) -> None:
-        """Read and clear ``*ESR?``; raise InstrumentCommandError if an error bit is set."""
-        esr = int(self._number(self._query("*ESR?"), "*ESR?"))
-        problems = [text for bit, text in ESR_ERRORS.items() if esr & bit]
-        if problems:
-            raise InstrumentCommandError(
-                f"instrument reports {', '.join(problems)} (*ESR? = {esr})",
-                instrument=self.name,
-                address=self.address,
-                command=after,
-            )
 
     def configure(
         self,
