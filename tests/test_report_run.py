@@ -98,6 +98,15 @@ def run_folder(tmp_path_factory):
     w = create_run(root, meta)
     w.append("samples", cycling_samples(cycles=8))
     w.append("spectra", spectra())
+    w.event("step_start", "routine: not listed", test_time_second=1.0)
+    w.event(
+        "gap",
+        "smu1 lost for 12 s",
+        severity="warning",
+        channel="cell1",
+        test_time_second=500.0,
+        duration_second=12.0,
+    )
     w.close()
     return root / "synthetic-run"
 
@@ -116,7 +125,7 @@ def test_cellbench_report_of_a_run_folder(run_folder, tmp_path, capsys):
         "drt",
         "arrhenius",
     }
-    tables = {"cycles", "dqdv_peaks", "eis_fits", "conductivity"}
+    tables = {"cycles", "dqdv_peaks", "eis_fits", "conductivity", "events"}
     fits = {"fade", "eis_fits", "drt", "conductivity_fit", "ground_truth"}
     expected = (
         {"report.html"}
@@ -129,6 +138,8 @@ def test_cellbench_report_of_a_run_folder(run_folder, tmp_path, capsys):
     assert assert_self_contained(html) == len(stems)
     assert "synthetic-run" in html and "cell A" in html and "area 0.785 cm²" in html
     assert "r0_ea_ev" in html  # the simulated cell's ground truth, flattened, lists left out
+    events = pl.read_csv(out / "events.csv")
+    assert events["kind"].to_list() == ["gap"] and events["duration_second"][0] == 12.0
     for s in stems:
         assert 10_000 < (out / f"{s}.png").stat().st_size < 300_000
     # the Arrhenius fit recovers the synthetic R0's activation energy (0.3 eV)

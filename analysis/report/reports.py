@@ -45,6 +45,8 @@ CANDIDATE_CIRCUITS: tuple[str, ...] = (
     "R0-p(R1,CPE1)-p(R2,CPE2)",
     "R0-p(R1,CPE1)-p(R2,CPE2)-CPE3",
 )
+#: Event kinds listed in a run report (the rest, step starts and ends, are routine).
+NOTABLE_EVENTS = ("alarm", "fault", "gap", "reconnect")
 #: Fewest distinct cycles for a growth-law fit of a resistance against cycle.
 MIN_GROWTH_CYCLES = 4
 #: Sweeps within this many kelvin of each other count as one temperature.
@@ -922,6 +924,30 @@ def report_run(
                 _guard(
                     rep, "CCD", lambda df=df, tag=tag: ccd_sections(rep, df, cell.area_cm2, tag=tag)
                 )
+    events = data.events
+    if events is not None and events.height and "kind" in events.columns:
+        notable = events.filter(pl.col("kind").is_in(NOTABLE_EVENTS))
+        if notable.height:
+            rep.section("Events")
+            keep = [
+                c
+                for c in (
+                    "channel",
+                    "test_time_second",
+                    "kind",
+                    "severity",
+                    "message",
+                    "step_index",
+                    "cycle_count",
+                    "duration_second",
+                )
+                if c in notable.columns
+            ]
+            rep.table(
+                "events",
+                notable.select(keep),
+                "Alarms, faults, gaps and reconnections during the run",
+            )
     if meta is not None and meta.ground_truth:
         # A simulated run knows the true parameters: put them beside what the fits found.
         rep.section("Simulated cell: ground truth")
