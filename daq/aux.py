@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -49,6 +50,8 @@ class AuxSampler:
         on_lost: Callable[[BaseException, str], None],
         stop: threading.Event,
         stale_after_s: float | None = None,
+        on_gap: Callable[[str, str, float, float], None] | None = None,
+        gap_threshold_s: float = 1.0,
     ):
         if quantity not in _READ:
             raise ValueError(f"unknown auxiliary quantity {quantity!r}")
@@ -62,6 +65,8 @@ class AuxSampler:
         self.stop = stop
         self.stale_after_s = stale_after_s if stale_after_s is not None else 5 * self.interval_s
         self.latest = Latest()
+        self.on_gap = on_gap  # (instrument, quantity, clock s without readings, wall s of the call)
+        self.gap_threshold_s = gap_threshold_s
         self.thread = threading.Thread(
             target=self._loop, name=f"cellbench-aux-{link.name}-{quantity}", daemon=True
         )
@@ -86,6 +91,8 @@ class AuxSampler:
     def _loop(self) -> None:
         wall = self.clock.wall_seconds(self.interval_s)
         while not self.stop.is_set():
+            before = self.latest.time_s
+            called = time.monotonic()
             try:
                 value = self.read_now()
             except Cancelled:
@@ -96,6 +103,10 @@ class AuxSampler:
             except Exception as exc:
                 self.on_lost(exc, self.link.name)
                 return
+            took = time.monotonic() - called
+            if took > self.gap_threshold_s and self.on_gap is not None and before > -math.inf:
+                # The instrument was silent (its driver recovered by itself): readings missing.
+                self.on_gap(self.link.name, self.quantity, self.latest.time_s - before, took)
             kw = _LIMITED.get(self.quantity)
             breach = check(self.limits, **{kw: value}) if kw else None
             if breach is not None:

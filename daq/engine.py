@@ -447,6 +447,8 @@ class Engine:
                     on_breach=self._on_aux_breach,
                     on_lost=self._on_aux_lost,
                     stop=self.stop_event,
+                    on_gap=self._on_aux_gap,
+                    gap_threshold_s=self.options.gap_threshold_s,
                 )
             return samplers[key]
 
@@ -541,6 +543,19 @@ class Engine:
 
     def _on_aux_breach(self, breach: Breach, instrument: str) -> None:
         self.abort_on_breach(breach, self._channel_of(instrument), None)
+
+    def _on_aux_gap(self, instrument: str, quantity: str, gap_s: float, wall_s: float) -> None:
+        if self.recorder is not None:
+            self.recorder.event(
+                "gap",
+                f"no {quantity} readings from {instrument} for {gap_s:.3g} s (one reading took "
+                f"{wall_s:.2f} s wall); samples meanwhile carry no {quantity}",
+                severity="warning",
+                channel=self._channel_of(instrument),
+                test_time_second=self.test_time(),
+                duration_second=gap_s,
+                data={"instrument": instrument, "quantity": quantity, "wall_second": wall_s},
+            )
 
     def _on_aux_lost(self, exc: BaseException, instrument: str) -> None:
         if not self.stop_event.is_set():

@@ -670,3 +670,26 @@ until = {{ voltage_below = "3.3 V", time = "3 h" }}
     notes = run.read("events").filter(pl.col("kind") == "note")["message"].to_list()
     assert any("ends after 1 iteration(s)" in n and "below 5 mAh" in n for n in notes)
     assert run.read("samples")["cycle_count"].max() == 1
+
+
+def test_chamber_silent_for_a_while_leaves_a_gap_and_the_run_goes_on(sessions, tmp_path):
+    protocol = write(
+        tmp_path,
+        "p.toml",
+        'name = "rest"\nsample_interval = "5 s"\n[safety]\ntemperature_max = "60 degC"\n'
+        '[[step]]\ntype = "rest"\nduration = "1 h"\n',
+    )
+    session = start(
+        sessions, protocol, FX / "stations" / "demo_station.toml", tmp_path, time_scale=1000
+    )
+
+    def unplug(s):
+        s.bench.faults("chamber").inject("disconnect", delay_s=1.5)
+
+    assert run_in_thread(session, unplug, after_s=0.8) == "completed"
+    run = open_run(session.engine.run_path)
+    gaps = run.read("events").filter(pl.col("kind") == "gap")
+    assert gaps.height == 1 and "temperature" in gaps["message"][0]
+    assert gaps["duration_second"][0] > 1000  # 1.5 s wall at 1000x
+    temps = run.read("samples")["temperature_celsius"]
+    assert 0 < temps.null_count() < temps.len()  # missing while silent, not made up
