@@ -377,19 +377,21 @@ def test_disconnect_leaves_gap_and_run_recovers(sessions, tmp_path):
 
 def test_instrument_lost_aborts_safely(sessions, tmp_path):
     protocol = write(tmp_path, "p.toml", REST_HOUR)
+    station = station_copy(tmp_path, "demo_station.toml").read_text(encoding="utf-8")
+    station = station.replace('channel = "cell1"\n', 'channel = "cell1"\ntimeout_s = 0.3\n', 1)
     session = start(
         sessions,
         protocol,
-        FX / "stations" / "demo_station.toml",
+        write(tmp_path, "station.toml", station),
         tmp_path,
         time_scale=1000,
         options={"fault_timeout_s": 0.5},
     )
 
-    def unplug(s):
-        s.bench.faults("smu1").inject("disconnect", delay_s=10.0)
+    def silence(s):  # connected, but never answers again
+        s.bench.faults("smu1").inject("no_reply", count=None)
 
-    status = run_in_thread(session, unplug, after_s=0.3)
+    status = run_in_thread(session, silence, after_s=0.3)
     ev = events(session.engine.run_path)
     assert status == "aborted"
     faults = ev.filter((pl.col("kind") == "fault") & (pl.col("severity") == "error"))
