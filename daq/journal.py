@@ -56,6 +56,7 @@ class ScanResult:
     good_end: int  # bytes: end of the last good frame
     size: int  # bytes: file size when scanned (frames, then possibly reserved zeros)
     problem: str | None  # why the scan stopped at a damaged frame; None when clean
+    need: int = 0  # data ended inside a frame: bytes from ``good_end`` that would complete it
 
     @property
     def torn(self) -> bool:
@@ -90,18 +91,23 @@ def decode(frame: Frame) -> pl.DataFrame:
     return pl.read_ipc_stream(io.BytesIO(frame.payload))
 
 
-def scan_bytes(data: bytes) -> ScanResult:
-    """Walk the frames in ``data`` (a whole journal file) and stop at the first bad one."""
+def scan_bytes(data: bytes, *, check_tail: bool = True) -> ScanResult:
+    """Walk the frames in ``data`` (a journal from a frame start) and stop at the first bad one.
+
+    Reserved zeros end the journal; with ``check_tail`` they are checked to be all zeros (a frame
+    after them is damage: its predecessor was lost). Readers polling a live file skip the check.
+    """
     frames: list[Frame] = []
-    pos, size, problem = 0, len(data), None
+    pos, size, problem, need = 0, len(data), None, 0
     view = memoryview(data)
     while pos < size:
         if view[pos] == 0:  # no frame starts with 0: reserved space, the end if all zeros
-            if data.count(0, pos) != size - pos:
+            if check_tail and data.count(0, pos) != size - pos:
                 problem = f"non-zero bytes after the last frame, from byte {pos}"
             break
         if size - pos < HEADER_SIZE:
             problem = f"truncated frame header at byte {pos}"
+            need = HEADER_SIZE
             break
         magic, seq, nrows, length = _HEAD.unpack_from(view, pos)
         (crc,) = _CRC.unpack_from(view, pos + _HEAD.size)
@@ -111,6 +117,7 @@ def scan_bytes(data: bytes) -> ScanResult:
         end = pos + HEADER_SIZE + length
         if end > size:
             problem = f"truncated frame payload at byte {pos} (seq {seq})"
+            need = HEADER_SIZE + length
             break
         payload = view[pos + HEADER_SIZE : end]
         if zlib.crc32(view[pos : pos + _HEAD.size], zlib.crc32(payload)) != crc:
@@ -118,7 +125,7 @@ def scan_bytes(data: bytes) -> ScanResult:
             break
         frames.append(Frame(seq, nrows, pos, bytes(payload)))
         pos = end
-    return ScanResult(frames, pos, size, problem)
+    return ScanResult(frames, pos, size, problem, need)
 
 
 def scan_file(path: Path) -> ScanResult:

@@ -18,6 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import BinaryIO
 
 import polars as pl
 
@@ -39,6 +40,7 @@ from cellbench.daq.run_files import (
 # Listings taken (over about 1 s) before a gap is reported as lost files. A listing races a seal
 # only in the instant between readdir and open, so the next listing is consistent.
 _RETRIES = 30
+_BLOCK = 256 * 2**10  # bytes read at a time from a live journal
 
 
 def load_meta(path: Path) -> RunMeta:
@@ -99,11 +101,7 @@ class JournalCache:
                 end, frames = 0, []
                 self._drop_decoded({path})
             if st.st_size > end:
-                fh.seek(end)
-                scan = journal.scan_bytes(fh.read())
-                shifted = [replace(f, offset=f.offset + end) for f in scan.frames]
-                frames = frames + shifted
-                end += scan.good_end
+                end, frames = _read_new_frames(fh, end, frames)
             self._files[path] = (st.st_ino, end, frames)
             return frames
 
@@ -127,6 +125,28 @@ class JournalCache:
     def _drop_decoded(self, paths: set[Path]) -> None:
         for key in [k for k in self._decoded if k[0] in paths]:
             del self._decoded[key]
+
+
+def _read_new_frames(
+    fh: BinaryIO, end: int, frames: list[journal.Frame]
+) -> tuple[int, list[journal.Frame]]:
+    """Frames from byte ``end`` on, read block by block up to the reserved zeros (not to EOF)."""
+    frames = list(frames)
+    fh.seek(end)
+    buf, want = b"", _BLOCK
+    while chunk := fh.read(want):
+        buf = buf + chunk if buf else chunk
+        scan = journal.scan_bytes(buf, check_tail=False)
+        frames.extend(replace(f, offset=f.offset + end) for f in scan.frames)
+        end += scan.good_end
+        buf = buf[scan.good_end :]
+        if scan.need:  # the block ended inside a frame: read the rest of it
+            want = max(_BLOCK, scan.need - len(buf))
+        elif buf:  # reserved zeros (the end) or a damaged frame: stop
+            break
+        else:
+            want = _BLOCK
+    return end, frames
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -95,3 +97,33 @@ def test_journal_file_reserves_space_and_close_trims_it(tmp_path):
     assert not jf.dirty
     jf.close()
     assert (tmp_path / "j.cbj").read_bytes() == b"".join(frames)
+
+
+def test_reader_cache_follows_a_live_journal_across_blocks_and_partial_frames(tmp_path):
+    from cellbench.daq.run_reader import _BLOCK, JournalCache
+
+    path = tmp_path / "j.cbj"
+    jf = journal.JournalFile(path)
+
+    def put(seq: int, df: pl.DataFrame) -> bytes:
+        frame = journal.encode(seq, df)
+        jf.write(frame[: journal.HEADER_SIZE], frame[journal.HEADER_SIZE :])
+        return frame
+
+    big = pl.DataFrame({"x": [float(i) for i in range(_BLOCK // 8 * 3)]})  # spans 3+ blocks
+    small = pl.DataFrame({"x": [1.0, 2.0]})
+    cache = JournalCache()
+    assert cache.frames(path) == []
+    put(0, small)
+    put(1, big)
+    put(2, small)
+    frames = cache.frames(path)
+    assert [f.nrows for f in frames] == [2, big.height, 2]
+    assert cache.decode(path, frames[1]).equals(big)
+    half = journal.encode(3, small)
+    os.pwrite(jf.fd, half[:30], jf.size)  # the writer is in the middle of frame 3
+    assert len(cache.frames(path)) == 3
+    put(3, small)
+    assert [f.seq for f in cache.frames(path)] == [0, 1, 2, 3]
+    jf.close()
+    assert [f.seq for f in cache.frames(path)] == [0, 1, 2, 3]
