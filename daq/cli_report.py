@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -141,18 +142,25 @@ def load_run_data(path: Path) -> RunData:
         )
     if path.is_dir():
         raise CellbenchError(f"{path}: a folder without run.json is not a cellbench run")
-    from cellbench.analysis.readers import read
+    from cellbench.analysis.readers import ReaderWarning, read
 
-    result = read(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ReaderWarning)
+        result = read(path)
+    notes = []
+    for w in caught:  # into the report, and on to the caller as before
+        if issubclass(w.category, ReaderWarning):
+            notes.append(f"reader: {w.message}")
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if result.kind == "spectra":
-        return RunData(spectra=result.frame, source=f"{path} ({result.format})")
+        return RunData(spectra=result.frame, source=f"{path} ({result.format})", notes=notes)
     samples = result.frame
     cycles = samples.get_column("cycle_count", default=None)
     if cycles is None or cycles.null_count() == samples.height:
         from cellbench.analysis.segment import segment
 
         samples = segment(samples)
-    return RunData(samples=samples, source=f"{path} ({result.format})")
+    return RunData(samples=samples, source=f"{path} ({result.format})", notes=notes)
 
 
 def report_path(path: Path | str, out_dir: Path | str, **options: Any) -> ReportFiles:

@@ -13,7 +13,7 @@ import math
 import re
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -182,7 +182,6 @@ def cycling_sections(
     """V/I/T against time, the per-cycle summary, capacity and efficiency with the fade fit and
     end-of-life projection, and dQ/dV. Parts the data cannot support become notes."""
     from cellbench.analysis.cycling import cycle_summary
-    from cellbench.analysis.fade import analyze_fade
 
     sfx = _suffix(tag)
     where = f" ({tag})" if tag else ""
@@ -194,6 +193,28 @@ def cycling_sections(
     if summary is None:
         summary = cycle_summary(samples, efficiency=efficiency, active_mass_g=active_mass_g)  # type: ignore[arg-type]
     rep.table(f"cycles{sfx}", summary, "Per-cycle summary")
+    if summary.height < 2:
+        rep.note("One cycle only: no capacity, efficiency or fade trend.")
+    else:
+        _capacity_and_fade(rep, summary, fade, threshold, sfx)
+    try:
+        curves, peaks = dqdv_with_peaks(samples, dqdv_cycles)
+    except CellbenchError as exc:
+        rep.note(f"No dQ/dV: {exc}")
+        return
+    rep.figure(
+        f"dqdv{sfx}",
+        plot_dqdv(curves, peaks=peaks),
+        "Differential capacity of the discharges of the cycles shown, peaks marked.",
+    )
+    rep.table(f"dqdv_peaks{sfx}", peaks, "dQ/dV peaks (position / V, height / Ah V⁻¹, area / Ah)")
+
+
+def _capacity_and_fade(
+    rep: Report, summary: pl.DataFrame, fade: FadeReport | None, threshold: float, sfx: str
+) -> None:
+    from cellbench.analysis.fade import analyze_fade
+
     ref = None
     if fade is None:
         try:
@@ -208,9 +229,6 @@ def cycling_sections(
             fade = None
     if fade is not None:
         rep.fit(f"fade{sfx}", fade.to_dict(), "Capacity fade and end of life", _fade_summary(fade))
-    if summary.height < 2:
-        rep.note("One cycle only: no capacity or efficiency trend to plot.")
-        return
     rep.figure(
         f"capacity{sfx}",
         plot_capacity(summary, fade=fade, reference_capacity_ampere_hour=ref),
@@ -225,17 +243,6 @@ def cycling_sections(
             "Capacity retention against cycle with the chosen fit, the end-of-life "
             "threshold and the projected end of life with its prediction interval.",
         )
-    try:
-        curves, peaks = dqdv_with_peaks(samples, dqdv_cycles)
-    except CellbenchError as exc:
-        rep.note(f"No dQ/dV: {exc}")
-        return
-    rep.figure(
-        f"dqdv{sfx}",
-        plot_dqdv(curves, peaks=peaks),
-        "Differential capacity of the discharges of the cycles shown, peaks marked.",
-    )
-    rep.table(f"dqdv_peaks{sfx}", peaks, "dQ/dV peaks (position / V, height / Ah V⁻¹, area / Ah)")
 
 
 def _fade_summary(fade: FadeReport) -> dict[str, str]:
@@ -822,6 +829,7 @@ class RunData:
     events: pl.DataFrame | None = None
     meta: RunMeta | None = None
     source: str = ""  # the folder or file it came from, for the report's header
+    notes: list[str] = field(default_factory=list)  # e.g. the reader's warnings, shown first
 
 
 def _has_ccd_step(meta: RunMeta | None) -> bool:
@@ -894,9 +902,12 @@ def report_run(
         title = f"Run report: {meta.run_id}" if meta is not None else "Report"
     rep = Report(title, _facts(data))
     samples, spectra = _channels(data.samples), _channels(data.spectra)
-    if not samples and not spectra:
+    if data.notes or (not samples and not spectra):
         rep.section("Data")
-        rep.note("The run holds no samples and no spectra.")
+        for text in data.notes:
+            rep.note(text)
+        if not samples and not spectra:
+            rep.note("The run holds no samples and no spectra.")
     want_ccd = _has_ccd_step(meta) if ccd is None else ccd
     for tag, df in samples:
         if want_ccd:  # a symmetric cell's staircase: capacity, fade and dQ/dV mean nothing
