@@ -468,7 +468,8 @@ def _fit_circuit(
     noise_floor = 0.0
     from cellbench.analysis.eis_guess import Start
 
-    if all(n in given or n in fixed for n in c.param_names):
+    auto = not all(n in given or n in fixed for n in c.param_names)
+    if not auto:
         starts = [Start(given, 0.0, False)]
         multistart = False
     else:
@@ -547,6 +548,12 @@ def _fit_circuit(
         if stalled and min(r.chi2 for r in results[:-2]) <= 1.001 * best.chi2:
             break
     best = min(results, key=lambda r: r.chi2)
+    if auto and multistart and (noise_floor == 0 or _rms_relative(best) > 3 * noise_floor):
+        from cellbench.analysis.eis_guess import fallback_starts
+
+        for params in fallback_starts(c, f, zz):
+            results.append(fit({**params, **given}))
+        best = min(results, key=lambda r: r.chi2)
     alt = next((r for r in results if r.above_band), None)
     if alt is not None and _prefer_alternative(alt, best):
         best = alt

@@ -290,6 +290,37 @@ def ranked_starts(
     return out
 
 
+def fallback_starts(c: Circuit, frequency_hz, z) -> list[dict[str, float]]:
+    """Starts for circuits the structural reading does not cover (resonant or nested parallels):
+    every parameter from the median |Z| and one angular frequency, at five points across the
+    band."""
+    out = []
+    w = 2 * np.pi * np.asarray(frequency_hz, dtype=float)
+    z_abs = float(np.median(np.abs(np.asarray(z))))
+    for w0 in np.geomspace(w.min(), w.max(), 7)[1:-1]:
+        p: dict[str, float] = {}
+        for el in c.elements:
+            names = el.param_names
+            k = el.kind
+            if k == "R":
+                p[names[0]] = z_abs
+            elif k == "C":
+                p[names[0]] = 1 / (w0 * z_abs)
+            elif k == "L":
+                p[names[0]] = z_abs / w0
+            elif k == "CPE":
+                p[names[0]], p[names[1]] = 1 / (w0**0.8 * z_abs), 0.8
+            elif k == "W":
+                p[names[0]] = z_abs * np.sqrt(w0)
+            elif k in ("Wo", "Ws", "G"):
+                p[names[0]], p[names[1]] = z_abs, 1 / w0
+            else:  # TLM
+                p[names[0]], p[names[1]] = z_abs, 10 * z_abs
+                p[names[2]], p[names[3]] = 1 / (w0**0.8 * z_abs), 0.8
+        out.append(p)
+    return out
+
+
 def initial_guesses(
     c: Circuit, frequency_hz, z, *, drt_result: DRTResult | None = None, limit: int = 12
 ) -> list[dict[str, float]]:

@@ -240,6 +240,7 @@ GUESS_CASES = {
     "L0-R0-p(R1,C1)": {"L0": 1e-6, "R0": 1, "R1": 5, "C1": 1e-3},
     "p(R1,C1)": {"R1": 100, "C1": 1e-6},
     "R0-C1": {"R0": 100, "C1": 1e-6},
+    "p(R1,C1,L1)": {"R1": 10, "C1": 1e-6, "L1": 1e-4},  # resonant: needs the fallback starts
 }  # fmt: skip
 
 
