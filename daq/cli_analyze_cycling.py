@@ -293,13 +293,32 @@ def cmd_fade(args: argparse.Namespace) -> int:
 # -------------------------------------------------------------------------------- conductivity
 
 
+def _sigma_from_resistance(
+    path: Path, df: pl.DataFrame, thickness_cm: float, area_cm2: float
+) -> tuple[list[float], list[float] | None]:
+    """sigma = L / (R A) per row, S/cm, with its standard error where the table gives
+    ``resistance_stderr_ohm`` (else None)."""
+    from cellbench.analysis.solid_state import ionic_conductivity
+
+    r = df["resistance_ohm"].cast(pl.Float64).to_list()
+    has_se = "resistance_stderr_ohm" in df.columns
+    r_se = df["resistance_stderr_ohm"].cast(pl.Float64).to_list() if has_se else [0.0] * len(r)
+    sigma, stderr = [], []
+    for row, (ri, si) in enumerate(zip(r, r_se, strict=True), start=1):
+        try:
+            s, e = ionic_conductivity(ri, thickness_cm, area_cm2, r_stderr_ohm=si or 0.0)
+        except CellbenchError as exc:
+            raise CellbenchError(f"{path}: data row {row}: {exc}") from None
+        sigma.append(s)
+        stderr.append(e)
+    return sigma, stderr if has_se else None
+
+
 def _conductivity_points(
     path: Path, thickness_cm: float | None, area_cm2: float | None
 ) -> tuple[list[float], list[float], str, list[float] | None]:
     """(temperatures, conductivities in S/cm, temperature unit, their standard errors or None)
     from a CSV."""
-    from cellbench.analysis.conductivity import conductivity_from_resistance
-
     if not path.is_file():
         raise CellbenchError(f"{path}: {'not a file' if path.exists() else 'no such file'}")
     try:
@@ -332,9 +351,7 @@ def _conductivity_points(
                 f"{path}: resistance_ohm needs the pellet geometry: give --thickness-cm and "
                 "--area-cm2 (or thickness_cm and area_cm2 columns)"
             )
-        sigma = conductivity_from_resistance(
-            df["resistance_ohm"].cast(pl.Float64).to_numpy(), thick, area
-        )
+        sigma, stderr = _sigma_from_resistance(path, df, thick, area)
     else:
         raise CellbenchError(
             f"{path}: needs a conductivity_siemens_per_centimeter or resistance_ohm column; "
@@ -530,7 +547,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "temperature_celsius (or temperature_kelvin) column and either "
         "conductivity_siemens_per_centimeter (S/cm; with an optional "
         "conductivity_stderr_siemens_per_centimeter to weight the points) or resistance_ohm "
-        "(with --thickness-cm and "
+        "(optionally resistance_stderr_ohm; with --thickness-cm and "
         "--area-cm2, or thickness_cm and area_cm2 columns; sigma = L / (R A)). Reports Ea in eV "
         "and kJ/mol and sigma at 25 degC with confidence intervals. One FILE prints one JSON "
         "object; several print a list.",

@@ -306,3 +306,38 @@ def test_fade_and_conductivity_errors_name_the_file(tmp_path, capsys):
     assert err.startswith(f"cellbench: error: {path}: ") and "\n" not in err
     assert main(["analyze", "conductivity", str(tmp_path)]) == 1
     assert capsys.readouterr().err.strip() == f"cellbench: error: {tmp_path}: not a file"
+
+
+def test_conductivity_from_resistance_with_standard_errors(tmp_path, capsys):
+    sigma = arrhenius_data()
+    r = 0.1 / (sigma * 0.5)
+    geometry = ["--thickness-cm", "0.1", "--area-cm2", "0.5", "--model", "arrhenius", "--json"]
+    by_sigma = tmp_path / "sigma.csv"
+    pl.DataFrame(
+        {
+            "temperature_celsius": T_C,
+            "conductivity_siemens_per_centimeter": sigma,
+            "conductivity_stderr_siemens_per_centimeter": sigma * np.linspace(0.01, 0.2, T_C.size),
+        }
+    ).write_csv(by_sigma)
+    by_r = tmp_path / "r.csv"
+    pl.DataFrame(
+        {
+            "temperature_celsius": T_C,
+            "resistance_ohm": r,
+            "resistance_stderr_ohm": r * np.linspace(0.01, 0.2, T_C.size),
+        }
+    ).write_csv(by_r)
+    assert main(["analyze", "conductivity", str(by_sigma), "--json", "--model", "arrhenius"]) == 0
+    a = json.loads(capsys.readouterr().out)
+    assert main(["analyze", "conductivity", str(by_r), *geometry]) == 0
+    b = json.loads(capsys.readouterr().out)
+    # the same relative errors weight the fit the same way, whichever column carries them
+    assert b["activation_energy_ev"] == pytest.approx(a["activation_energy_ev"], rel=1e-9)
+    assert b["activation_energy_ev_ci"] == pytest.approx(a["activation_energy_ev_ci"], rel=1e-9)
+    bad = tmp_path / "bad.csv"
+    pl.DataFrame({"temperature_celsius": [25.0, 50.0, 75.0], "resistance_ohm": [100.0, -5.0, 20.0]}
+                 ).write_csv(bad)  # fmt: skip
+    assert main(["analyze", "conductivity", str(bad), *geometry]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"cellbench: error: {bad}: data row 2: ") and "-5.0" in err
