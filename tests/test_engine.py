@@ -169,7 +169,7 @@ until = {{ voltage_below = "3.2 V", time = "3 h" }}
 """,
     )
     session = start(
-        sessions, protocol, FX / "stations" / "demo_station.toml", tmp_path, time_scale=5000
+        sessions, protocol, FX / "stations" / "demo_station.toml", tmp_path, time_scale=10000
     )
     assert session.engine.run() == "completed"
     run = open_run(session.engine.run_path)
@@ -344,7 +344,7 @@ until = {{ time = "50 min" }}
 
 [[step]]
 type = "rest"
-duration = "50 min"
+duration = "10 min"
 """
 
 
@@ -367,8 +367,8 @@ def test_disconnect_leaves_gap_and_run_recovers(sessions, tmp_path):
     assert gap["duration_second"] > 0
     assert json.loads(gap["data"])["wall_second"] > 1.0
     samples = run.read("samples")
-    # samples go on after the gap until the protocol's end (100 min)
-    assert samples["test_time_second"].max() > 5900
+    # samples go on after the gap until the protocol's end (60 min)
+    assert samples["test_time_second"].max() > 3590
     # the output was restored after the reconnect: charge kept flowing in the CC step
     resumed_at = json.loads(gap["data"])["to_test_time_second"]
     after = samples.filter((pl.col("step_index") == 0) & (pl.col("test_time_second") >= resumed_at))
