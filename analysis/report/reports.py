@@ -55,6 +55,8 @@ ISOTHERMAL_K = 2.0
 DQDV_CYCLES = 5
 #: Samples below this fraction of the largest |current| count as rest for dQ/dV.
 REST_FRACTION = 1e-3
+#: Width of the dQ/dV smoothing window in median voltage steps between samples.
+DQDV_WINDOW_SAMPLES = 10
 #: Smallest dQ/dV peak prominence reported, as a fraction of the curve's largest value.
 PEAK_PROMINENCE = 0.15
 
@@ -125,10 +127,11 @@ def dqdv_with_peaks(
         cycles = _pick_cycles(
             [c for c in active["cycle_count"].unique().to_list() if c is not None]
         )
-    # The filter window follows the sampling: a few voltage steps wide, never under 10 mV.
+    # The filter window follows the sampling: DQDV_WINDOW_SAMPLES voltage steps wide (a
+    # coarsely or irregularly sampled curve needs more of them), never under 10 mV.
     dv = np.abs(np.diff(active["voltage_volt"].to_numpy()))
     dv = dv[dv > 0]
-    window = max(0.01, 5 * float(np.median(dv))) if dv.size else 0.01
+    window = max(0.01, DQDV_WINDOW_SAMPLES * float(np.median(dv))) if dv.size else 0.01
     curves = dqdv_by_cycle(active, direction=direction, cycles=list(cycles), window_volt=window)
     peaks = []
     for (c,), part in curves.group_by(["cycle_count"], maintain_order=True):
