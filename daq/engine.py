@@ -225,6 +225,8 @@ class Engine:
     def start(self) -> None:
         """Open instruments, create the run, start every thread. Raises before touching
         anything if the protocol does not fit the station."""
+        if self.status != "created":
+            raise RuntimeError(f"engine already {self.status}: an Engine runs one run, once")
         self.validate()
         try:
             self._open_instruments()
