@@ -250,6 +250,8 @@ class Engine:
             # "running" on disk (its writer lock goes with this process), so that it can be
             # resumed again once the cause is fixed.
             self._teardown(None if self._resuming or self._writer is None else "aborted")
+            if self.status == "created":
+                self.status = "failed"  # this engine is spent; the run (if any) is closed
             raise
         self.status = "running"
         self._t0 = self.clock.now()  # test time 0 (or the resume offset) is now
