@@ -43,7 +43,7 @@ from cellbench.daq.protocol import Limits, Protocol
 from cellbench.daq.recorder import LatencyLog, Recorder
 from cellbench.daq.runner import ChannelIO, ChannelRunner, ChannelState, Checkpoint
 from cellbench.daq.safety import Breach, describe
-from cellbench.daq.station import Station, validate_run
+from cellbench.daq.station import SIM_ADDRESS, Station, validate_run
 from cellbench.daq.store import RunWriter, create_run
 from cellbench.drivers.sim.clock import ScaledClock, WallClock
 
@@ -402,6 +402,12 @@ class Engine:
             if spec.name in self._given:
                 continue
             address = self._addresses.get(spec.name, spec.address)
+            if address == SIM_ADDRESS:
+                raise st.EngineConfigError(
+                    f'instrument {spec.name} is simulated (address = "sim") but no simulator '
+                    "address was given: build the run with cellbench.daq.session.prepare()/build(),"
+                    " which starts the simulators, or pass addresses={name: address}"
+                )
             driver = open_instrument(
                 spec.driver,
                 address,
