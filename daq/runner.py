@@ -168,6 +168,7 @@ class ChannelRunner:
             self.state.end_reason = "completed"
             self._off()
         except StopRun as stop:
+            self._keep_held()  # the last measurement before the stop is kept
             self.state.end_reason = stop.reason
             if stop.status != "aborted":
                 self._off()
