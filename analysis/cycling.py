@@ -39,6 +39,7 @@ from cellbench.analysis.cycling_kernel import run_sums
 from cellbench.analysis.errors import CellbenchError
 
 Efficiency = Literal["discharge/charge", "charge/discharge"]
+CapacitySource = Literal["integration", "counters"]
 
 TIME = "test_time_second"
 VOLTAGE = "voltage_volt"
@@ -65,6 +66,15 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "duration_second",
     "sample_count",
 )
+
+
+#: Summary column <- the per-cycle running total of the ``samples`` schema it can come from.
+COUNTERS: dict[str, str] = {
+    "charge_capacity_ampere_hour": "charging_capacity_ampere_hour",
+    "discharge_capacity_ampere_hour": "discharging_capacity_ampere_hour",
+    "charge_energy_watt_hour": "charging_energy_watt_hour",
+    "discharge_energy_watt_hour": "discharging_energy_watt_hour",
+}
 
 
 class CyclingError(CellbenchError):
@@ -112,6 +122,38 @@ def _increments(lf: pl.LazyFrame, by_channel: bool) -> pl.LazyFrame:
         .otherwise(None)
         .fill_nan(None)
         .alias("_r"),
+    )
+
+
+def _counter_columns(columns: Sequence[str], source: str) -> list[str]:
+    """The running-total columns to take the cycle's capacities and energies from."""
+    if source == "integration":
+        return []
+    if source != "counters":
+        raise CyclingError(f"capacity_source must be 'integration' or 'counters', got {source!r}")
+    return [c for c in COUNTERS.values() if c in columns]
+
+
+def _use_counters(
+    sums: pl.LazyFrame, samples: pl.LazyFrame, keys: list[str], counters: list[str]
+) -> pl.LazyFrame:
+    """Replace integrated capacities/energies by the cycle's final running totals (the counters
+    restart at zero each cycle, so the final value is the maximum), where a cycle has them."""
+    if not counters:
+        return sums
+    totals = (
+        samples.filter(pl.col(CYCLE).is_not_null())
+        .group_by(keys)
+        .agg(pl.col(c).cast(pl.Float64).max().alias(f"_total_{c}") for c in counters)
+    )
+    by_counter = {v: k for k, v in COUNTERS.items()}
+    return (
+        sums.join(totals, on=keys, how="left")
+        .with_columns(
+            pl.coalesce(pl.col(f"_total_{c}"), pl.col(by_counter[c])).alias(by_counter[c])
+            for c in counters
+        )
+        .drop(f"_total_{c}" for c in counters)
     )
 
 
@@ -168,14 +210,18 @@ def cycle_summary_lazy(
     efficiency: Efficiency = "discharge/charge",
     active_mass_g: float | None = None,
     dcr_min_step_ampere: float | None = None,
+    capacity_source: CapacitySource = "integration",
 ) -> pl.LazyFrame:
     """:func:`cycle_summary` as a polars query, not yet collected (compose it with more work:
     a scan of a large file, a filter, a join). Same results as the eager kernel."""
     lf = samples.lazy()
     columns = lf.collect_schema().names()
     _check_options(columns, efficiency, active_mass_g)
+    counters = _counter_columns(columns, capacity_source)
     by_channel = CHANNEL in columns
     keys = [CHANNEL, CYCLE] if by_channel else [CYCLE]
+    full_keys = list(keys)
+    original = lf
     lf = lf.select([c for c in (CHANNEL, TIME, VOLTAGE, CURRENT, CYCLE) if c in columns])
     single: str | None = None
     if by_channel and isinstance(samples, pl.DataFrame) and samples.height:
@@ -205,6 +251,7 @@ def cycle_summary_lazy(
     if single is not None:
         sums = sums.with_columns(pl.lit(single, dtype=pl.String).alias(CHANNEL))
         keys = [CHANNEL, CYCLE]
+    sums = _use_counters(sums, original.select(*full_keys, *counters), full_keys, counters)
     return _finish(sums, keys, efficiency, active_mass_g)
 
 
@@ -292,6 +339,7 @@ def cycle_summary(
     efficiency: Efficiency = "discharge/charge",
     active_mass_g: float | None = None,
     dcr_min_step_ampere: float | None = None,
+    capacity_source: CapacitySource = "integration",
 ) -> pl.DataFrame:
     """One row per cycle (and channel, when the frame has a ``channel`` column).
 
@@ -307,6 +355,11 @@ def cycle_summary(
         dcr_min_step_ampere: smallest current change (A) between two samples that counts as a
             step edge for the DC resistance; default half the largest ``|current|`` of the
             cycle.
+        capacity_source: ``"integration"`` (default) integrates the logged I and V*I;
+            ``"counters"`` takes each cycle's capacities (and energies, where present) from the
+            frame's running totals ``charging_capacity_ampere_hour`` etc. — a cycler's own
+            counters, integrated at its internal rate, so what its software shows (a vendor
+            reader keeps them). Cycles without counter values stay integrated.
 
     Returns:
         Columns (units in the names): ``cycle_count``, ``charge_capacity_ampere_hour``,
@@ -321,7 +374,8 @@ def cycle_summary(
     lf = samples.lazy()
     columns = lf.collect_schema().names()
     _check_options(columns, efficiency, active_mass_g)
-    wanted = [c for c in (CHANNEL, TIME, VOLTAGE, CURRENT, CYCLE) if c in columns]
+    counters = _counter_columns(columns, capacity_source)
+    wanted = [c for c in (CHANNEL, TIME, VOLTAGE, CURRENT, CYCLE, *counters) if c in columns]
     lazy_input = isinstance(samples, pl.LazyFrame)
     df = lf.select(wanted).collect() if lazy_input else samples.select(wanted)
     if df.get_column(CYCLE).null_count():
@@ -330,8 +384,9 @@ def cycle_summary(
     keys = [CHANNEL, CYCLE] if by_channel else [CYCLE]
     if df.height == 0:
         return cycle_summary_lazy(df, efficiency=efficiency, active_mass_g=active_mass_g).collect()
-    sums = _kernel_sums(df, by_channel, dcr_min_step_ampere)
-    return _finish(sums.lazy(), keys, efficiency, active_mass_g).collect()
+    sums = _kernel_sums(df, by_channel, dcr_min_step_ampere).lazy()
+    sums = _use_counters(sums, df.lazy(), keys, counters)
+    return _finish(sums, keys, efficiency, active_mass_g).collect()
 
 
 def gravimetric_energy_density(

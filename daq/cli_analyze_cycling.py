@@ -166,7 +166,13 @@ def _summary(args: argparse.Namespace) -> pl.DataFrame:
     if mass is None:
         cell = _cell(path)
         mass = cell.active_mass_g if cell else None
-    return cycle_summary(df, efficiency=args.efficiency, active_mass_g=mass)
+    source = args.capacity_from
+    if source == "auto":
+        # A vendor file's running totals are the cycler's own counters (integrated at its
+        # internal rate: what its software reports). A run folder's are recomputed after a
+        # resume, and --segment makes new cycles the counters do not follow.
+        source = "integration" if loaders.is_run(path) or args.segment else "counters"
+    return cycle_summary(df, efficiency=args.efficiency, active_mass_g=mass, capacity_source=source)
 
 
 def cmd_cycling(args: argparse.Namespace) -> int:
@@ -484,6 +490,14 @@ def _add_cycling_inputs(p: argparse.ArgumentParser) -> None:
         default="discharge/charge",
         help="Coulombic/energy efficiency convention: discharge/charge for a cell charged first "
         "(default), charge/discharge for an anode against lithium",
+    )
+    p.add_argument(
+        "--capacity-from",
+        choices=("auto", "counters", "integration"),
+        default="auto",
+        help="per-cycle capacity and energy from the file's own running totals (counters: "
+        "what the cycler's software shows) or from integrating the logged I and V*I; auto "
+        "(default): counters for vendor files, integration for run folders and --segment",
     )
     p.add_argument(
         "--segment",

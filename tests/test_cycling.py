@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
 
 from cellbench.analysis import cycling_kernel
 from cellbench.analysis.cycling import (
@@ -342,3 +343,43 @@ def test_kernel_equals_query_on_random_frames(n, seed, block, channels):
             atol=1e-12,
             err_msg=col,
         )
+
+
+def test_capacities_from_the_cyclers_counters():
+    df, truths = cccv_frame()
+    # running totals as a cycler counts them: restart each cycle, 1 % above the logged integral,
+    # and cycle 3 has no counter values (a gap in the export): it stays integrated
+    scale = {1: 1.01, 2: 1.01, 3: None}
+    counted = []
+    for (cycle,), part in df.group_by(["cycle_count"], maintain_order=True):
+        i = part["current_ampere"].to_numpy()
+        t = part["test_time_second"].to_numpy()
+        dq = np.concatenate([[0.0], (i[1:] + i[:-1]) / 2 * np.diff(t) / 3600])
+        k = scale[cycle]
+        chg = np.cumsum(np.where(dq > 0, dq, 0.0)) * (k or 0)
+        dchg = np.cumsum(np.where(dq < 0, -dq, 0.0)) * (k or 0)
+        counted.append(
+            part.with_columns(
+                pl.Series("charging_capacity_ampere_hour", chg if k else [None] * len(chg)),
+                pl.Series("discharging_capacity_ampere_hour", dchg if k else [None] * len(dchg)),
+            )
+        )
+    frame = pl.concat(counted)
+    integrated = cycle_summary(frame)
+    _check(integrated, truths)
+    counters = cycle_summary(frame, capacity_source="counters")
+    lazy = cycle_summary_lazy(frame, capacity_source="counters").collect()
+    assert_frame_equal(counters, lazy, check_exact=False, rel_tol=1e-9)
+    for col in ("charge_capacity_ampere_hour", "discharge_capacity_ampere_hour"):
+        ratio = (counters[col] / integrated[col]).to_list()
+        assert ratio == pytest.approx([1.01, 1.01, 1.0], rel=1e-9)
+    ce = counters["discharge_capacity_ampere_hour"] / counters["charge_capacity_ampere_hour"]
+    assert counters["coulombic_efficiency"].to_list() == pytest.approx(ce.to_list(), rel=1e-12)
+    # no energy counters: energies stay integrated, the mean voltage uses the counted capacity
+    assert counters["charge_energy_watt_hour"].equals(integrated["charge_energy_watt_hour"])
+    v = integrated["mean_charge_voltage_volt"].to_list()
+    assert counters["mean_charge_voltage_volt"].to_list() == pytest.approx(
+        [v[0] / 1.01, v[1] / 1.01, v[2]], rel=1e-9
+    )
+    with pytest.raises(CyclingError, match="capacity_source"):
+        cycle_summary(frame, capacity_source="vendor")
