@@ -11,6 +11,7 @@ fails the test.
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import shutil
 import struct
@@ -158,6 +159,33 @@ def test_fuzz_arbin_res_lightly(shared_data, tmp_path_factory, monkeypatch):
     def run(key):
         path.write_bytes(mutate(seed, key))
         _reads_or_reader_error(cyclers_mod.read_arbin_res, path)
+
+    run()
+
+
+@pytest.mark.skipif(shutil.which("mdb-export") is None, reason="mdb-export (mdbtools) missing")
+def test_fuzz_arbin_res_tables(shared_data, monkeypatch):
+    """What cellbench itself parses of a .res: the tables mdb-export writes, mutated (the
+    database file itself is fuzzed through mdbtools above). A read costs ~4 ms, so the suite
+    runs 2,000 inputs; CELLBENCH_FUZZ_FULL=1 runs 10,000 (about 50 s; passed when written)."""
+    real = shared_data / "cycling" / "20160805_test001_45_cc_01.res"
+    table = cyclers_mod.mdb_export(real, cyclers_mod.ARBIN_TABLE).encode()
+    seeds = {
+        cyclers_mod.ARBIN_TABLE: b"\n".join(table.split(b"\n")[:60]),
+        "Global_Table": cyclers_mod.mdb_export(real, "Global_Table").encode(),
+    }
+    mutated: dict[str, bytes] = {}
+    monkeypatch.setattr(
+        cyclers_mod, "mdb_export", lambda path, name: mutated[name].decode("utf-8", "replace")
+    )
+
+    @settings(FUZZ, max_examples=EXAMPLES if os.environ.get("CELLBENCH_FUZZ_FULL") else 2_000)
+    @given(KEYS)
+    def run(key):
+        which = key % 4 == 0  # one input in four damages the test's Global_Table
+        for n, (name, seed) in enumerate(seeds.items()):
+            mutated[name] = mutate(seed, key) if (n == 1) == which else seed
+        _reads_or_reader_error(cyclers_mod.read_arbin_res, real)
 
     run()
 
