@@ -113,3 +113,11 @@ def test_late_reply_within_and_past_the_timeout(gauge, sim):
     gauge.set_unit("kN")
     value, unit = gauge.read_force()
     assert unit.upper() == "KN" and value == pytest.approx(0.785)
+
+
+def test_safe_state_sends_nothing_and_the_gauge_stays_usable(gauge, sim):
+    gauge.read_force()
+    before = list(sim.received)
+    gauge.safe_state()  # a gauge drives nothing: no command may reach it
+    assert sim.received == before
+    assert gauge.read_force() == (785.0, "N")
