@@ -86,9 +86,10 @@ def random_solid_state_cell(
     With ``gb_in_band`` every arc's apex lies inside the band, at least 1.5 decades from the next,
     and cells are re-drawn until the Cramer-Rao bound of every resistance at ``noise`` is below
     ``max_crb`` (a 1 % bound makes a 3 % error a three-sigma event; cells outside it hold too
-    little information for any fitter). Otherwise the grain-boundary apex lies between 3 and
-    30 MHz, above the band, so that only R0 + R1 is identifiable; then the bound applies to
-    R0 + R1, R2 and R3.
+    little information for any fitter; at 10 points per decade the filter keeps only about 2 %
+    of the draws, :func:`random_in_band_cell` gives unfiltered cells). Otherwise the
+    grain-boundary apex lies between 3 and 30 MHz, above the band, so that only R0 + R1 is
+    identifiable; then the bound applies to R2 and R3.
     """
     f = frequencies() if frequency_hz is None else frequency_hz
     while True:
@@ -97,6 +98,37 @@ def random_solid_state_cell(
         names = ("R0", "R1", "R2", "R3") if gb_in_band else ("R2", "R3")
         if all(crb[n] <= max_crb for n in names):
             return p
+
+
+def random_in_band_cell(
+    rng: np.random.Generator,
+    *,
+    f_max_hz: float = 1e6,
+    f_min_hz: float = 1e-2,
+    margin_decades: float = 0.5,
+    separation_decades: float = 1.0,
+) -> dict[str, float]:
+    """Parameters of :data:`SOLID_STATE_CIRCUIT` with every arc inside the band, NOT filtered by
+    how well the data could determine them.
+
+    The three apex frequencies are log-uniform at least ``margin_decades`` inside
+    [``f_min_hz``, ``f_max_hz``], in the order grain boundary > interface > slow process, each
+    at least ``separation_decades`` from the next; resistances, exponents and L as in
+    :func:`random_solid_state_cell`. Many such cells hold too little information for a 3 %
+    recovery at 1 % noise (overlapping arcs, an arc half outside the band); a fit must then say
+    so through its standard errors.
+    """
+    p = _draw_cell(rng, True)
+    lo, hi = np.log10(f_min_hz) + margin_decades, np.log10(f_max_hz) - margin_decades
+    if hi - lo < 2 * separation_decades:
+        raise ValueError("band too narrow for three separated arcs")
+    while True:
+        apex = np.sort(rng.uniform(lo, hi, 3))[::-1]
+        if np.all(-np.diff(apex) >= separation_decades):
+            break
+    for k, log_f in zip((1, 2, 3), apex, strict=True):
+        p[f"CPE{k}.Q"] = _rq(p[f"R{k}"], 10**log_f, p[f"CPE{k}.n"])
+    return p
 
 
 def _draw_cell(rng: np.random.Generator, gb_in_band: bool) -> dict[str, float]:

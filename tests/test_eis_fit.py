@@ -13,6 +13,7 @@ from cellbench.analysis.eis_synth import (
     SOLID_STATE_CIRCUIT,
     frequencies,
     noisy_spectrum,
+    random_in_band_cell,
     random_solid_state_cell,
 )
 
@@ -43,6 +44,35 @@ def test_recovery_of_200_cells_with_every_arc_in_band():
         if any(abs(e) > 0.03 for e in errors.values()):
             failures.append((i, errors))
     assert len(failures) <= 2, failures
+
+
+def test_unfiltered_in_band_cells_fit_to_the_optimum_and_misses_carry_large_stderr():
+    """200 cells with every apex >= 0.5 decade inside the band and >= 1 decade apart, NOT
+    filtered by the Cramer-Rao bound. Only about half recover every resistance within 3 % at
+    1 % noise: the rest hold too little information (overlapping arcs, an arc half outside the
+    band). The fit must then be at the optimum (chi2 no worse than the truth's: what it misses
+    the data do not hold) and say so: no resistance off by more than five of its standard
+    errors, each missing cell with a relative standard error above 1 % (3 sigma above 3 %),
+    and standard errors that are neither too small nor inflated."""
+    rng = np.random.default_rng(11)
+    z_scores, misses = [], 0
+    for i in range(200):
+        p = random_in_band_cell(rng)
+        z = noisy_spectrum(SOLID_STATE_CIRCUIT, p, F, noise=0.01, rng=rng)
+        assert all(10**-1.5 <= _apex_hz(p, k) <= 10**5.5 for k in (1, 2, 3))
+        res = fit_circuit(SOLID_STATE_CIRCUIT, F, z)
+        assert res.chi2 <= chi2_of(SOLID_STATE_CIRCUIT, p, F, z, weight="modulus"), i
+        errors = {k: res.values[k] / p[k] - 1 for k in RESISTANCES}
+        rel_sd = {k: res.stderr[k] / res.values[k] for k in RESISTANCES}
+        z_scores += [abs(errors[k]) / rel_sd[k] for k in RESISTANCES]
+        if any(abs(e) > 0.03 for e in errors.values()):
+            misses += 1
+            assert max(rel_sd.values()) > 0.01, (i, errors, rel_sd)
+    z_scores = np.array(z_scores)
+    assert z_scores.max() <= 5
+    assert np.mean(z_scores <= 3) >= 0.98
+    assert 0.55 <= np.mean(z_scores <= 1) <= 0.8  # Gaussian: 0.68
+    assert 20 <= misses <= 150  # the set is hard: the assertions above are exercised
 
 
 @pytest.mark.slow
