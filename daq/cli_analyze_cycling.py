@@ -466,6 +466,38 @@ def cmd_ccd(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------ register
 
 
+def _positive(text: str) -> float:
+    """argparse type: a finite number > 0 (a mass, an area, a thickness, a factor)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    """argparse type: a number strictly between 0 and 1 (a retention, a confidence level)."""
+    value = _positive(text)
+    if not value < 1:
+        raise argparse.ArgumentTypeError(f"must lie between 0 and 1, got {text!r}")
+    return value
+
+
+def _count(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {text!r}")
+        return value
+
+    return parse
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
@@ -513,17 +545,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "cycling",
         help="per-cycle capacity, energy, efficiencies, mean voltages, DC resistance",
-        description="Per-cycle summary of a run or cycler file. Capacity and energy are "
-        "trapezoidal integrals of I and V*I over time, split by the sign of the current "
-        "(charge positive). With --json prints a list, one object per cycle, with keys "
-        "cycle_count, charge_capacity_ampere_hour, discharge_capacity_ampere_hour, "
+        description="Per-cycle summary of a run or cycler file. Capacity and energy are the "
+        "file's own per-cycle counters (vendor files) or trapezoidal integrals of I and V*I "
+        "over time split by the sign of the current (run folders; see --capacity-from). "
+        "With --json prints a list, one object per cycle, with keys cycle_count, "
+        "charge_capacity_ampere_hour, discharge_capacity_ampere_hour, "
         "charge_energy_watt_hour, discharge_energy_watt_hour, coulombic_efficiency (a "
         "fraction) and more.",
     )
     _add_cycling_inputs(p)
     p.add_argument(
         "--active-mass-g",
-        type=float,
+        type=_positive,
         help="active material mass, g (adds specific capacity; default from the run's cell)",
     )
     _add_common(p)
@@ -540,9 +573,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     _add_cycling_inputs(p)
     p.add_argument(
-        "--threshold", type=float, default=0.8, help="end-of-life retention (default 0.8)"
+        "--threshold", type=_fraction, default=0.8, help="end-of-life retention (default 0.8)"
     )
-    p.add_argument("--first-n", type=int, help="fit only the first N cycles (early prediction)")
+    p.add_argument(
+        "--first-n", type=_count(3), help="fit only the first N cycles (early prediction)"
+    )
     p.add_argument(
         "--reference",
         default="first",
@@ -550,7 +585,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "number, or a capacity in Ah such as 2.5",
     )
     p.add_argument("--criterion", choices=("bic", "aic"), default="bic", help="model ranking")
-    p.add_argument("--confidence", type=float, default=0.95, help="interval level (0.95)")
+    p.add_argument("--confidence", type=_fraction, default=0.95, help="interval level (0.95)")
     _add_common(p)
     p.set_defaults(func=cmd_fade)
 
@@ -567,15 +602,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "object; several print a list.",
     )
     p.add_argument("files", metavar="FILE", nargs="+", help="CSV file(s), one data set each")
-    p.add_argument("--thickness-cm", type=float, help="pellet thickness, cm")
-    p.add_argument("--area-cm2", type=float, help="electrode area, cm2")
+    p.add_argument("--thickness-cm", type=_positive, help="pellet thickness, cm")
+    p.add_argument("--area-cm2", type=_positive, help="electrode area, cm2")
     p.add_argument(
         "--model",
         choices=("auto", "arrhenius", "arrhenius_t", "vtf"),
         default="auto",
         help="auto (default): the lowest AICc, a 3-parameter VTF only when clearly better",
     )
-    p.add_argument("--confidence", type=float, default=0.95, help="interval level (0.95)")
+    p.add_argument("--confidence", type=_fraction, default=0.95, help="interval level (0.95)")
     _add_common(p)
     p.set_defaults(func=cmd_conductivity)
 
@@ -589,22 +624,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("file", metavar="FILE", help="run folder or cycler file")
     _add_column_map(p)
-    p.add_argument("--area-cm2", type=float, help="electrode area, cm2 (default: the run's cell)")
+    p.add_argument(
+        "--area-cm2", type=_positive, help="electrode area, cm2 (default: the run's cell)"
+    )
     p.add_argument("--channel", help="channel to analyse (needed when the file has several)")
     p.add_argument(
         "--collapse-fraction",
-        type=float,
+        type=_fraction,
         default=0.3,
         help="a short is |V| below this fraction of the expected polarisation (0.3)",
     )
     p.add_argument(
         "--noise-factor",
-        type=float,
+        type=_positive,
         default=8.0,
         help="a soft short is |dV| above this many times its healthy median (8)",
     )
     p.add_argument(
-        "--min-points", type=int, default=3, help="consecutive samples a signature must last (3)"
+        "--min-points",
+        type=_count(1),
+        default=3,
+        help="consecutive samples a signature must last (3)",
     )
     _add_common(p)
     p.set_defaults(func=cmd_ccd)

@@ -374,3 +374,22 @@ def test_conductivity_from_resistance_with_standard_errors(tmp_path, capsys):
     assert main(["analyze", "conductivity", str(bad), *geometry]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"cellbench: error: {bad}: data row 2: ") and "-5.0" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["fade", "x.csv", "--threshold", "2"], "--threshold: must lie between 0 and 1"),
+        (["fade", "x.csv", "--confidence", "1.5"], "--confidence: must lie between 0 and 1"),
+        (["fade", "x.csv", "--first-n", "2"], "--first-n: must be at least 3"),
+        (["cycling", "x.csv", "--active-mass-g", "-1"], "--active-mass-g: must be a positive"),
+        (["conductivity", "x.csv", "--area-cm2", "nan"], "--area-cm2: must be a positive"),
+        (["ccd", "x.csv", "--collapse-fraction", "0"], "--collapse-fraction: must be a positive"),
+        (["ccd", "x.csv", "--min-points", "zero"], "--min-points: not a whole number"),
+    ],
+)
+def test_out_of_range_options_are_usage_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["analyze", *argv])
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
