@@ -419,6 +419,10 @@ def end_of_life(
     """
     if fit.kind != "retention":
         raise FadeError("end_of_life needs a retention fit")
+    if not 0 < threshold < 1:
+        raise FadeError(f"threshold is a retention fraction in (0, 1), got {threshold!r}")
+    if not 0 < confidence < 1:
+        raise FadeError(f"confidence must lie in (0, 1), got {confidence!r}")
     m = RETENTION_MODELS[fit.model]
     theta = np.array(list(fit.parameters.values()))
     hi = float(horizon) if horizon else 100.0 * max(fit.x_max, 1.0)

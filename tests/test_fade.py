@@ -107,6 +107,9 @@ def test_threshold_never_reached_gives_none():
     eol = end_of_life(fit, 0.8, horizon=1000)
     assert eol.cycles is None
     assert json.loads(json.dumps(eol.to_dict()))["cycles"] is None
+    for bad in ({"threshold": 1.2}, {"threshold": 0.0}, {"confidence": 1.5}):
+        with pytest.raises(FadeError, match=next(iter(bad))):
+            end_of_life(fit, **{"threshold": 0.8, **bad})
 
 
 def test_retention_from_summary_and_report_to_dict():
