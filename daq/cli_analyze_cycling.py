@@ -23,6 +23,7 @@ import polars as pl
 from cellbench.analysis.errors import CellbenchError
 from cellbench.analysis.schema import Cell
 from cellbench.daq import loaders
+from cellbench.daq.cli_convert import add_column_map_option
 
 SUMMARY_CSV_KEYS = ("capacity_retention", "discharge_capacity_ampere_hour")
 
@@ -107,7 +108,7 @@ def _reader_warnings() -> Iterator[None]:
                     warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
-def load_samples(path: Path, column_map: str | None = None) -> pl.DataFrame:
+def load_samples(path: Path, column_map: Path | None = None) -> pl.DataFrame:
     """Samples of a run folder or a cycler file; ``column_map`` (a JSON file, see
     docs/readers.md) reads a csv/text export that no built-in reader knows."""
     with _reader_warnings():
@@ -126,7 +127,7 @@ def _load_cycling(
     channel: str | None,
     segment: bool,
     efficiency: str,
-    column_map: str | None = None,
+    column_map: Path | None = None,
 ) -> pl.DataFrame:
     df = load_samples(path, column_map)
     if channel is not None:
@@ -502,19 +503,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 
-def _add_column_map(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--column-map",
-        metavar="MAP.json",
-        help="read FILE as a csv/text export whose columns MAP.json names, e.g. "
-        '{"t (h)": ["test_time_second", 3600], "U (V)": "voltage_volt", '
-        '"I (mA)": ["current_ampere", 0.001]} (see docs/readers.md)',
-    )
-
-
 def _add_cycling_inputs(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="FILE", help="run folder or cycler file (any supported format)")
-    _add_column_map(p)
+    add_column_map_option(p)
     p.add_argument("--channel", help="channel to analyse (default: all channels)")
     p.add_argument(
         "--efficiency",
@@ -623,7 +614,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the short.",
     )
     p.add_argument("file", metavar="FILE", help="run folder or cycler file")
-    _add_column_map(p)
+    add_column_map_option(p)
     p.add_argument(
         "--area-cm2", type=_positive, help="electrode area, cm2 (default: the run's cell)"
     )

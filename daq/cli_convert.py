@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="which table to take from a file holding both (an .mpr with GCPL and PEIS)",
     )
     conv.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    _add_column_map(conv)
+    add_column_map_option(conv, spectra=True)
     conv.set_defaults(func=run_convert)
 
     insp = sub.add_parser(
@@ -60,19 +60,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     insp.add_argument("file", type=Path, metavar="FILE")
     insp.add_argument("--json", action="store_true", help="print the summary as JSON")
-    _add_column_map(insp)
+    add_column_map_option(insp)
     insp.set_defaults(func=run_inspect)
 
 
-def _add_column_map(p: argparse.ArgumentParser) -> None:
+def add_column_map_option(p: argparse.ArgumentParser, *, spectra: bool = False) -> None:
+    """``--column-map MAP.json`` (a :class:`pathlib.Path`), for every command that reads FILE."""
     p.add_argument(
         "--column-map",
         type=Path,
         metavar="MAP.json",
         help="read FILE as a csv/text export whose columns MAP.json names, e.g. "
         '{"t (h)": ["test_time_second", 3600], "U (V)": "voltage_volt", '
-        '"I (mA)": ["current_ampere", 0.001]} (see docs/readers.md); with --kind spectra '
-        "for impedance tables",
+        '"I (mA)": ["current_ampere", 0.001]} (see docs/readers.md)'
+        + ("; with --kind spectra for impedance tables" if spectra else ""),
     )
 
 
