@@ -11,6 +11,7 @@ fails the test.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import random
 import shutil
@@ -19,6 +20,7 @@ import warnings
 import zipfile
 from datetime import timedelta
 
+import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -26,6 +28,7 @@ from vendor_files import ndax_bytes, ndax_members, xlsx_bytes
 
 from cellbench.analysis.readers import ReaderError, read
 from cellbench.analysis.readers import cyclers as cyclers_mod
+from cellbench.analysis.readers.bdf import read_parquet_bdf
 from cellbench.analysis.readers.biologic_mpr import modules, parse_mpr
 from cellbench.analysis.readers.neware_ndax import parse_ndax, read_members
 from cellbench.analysis.readers.xlsx import parse_xlsx
@@ -186,6 +189,31 @@ def test_fuzz_arbin_res_tables(shared_data, monkeypatch):
         for n, (name, seed) in enumerate(seeds.items()):
             mutated[name] = mutate(seed, key) if (n == 1) == which else seed
         _reads_or_reader_error(cyclers_mod.read_arbin_res, real)
+
+    run()
+
+
+def test_fuzz_bdf_parquet(tmp_path):
+    """Damaged parquet (a damaged data page can panic polars' decoder: still a ReaderError).
+    2,000 inputs in the suite (~2 ms each); CELLBENCH_FUZZ_FULL=1 runs 10,000."""
+    frame = pl.DataFrame(
+        {
+            "test_time_second": [float(k) for k in range(30)],
+            "voltage_volt": [3.5 + 0.001 * k for k in range(30)],
+            "current_ampere": [0.1] * 30,
+            "cycle_count": pl.Series([1] * 30, dtype=pl.Int32),
+        }
+    )
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer)
+    seed = buffer.getvalue()
+    path = tmp_path / "x.parquet"
+
+    @settings(FUZZ, max_examples=EXAMPLES if os.environ.get("CELLBENCH_FUZZ_FULL") else 2_000)
+    @given(KEYS)
+    def run(key):
+        path.write_bytes(mutate(seed, key))
+        _reads_or_reader_error(read_parquet_bdf, path)
 
     run()
 

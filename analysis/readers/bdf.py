@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
+from polars.exceptions import PanicException
 
 from .base import Notes, ReaderError, ReadResult, decode, finish_samples, finish_spectra
 from .columns import BDF, key
@@ -84,8 +85,11 @@ def read_parquet_bdf(path: str | Path) -> ReadResult:
     notes = Notes(path)
     try:
         df = pl.read_parquet(path)
-    except Exception as exc:  # polars raises several types for a damaged file
-        raise ReaderError(path, f"not a readable parquet file: {exc}", expected="parquet") from None
+    except (Exception, PanicException) as exc:  # a damaged page can even panic polars' decoder
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ReaderError(
+            path, f"not a readable parquet file: {reason}", expected="parquet"
+        ) from None
     kind = header_kind(df.columns)
     if kind is None:
         raise ReaderError(
