@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from polars.exceptions import PanicException
 
 from cellbench.analysis.errors import CellbenchError
 from cellbench.analysis.schema import Cell
@@ -203,15 +204,19 @@ def _retention(args: argparse.Namespace) -> tuple[list[float], list[float]]:
     if path.is_file() and path.suffix.lower() == ".csv":
         try:
             head = pl.read_csv(path, n_rows=0, comment_prefix="#").columns
-        except (pl.exceptions.PolarsError, UnicodeDecodeError):
+        except (pl.exceptions.PolarsError, PanicException, UnicodeDecodeError):
             head = []  # not a plain table: a vendor export, read below through the readers
         if "cycle_count" in head and any(k in head for k in SUMMARY_CSV_KEYS):
-            summary = pl.read_csv(path, comment_prefix="#", infer_schema_length=None)
-            if "capacity_retention" in summary.columns:
-                return (
-                    summary["cycle_count"].cast(pl.Float64).to_list(),
-                    summary["capacity_retention"].cast(pl.Float64).to_list(),
-                )
+            try:
+                summary = pl.read_csv(path, comment_prefix="#", infer_schema_length=None)
+                if "capacity_retention" in summary.columns:
+                    return (
+                        summary["cycle_count"].cast(pl.Float64).to_list(),
+                        summary["capacity_retention"].cast(pl.Float64).to_list(),
+                    )
+            except (pl.exceptions.PolarsError, PanicException) as exc:
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise CellbenchError(f"{path}: not a readable summary table: {first}") from None
     if summary is None:
         summary = _summary(args)
         if "channel" in summary.columns and summary["channel"].n_unique() > 1:
@@ -330,7 +335,7 @@ def _conductivity_points(
         raise CellbenchError(f"{path}: {'not a file' if path.exists() else 'no such file'}")
     try:
         df = pl.read_csv(path, comment_prefix="#", infer_schema_length=None)
-    except pl.exceptions.PolarsError as exc:
+    except (pl.exceptions.PolarsError, PanicException) as exc:
         raise CellbenchError(f"{path}: cannot read as CSV: {exc}") from None
     if "temperature_celsius" in df.columns:
         t_col, unit = "temperature_celsius", "celsius"

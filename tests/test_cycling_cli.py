@@ -393,3 +393,14 @@ def test_out_of_range_options_are_usage_errors(argv, message, capsys):
         main(["analyze", *argv])
     assert info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_bad_summary_table_is_one_line_naming_the_file(tmp_path, capsys):
+    path = tmp_path / "summary.csv"
+    path.write_text("cycle_count,capacity_retention\n1,1.0\n2,abc\n3,0.9\n")
+    assert main(["analyze", "fade", str(path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert (
+        err.startswith(f"cellbench: error: {path}: not a readable summary table") and "abc" in err
+    )
+    assert "\n" not in err
