@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from polars.exceptions import PanicException
 
 from .base import Notes, ReaderError, ReadResult, decode, step_count_from
 from .columns import ARBIN, MACCOR, NEWARE_CSV, key
@@ -163,7 +164,7 @@ def read_arbin_res(path: str | Path) -> ReadResult:
                     meta[k] = row[k]
             if glob.height > 1:
                 notes.warn(f"Global_Table lists {glob.height} tests; all records are read")
-    except (ReaderError, pl.exceptions.PolarsError) as exc:
+    except (ReaderError, pl.exceptions.PolarsError, PanicException) as exc:
         notes.warn(f"Global_Table not read: {exc}")
     # The exported table goes through the same checks as the csv exports; line numbers in
     # errors count the table's rows (line 2 = first record).

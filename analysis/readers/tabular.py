@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
+from polars.exceptions import PanicException
 
 from cellbench.analysis.schema import SAMPLES, SPECTRA
 
@@ -59,9 +60,10 @@ def _raw_table(path: str | Path, lines: list[str], table: Table) -> pl.DataFrame
             truncate_ragged_lines=True,
             quote_char=table.quote,
         )
-    except (pl.exceptions.ComputeError, pl.exceptions.NoDataError) as exc:
+    except (pl.exceptions.PolarsError, PanicException) as exc:  # PanicException: polars bug
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ReaderError(
-            path, f"not a delimited table: {str(exc).splitlines()[0]}", line=table.header_line + 1
+            path, f"not a delimited table: {first}", line=table.header_line + 1
         ) from None
 
 
