@@ -138,13 +138,20 @@ def _use_counters(
     sums: pl.LazyFrame, samples: pl.LazyFrame, keys: list[str], counters: list[str]
 ) -> pl.LazyFrame:
     """Replace integrated capacities/energies by the cycle's final running totals (the counters
-    restart at zero each cycle, so the final value is the maximum), where a cycle has them."""
+    restart at zero each cycle, so the final value is the maximum), where a cycle has them.
+
+    A cycle whose counter does not start near zero (smallest value above a tenth of the largest:
+    a total carried over from earlier cycles, not the schema's per-cycle one) stays integrated.
+    """
     if not counters:
         return sums
+
+    def total(c: str) -> pl.Expr:
+        x = pl.col(c).cast(pl.Float64)
+        return pl.when(x.min() <= 0.1 * x.max()).then(x.max()).alias(f"_total_{c}")
+
     totals = (
-        samples.filter(pl.col(CYCLE).is_not_null())
-        .group_by(keys)
-        .agg(pl.col(c).cast(pl.Float64).max().alias(f"_total_{c}") for c in counters)
+        samples.filter(pl.col(CYCLE).is_not_null()).group_by(keys).agg(total(c) for c in counters)
     )
     by_counter = {v: k for k, v in COUNTERS.items()}
     return (

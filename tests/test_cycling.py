@@ -383,3 +383,17 @@ def test_capacities_from_the_cyclers_counters():
     )
     with pytest.raises(CyclingError, match="capacity_source"):
         cycle_summary(frame, capacity_source="vendor")
+
+
+def test_counters_carried_over_from_earlier_cycles_are_not_used():
+    """A total that runs on over the whole test (not the schema's per-cycle one) would give
+    cycle n the charge of cycles 1..n; such cycles stay integrated."""
+    df, truths = cccv_frame()
+    i = df["current_ampere"].to_numpy()
+    t = df["test_time_second"].to_numpy()
+    dq = np.concatenate([[0.0], (i[1:] + i[:-1]) / 2 * np.diff(t) / 3600])
+    frame = df.with_columns(
+        pl.Series("charging_capacity_ampere_hour", np.cumsum(np.where(dq > 0, dq, 0.0))),
+        pl.Series("discharging_capacity_ampere_hour", np.cumsum(np.where(dq < 0, -dq, 0.0))),
+    )
+    _check(cycle_summary(frame, capacity_source="counters"), truths)
