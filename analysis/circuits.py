@@ -35,7 +35,7 @@ Parameters are named: single-parameter elements by the element name (``R0``, ``C
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -108,12 +108,13 @@ class Parallel:
 Node = Element | Series | Parallel
 
 
-def _walk(node: Node):
+def walk(node: Node) -> Iterator[Element]:
+    """The elements of ``node`` in circuit-string order."""
     if isinstance(node, Element):
         yield node
     else:
         for child in node.children:
-            yield from _walk(child)
+            yield from walk(child)
 
 
 # ----------------------------------------------------------------------------------- parser
@@ -309,7 +310,7 @@ class Circuit:
     elements: tuple[Element, ...] = field(init=False)
 
     def __post_init__(self):
-        object.__setattr__(self, "elements", tuple(_walk(self.root)))
+        object.__setattr__(self, "elements", tuple(walk(self.root)))
 
     @classmethod
     def parse(cls, text: str) -> Circuit:
@@ -317,6 +318,23 @@ class Circuit:
 
     def __str__(self) -> str:
         return self.text
+
+    @cached_property
+    def series_items(self) -> tuple[Node, ...]:
+        """The top-level nodes in series (the root alone when it is not a series)."""
+        return self.root.children if isinstance(self.root, Series) else (self.root,)
+
+    @cached_property
+    def rc_blocks(self) -> tuple[tuple[Element, Element], ...]:
+        """Top-level arcs ``p(R, C)`` and ``p(R, CPE)`` as (resistor, capacitor or CPE)."""
+        out = []
+        for it in self.series_items:
+            if not isinstance(it, Parallel) or len(it.children) != 2:
+                continue
+            kinds = {ch.kind: ch for ch in it.children if isinstance(ch, Element)}
+            if len(kinds) == 2 and "R" in kinds and ("C" in kinds or "CPE" in kinds):
+                out.append((kinds["R"], kinds.get("C") or kinds["CPE"]))
+        return tuple(out)
 
     @cached_property
     def param_names(self) -> tuple[str, ...]:
@@ -418,7 +436,7 @@ def parse_circuit(text: str | Circuit) -> Circuit:
         raise CircuitError(f"circuit must be a string, got {type(text).__name__}")
     root = _Parser(text).parse()
     seen: dict[str, int] = {}
-    for el in _walk(root):
+    for el in walk(root):
         if el.name in seen:
             pos = [m.start() for m in re.finditer(rf"(?<![A-Za-z0-9_]){el.name}\b", text)]
             where = pos[1] + 1 if len(pos) > 1 else 0

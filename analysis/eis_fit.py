@@ -574,28 +574,14 @@ def _prefer_alternative(alt: FitResult, best: FitResult) -> bool:
 
 def _rq_blocks(c: Circuit) -> list[tuple[int, int, int | None]]:
     """Top-level ``p(R, C)`` / ``p(R, CPE)`` blocks as (index of R, of C or Q, of n or None)."""
-    from cellbench.analysis.circuits import Element, Parallel, Series
-
-    items = list(c.root.children) if isinstance(c.root, Series) else [c.root]
     names = c.param_names
     out = []
-    for it in items:
-        if not isinstance(it, Parallel) or len(it.children) != 2:
-            continue
-        if not all(isinstance(ch, Element) for ch in it.children):
-            continue
-        kinds = {ch.kind: ch for ch in it.children}
-        if "R" in kinds and "CPE" in kinds:
-            q = kinds["CPE"]
-            out.append(
-                (
-                    names.index(kinds["R"].name),
-                    names.index(f"{q.name}.Q"),
-                    names.index(f"{q.name}.n"),
-                )
-            )
-        elif "R" in kinds and "C" in kinds:
-            out.append((names.index(kinds["R"].name), names.index(kinds["C"].name), None))
+    for r, cap in c.rc_blocks:
+        if cap.kind == "CPE":
+            q, n = names.index(f"{cap.name}.Q"), names.index(f"{cap.name}.n")
+            out.append((names.index(r.name), q, n))
+        else:
+            out.append((names.index(r.name), names.index(cap.name), None))
     return out
 
 

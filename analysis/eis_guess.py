@@ -25,30 +25,17 @@ are conventionally written.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import nnls
 
-from cellbench.analysis.circuits import Circuit, Element, Node, Parallel, Series
+from cellbench.analysis.circuits import Circuit, Element, Parallel, walk
 from cellbench.analysis.drt import DRTResult, drt
 
 _TAIL = {"W", "Wo", "Ws", "G", "TLM", "C", "CPE"}
 _MAX_CANDIDATE_TAUS = 9
 _N_VALUES = (0.9, 0.75)
-
-
-def _top_items(root: Node) -> list[Node]:
-    return list(root.children) if isinstance(root, Series) else [root]
-
-
-def _iter_elements(node: Node) -> Iterator[Element]:
-    if isinstance(node, Element):
-        yield node
-    else:
-        for c in node.children:
-            yield from _iter_elements(c)
 
 
 class _Features:
@@ -109,7 +96,7 @@ def _tail_column(el: Element, w: np.ndarray, tau: float, n: float) -> np.ndarray
 def _tail_taus(c: Circuit, feat: _Features) -> list[float]:
     """Time constants to try for tail elements that have one (Wo, Ws, G, TLM)."""
     if not any(
-        el.kind in ("Wo", "Ws", "G", "TLM") for el in _top_items(c.root) if isinstance(el, Element)
+        el.kind in ("Wo", "Ws", "G", "TLM") for el in c.series_items if isinstance(el, Element)
     ):
         return [feat.tail_tau]
     grid = {feat.tail_tau, *(10.0**k / feat.w_min for k in (-2, -1, 0, 1, 2))}
@@ -119,7 +106,7 @@ def _tail_taus(c: Circuit, feat: _Features) -> list[float]:
 
 def _rank_assignments(c: Circuit, feat: _Features, m: int) -> list[tuple[float, list, dict]]:
     """(relative residual, arcs [(R, tau)], linear amplitudes by item) for each assignment."""
-    items = _top_items(c.root)
+    items = c.series_items
     series_r = [it for it in items if isinstance(it, Element) and it.kind == "R"]
     inductors = [it for it in items if isinstance(it, Element) and it.kind == "L"]
     tails = [it for it in items if isinstance(it, Element) and it.kind in _TAIL]
@@ -175,13 +162,13 @@ def _rank_assignments(c: Circuit, feat: _Features, m: int) -> list[tuple[float, 
 def _params_from(c: Circuit, feat: _Features, arcs: list, amps: dict) -> dict[str, float]:
     n = amps["n"]
     tail_tau = amps.get("tail_tau", feat.tail_tau)
-    items = _top_items(c.root)
+    items = c.series_items
     floor = 1e-3 * feat.r_hf
     out: dict[str, float] = {}
     arc_items = [it for it in items if isinstance(it, Parallel)]
     for item, (r, tau) in zip(arc_items, arcs, strict=True):
         r = max(r, floor)
-        for el in _iter_elements(item):
+        for el in walk(item):
             _arc_element(out, el, r, tau, n, feat)
     series_r = [it for it in items if isinstance(it, Element) and it.kind == "R"]
     for it in series_r:
@@ -249,10 +236,10 @@ class Start:
 
 def _tau_params(c: Circuit, arc_index: int) -> tuple[str, ...]:
     """Names of the C / CPE parameters of the arc_index-th ``p(...)`` block."""
-    arc_items = [it for it in _top_items(c.root) if isinstance(it, Parallel)]
+    arc_items = [it for it in c.series_items if isinstance(it, Parallel)]
     return tuple(
         name
-        for el in _iter_elements(arc_items[arc_index])
+        for el in walk(arc_items[arc_index])
         if el.kind in ("C", "CPE")
         for name in el.param_names
     )
@@ -266,7 +253,7 @@ def ranked_starts(
     zz = np.asarray(z, dtype=complex)
     d = drt_result if drt_result is not None else drt(f, zz)
     feat = _Features(f, zz, d)
-    m = sum(isinstance(it, Parallel) for it in _top_items(c.root))
+    m = sum(isinstance(it, Parallel) for it in c.series_items)
     ranked = _rank_assignments(c, feat, m)
     seen: list[tuple] = []
     out: list[Start] = []

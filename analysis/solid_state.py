@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from cellbench.analysis.circuits import Element, Parallel, Series, parse_circuit
+from cellbench.analysis.circuits import Circuit, Element, parse_circuit
 from cellbench.analysis.eis_fit import FitResult
 from cellbench.analysis.errors import CellbenchError
 
@@ -129,6 +129,11 @@ class Arc:
         return asdict(self)
 
 
+def _series_resistors(c: Circuit) -> list[str]:
+    """Names of the resistors directly in the top-level series."""
+    return [it.name for it in c.series_items if isinstance(it, Element) and it.kind == "R"]
+
+
 def arcs(result: FitResult, *, series_resistor: str | None = None) -> list[Arc]:
     """The fit's R-C / R-CPE arcs, high frequency first, assigned by effective capacitance.
 
@@ -136,28 +141,18 @@ def arcs(result: FitResult, *, series_resistor: str | None = None) -> list[Arc]:
     top-level resistors' sum (none: the Hsu-Mansfeld form).
     """
     c = parse_circuit(result.circuit)
-    items = list(c.root.children) if isinstance(c.root, Series) else [c.root]
     if series_resistor is not None:
         r_s = result.values[series_resistor]
     else:
-        rs = [result.values[it.name] for it in items if isinstance(it, Element) and it.kind == "R"]
+        rs = [result.values[name] for name in _series_resistors(c)]
         r_s = sum(rs) if rs else None
     out = []
-    for it in items:
-        if not isinstance(it, Parallel) or len(it.children) != 2:
-            continue
-        if not all(isinstance(ch, Element) for ch in it.children):
-            continue
-        kinds = {ch.kind: ch for ch in it.children}
-        if "R" not in kinds or not ({"C", "CPE"} & set(kinds)):
-            continue
-        r_el = kinds["R"]
+    for r_el, cap in c.rc_blocks:
         r = result.values[r_el.name]
-        if "C" in kinds:
-            cap_name = kinds["C"].name
+        cap_name = cap.name
+        if cap.kind == "C":
             c_eff = result.values[cap_name]
         else:
-            cap_name = kinds["CPE"].name
             q, n = result.values[f"{cap_name}.Q"], result.values[f"{cap_name}.n"]
             c_eff = effective_capacitance(q, n, r, r_s) if r > 0 and q > 0 and n > 0 else math.nan
         apex = 1 / (2 * math.pi * r * c_eff) if r > 0 and c_eff > 0 else math.nan
@@ -190,9 +185,7 @@ def bulk_and_grain_boundary(result: FitResult) -> dict[str, float | bool | list[
     gb = [a.resistor for a in found if a.assignment == "grain_boundary"]
     from_series = not bulk
     if from_series:
-        c = parse_circuit(result.circuit)
-        items = list(c.root.children) if isinstance(c.root, Series) else [c.root]
-        bulk = [it.name for it in items if isinstance(it, Element) and it.kind == "R"]
+        bulk = _series_resistors(parse_circuit(result.circuit))
     if not bulk and not gb:
         raise SolidStateError(
             f"circuit {result.circuit!r} has no bulk or grain-boundary resistance"
