@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cellbench.daq.cli_run",
     "cellbench.daq.cli_protocol",
     "cellbench.daq.cli_instruments",
+    "cellbench.daq.cli_gui",
 )
 
 

@@ -1,0 +1,37 @@
+"""``cellbench gui``: the application object and its entry point."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def main(
+    run_dir: Path | str | None = None,
+    *,
+    protocol: Path | str | None = None,
+    station: Path | str | None = None,
+    out_dir: Path | str = "runs",
+    time_scale: float | None = None,
+    argv: Sequence[str] | None = None,
+) -> int:
+    """Open the window (attached read-only to ``run_dir`` if given); returns the exit code."""
+    import pyqtgraph as pg
+    from PySide6.QtWidgets import QApplication
+
+    from cellbench.gui.window import MainWindow
+
+    app = QApplication.instance() or QApplication(list(argv or sys.argv[:1]))
+    pg.setConfigOptions(antialias=False, foreground="k")
+    window = MainWindow(out_dir=out_dir)
+    if protocol is not None:
+        window.protocol.set_path(protocol)
+    if station is not None:
+        window.station.set_path(station)
+    if time_scale is not None:
+        window.time_scale.setValue(time_scale)
+    if run_dir is not None:
+        window.attach(run_dir)
+    window.show()
+    return int(app.exec())

@@ -1,0 +1,227 @@
+"""The window (offscreen, pytest-qt): checks before start, attach read-only, run and stop."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pyqtgraph")
+pytest.importorskip("pytestqt")
+
+from PySide6.QtWidgets import QMessageBox
+
+from cellbench.analysis.schema import RunMeta
+from cellbench.daq.cli import build_parser
+from cellbench.daq.run_reader import open_run
+from cellbench.daq.store import create_run
+from cellbench.gui.window import ALARM_BRUSH, MainWindow
+
+WAIT_MS = 30_000  # generous: a loaded 2-core machine
+
+
+@pytest.fixture
+def asked(monkeypatch):
+    """Answer every confirmation with Yes; record the questions."""
+    questions: list[str] = []
+
+    def question(parent, title, text, *args, **kwargs):
+        questions.append(title)
+        return QMessageBox.StandardButton.Yes
+
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(question))
+    return questions
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, asked):
+    w = MainWindow(out_dir=tmp_path / "runs", refresh_ms=100, attach_interval_s=0.2)
+    qtbot.addWidget(w)
+    w.show()
+    yield w
+    if w.run is not None and not w.run.finished:  # never leave an engine running
+        w.run.request_stop("test teardown")
+        w.run.join(30)
+    w.detach()
+
+
+def test_window_opens_with_demo_files_checked(window):
+    assert window.windowTitle() == "cellbench"
+    assert window.protocol.path().name == "demo.toml"
+    assert window.problems == []
+    assert window.start_button.isEnabled()
+    assert not window.stop_button.isEnabled()
+    assert "idle" in window.status_label.text()
+
+
+def test_malformed_protocol_lists_every_problem_and_start_stays_disabled(window, fixtures_dir):
+    bad = fixtures_dir / "protocols" / "bad"
+    for name in ("typos.toml", "safety.toml", "syntax.toml"):
+        window.protocol.set_path(bad / name)
+        shown = [window.problem_list.item(i).text() for i in range(window.problem_list.count())]
+        assert shown, name
+        assert shown == window.problems
+        assert all(line.startswith(f"{bad / name}:") for line in shown), shown
+        assert window.problem_list.item(0).background() == ALARM_BRUSH
+        assert not window.start_button.isEnabled()
+        assert "problem" in window.check_label.text()
+    window.start_run()  # a press that slipped through must not start anything either
+    assert window.run is None
+    window.protocol.set_path(fixtures_dir / "protocols" / "demo.toml")
+    assert window.start_button.isEnabled()
+
+
+def _snapshot(path: Path) -> dict[str, tuple[int, int]]:
+    out = {}
+    for root, _, names in os.walk(path):
+        for name in names:
+            p = Path(root) / name
+            st = p.stat()
+            out[str(p.relative_to(path))] = (st.st_mtime_ns, st.st_size)
+    return out
+
+
+def _batch(first: int, n: int) -> pl.DataFrame:
+    t = np.arange(first, first + n, dtype=float)
+    return pl.DataFrame(
+        {
+            "channel": "cell1",
+            "test_time_second": t,
+            "unix_time_second": 1.7e9 + t,
+            "voltage_volt": 3.6 + 0.2 * np.sin(t / 50.0),
+            "current_ampere": np.where((t // 100) % 2 == 0, 1e-3, -1e-3),
+            "cycle_count": 1 + (t // 200).astype(np.int32),
+            "step_count": 1,
+            "step_index": 0,
+            "temperature_celsius": 25.0,
+        }
+    )
+
+
+def test_attach_follows_a_run_another_writer_appends_without_touching_it(qtbot, window, tmp_path):
+    meta = RunMeta(run_id="attach", start_time="2026-01-01T00:00:00Z")
+    writer = create_run(tmp_path / "lab", meta)
+    writer.event("run_start", "run started", test_time_second=0.0)
+    writer.event("alarm", "voltage above 4.3 V", severity="alarm", channel="cell1")
+    writer.append("spectra", _spectrum())
+    written = [0]
+    stop = threading.Event()
+    writer.append("samples", _batch(0, 50))
+    written[0] = 50
+
+    def write() -> None:
+        while not stop.wait(0.05):
+            writer.append("samples", _batch(written[0], 20))
+            written[0] += 20
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    try:
+        untouched = {k: v for k, v in _snapshot(writer.path).items() if not k.startswith("samples")}
+        window.attach(writer.path)
+        assert not window.start_button.isEnabled()  # nothing can be started while attached
+        assert window.attach_button.text() == "Detach"
+
+        def rows() -> int:
+            view = window.model.channels.get("cell1")
+            return 0 if view is None else len(view.trace)
+
+        qtbot.waitUntil(lambda: rows() >= 50, timeout=WAIT_MS)
+        seen = rows()
+        qtbot.waitUntil(lambda: rows() >= seen + 100, timeout=WAIT_MS)  # keeps following
+        assert window.model.status == "running"
+        assert window.feed.poller.writer_alive  # the writer still holds its lock
+        assert "running" in window.status_label.text()
+        assert window.channel_box.currentText() == "cell1"
+        curve = window.time_plots.curves["voltage_volt"]
+        qtbot.waitUntil(lambda: len(curve.xData) >= seen, timeout=WAIT_MS)
+        assert len(window.model.channels["cell1"].sweeps) == 1
+        table = window.events_table
+        kinds = [table.item(r, 2).text() for r in range(table.rowCount())]
+        assert kinds == ["run_start", "alarm"]
+        assert window.events_table.item(1, 0).background() == ALARM_BRUSH
+        assert "1 alarm" in window.status_label.text()
+        stop.set()
+        thread.join(5)
+        # nothing the writer did not write changed, and nothing new appeared
+        after = _snapshot(writer.path)
+        assert {k: v for k, v in after.items() if not k.startswith("samples")} == untouched
+        writer.append("samples", _batch(written[0], 5))  # the writer is not blocked by us
+        written[0] += 5
+    finally:
+        stop.set()
+        thread.join(5)
+        writer.close("completed")
+    qtbot.waitUntil(lambda: window.model.status == "completed", timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: rows() == written[0], timeout=WAIT_MS)
+    assert "completed" in window.attach_label.text()
+    assert open_run(writer.path).tables()["samples"] == written[0]
+    window.detach()
+    assert window.feed is None and window.start_button.isEnabled()
+
+
+def _spectrum() -> pl.DataFrame:
+    f = np.logspace(5, 0, 15)
+    z = 12.0 + 40.0 / (1 + 2j * np.pi * f * 40.0 * 2e-6)
+    return pl.DataFrame(
+        {
+            "channel": "cell1",
+            "sweep_index": np.zeros(15, dtype=np.int32),
+            "test_time_second": np.linspace(0, 30, 15),
+            "unix_time_second": 1.7e9 + np.linspace(0, 30, 15),
+            "frequency_hertz": f,
+            "z_real_ohm": z.real,
+            "z_imag_ohm": z.imag,
+        }
+    )
+
+
+def test_start_simulated_run_watch_it_and_stop_safely(qtbot, window, fixtures_dir, asked):
+    window.time_scale.setValue(20_000)
+    window.start_run()
+    run = window.run
+    assert run is not None
+    assert not window.start_button.isEnabled()
+    qtbot.waitUntil(lambda: run.session is not None and run.status == "running", timeout=WAIT_MS)
+    smu = run.session.bench.simulators["smu1"]
+
+    def plotted() -> bool:  # samples, a sweep, and the cycling has driven current
+        view = window.model.channels.get("cell1")
+        curve = window.time_plots.curves["current_ampere"]
+        return (
+            view is not None
+            and len(view.trace) >= 20
+            and len(view.sweeps) >= 1
+            and curve.yData is not None
+            and len(curve.yData) >= 20
+            and float(abs(curve.yData).max()) > 1e-4
+        )
+
+    qtbot.waitUntil(plotted, timeout=WAIT_MS)
+    assert window.nyquist.getPlotItem().listDataItems()  # the sweep is drawn
+    assert window.stop_button.isEnabled()
+    assert "cell1" in window.status_label.text() and "cycle" in window.status_label.text()
+    window.stop_clicked()
+    assert asked == ["Stop the run?"]
+    qtbot.waitUntil(lambda: run.finished, timeout=WAIT_MS)
+    assert run.status == "stopped"
+    assert smu.output is False  # the simulated SMU's output is off
+    meta = open_run(run.run_path).meta
+    assert meta.status == "stopped"
+    qtbot.waitUntil(lambda: window.model.status == "stopped", timeout=WAIT_MS)
+    assert not window.stop_button.isEnabled()
+    assert window.start_button.isEnabled()
+    assert "stopped" in window.run_label.text()
+
+
+def test_cli_gui_is_registered_and_refuses_a_folder_without_run_json(tmp_path):
+    parser = build_parser()
+    args = parser.parse_args(["gui", str(tmp_path), "--time-scale", "5000"])
+    assert args.run_dir == tmp_path and args.time_scale == 5000.0
+    with pytest.raises(Exception, match="not a cellbench run folder"):
+        args.func(args)
