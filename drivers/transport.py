@@ -505,8 +505,9 @@ class VisaTransport(Transport):
                 timeout=timeout_ms,
             )
         except Exception as exc:  # pyvisa-py raises bare Exception("could not connect: ...")
+            reason = " ".join(str(exc).split())  # pyvisa-py's hints span several lines
             raise self._error(
-                InstrumentConnectionError, f"cannot open VISA resource: {exc}", ""
+                InstrumentConnectionError, f"cannot open VISA resource: {reason}", ""
             ) from None
         self._resource = resource
         # Without TCP_NODELAY, a few writes followed by a query wait ~40 ms each on Nagle's

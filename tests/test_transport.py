@@ -189,6 +189,22 @@ def test_open_refused_port_is_connection_error():
         open_transport(address, timeout_s=TIMEOUT)
 
 
+def test_absent_usb_instrument_is_one_line_connection_error():
+    address = "USB0::0x0957::0x1A07::NOSUCHSERIAL::INSTR"
+    with pytest.raises(InstrumentConnectionError) as info:
+        open_transport(address, timeout_s=TIMEOUT)
+    message = str(info.value)
+    assert message.startswith("cannot open VISA resource: ") and f"(at {address})" in message
+    assert "\n" not in message  # pyvisa-py's multi-line hints are joined
+
+
+def test_absent_serial_port_says_so_in_words(tmp_path):
+    with pytest.raises(InstrumentConnectionError) as info:
+        open_transport(str(tmp_path / "ttyUSB9"), timeout_s=TIMEOUT)
+    assert "no such device (is the adapter plugged in?)" in str(info.value)
+    assert "Errno" not in str(info.value)
+
+
 def test_closed_transport_refuses_io(visa):
     visa.close()
     with pytest.raises(InstrumentConnectionError, match="closed"):
