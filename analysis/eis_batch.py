@@ -80,24 +80,50 @@ def fit_spectra(
     ``results`` to receive the :class:`FitResult` objects too.
     """
     c = parse_circuit(circuit)
-    rows = []
+    infos, fits = [], []
     previous: FitResult | None = None
     for info, f, z in iter_sweeps(spectra):
-        res = None
-        if warm_start and previous is not None:
-            res = fit_circuit(
-                c, f, z, initial=previous.values, fixed=fixed, bounds=bounds, weight=weight
-            )
-            if res.reduced_chi2 > 4 * previous.reduced_chi2:
-                cold = fit_circuit(c, f, z, fixed=fixed, bounds=bounds, weight=weight)
-                res = cold if cold.chi2 < res.chi2 else res
-        if res is None:
-            res = fit_circuit(c, f, z, fixed=fixed, bounds=bounds, weight=weight)
+        res = warm_fit(
+            c, f, z, previous if warm_start else None, fixed=fixed, bounds=bounds, weight=weight
+        )
         previous = res
-        if results is not None:
-            results.append(res)
+        infos.append(info)
+        fits.append(res)
+    if results is not None:
+        results.extend(fits)
+    return parameters_frame(infos, fits, c)
+
+
+def warm_fit(
+    circuit: str | Circuit,
+    frequency_hz: np.ndarray,
+    z: np.ndarray,
+    previous: FitResult | None,
+    **options: Any,
+) -> FitResult:
+    """Fit one sweep starting from ``previous`` (the sweep before, same circuit), or from the
+    automatic guesses without one; a warm fit whose reduced chi2 is more than 4x the previous
+    sweep's is refitted cold and the better fit kept. ``options`` go to :func:`fit_circuit`."""
+    if previous is None or previous.circuit != parse_circuit(circuit).text:
+        return fit_circuit(circuit, frequency_hz, z, **options)
+    res = fit_circuit(circuit, frequency_hz, z, initial=previous.values, **options)
+    if res.reduced_chi2 > 4 * previous.reduced_chi2:
+        cold = fit_circuit(circuit, frequency_hz, z, **options)
+        res = cold if cold.chi2 < res.chi2 else res
+    return res
+
+
+def parameters_frame(
+    infos: Sequence[Mapping[str, Any]], fits: Sequence[FitResult], circuit: str | Circuit
+) -> pl.DataFrame:
+    """One row per sweep: its keys and context (``infos``, as from :func:`iter_sweeps`), each
+    parameter of ``circuit`` and ``<name>_stderr``, ``chi2``, ``reduced_chi2``, ``n_points``,
+    ``success`` and ``poorly_determined``."""
+    names = parse_circuit(circuit).param_names
+    rows = []
+    for info, res in zip(infos, fits, strict=True):
         row = dict(info)
-        for name in c.param_names:
+        for name in names:
             row[name] = res.values[name]
             row[f"{name}_stderr"] = res.stderr[name]
         row.update(

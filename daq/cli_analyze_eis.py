@@ -106,8 +106,7 @@ def _choose(f: np.ndarray, z: np.ndarray, weight: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    from cellbench.analysis.eis_batch import iter_sweeps
-    from cellbench.analysis.eis_fit import fit_circuit
+    from cellbench.analysis.eis_batch import iter_sweeps, warm_fit
     from cellbench.analysis.kk import KKError, lin_kk
     from cellbench.daq.loaders import is_run, load_spectra
 
@@ -128,11 +127,7 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError(f"{args.file}: too few points to fit any candidate circuit")
             circuit = res.circuit  # later sweeps of a run use the same circuit, warm-started
         else:
-            start = reports[-1][1].values if reports and reports[-1][1].circuit == circuit else None
-            res = fit_circuit(circuit, f, z, weight=args.weight, initial=start)
-            if start is not None and res.reduced_chi2 > 4 * reports[-1][1].reduced_chi2:
-                cold = fit_circuit(circuit, f, z, weight=args.weight)
-                res = cold if cold.chi2 < res.chi2 else res
+            res = warm_fit(circuit, f, z, reports[-1][1] if reports else None, weight=args.weight)
         out = _report(res, args.weight)
         for key in ("sweep_index", "cycle_count", "test_time_second", "temperature_celsius"):
             if key in info and info[key] is not None:
