@@ -112,3 +112,30 @@ def test_real_file_with_inductive_points(capsys, shared_data):
         "unit",
     )
     assert out["n_points"] == 57 and out["chi2"] < 1.95e-5  # the published fit's chi2
+
+
+EIS_FILES = (
+    "exampleData.csv",
+    "exampleDataBioLogic.mpt",
+    "exampleDataGamry.DTA",
+    "exampleDataGamryABORT.DTA",
+    "exampleDataZPlot.z",
+    "Circuit1_EIS_1.z",
+    "exampleDataAutolab.txt",
+    "exampleDataCHInstruments.txt",
+    "exampleDataParstat.txt",
+)
+
+
+@pytest.mark.shared_data
+@pytest.mark.filterwarnings("ignore::UserWarning")  # the vendor files' own reader warnings
+@pytest.mark.parametrize("name", EIS_FILES)
+def test_every_real_format_gives_the_documented_object(capsys, shared_data, name):
+    out = _run_json(capsys, shared_data / "eis" / name)
+    assert {"circuit", "parameters", "chi2", "reduced_chi2", "weight", "chosen_from"} <= set(out)
+    assert out["weight"] == "modulus" and out["n_points"] >= 10
+    assert out["circuit"] in [c["circuit"] for c in out["chosen_from"]["candidates"]]
+    assert 0 <= out["chi2"] < 2 and out["reduced_chi2"] >= 0
+    for name_, p in out["parameters"].items():
+        assert set(p) == {"value", "stderr"}, name_
+        assert p["value"] is not None and p["value"] >= 0
