@@ -18,6 +18,7 @@ from cellbench.analysis.readers import (
     ReadResult,
     by_name,
     detect_format,
+    load_column_map,
     read_csv,
 )
 
@@ -60,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     insp.add_argument("file", type=Path, metavar="FILE")
     insp.add_argument("--json", action="store_true", help="print the summary as JSON")
-    add_column_map_option(insp)
+    add_column_map_option(insp, spectra=True)
     insp.set_defaults(func=run_inspect)
 
 
@@ -73,8 +74,14 @@ def add_column_map_option(p: argparse.ArgumentParser, *, spectra: bool = False) 
         help="read FILE as a csv/text export whose columns MAP.json names, e.g. "
         '{"t (h)": ["test_time_second", 3600], "U (V)": "voltage_volt", '
         '"I (mA)": ["current_ampere", 0.001]} (see docs/readers.md)'
-        + ("; with --kind spectra for impedance tables" if spectra else ""),
+        + ("; a map with a frequency_hertz column reads impedance spectra" if spectra else ""),
     )
+
+
+def _map_kind(column_map: Path) -> str:
+    """``spectra`` for a map that names a frequency column, else ``samples``."""
+    targets = {col.target for col in load_column_map(column_map).values()}
+    return "spectra" if "frequency_hertz" in targets else "samples"
 
 
 def _read(path: Path, kind: str | None = None, column_map: Path | None = None) -> ReadResult:
@@ -89,7 +96,7 @@ def _read(path: Path, kind: str | None = None, column_map: Path | None = None) -
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # collected in ReadResult.warnings and printed by us
         if fmt is None:
-            result = read_csv(path, column_map, kind=kind or "samples")
+            result = read_csv(path, column_map, kind=kind or _map_kind(column_map))
         elif kind is not None and fmt.read_kind is not None:
             result = fmt.read_kind(path, kind)
         else:

@@ -103,3 +103,20 @@ def test_convert_and_inspect_with_a_column_map(tmp_path, capsys):
     back = read(tmp_path / "out" / "rig.parquet").frame
     assert back["current_ampere"].to_list() == pytest.approx([0.005, 0.005, 0.005, -0.005])
     assert back["voltage_volt"].to_list() == pytest.approx([3.50, 3.55, 3.60, 3.58])
+
+
+def test_a_column_map_naming_a_frequency_reads_spectra(tmp_path, capsys):
+    src = tmp_path / "lab_eis.csv"
+    src.write_text("f (kHz);Re (Ohm);Im (Ohm)\n10;1.0;-0.5\n1;2.0;-1.0\n0.1;3.0;-0.2\n")
+    cmap = tmp_path / "eis.json"
+    cmap.write_text(
+        '{"f (kHz)": ["frequency_hertz", 1000], "Re (Ohm)": "z_real_ohm", "Im (Ohm)": "z_imag_ohm"}'
+    )
+    assert main(["inspect", str(src), "--column-map", str(cmap), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["kind"], info["rows"], info["frequency_hertz"]) == ("spectra", 3, [100.0, 1e4])
+    out = tmp_path / "out"
+    assert main(["convert", str(src), "--column-map", str(cmap), "--to", "bdf-csv",
+                 "--out", str(out)]) == 0  # fmt: skip
+    back = pl.read_csv(out / "lab_eis.csv")
+    assert back["z_imag_ohm"].to_list() == pytest.approx([-0.5, -1.0, -0.2])
