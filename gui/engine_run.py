@@ -99,6 +99,10 @@ class EngineRun:
         return self.engine.run_path if self.engine is not None else None
 
     @property
+    def stop_requested(self) -> bool:
+        return self._stop_reason is not None
+
+    @property
     def finished(self) -> bool:
         return self.status in ("completed", "stopped", "aborted", "failed")
 

@@ -254,7 +254,7 @@ class MainWindow(QMainWindow):
     def _update_buttons(self) -> None:
         running = self.run is not None and not self.run.finished
         self.start_button.setEnabled(not self.problems and not self._busy())
-        self.stop_button.setEnabled(running)
+        self.stop_button.setEnabled(running and not self.run.stop_requested)
         self.attach_button.setEnabled(not running)
         self.attach_button.setText("Detach" if self.feed is not None else "Attach (read-only)")
         for widget in (self.protocol, self.station, self.time_scale):

@@ -208,14 +208,15 @@ def test_start_simulated_run_watch_it_and_stop_safely(qtbot, window, fixtures_di
     assert "cell1" in window.status_label.text() and "cycle" in window.status_label.text()
     window.stop_clicked()
     assert asked == ["Stop the run?"]
+    assert not window.stop_button.isEnabled()  # one stop is enough, the run is ending
     qtbot.waitUntil(lambda: run.finished, timeout=WAIT_MS)
     assert run.status == "stopped"
     assert smu.output is False  # the simulated SMU's output is off
     meta = open_run(run.run_path).meta
     assert meta.status == "stopped"
     qtbot.waitUntil(lambda: window.model.status == "stopped", timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: window.start_button.isEnabled(), timeout=WAIT_MS)
     assert not window.stop_button.isEnabled()
-    assert window.start_button.isEnabled()
     assert "stopped" in window.run_label.text()
 
 
