@@ -14,6 +14,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 # Modules that contribute subcommands, in the order they appear in --help.
@@ -57,8 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings (a skipped vendor column, an aborted sweep) as one line, not a source dump."""
+    print(f"cellbench: warning: {message}", file=file or sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cellbench`` console script; returns the process exit code."""
+    if not os.environ.get("CELLBENCH_DEBUG"):
+        warnings.showwarning = _one_line_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
