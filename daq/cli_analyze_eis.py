@@ -5,7 +5,8 @@ With ``--json`` one JSON object per sweep (a list for a run folder or a file wit
     {"circuit": "R0-p(R1,CPE1)", "parameters": {"R0": {"value": 12.1, "stderr": 0.05}, ...},
      "chi2": ..., "reduced_chi2": ..., "weight": "modulus", "aic": ..., "bic": ...,
      "n_points": ..., "poorly_determined": [...], "sweep_index": 0,
-     "chosen_from": {"criterion": "bic", "candidates": [{"circuit": ..., "bic": ...}, ...]},
+     "chosen_from": {"criterion": "bic", "rule": ..., "candidates": [{"circuit": ...,
+                     "bic": ..., "resistances_determined": true}, ...]},
      "kk": {"passed": true, "rms": ..., "m": ...}}
 
 ``chosen_from`` is present only when no ``--circuit`` was given; non-finite numbers are null.
@@ -40,8 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Fit an equivalent circuit to each impedance sweep of FILE (a cellbench run folder or "
             "an EIS file: three-column csv of frequency / Hz, Z' / ohm, Z'' / ohm, or a vendor "
             "export). No initial guess is needed. Without --circuit the circuit is chosen from "
-            f"{len(CANDIDATES)} candidates by BIC (an inductance L0 is added when Z'' > 0 at "
-            "high frequency) and the choice is reported. A Lin-KK test is run on each sweep."
+            f"{len(CANDIDATES)} candidates (each also with an inductance L0 when Z'' > 0 at high "
+            "frequency): the lowest BIC among those whose resistances are determined; the choice "
+            "is reported. A Lin-KK test is run on each sweep."
         ),
         epilog="example: cellbench analyze eis cell.csv --circuit 'R0-p(R1,CPE1)-W1' --json",
     )
@@ -85,24 +87,46 @@ def _report(res, weight: str) -> dict[str, Any]:
     }
 
 
+CHOICE_RULE = (
+    "lowest BIC among the candidates whose resistances are all determined (relative standard "
+    "error <= 10 %); lowest BIC overall when none is"
+)
+
+
 def _choose(f: np.ndarray, z: np.ndarray, weight: str):
+    """Fit every candidate; keep the lowest BIC among those whose resistances the data
+    determine. A circuit that wins BIC by splitting a resistance the data cannot split (two
+    overlapping arcs on a dummy cell) reads as precise values that are not; the simpler
+    candidate that explains the data with determined resistances is the answer a user wants."""
+    from cellbench.analysis.circuits import parse_circuit
     from cellbench.analysis.eis_fit import FitError, fit_circuit
 
+    # Z'' > 0 at the top of the band: an inductance may explain it (leads), or not (an
+    # instrument artefact); both forms compete then
     inductive = bool(np.any(z[np.argsort(-f)[:3]].imag > 0))
+    circuits = [f"L0-{c}" for c in CANDIDATES] + list(CANDIDATES) if inductive else CANDIDATES
     tried = []
-    best = None
-    for cand in CANDIDATES:
-        circuit = f"L0-{cand}" if inductive else cand
+    fits = []
+    for circuit in circuits:
         try:
             res = fit_circuit(circuit, f, z, weight=weight)
         except FitError:  # too few points for this many parameters
             continue
+        resistances = [el.name for el in parse_circuit(circuit).elements if el.kind == "R"]
+        determined = not set(resistances) & set(res.poorly_determined)
+        fits.append((res, determined))
         tried.append(
-            {"circuit": circuit, "bic": _num(res.bic), "aic": _num(res.aic), "chi2": _num(res.chi2)}
+            {
+                "circuit": circuit,
+                "bic": _num(res.bic),
+                "aic": _num(res.aic),
+                "chi2": _num(res.chi2),
+                "resistances_determined": determined,
+            }
         )
-        if best is None or res.bic < best.bic:
-            best = res
-    return best, {"criterion": "bic", "candidates": tried}
+    pool = [res for res, ok in fits if ok] or [res for res, _ in fits]
+    best = min(pool, key=lambda r: r.bic) if pool else None
+    return best, {"criterion": "bic", "rule": CHOICE_RULE, "candidates": tried}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -161,7 +185,8 @@ def _print_table(path: Path, out: dict[str, Any], res) -> None:
     print(title)
     line = f"circuit  {out['circuit']}"
     if "chosen_from" in out:
-        line += f"  (lowest BIC of {len(out['chosen_from']['candidates'])} candidates)"
+        n = len(out["chosen_from"]["candidates"])
+        line += f"  (of {n} candidates: lowest BIC with determined resistances)"
     print(line)
     print(f"{'parameter':<12} {'value':>12} {'stderr':>12} {'rel.':>8}  unit")
     for name, pv in out["parameters"].items():
