@@ -6,7 +6,6 @@ Output is a rich table on a terminal and plain aligned text otherwise (pipes, lo
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -151,6 +150,22 @@ def _hms(seconds: float) -> str:
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
+def _truth_summary(truth: dict) -> str:
+    """The simulated cell's scalar truths, 4 significant digits; tables and lists stay in
+    run.json (the full parameter set runs to kilobytes)."""
+    parts = []
+    for key in sorted(truth):
+        value = truth[key]
+        if isinstance(value, bool) or value is None or isinstance(value, str):
+            parts.append(f"{key}={value}")
+        elif isinstance(value, int | float):
+            parts.append(f"{key}={value:.4g}")
+    nested = sum(isinstance(v, dict | list) for v in truth.values())
+    if nested:
+        parts.append(f"(+{nested} nested in run.json)")
+    return ", ".join(parts)
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     reader = open_run(args.run)
     meta = reader.meta
@@ -184,7 +199,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         sweeps = reader.scan("spectra").select("channel", "sweep_index").unique().collect()
         info.append(("EIS sweeps", sweeps.height))
     if meta.ground_truth:
-        info.append(("ground truth", json.dumps(meta.ground_truth, sort_keys=True)))
+        info.append(("ground truth", _truth_summary(meta.ground_truth)))
     print_table(("field", "value"), info, title=f"run {meta.run_id}")
 
     events = reader.read("events")

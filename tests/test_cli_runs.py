@@ -34,7 +34,10 @@ def samples(n: int, channel: str) -> pl.DataFrame:
 @pytest.fixture
 def runs_dir(tmp_path) -> Path:
     cell = Cell(name="LLZO-7", chemistry="Li|LLZO|Li", area_cm2=0.785)
-    meta = RunMeta("cc-001", "2026-02-01T10:00:00Z", cell=cell, protocol={"name": "ccd"})
+    truth = {"r_bulk_ohm": 25.4777, "shorted": False, "params": {"ocv_volt": [3.0, 4.2]}}
+    meta = RunMeta(
+        "cc-001", "2026-02-01T10:00:00Z", cell=cell, protocol={"name": "ccd"}, ground_truth=truth
+    )
     with create_run(tmp_path, meta) as w:
         w.append("samples", samples(7200, "ch01"))
         w.append("samples", samples(10, "ch02"))
@@ -72,6 +75,8 @@ def test_show_prints_counts_span_and_events(runs_dir, capsys):
     assert "ccd" in out and "0.785" in out
     assert any(ln.split()[:3] == ["step_start", "info", "2"] for ln in out.splitlines())
     assert "voltage above 4.3 V" in out
+    # a simulated run's truth: scalars in short, nested tables left in run.json
+    assert "r_bulk_ohm=25.48, shorted=False, (+1 nested in run.json)" in out
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
