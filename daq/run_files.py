@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,20 +123,29 @@ def tmp_path(final: Path) -> Path:
     return final.with_name(f"{final.name}.{os.getpid()}{TMP_SUFFIX}")
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so a crash leaves either the old or the new file."""
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """Create or replace ``path`` so a crash leaves either the old or the new file: ``write``
+    fills a temporary file beside it, which is fsynced, renamed into place, and the folder
+    fsynced. A failure removes the temporary file."""
     tmp = tmp_path(path)
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        write(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
     fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` durably (:func:`atomic_write`)."""
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 def remove_durably(paths: list[Path]) -> None:

@@ -34,7 +34,6 @@ good frame) and :func:`reopen_run` repairs.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import logging
@@ -61,6 +60,7 @@ from cellbench.daq.run_files import (
     Gap,
     Segment,
     StoreError,
+    atomic_write,
     atomic_write_bytes,
     cover,
     fsync_dir,
@@ -68,7 +68,6 @@ from cellbench.daq.run_files import (
     list_table,
     remove_durably,
     segment_name,
-    tmp_path,
 )
 from cellbench.daq.run_reader import (
     RunReader,
@@ -454,20 +453,7 @@ class RunWriter:
 
 def _write_segment(df: pl.DataFrame, final: Path) -> None:
     """Write ``df`` as zstd Parquet at ``final``: temp file, fsync, rename, fsync the folder."""
-    tmp = tmp_path(final)
-    try:
-        df.write_parquet(tmp, compression="zstd", statistics=True)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, final)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(final.parent)
+    atomic_write(final, lambda tmp: df.write_parquet(tmp, compression="zstd", statistics=True))
 
 
 def _seal_journal(path: Path, seg_rows: dict[Path, int]) -> None:
