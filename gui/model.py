@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from cellbench.analysis.schema import RunMeta
 from cellbench.daq.live import LiveMessage
 
 #: Columns of ``samples`` the live view plots (BDF names from analysis/schema.py).
@@ -313,6 +314,30 @@ def _step_text(index: Any) -> str:
 
 
 # ----------------------------------------------------------------------------------- formatting
+
+
+def run_summary(meta: RunMeta) -> list[tuple[str, str]]:
+    """(label, text) rows describing a run from its ``run.json``: what, on what, since when."""
+    cell = meta.cell
+    facts = []
+    if cell.area_cm2 is not None:
+        facts.append(f"{cell.area_cm2:g} cm²")
+    if cell.nominal_capacity_ah is not None:
+        facts.append(fmt_si(cell.nominal_capacity_ah, "Ah"))
+    protocol = meta.protocol.get("name") or ""
+    station = meta.station.get("name") or ""
+    ended = f" → {meta.end_time}" if meta.end_time else ""
+    rows = [
+        ("run", meta.run_id),
+        ("status", meta.status),
+        ("protocol", str(protocol) or "-"),
+        ("station", str(station) or "-"),
+        ("cell", " · ".join(x for x in (cell.name, cell.chemistry, ", ".join(facts)) if x) or "-"),
+        ("time", f"{meta.start_time}{ended}"),
+    ]
+    if meta.ground_truth is not None:
+        rows.append(("instruments", "simulated"))
+    return rows
 
 
 def fmt_duration(seconds: float | None) -> str:

@@ -38,6 +38,7 @@ class RunPoller:
         self.status = ""
         self.writer_alive = False
         self.caught_up = False  # the last poll took every row there was
+        self.last_meta = self.reader.meta  # run.json as of the last poll
 
     @property
     def meta(self):
@@ -47,6 +48,7 @@ class RunPoller:
         """Messages for what changed: status first (if changed), then new rows of each table."""
         out: list[LiveMessage] = []
         meta = self.reader.meta  # re-read: status and end time change while the run goes on
+        self.last_meta = meta
         self.writer_alive = self.reader.writer_active()
         counts = self.reader.tables()
         caught_up = True

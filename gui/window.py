@@ -37,8 +37,9 @@ from PySide6.QtWidgets import (
 )
 
 import cellbench.gui.qt_fixes  # noqa: F401 - before any PySide6 call
+from cellbench.daq.run_reader import load_meta
 from cellbench.gui.engine_run import EngineRun, check_files
-from cellbench.gui.model import LiveModel, fmt_duration, status_text
+from cellbench.gui.model import LiveModel, fmt_duration, run_summary, status_text
 from cellbench.gui.plots import NyquistPlot, TimePlots
 from cellbench.gui.poller import AttachFeed
 from cellbench.gui.qt_fixes import keep_none_alive
@@ -164,12 +165,25 @@ class MainWindow(QMainWindow):
         attach_layout.addWidget(self.attach_button)
         attach_layout.addWidget(self.attach_label)
 
+        # ---- what the run is (run.json)
+        self.info_box = QGroupBox("Run")
+        self.info_form = QFormLayout(self.info_box)
+        self.info_labels: dict[str, QLabel] = {}
+        for key in ("run", "status", "protocol", "station", "cell", "time", "instruments"):
+            label = QLabel("-")
+            label.setWordWrap(True)
+            label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            self.info_labels[key] = label
+            self.info_form.addRow(key, label)
+        self._info_key: tuple = ()
+
         side = QWidget()
         side_layout = QVBoxLayout(side)
-        side_layout.addWidget(start_box, 1)
+        side_layout.addWidget(start_box)
         side_layout.addWidget(attach_box)
-        self.problem_list.setMaximumHeight(320)
-        start_layout.addStretch(1)
+        side_layout.addWidget(self.info_box)
+        side_layout.addStretch(1)
+        self.problem_list.setMaximumHeight(240)
         side.setMinimumWidth(320)
 
         # ---- live view
@@ -347,6 +361,7 @@ class MainWindow(QMainWindow):
             self._run_progress()
         if self.feed is not None:
             self._attach_progress()
+        self._update_info()
         self.redraw()
 
     def _run_progress(self) -> None:
@@ -372,6 +387,28 @@ class MainWindow(QMainWindow):
         if feed.error:
             text += f"\nread error: {feed.error}"
         self.attach_label.setText(text)
+
+    def _update_info(self) -> None:
+        """The Run box from run.json, re-read when the run or its status changes."""
+        meta = None
+        if self.feed is not None:
+            meta = self.feed.poller.last_meta
+            key = (str(self.feed.path), meta.status, meta.end_time)
+        elif self.run is not None and self.run.run_path is not None:
+            key = (str(self.run.run_path), self.run.status, self.model.status)
+            if key != self._info_key:
+                try:
+                    meta = load_meta(self.run.run_path)
+                except Exception:  # not written yet: try on the next tick
+                    return
+        else:
+            return
+        if key == self._info_key or meta is None:
+            return
+        self._info_key = key
+        rows = dict(run_summary(meta))
+        for name, label in self.info_labels.items():
+            label.setText(rows.get(name, "-"))
 
     def redraw(self, *, force: bool = False) -> None:
         model = self.model

@@ -160,6 +160,8 @@ def test_attach_follows_a_run_another_writer_appends_without_touching_it(qtbot, 
     qtbot.waitUntil(lambda: window.model.status == "completed", timeout=WAIT_MS)
     qtbot.waitUntil(lambda: rows() == written[0], timeout=WAIT_MS)
     assert "completed" in window.attach_label.text()
+    qtbot.waitUntil(lambda: window.info_labels["status"].text() == "completed", timeout=WAIT_MS)
+    assert window.info_labels["run"].text() == "attach"
     assert open_run(writer.path).tables()["samples"] == written[0]
     window.detach()
     assert window.feed is None and window.start_button.isEnabled()
@@ -218,6 +220,9 @@ def test_start_simulated_run_watch_it_and_stop_safely(qtbot, window, fixtures_di
     qtbot.waitUntil(lambda: window.start_button.isEnabled(), timeout=WAIT_MS)
     assert not window.stop_button.isEnabled()
     assert "stopped" in window.run_label.text()
+    qtbot.waitUntil(lambda: window.info_labels["status"].text() == "stopped", timeout=WAIT_MS)
+    assert window.info_labels["station"].text() == "demo_station"
+    assert window.info_labels["instruments"].text() == "simulated"
 
 
 def test_cli_gui_is_registered_and_refuses_a_folder_without_run_json(tmp_path):
@@ -226,3 +231,26 @@ def test_cli_gui_is_registered_and_refuses_a_folder_without_run_json(tmp_path):
     assert args.run_dir == tmp_path and args.time_scale == 5000.0
     with pytest.raises(Exception, match="not a cellbench run folder"):
         args.func(args)
+
+
+def test_unreachable_instrument_is_reported_and_start_comes_back(qtbot, window, tmp_path):
+    # Nothing listens on port 9 of this host: the engine cannot open the SMU and says so.
+    station = tmp_path / "bench.toml"
+    station.write_text(
+        '[cell]\nname = "c"\nnominal_capacity_ah = 0.002\n\n[[instrument]]\nname = "smu1"\n'
+        'driver = "keithley2450"\naddress = "TCPIP::127.0.0.1::9::SOCKET"\nroles = ["source"]\n'
+        'channel = "cell1"\ntimeout_s = 0.5\n'
+    )
+    protocol = tmp_path / "rest.toml"
+    protocol.write_text(
+        'name = "rest"\nsample_interval = "1 s"\n[[step]]\ntype = "rest"\nduration = "10 s"\n'
+    )
+    window.protocol.set_path(protocol)
+    window.station.set_path(station)
+    assert window.problems == []
+    window.start_run()
+    qtbot.waitUntil(lambda: window.run is None, timeout=WAIT_MS)  # the failed run is dropped
+    shown = [window.problem_list.item(i).text() for i in range(window.problem_list.count())]
+    assert any("smu1" in line and "127.0.0.1::9" in line for line in shown), shown
+    assert "could not run" in window.run_label.text()
+    assert window.start_button.isEnabled()
