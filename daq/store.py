@@ -18,9 +18,9 @@ batch; see issue 2 and ``bench/store.py``):
   process while one writes (no live reader); HDF5 SWMR could not be reopened after a crash without
   a repair tool. Plain files with sequence-numbered names need none of that: a reader in another
   process takes no lock and assembles the table from the names (:mod:`cellbench.daq.run_reader`).
-* This implementation, measured by ``bench/store.py`` on a shared 2-CPU VM: 0.19 ms p50 per
-  64-row batch with an fsync each (SQLite WAL: 0.17 ms), 1.0 M rows/s in the default mode,
-  10 M rows loaded in 0.57 s (SQLite: 43 s) from 55 MB (SQLite: 604 MB).
+* This implementation, measured by ``bench/store.py`` on a shared 2-CPU VM: 0.14 ms p50 per
+  64-row batch with an fsync each (SQLite WAL: 0.18 ms), 1.5 M rows/s in the default mode,
+  10 M rows loaded in 0.13 s (SQLite: 25 s) from 56 MB (SQLite: 604 MB); docs/store.md.
 * Small segments are merged (compaction) so that a months-long run stays a few files per day.
 * One writer per run, enforced by an exclusive ``flock`` on ``.writer.lock``.
 * :func:`reopen_run` recovers a run whose writer died: it truncates the torn journal tail to the
