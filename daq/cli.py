@@ -77,6 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cellbench: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (`| head`): no error message; silence the flush at exit too
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as other command-line tools end in a closed pipe
     except Exception as exc:  # one clear line for the user; CELLBENCH_DEBUG=1 shows the traceback
         if os.environ.get("CELLBENCH_DEBUG"):
             raise
