@@ -17,13 +17,11 @@ def main(
     argv: Sequence[str] | None = None,
 ) -> int:
     """Open the window (attached read-only to ``run_dir`` if given); returns the exit code."""
-    import pyqtgraph as pg
     from PySide6.QtWidgets import QApplication
 
     from cellbench.gui.window import MainWindow
 
     app = QApplication.instance() or QApplication(list(argv or sys.argv[:1]))
-    pg.setConfigOptions(antialias=False, foreground="k")
     window = MainWindow(out_dir=out_dir)
     if protocol is not None:
         window.protocol.set_path(protocol)

@@ -23,6 +23,12 @@ TRACE_PENS = {
 
 
 def _style(plot: pg.PlotItem) -> None:
+    """Dark axes on the white background (whatever pyqtgraph's global foreground), grid."""
+    for side in ("left", "bottom"):
+        axis = plot.getAxis(side)
+        axis.setPen("k")
+        axis.setTextPen("k")
+    plot.titleLabel.setAttr("color", "k")
     plot.showGrid(x=True, y=True, alpha=0.25)
     plot.setClipToView(True)
     plot.setDownsampling(auto=True, mode="peak")
@@ -91,12 +97,16 @@ class NyquistPlot(pg.PlotWidget):
     def __init__(self, parent=None):
         super().__init__(parent, background="w")
         item = self.getPlotItem()
-        item.showGrid(x=True, y=True, alpha=0.25)
+        _style(item)
+        item.setClipToView(False)  # few points; the aspect lock needs every one
+        item.setDownsampling(auto=False)
         item.setAspectLocked(True)
         item.setLabel("bottom", "Z′", units="Ω")
         item.setLabel("left", "−Z″", units="Ω")
         item.setTitle("Nyquist (newest sweeps)")
-        self.legend = item.addLegend(offset=(-10, 10))
+        self.legend = item.addLegend(
+            offset=(-10, 10), labelTextColor="k", brush=(255, 255, 255, 200)
+        )
         self._shown: tuple = ()
 
     def show_channel(self, view: ChannelView | None) -> None:

@@ -254,3 +254,34 @@ def test_unreachable_instrument_is_reported_and_start_comes_back(qtbot, window, 
     assert any("smu1" in line and "127.0.0.1::9" in line for line in shown), shown
     assert "could not run" in window.run_label.text()
     assert window.start_button.isEnabled()
+
+
+def test_cellbench_gui_run_dir_opens_the_window_attached(qtbot, tmp_path, qapp):
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    meta = RunMeta(run_id="done", start_time="2026-01-01T00:00:00Z")
+    with create_run(tmp_path, meta) as writer:
+        writer.append("samples", _batch(0, 30))
+    seen: list[MainWindow] = []
+
+    def look_then_quit() -> None:
+        windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow)]
+        window = windows[-1]
+        rows = window.model.channels.get("cell1")
+        if (rows is None or len(rows.trace) < 30) and len(seen) < 200:
+            seen.append(window)
+            QTimer.singleShot(100, look_then_quit)
+            return
+        seen.append(window)
+        window.close()
+        QApplication.instance().quit()
+
+    QTimer.singleShot(100, look_then_quit)
+    args = build_parser().parse_args(["gui", str(tmp_path / "done"), "--out", str(tmp_path)])
+    assert args.func(args) == 0
+    window = seen[-1]
+    qtbot.addWidget(window)  # pytest-qt disposes of it
+    assert window.feed is None  # closing detached it
+    assert len(window.model.channels["cell1"].trace) == 30
+    assert window.model.status == "completed"
