@@ -12,7 +12,18 @@ import pyqtgraph as pg
 import cellbench.gui.qt_fixes  # noqa: F401 - before any PySide6 call
 from cellbench.gui.model import ChannelView
 
-HOUR = 3600.0
+# Test-time axis unit by the span of the run: (largest span in s, seconds per unit, label).
+TIME_UNITS = ((2 * 3600.0, 60.0, "min"), (7 * 86400.0, 3600.0, "h"), (float("inf"), 86400.0, "d"))
+
+
+def time_unit(span_second: float) -> tuple[float, str]:
+    """Seconds per unit and its label for a run of ``span_second``: min, h or d."""
+    for limit, seconds, label in TIME_UNITS:
+        if span_second < limit:
+            return seconds, label
+    return TIME_UNITS[-1][1], TIME_UNITS[-1][2]  # pragma: no cover - inf above
+
+
 # Newest sweep last; older ones fade.
 SWEEP_COLORS = ("#9ecae1", "#6baed6", "#4292c6", "#2171b5", "#08306b")
 TRACE_PENS = {
@@ -57,7 +68,8 @@ class TimePlots(pg.GraphicsLayoutWidget):
                 plot.setXLink(self.plots["voltage_volt"])
             self.plots[column] = plot
             self.curves[column] = plot.plot([], [], pen=TRACE_PENS[column])
-        self.plots["temperature_celsius"].setLabel("bottom", "test time (h)")
+        self.unit = "min"
+        self.plots["temperature_celsius"].setLabel("bottom", "test time (min)")
         for column in ("voltage_volt", "current_ampere"):
             self.plots[column].getAxis("bottom").setStyle(showValues=False)
         self._has_temperature = True
@@ -68,27 +80,37 @@ class TimePlots(pg.GraphicsLayoutWidget):
             for curve in self.curves.values():
                 curve.setData([], [])
             return
-        hours = view.trace.column("test_time_second") / HOUR
+        t = view.trace.column("test_time_second")
+        seconds, unit = time_unit(float(t[-1] - t[0]))
+        if unit != self.unit:
+            self.unit = unit
+            self._label_time_axis()
+        x = t / seconds
         for column, curve in self.curves.items():
             y = view.trace.column(column)
             finite = np.isfinite(y)
             if column == "temperature_celsius":
                 self._set_temperature_visible(bool(finite.any()))
             if finite.all():
-                curve.setData(hours, y)
+                curve.setData(x, y)
             else:
-                curve.setData(hours[finite], y[finite])
+                curve.setData(x[finite], y[finite])
 
     def _set_temperature_visible(self, visible: bool) -> None:
         if visible == self._has_temperature:
             return
         self._has_temperature = visible
         self.plots["temperature_celsius"].setVisible(visible)
-        label = "temperature_celsius" if visible else "current_ampere"
+        self._label_time_axis()
+
+    def _label_time_axis(self) -> None:
+        """Time values and label on the lowest visible plot only."""
+        lowest = "temperature_celsius" if self._has_temperature else "current_ampere"
         for column in ("current_ampere", "temperature_celsius"):
             axis = self.plots[column].getAxis("bottom")
-            axis.setStyle(showValues=column == label)
-            self.plots[column].setLabel("bottom", "test time (h)" if column == label else "")
+            axis.setStyle(showValues=column == lowest)
+            text = f"test time ({self.unit})" if column == lowest else ""
+            self.plots[column].setLabel("bottom", text)
 
 
 class NyquistPlot(pg.PlotWidget):

@@ -285,3 +285,24 @@ def test_cellbench_gui_run_dir_opens_the_window_attached(qtbot, tmp_path, qapp):
     assert window.feed is None  # closing detached it
     assert len(window.model.channels["cell1"].trace) == 30
     assert window.model.status == "completed"
+
+
+def test_time_plots_pick_a_time_unit_and_hide_an_unmeasured_temperature(qtbot):
+    from cellbench.gui.model import LiveModel
+    from cellbench.gui.plots import TimePlots, time_unit
+
+    assert time_unit(600.0) == (60.0, "min")
+    assert time_unit(86400.0) == (3600.0, "h")
+    assert time_unit(90 * 86400.0) == (86400.0, "d")
+    plots = TimePlots()
+    qtbot.addWidget(plots)
+    model = LiveModel()
+    model.add_samples(_batch(0, 100).drop("temperature_celsius"))
+    plots.show_channel(model.channels["cell1"])
+    assert not plots.plots["temperature_celsius"].isVisible()
+    assert plots.plots["current_ampere"].getAxis("bottom").labelText == "test time (min)"
+    model.add_samples(_batch(10 * 86400, 10))  # now ten days long, with temperature
+    plots.show_channel(model.channels["cell1"])
+    assert plots.plots["temperature_celsius"].isVisible()
+    assert plots.plots["temperature_celsius"].getAxis("bottom").labelText == "test time (d)"
+    assert plots.curves["voltage_volt"].xData[-1] == pytest.approx((10 * 86400 + 9) / 86400)
