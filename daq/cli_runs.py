@@ -243,5 +243,6 @@ def cmd_repair(args: argparse.Namespace) -> int:
         raise StoreError(f"{args.run}: status is {before!r}; only a 'running' run needs repair")
     writer = reopen_run(args.run)
     writer.close("interrupted")
-    print(f"{args.run}: recovered; status interrupted ({open_run(args.run).tables()})")
+    rows = ", ".join(f"{t} {n}" for t, n in open_run(args.run).tables().items())
+    print(f"{args.run}: recovered; status interrupted; rows: {rows}")
     return 0

@@ -126,6 +126,7 @@ def test_repair_closes_a_crashed_run_as_interrupted(tmp_path, capsys):
     assert main(["runs", "list", str(tmp_path)]) == 0
     assert "running (no writer" in capsys.readouterr().out
     assert main(["runs", "repair", str(tmp_path / "r")]) == 0
+    assert "status interrupted; rows: samples 5, spectra 0, events 1" in capsys.readouterr().out
     r = open_run(tmp_path / "r")
     assert r.meta.status == "interrupted" and r.tables()["samples"] == 5
     assert main(["runs", "repair", str(tmp_path / "r")]) == 1
