@@ -46,6 +46,7 @@ from cellbench.gui.qt_fixes import keep_none_alive
 
 ALARM_BRUSH = QBrush(QColor("#f8d0d0"))
 WARNING_BRUSH = QBrush(QColor("#fff2cc"))
+ALARM_STYLE = "QLabel { background: #d62728; color: white; font-weight: bold; }"
 EVENT_ROWS = 2_000  # rows kept in the events table (the model keeps more)
 
 
@@ -112,6 +113,7 @@ class MainWindow(QMainWindow):
         self.problems: list[str] = []
         self._drawn_version = -1
         self._events_shown = 0
+        self._alarmed = False
         fixtures = default_fixtures()
 
         # ---- start panel
@@ -458,9 +460,13 @@ class MainWindow(QMainWindow):
         if self.run is not None and self.run.status == "starting":
             status = "starting"
         text = status_text(self.model.readout(channel), channel, status)
+        alarmed = bool(self.model.alarm_count) or status == "aborted"
         if self.model.alarm_count:
             text += f" | {self.model.alarm_count} alarm(s)/fault(s)"
         self.status_label.setText(text)
+        if alarmed != self._alarmed:  # the bar turns red with the first alarm, fault or abort
+            self._alarmed = alarmed
+            self.status_label.setStyleSheet(ALARM_STYLE if alarmed else "")
 
     # --------------------------------------------------------------------------------- close
 

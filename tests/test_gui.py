@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 from pathlib import Path
 
@@ -128,8 +129,7 @@ def test_attach_follows_a_run_another_writer_appends_without_touching_it(qtbot, 
         assert window.attach_button.text() == "Detach"
 
         def rows() -> int:
-            view = window.model.channels.get("cell1")
-            return 0 if view is None else len(view.trace)
+            return _rows(window)
 
         qtbot.waitUntil(lambda: rows() >= 50, timeout=WAIT_MS)
         seen = rows()
@@ -146,6 +146,7 @@ def test_attach_follows_a_run_another_writer_appends_without_touching_it(qtbot, 
         assert kinds == ["run_start", "alarm"]
         assert window.events_table.item(1, 0).background() == ALARM_BRUSH
         assert "1 alarm" in window.status_label.text()
+        assert "background" in window.status_label.styleSheet()  # the bar turns red
         stop.set()
         thread.join(5)
         # nothing the writer did not write changed, and nothing new appeared
@@ -223,6 +224,7 @@ def test_start_simulated_run_watch_it_and_stop_safely(qtbot, window, fixtures_di
     qtbot.waitUntil(lambda: window.info_labels["status"].text() == "stopped", timeout=WAIT_MS)
     assert window.info_labels["station"].text() == "demo_station"
     assert window.info_labels["instruments"].text() == "simulated"
+    assert window.status_label.styleSheet() == ""  # a clean stop raises no alarm
 
 
 def test_cli_gui_is_registered_and_refuses_a_folder_without_run_json(tmp_path):
@@ -254,6 +256,25 @@ def test_unreachable_instrument_is_reported_and_start_comes_back(qtbot, window, 
     assert any("smu1" in line and "127.0.0.1::9" in line for line in shown), shown
     assert "could not run" in window.run_label.text()
     assert window.start_button.isEnabled()
+
+
+def test_attach_says_when_no_process_writes_a_running_run(qtbot, window, tmp_path):
+    # A copy of a live run folder: run.json says running, but nobody holds its writer lock —
+    # what a crashed or killed `cellbench run` leaves behind.
+    meta = RunMeta(run_id="crashed", start_time="2026-01-01T00:00:00Z")
+    with create_run(tmp_path / "live", meta) as writer:
+        writer.append("samples", _batch(0, 10))
+        shutil.copytree(writer.path, tmp_path / "crashed")
+    window.attach(tmp_path / "crashed")
+    qtbot.waitUntil(lambda: "no process writes it" in window.attach_label.text(), timeout=WAIT_MS)
+    assert "cellbench resume" in window.attach_label.text()
+    qtbot.waitUntil(lambda: _rows(window) == 10, timeout=WAIT_MS)
+
+
+def _rows(window: MainWindow, channel: str = "cell1") -> int:
+    """Samples the window holds for ``channel``."""
+    view = window.model.channels.get(channel)
+    return 0 if view is None else len(view.trace)
 
 
 def test_cellbench_gui_run_dir_opens_the_window_attached(qtbot, tmp_path, qapp):
