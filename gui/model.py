@@ -42,16 +42,23 @@ class TraceBuffer:
     When an append overflows, the older half is thinned to half its rows by keeping, in each
     block of four rows, the two with the lowest and the highest voltage (in time order): spikes
     and steps in the voltage survive, and the history keeps its envelope at a resolution that
-    coarsens with age. Memory: ``capacity`` x 4 x 8 bytes (200 000 rows: 6.4 MB).
+    coarsens with age. Memory grows with the rows held, up to ``capacity`` x 4 x 8 bytes
+    (200 000 rows: 6.4 MB).
     """
 
     def __init__(self, capacity: int = 200_000):
-        if capacity < 16:
-            raise ValueError(f"capacity must be at least 16 rows, got {capacity}")
-        self.capacity = int(capacity)
-        self._data = np.empty((len(TRACE_COLUMNS), self.capacity), dtype=np.float64)
+        self.capacity = _check_capacity(capacity)
+        self._data = np.empty((len(TRACE_COLUMNS), min(self.capacity, 1024)), dtype=np.float64)
         self._n = 0
         self.rows_seen = 0  # every row ever appended, thinned or not
+
+    def set_capacity(self, capacity: int) -> None:
+        """Change the bound; a smaller one thins what is held now and frees the rest."""
+        self.capacity = _check_capacity(capacity)
+        while self._n > self.capacity:
+            self._thin()
+        if self._data.shape[1] > self.capacity:
+            self._data = self._data[:, : self.capacity].copy()
 
     def __len__(self) -> int:
         return self._n
@@ -63,9 +70,15 @@ class TraceBuffer:
             raise ValueError(f"expected shape ({len(TRACE_COLUMNS)}, n), got {columns.shape}")
         self.rows_seen += columns.shape[1]
         while columns.shape[1]:
-            room = self.capacity - self._n
+            room = self._data.shape[1] - self._n
             if room == 0:
-                self._thin()
+                if self._data.shape[1] < self.capacity:  # grow by doubling up to the bound
+                    size = min(2 * self._data.shape[1], self.capacity)
+                    grown = np.empty((len(TRACE_COLUMNS), size), dtype=np.float64)
+                    grown[:, : self._n] = self._data[:, : self._n]
+                    self._data = grown
+                else:
+                    self._thin()
                 continue
             take = columns[:, :room]
             self._data[:, self._n : self._n + take.shape[1]] = take
@@ -104,6 +117,12 @@ class TraceBuffer:
         if not self._n:
             return {}
         return {name: float(self._data[i, self._n - 1]) for i, name in enumerate(TRACE_COLUMNS)}
+
+
+def _check_capacity(capacity: int) -> int:
+    if capacity < 16:
+        raise ValueError(f"capacity must be at least 16 rows, got {capacity}")
+    return int(capacity)
 
 
 @dataclass
@@ -174,6 +193,10 @@ def event_data(event: dict[str, Any]) -> dict[str, Any]:
 class LiveModel:
     """Per-channel traces, recent sweeps, recent events and the run status, from live messages.
 
+    Samples held: at most ``trace_capacity`` rows per channel and ``trace_budget`` rows in all
+    (2 000 000 rows: 64 MB), shared evenly as channels appear (a 64-channel station keeps
+    31 250 rows each) but never fewer than ``trace_floor`` rows per channel.
+
     ``version`` grows with every change, so a view redraws only when something arrived.
     Not thread-safe: feed it from the one thread that also reads it (the GUI thread).
     """
@@ -182,10 +205,14 @@ class LiveModel:
         self,
         *,
         trace_capacity: int = 200_000,
+        trace_budget: int = 2_000_000,
+        trace_floor: int = 10_000,
         sweeps_kept: int = 5,
         events_kept: int = 5_000,
     ):
         self.trace_capacity = trace_capacity
+        self.trace_budget = trace_budget
+        self.trace_floor = min(trace_floor, trace_capacity)
         self.sweeps_kept = sweeps_kept
         self.channels: dict[str, ChannelView] = {}
         self.events: deque[EventRow] = deque(maxlen=events_kept)
@@ -201,6 +228,11 @@ class LiveModel:
                 name, TraceBuffer(self.trace_capacity), deque(maxlen=self.sweeps_kept)
             )
             self.channels[name] = view
+            share = min(self.trace_capacity, self.trace_budget // len(self.channels))
+            share = max(self.trace_floor, share)
+            for other in self.channels.values():
+                if other.trace.capacity != share:
+                    other.trace.set_capacity(share)
         return view
 
     def feed(self, message: LiveMessage) -> None:

@@ -91,6 +91,25 @@ def test_trace_buffer_without_voltage_thins_evenly():
     assert buf.last()["temperature_celsius"] == 499.0
 
 
+def test_model_shares_a_sample_budget_between_channels():
+    model = LiveModel(trace_capacity=1000, trace_budget=1500, trace_floor=100)
+    model.add_samples(samples(np.arange(3000.0), "a"))
+    assert len(model.channels["a"].trace) <= 1000
+    assert model.channels["a"].trace._data.shape[1] == 1000  # grown to its bound, no more
+    model.add_samples(samples(np.arange(3000.0), "b"))
+    model.add_samples(samples(np.arange(3000.0), "c"))
+    for name in "abc":
+        trace = model.channels[name].trace
+        assert trace.capacity == 500 and len(trace) <= 500
+        assert trace._data.shape[1] <= 500  # memory given back, not just rows dropped
+        t = trace.column("test_time_second")
+        assert t[0] == 0.0 and t[-1] == 2999.0
+    floored = LiveModel(trace_capacity=1000, trace_budget=1500, trace_floor=800)
+    for name in "abc":
+        floored.channel(name)
+    assert [v.trace.capacity for v in floored.channels.values()] == [800, 800, 800]
+
+
 def test_trace_buffer_rejects_bad_shape_and_tiny_capacity():
     with pytest.raises(ValueError, match="capacity"):
         TraceBuffer(capacity=4)
