@@ -460,6 +460,10 @@ class MainWindow(QMainWindow):
         if self.run is not None and self.run.status == "starting":
             status = "starting"
         text = status_text(self.model.readout(channel), channel, status)
+        engine = self.run.engine if self.run is not None and not self.run.finished else None
+        state = engine.states.get(channel) if engine is not None else None
+        if state is not None and state.step_remaining_second is not None:
+            text += f" | step left {fmt_duration(state.step_remaining_second)}"
         alarmed = bool(self.model.alarm_count) or status == "aborted"
         if self.model.alarm_count:
             text += f" | {self.model.alarm_count} alarm(s)/fault(s)"

@@ -209,6 +209,8 @@ def test_start_simulated_run_watch_it_and_stop_safely(qtbot, window, fixtures_di
     assert window.nyquist.getPlotItem().listDataItems()  # the sweep is drawn
     assert window.stop_button.isEnabled()
     assert "cell1" in window.status_label.text() and "cycle" in window.status_label.text()
+    # every cycling step has a time limit: the engine's channel state says what is left
+    qtbot.waitUntil(lambda: "step left" in window.status_label.text(), timeout=WAIT_MS)
     window.stop_clicked()
     assert asked == ["Stop the run?"]
     assert not window.stop_button.isEnabled()  # one stop is enough, the run is ending
