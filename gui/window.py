@@ -352,6 +352,11 @@ class MainWindow(QMainWindow):
         self._events_shown = 0
         self.events_table.setRowCount(0)
         self.channel_box.clear()
+        self._alarmed = False
+        self.status_label.setStyleSheet("")
+        self._info_key = ()
+        for label in self.info_labels.values():
+            label.setText("-")
 
     def tick(self) -> None:
         """Take what the source has queued, then redraw if anything changed."""
@@ -374,8 +379,9 @@ class MainWindow(QMainWindow):
             self.run = None
         elif run.finished:
             self.run_label.setText(f"run {run.status}: {run.run_path}")
-        elif run.run_path is not None and not run.finished:
-            self.run_label.setText(f"running: {run.run_path}")
+        elif run.run_path is not None:
+            doing = "stopping" if run.stop_requested else "running"
+            self.run_label.setText(f"{doing}: {run.run_path}")
         self._update_buttons()
 
     def _attach_progress(self) -> None:
