@@ -579,8 +579,9 @@ class Engine:
         self.stop_event.set()
         for link in self.links.values():
             link.blocked = True
-            if not link.safe_ok:  # not yet made safe, or the abort's attempt failed: (re)try
-                link.safe_state()
+            # Always, even after an abort made it safe: a rest may have been sourced as 0 A with the
+            # output on (Keithley 2450) through a call that does not count as enabling it.
+            link.safe_state()
         for sampler in self.aux:
             if sampler.thread.is_alive():
                 sampler.thread.join(timeout=5.0)

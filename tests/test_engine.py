@@ -695,3 +695,33 @@ def test_chamber_silent_for_a_while_leaves_a_gap_and_the_run_goes_on(sessions, t
     assert gaps["duration_second"][0] > 1000  # 1.5 s wall at 1000x
     temps = run.read("samples")["temperature_celsius"]
     assert 0 < temps.null_count() < temps.len()  # missing while silent, not made up
+
+
+REST_ONLY = f"""
+name = "rest only"
+sample_interval = "5 s"
+{SAFETY}
+[[step]]
+type = "rest"
+duration = "20 min"
+"""
+
+
+def test_rest_only_run_ends_with_the_output_off(sessions, tmp_path):
+    # The 2450 rests a cell by sourcing 0 A with the output on; the run's end must still open it.
+    protocol = write(tmp_path, "p.toml", REST_ONLY)
+    session = start(
+        sessions, protocol, FX / "stations" / "demo_station.toml", tmp_path, time_scale=2000
+    )
+    assert session.engine.run() == "completed"
+    assert smu_is_off(session)
+
+
+def test_stop_before_any_current_leaves_the_output_off(sessions, tmp_path):
+    protocol = write(tmp_path, "p.toml", REST_ONLY.replace("20 min", "10 h"))
+    session = start(
+        sessions, protocol, FX / "stations" / "demo_station.toml", tmp_path, time_scale=500
+    )
+    status = run_in_thread(session, lambda s: s.engine.request_stop("test"), after_s=0.5)
+    assert status == "stopped"
+    assert smu_is_off(session)
