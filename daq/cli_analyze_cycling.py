@@ -25,6 +25,7 @@ from cellbench.analysis.errors import CellbenchError
 from cellbench.analysis.schema import Cell
 from cellbench.daq import loaders
 from cellbench.daq.cli_convert import add_column_map_option
+from cellbench.daq.cli_report import add_report_option, write_report
 
 SUMMARY_CSV_KEYS = ("capacity_retention", "discharge_capacity_ampere_hour")
 
@@ -179,6 +180,10 @@ def _summary(args: argparse.Namespace) -> pl.DataFrame:
 
 def cmd_cycling(args: argparse.Namespace) -> int:
     summary = _summary(args)
+    if args.report is not None:
+        path = Path(args.file)
+        df = _load_cycling(path, args.channel, args.segment, args.efficiency, args.column_map)
+        write_report("cycling", args, samples=df, summary=summary, efficiency=args.efficiency)
     rows = summary.to_dicts()
     if args.json:
         _print_json(rows)
@@ -257,6 +262,7 @@ def cmd_fade(args: argparse.Namespace) -> int:
         )
     except FadeError as exc:  # the data do not allow a fit: say which file
         raise CellbenchError(f"{args.file}: {exc}") from None
+    write_report("fade", args, cycles=cycles, retention=retention, fade=report)
     if args.json:
         _print_json(report.to_dict())
         return 0
@@ -376,6 +382,7 @@ def cmd_conductivity(args: argparse.Namespace) -> int:
     from cellbench.analysis.conductivity import choose_model, fit_all, fit_conductivity
 
     results = []
+    datasets = []  # for --report
     for name in args.files:
         path = Path(name)
         t, sigma, unit, stderr = _conductivity_points(path, args.thickness_cm, args.area_cm2)
@@ -391,6 +398,18 @@ def cmd_conductivity(args: argparse.Namespace) -> int:
         d["chosen_from"] = [f.model for f in fits] if args.model == "auto" else [args.model]
         d["alternatives"] = {f.model: f.aic for f in fits}
         results.append(d)
+        t_c = [x - 273.15 for x in t] if unit == "kelvin" else t
+        datasets.append(
+            {
+                "temperature_celsius": t_c,
+                "conductivity_s_per_cm": sigma,
+                "fit": best,
+                "alternatives": [f for f in fits if f is not best],
+                "source": str(path),
+                "tag": path.stem if len(args.files) > 1 else "",
+            }
+        )
+    write_report("conductivity", args, datasets=datasets)
     if args.json:
         _print_json(results[0] if len(results) == 1 else results)
         return 0
@@ -438,6 +457,7 @@ def cmd_ccd(args: argparse.Namespace) -> int:
         noise_factor=args.noise_factor,
         min_points=args.min_points,
     )
+    write_report("ccd", args, samples=df, area_cm2=area, result=res)
     if args.json:
         _print_json(res.to_dict())
         return 0
@@ -506,6 +526,7 @@ def _count(minimum: int):
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    add_report_option(p)
 
 
 def _add_cycling_inputs(p: argparse.ArgumentParser) -> None:

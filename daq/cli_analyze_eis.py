@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from cellbench.daq.cli_report import add_report_option, write_report
+
 CANDIDATES: tuple[str, ...] = (
     "R0-p(R1,CPE1)",
     "R0-p(R1,CPE1)-CPE2",
@@ -64,6 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="discard points with Z'' > 0 before fitting (as impedance.py's examples do)",
     )
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    add_report_option(p)
     p.set_defaults(func=run)
 
 
@@ -164,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
         except KKError as exc:
             out["kk"] = {"passed": None, "error": str(exc)}
         reports.append((out, res))
+    write_report("eis", args, spectra=frame, fits=[res for _, res in reports])
     many = is_run(Path(args.file)) or len(reports) > 1
     if args.json:
         payload = [r for r, _ in reports] if many else reports[0][0]
