@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import random
 import shutil
 import struct
@@ -169,8 +168,7 @@ def test_fuzz_arbin_res_lightly(shared_data, tmp_path_factory, monkeypatch):
 @pytest.mark.skipif(shutil.which("mdb-export") is None, reason="mdb-export (mdbtools) missing")
 def test_fuzz_arbin_res_tables(shared_data, monkeypatch):
     """What cellbench itself parses of a .res: the tables mdb-export writes, mutated (the
-    database file itself is fuzzed through mdbtools above). A read costs ~4 ms, so the suite
-    runs 2,000 inputs; CELLBENCH_FUZZ_FULL=1 runs 10,000 (about 50 s; passed when written)."""
+    database file itself is fuzzed through mdbtools above). 10,000 inputs, ~4 ms each."""
     real = shared_data / "cycling" / "20160805_test001_45_cc_01.res"
     table = cyclers_mod.mdb_export(real, cyclers_mod.ARBIN_TABLE).encode()
     seeds = {
@@ -182,7 +180,7 @@ def test_fuzz_arbin_res_tables(shared_data, monkeypatch):
         cyclers_mod, "mdb_export", lambda path, name: mutated[name].decode("utf-8", "replace")
     )
 
-    @settings(FUZZ, max_examples=EXAMPLES if os.environ.get("CELLBENCH_FUZZ_FULL") else 2_000)
+    @settings(FUZZ, max_examples=EXAMPLES)
     @given(KEYS)
     def run(key):
         which = key % 4 == 0  # one input in four damages the test's Global_Table
@@ -195,7 +193,7 @@ def test_fuzz_arbin_res_tables(shared_data, monkeypatch):
 
 def test_fuzz_bdf_parquet(tmp_path):
     """Damaged parquet (a damaged data page can panic polars' decoder: still a ReaderError).
-    2,000 inputs in the suite (~2 ms each); CELLBENCH_FUZZ_FULL=1 runs 10,000."""
+    10,000 inputs, ~2 ms each."""
     frame = pl.DataFrame(
         {
             "test_time_second": [float(k) for k in range(30)],
@@ -209,7 +207,7 @@ def test_fuzz_bdf_parquet(tmp_path):
     seed = buffer.getvalue()
     path = tmp_path / "x.parquet"
 
-    @settings(FUZZ, max_examples=EXAMPLES if os.environ.get("CELLBENCH_FUZZ_FULL") else 2_000)
+    @settings(FUZZ, max_examples=EXAMPLES)
     @given(KEYS)
     def run(key):
         path.write_bytes(mutate(seed, key))
