@@ -15,10 +15,11 @@ instrument's USB (FTDI virtual COM) or UART port. Everything ends in LF:
 Roles. EIS is ``meas_loop_eis`` (potentiostatic; amplitude in V rms). A constant-current or
 constant-voltage step is ``meas_loop_cp`` / ``meas_loop_ca`` running in the background for up to
 ``max_step_s``; :meth:`measure` returns the latest streamed package, so readings are at most one
-``sample_interval_s`` old, and the voltage limit (CC) or current limit (CV) is checked by the
+``sample_interval_s`` old, and the |V| compliance (CC) or |I| limit (CV) is checked by the
 script itself every sample (``breakloop``), i.e. within one sample interval — not a hardware
-clamp. :meth:`output_off` aborts the script, whose ``on_finished: cell_off`` opens the cell.
-With the output off, :meth:`measure` runs a short ``meas_loop_ocp``.
+clamp. Once a limit has ended the script, :attr:`step_running` is False. :meth:`output_off`
+aborts the script, whose ``on_finished: cell_off`` opens the cell. With the output off,
+:meth:`measure` runs a short ``meas_loop_ocp``.
 
 Polarity: the cell's positive terminal on WE (working + sense), negative on CE + RE. MethodSCRIPT
 counts anodic (oxidising) WE current positive, which is then charge-positive as cellbench wants.
@@ -49,6 +50,8 @@ from cellbench.drivers.methodscript import STATUS_OVERLOAD, Package, parse_packa
 from cellbench.drivers.roles import Reading
 
 EIS_FREQUENCY_RANGE_HERTZ = (1e-3, 200e3)
+# Smallest |V| compliance of a CC step: a smaller one ends the step on the first sample.
+MIN_VOLTAGE_LIMIT_VOLT = 1e-3
 
 
 class PalmSensEmStat(LineDriver):
@@ -348,12 +351,24 @@ class PalmSensEmStat(LineDriver):
         ]
 
     def cc_script(self, current_ampere: float, voltage_limit_volt: float) -> list[str]:
-        """Chronopotentiometry until the voltage limit (upper on charge, lower on discharge)."""
-        op = ">" if current_ampere >= 0 else "<"
+        """Chronopotentiometry until |V| exceeds the compliance ``voltage_limit_volt`` (> 0).
+
+        The window is symmetric, like a source-measure unit's compliance: a signed bound on
+        discharge (``p < limit``) would end the step at once whenever the cell sits above it —
+        e.g. a symmetric Li|SE|Li cell near 0 V given the engine's positive compliance.
+        """
+        limit = abs(voltage_limit_volt)
         return self._step_script(
             f"meas_loop_cp p c {si_literal(current_ampere)} {si_literal(self.sample_interval_s)} "
             f"{si_literal(self.max_step_s)}",
-            [f"  if p {op} {si_literal(voltage_limit_volt)}", "    breakloop", "  endif"],
+            [
+                f"  if p > {si_literal(limit)}",
+                "    breakloop",
+                "  endif",
+                f"  if p < {si_literal(-limit)}",
+                "    breakloop",
+                "  endif",
+            ],
         )
 
     def cv_script(self, voltage_volt: float, current_limit_ampere: float) -> list[str]:
@@ -373,10 +388,13 @@ class PalmSensEmStat(LineDriver):
         )
 
     def source_current(self, current_ampere: float, *, voltage_limit_volt: float) -> None:
-        """Output on at constant current (charge positive) until output_off() or the limit."""
+        """Output on at constant current (charge positive) until output_off() or |V| passes the
+        compliance ``voltage_limit_volt`` (a magnitude, as for every :class:`SourceMeter`)."""
         i_max, v_max = self.max_current_ampere, self.max_voltage_volt
         current = self.check_range("current", current_ampere, -i_max, i_max, "A")
-        limit = self.check_range("voltage limit", voltage_limit_volt, -v_max, v_max, "V")
+        limit = self.check_range(
+            "voltage limit", voltage_limit_volt, MIN_VOLTAGE_LIMIT_VOLT, v_max, "V"
+        )
         self._start_step(self.cc_script(current, limit))
 
     def source_voltage(self, voltage_volt: float, *, current_limit_ampere: float) -> None:

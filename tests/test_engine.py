@@ -725,3 +725,49 @@ def test_stop_before_any_current_leaves_the_output_off(sessions, tmp_path):
     status = run_in_thread(session, lambda s: s.engine.request_stop("test"), after_s=0.5)
     assert status == "stopped"
     assert smu_is_off(session)
+
+
+CCD_AROUND_THE_SHORT = """
+name = "CCD around the short"
+sample_interval = "20 s"
+
+[safety]
+voltage_min = "-2 V"
+voltage_max = "2 V"
+current_max = "5 mA"
+
+[[step]]
+type = "ccd"
+start = "0.5 mA/cm2"
+step = "0.05 mA/cm2"
+max = "0.8 mA/cm2"
+half_cycle = "10 min"
+cycles_per_step = 1
+short = { voltage_fraction = "20 %", voltage_below = "1 mV" }
+"""
+
+
+def test_ccd_on_the_emstat_strips_and_finds_the_short(sessions, tmp_path):
+    """The simulated cell shorts above 0.6 mA/cm2 (fixtures/sim/llzo_symmetric.toml). Every
+    stripping half must carry its current: a potentiostat that read the engine's |V| compliance
+    as a signed lower bound stopped each one at its first sample and read 0 V, 0 A after."""
+    session = start(
+        sessions,
+        write(tmp_path, "ccd.toml", CCD_AROUND_THE_SHORT),
+        FX / "stations" / "symmetric_station.toml",
+        tmp_path,
+        time_scale=2000,
+    )
+    assert session.engine.run() == "completed"
+    run = open_run(session.engine.run_path)
+    ev = run.read("events")
+    notes = ev.filter(pl.col("kind") == "note")
+    assert notes.height == 1 and "critical current density" in notes["message"][0]
+    assert json.loads(notes["data"][0])["ccd_ampere_per_cm2"] == pytest.approx(0.65e-3)
+    ccd = run.read("samples").filter(pl.col("test_time_second") < notes["test_time_second"][0])
+    area = 0.785
+    # before the short every sample sources a level: none at 0 A, half of them stripping
+    assert (ccd["current_ampere"].abs() >= 0.5e-3 * area * 0.99).all()
+    stripping = ccd.filter(pl.col("current_ampere") < 0)
+    assert stripping.height >= 0.4 * ccd.height
+    assert (stripping["voltage_volt"] < -1e-3).all()

@@ -199,12 +199,32 @@ def test_voltage_limit_ends_the_step_within_a_sample(pstat, sim, cell):
     assert pstat.measure().current_ampere == 0.0  # OCV with the cell off
 
 
-def test_discharge_limit_is_a_lower_bound(pstat, sim):
-    pstat.source_current(-2e-4, voltage_limit_volt=-5.0)
-    assert "  if p < -5" in sim.scripts[-1]
+def test_discharge_keeps_running_inside_the_compliance_window(pstat, sim, cell):
+    # The engine gives a |V| compliance on discharge too (the largest |V| of the safety
+    # window): a cell sitting below it must keep being discharged, not be cut off at once.
+    assert abs(cell.measure()[0]) < 5.0  # a symmetric cell near 0 V
+    pstat.source_current(-2e-4, voltage_limit_volt=5.0)
+    assert "  if p > 5" in sim.scripts[-1] and "  if p < -5" in sim.scripts[-1]
+    first = pstat.measure()
+    time.sleep(0.3)  # several packages at 1000x
+    assert pstat.step_running and sim.running
+    assert first.current_ampere == pytest.approx(-2e-4, rel=1e-6)
     assert pstat.measure().current_ampere == pytest.approx(-2e-4, rel=1e-6)
     pstat.safe_state()
     assert wait_for(lambda: not sim.running)
+
+
+def test_compliance_is_a_magnitude(pstat, sim, cell):
+    # |V| above the compliance ends a discharge too (an SMU would clamp there)
+    limit = 0.5 * 1e-4 * cell.impedance(1e-3)[0].real  # the first sample is already beyond it
+    pstat.source_current(-1e-4, voltage_limit_volt=limit)
+    assert wait_for(lambda: not pstat.step_running)
+    assert cell.mode == "open"
+    sim.received.clear()
+    for limit in (0.0, -5.0):  # a signed lower bound is refused, not misread
+        with pytest.raises(ArgumentRangeError, match="voltage limit"):
+            pstat.source_current(-1e-4, voltage_limit_volt=limit)
+    assert sim.received == []
 
 
 def test_constant_voltage_step(pstat, sim, cell):
