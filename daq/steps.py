@@ -268,6 +268,9 @@ def run_ccd(r: ChannelRunner, step: CCD) -> str:
                     Ends(time_second=step.half_cycle_second),
                     extra=_short_detector(step, level, settle_s),
                 )
+                if reason.startswith("no current"):
+                    r.output_off()
+                    r.abort(f"CCD half-cycle at {current * 1e3:.4g} mA: {reason}")
                 if reason.startswith("short"):
                     r.output_off()
                     density = (
@@ -293,14 +296,21 @@ def run_ccd(r: ChannelRunner, step: CCD) -> str:
 def _short_detector(
     step: CCD, level: float, settle_s: float
 ) -> Callable[[float, float, float], str | None]:
-    """End condition of one CCD half-cycle: the voltage collapses while current flows."""
+    """End condition of one CCD half-cycle: the voltage collapses while current flows — or the
+    source no longer delivers the level (its compliance or script ended the output), which
+    would otherwise read as a healthy open cell for the rest of the staircase."""
     peak = 0.0
 
     def short(elapsed: float, v: float, i: float) -> str | None:
         nonlocal peak
         peak = max(peak, abs(v))
-        if elapsed < settle_s or abs(i) < 0.5 * level:
+        if elapsed < settle_s:
             return None
+        if abs(i) < 0.5 * level:
+            return (
+                f"no current: the source delivers {abs(i) * 1e3:.4g} mA of "
+                f"{level * 1e3:.4g} mA ({v:.4g} V); it stopped sourcing"
+            )
         if abs(v) < step.short_min_voltage_volt:
             return (
                 f"short: |V| {abs(v) * 1e3:.3g} mV below {step.short_min_voltage_volt * 1e3:g} mV"

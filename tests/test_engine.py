@@ -771,3 +771,24 @@ def test_ccd_on_the_emstat_strips_and_finds_the_short(sessions, tmp_path):
     stripping = ccd.filter(pl.col("current_ampere") < 0)
     assert stripping.height >= 0.4 * ccd.height
     assert (stripping["voltage_volt"] < -1e-3).all()
+
+
+def test_ccd_aborts_when_the_source_stops_sourcing(sessions, tmp_path):
+    """An output the instrument ended on its own (here the EmStat's script run time) must not
+    pass for a healthy cell at 0 V, 0 A for the rest of the staircase."""
+    station = station_copy(tmp_path, "symmetric_station.toml")
+    station.write_text(
+        station.read_text(encoding="utf-8") + "\n[instrument.options]\nmax_step_s = 120.0\n",
+        encoding="utf-8",
+    )
+    session = start(
+        sessions,
+        write(tmp_path, "ccd.toml", CCD_AROUND_THE_SHORT),
+        station,
+        tmp_path,
+        time_scale=2000,
+    )
+    assert session.engine.run() == "aborted"
+    alarms = events(session.engine.run_path).filter(pl.col("severity") == "alarm")
+    assert any("no current" in m and "0.3925 mA" in m for m in alarms["message"].to_list())
+    assert session.bench.cell.mode == "open"
