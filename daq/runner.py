@@ -530,6 +530,11 @@ class ChannelRunner:
         self._last_recorded = (t, v)
         self.ctx.recorder.add_sample(row, wall)
 
+    def keep_last_sample(self) -> None:
+        """Record the newest sample even if record_every / record_dv would thin it out (an end
+        condition that is building up wants its evidence on the record)."""
+        self._keep_held()
+
     def _keep_held(self) -> None:
         if self._held is not None:
             row, wall = self._held

@@ -266,7 +266,7 @@ def run_ccd(r: ChannelRunner, step: CCD) -> str:
                 r.source_current(current, compliance_volt(r.protocol, current, None))
                 reason = r.hold(
                     Ends(time_second=step.half_cycle_second),
-                    extra=_short_detector(step, level, settle_s),
+                    extra=_short_detector(r, step, level, settle_s),
                 )
                 if reason.startswith("no current"):
                     r.output_off()
@@ -293,16 +293,27 @@ def run_ccd(r: ChannelRunner, step: CCD) -> str:
     return f"no short up to {levels[-1] * 1e3:.4g} mA" if levels else "no current levels"
 
 
+# Consecutive collapsed samples that confirm a short: one glitch does not end a staircase, and
+# the record then holds the collapse that ``cellbench analyze ccd`` (min_points=3) looks for.
+SHORT_CONFIRM_SAMPLES = 3
+
+
 def _short_detector(
-    step: CCD, level: float, settle_s: float
+    r: ChannelRunner, step: CCD, level: float, settle_s: float
 ) -> Callable[[float, float, float], str | None]:
-    """End condition of one CCD half-cycle: the voltage collapses while current flows — or the
-    source no longer delivers the level (its compliance or script ended the output), which
-    would otherwise read as a healthy open cell for the rest of the staircase."""
+    """End condition of one CCD half-cycle: the voltage collapses while current flows for
+    :data:`SHORT_CONFIRM_SAMPLES` samples in a row — or the source no longer delivers the level
+    (its compliance or script ended the output), which would otherwise read as a healthy open
+    cell for the rest of the staircase.
+
+    Every suspect sample is recorded even where ``record_dv`` would thin it out: a collapsed
+    voltage is flat, so a thinned record would hold a single point of the event it ends on.
+    """
     peak = 0.0
+    suspect = 0
 
     def short(elapsed: float, v: float, i: float) -> str | None:
-        nonlocal peak
+        nonlocal peak, suspect
         peak = max(peak, abs(v))
         if elapsed < settle_s:
             return None
@@ -311,16 +322,20 @@ def _short_detector(
                 f"no current: the source delivers {abs(i) * 1e3:.4g} mA of "
                 f"{level * 1e3:.4g} mA ({v:.4g} V); it stopped sourcing"
             )
+        why = None
         if abs(v) < step.short_min_voltage_volt:
-            return (
-                f"short: |V| {abs(v) * 1e3:.3g} mV below {step.short_min_voltage_volt * 1e3:g} mV"
-            )
-        if abs(v) < step.short_voltage_fraction * peak:
-            return (
+            why = f"short: |V| {abs(v) * 1e3:.3g} mV below {step.short_min_voltage_volt * 1e3:g} mV"
+        elif abs(v) < step.short_voltage_fraction * peak:
+            why = (
                 f"short: |V| {abs(v) * 1e3:.3g} mV fell below "
                 f"{step.short_voltage_fraction:.0%} of the peak {peak * 1e3:.3g} mV"
             )
-        return None
+        if why is None:
+            suspect = 0
+            return None
+        suspect += 1
+        r.keep_last_sample()
+        return why if suspect >= SHORT_CONFIRM_SAMPLES else None
 
     return short
 

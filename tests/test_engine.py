@@ -14,6 +14,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from cellbench.analysis.ccd import critical_current_density
 from cellbench.daq.engine import Engine
 from cellbench.daq.live import LiveMessage
 from cellbench.daq.session import Session, prepare
@@ -771,6 +772,24 @@ def test_ccd_on_the_emstat_strips_and_finds_the_short(sessions, tmp_path):
     stripping = ccd.filter(pl.col("current_ampere") < 0)
     assert stripping.height >= 0.4 * ccd.height
     assert (stripping["voltage_volt"] < -1e-3).all()
+
+
+def test_ccd_record_thinned_by_record_dv_still_holds_the_short(sessions, tmp_path):
+    """record_dv drops the flat collapsed voltage, yet the samples that confirm the short are
+    kept, so the offline analysis of the run finds the short where the engine did."""
+    session = start(
+        sessions,
+        write(tmp_path, "ccd.toml", CCD_AROUND_THE_SHORT + 'record_dv = "0.5 mV"\n'),
+        FX / "stations" / "symmetric_station.toml",
+        tmp_path,
+        time_scale=2000,
+    )
+    assert session.engine.run() == "completed"
+    samples = open_run(session.engine.run_path).read("samples")
+    found = critical_current_density(samples, 0.785)
+    assert found.shorted and found.mechanism == "collapse"
+    assert found.short_current_density_milliampere_per_square_centimeter == pytest.approx(0.65)
+    assert found.ccd_milliampere_per_square_centimeter == pytest.approx(0.6)
 
 
 def test_ccd_aborts_when_the_source_stops_sourcing(sessions, tmp_path):
