@@ -56,6 +56,22 @@ def _rq(r_ohm: float, apex_hz: float, n: float) -> float:
     return 1.0 / (r_ohm * (2 * np.pi * apex_hz) ** n)
 
 
+def relative_crb_covariance(
+    circuit: str | Circuit, params, frequency_hz, *, noise: float = 0.01
+) -> tuple[list[str], np.ndarray]:
+    """Cramer-Rao bound on the covariance of the relative errors of all parameters.
+
+    For the noise model of :func:`noisy_spectrum` (sd ``noise * |Z|`` on each component): the
+    inverse Fisher information in ``d(param) / param``. Returns (parameter names, matrix).
+    """
+    c = parse_circuit(circuit)
+    p = c.as_array(params)
+    z, jac = c.impedance_and_jacobian(p, frequency_hz)
+    sd = noise * np.abs(z)
+    j = np.hstack((jac.real, jac.imag)).T / np.concatenate((sd, sd))[:, None] * p[None, :]
+    return list(c.param_names), np.linalg.pinv(j.T @ j)
+
+
 def relative_crb(
     circuit: str | Circuit, params, frequency_hz, *, noise: float = 0.01
 ) -> dict[str, float]:
@@ -64,13 +80,30 @@ def relative_crb(
     For the noise model of :func:`noisy_spectrum`: the smallest standard error any unbiased fit
     can reach, divided by the value. It tells a hard spectrum from a failing fitter.
     """
-    c = parse_circuit(circuit)
-    p = c.as_array(params)
-    z, jac = c.impedance_and_jacobian(p, frequency_hz)
-    sd = noise * np.abs(z)
-    j = np.hstack((jac.real, jac.imag)).T / np.concatenate((sd, sd))[:, None] * p[None, :]
-    cov = np.linalg.pinv(j.T @ j)
-    return dict(zip(c.param_names, np.sqrt(np.clip(np.diag(cov), 0, None)).tolist(), strict=True))
+    names, cov = relative_crb_covariance(circuit, params, frequency_hz, noise=noise)
+    return dict(zip(names, np.sqrt(np.clip(np.diag(cov), 0, None)).tolist(), strict=True))
+
+
+def attainable_recovery(
+    circuit: str | Circuit,
+    params,
+    frequency_hz,
+    names: tuple[str, ...],
+    *,
+    tolerance: float = 0.03,
+    noise: float = 0.01,
+    draws: int = 4000,
+    seed: int = 0,
+) -> float:
+    """Probability that an efficient fit puts every parameter in ``names`` within
+    ``tolerance`` (relative) of the truth: Gaussian errors with the Cramer-Rao covariance,
+    correlations included, by Monte Carlo. The best any unbiased fitter can do on this cell."""
+    all_names, cov = relative_crb_covariance(circuit, params, frequency_hz, noise=noise)
+    idx = [all_names.index(n) for n in names]
+    sub = cov[np.ix_(idx, idx)]
+    rng = np.random.default_rng(seed)
+    err = rng.multivariate_normal(np.zeros(len(idx)), sub, draws, check_valid="ignore")
+    return float(np.mean(np.all(np.abs(err) <= tolerance, axis=1)))
 
 
 def random_solid_state_cell(
