@@ -333,3 +333,38 @@ def test_third_party_style_commands(sim, cell):
         assert inst.query(":SYST:ERR:COUN?") == "0"
     finally:
         inst.close()
+
+
+def test_pymeasure_keithley2450_driver_runs_unchanged(sim, cell):
+    """PyMeasure's own Keithley2450 class (a third-party driver written for the real
+    instrument) sources, measures and reads the error queue through the simulator unchanged."""
+    pytest.importorskip("pymeasure", reason="pymeasure (the dev extra) is not installed")
+    from pymeasure.instruments.keithley import Keithley2450 as PyMeasure2450
+
+    k = PyMeasure2450(
+        sim.address,
+        visa_library="@py",
+        read_termination="\n",
+        write_termination="\n",
+        timeout=2000,
+    )
+    try:
+        assert "MODEL 2450" in k.id
+        k.reset()
+        k.apply_current(compliance_voltage=5)
+        k.source_current_range = 1e-3
+        k.source_current = 5e-4
+        k.enable_source()
+        k.measure_voltage()
+        assert k.voltage == pytest.approx(cell.measure()[0], rel=1e-3)
+        k.measure_current()
+        assert k.current == pytest.approx(5e-4, rel=1e-3)
+        assert cell.mode == "current"
+        assert k.check_errors() == []
+        # the off state a cell needs, then PyMeasure's shutdown (ramp to 0 A, output off)
+        k.write(":OUTP:CURR:SMOD HIMP")
+        k.shutdown()
+        assert k.check_errors() == []  # a query: the writes before it have been applied
+        assert cell.mode == "open"
+    finally:
+        k.adapter.close()

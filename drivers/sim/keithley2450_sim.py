@@ -322,6 +322,9 @@ class Keithley2450Simulator(ScpiServer):
             self.buffer_t0 = self.cell.clock.now()
 
         add(":TRACe:CLEar", set=clear)
+        # ABORt stops the trigger model; readings here are taken on demand (no trigger model
+        # runs), so there is nothing to stop, but the command is accepted as on the instrument.
+        add(":ABORt", set=lambda a, n: None)
 
         def data(args: str, n: tuple[int, ...]) -> str:
             parts = [p.strip() for p in args.split(",")]

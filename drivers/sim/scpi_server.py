@@ -288,6 +288,8 @@ class ScpiServer:
         query = header.endswith("?")
         if query:
             header = header[:-1]
+        if header.startswith(":*"):
+            header = header[1:]  # ":*CLS" after ";" (PyMeasure's reset): a common command
         if not header.startswith((":", "*")):
             header = ":" + header
         for command in self._commands:
@@ -379,6 +381,9 @@ class ScpiServer:
         self.add_command(":SYSTem:ERRor:ALL", get=err_all)
         self.add_command(":SYSTem:ERRor:COUNt", get=lambda a, n: str(len(self.errors)))
         self.add_command(":SYSTem:CLEar", set=cls)
+        # STATus:PRESet returns the SCPI event enable registers to their defaults; the
+        # simulators keep none beyond *ESE / *SRE, which it leaves alone.
+        self.add_command(":STATus:PRESet", set=lambda a, n: None)
 
     # -- sockets ----------------------------------------------------------------------------
     def _listen(self) -> None:
