@@ -133,11 +133,12 @@ def test_arbin_csv_export(tmp_path):
     assert df["discharging_capacity_ampere_hour"][-1] == 0.5
 
 
-def test_neware_nda_recognised_with_advice(tmp_path):
+def test_neware_nda_of_an_unknown_version_names_it(tmp_path):
+    """Reading .nda is tested in test_readers_nda.py; a version it does not know is refused."""
     path = tmp_path / "old.nda"
     path.write_bytes(b"NEWARE" + b"\0" * 200)
     assert detect_format(path) == "neware-nda"
-    with pytest.raises(ReaderError, match=r"old\.nda: byte offset 0: .*recognised but not read"):
+    with pytest.raises(ReaderError, match=r"old\.nda: byte offset 14: nda file version 0 is not"):
         read(path)
 
 

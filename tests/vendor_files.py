@@ -226,3 +226,137 @@ def xlsx_bytes(sheets: dict[str, list[list[object]]]) -> bytes:
         for name, text in parts.items():
             zf.writestr(name, text)
     return buf.getvalue()
+
+
+# ------------------------------------------------------------------------------ Neware .nda
+# Written field by field at the byte offsets analysis/readers/neware_nda.py documents (not through
+# its dtypes), so that a wrong offset in the reader shows.
+
+NDA_START_UNIX = 1_714_979_289  # 2024-05-06 07:08:09 UTC
+
+
+def nda_protocol(cycles: int = 2) -> dict[str, np.ndarray]:
+    """One record per second: rest 10 s, CC charge 500 mA 20 s, CV charge 10 s (500 mA down to
+    95 mA at 4.2 V), rest 10 s, CC discharge 500 mA 20 s; per cycle, steps 1..5.
+
+    Capacities and energies per step (mAh, mWh) as the cycler counts them: the charge passed
+    during each record's second, summed from the step's start.
+    """
+    names = ("cycle", "step", "status", "step_time", "volt", "curr", "chg_cap", "dchg_cap",
+             "chg_en", "dchg_en")  # fmt: skip
+    rows: dict[str, list] = {k: [] for k in names}
+    steps = [
+        (4, np.full(10, 3.0), np.zeros(10)),
+        (1, 3.0 + 0.06 * np.arange(20), np.full(20, 500.0)),
+        (3, np.full(10, 4.2), 500.0 - 45.0 * np.arange(10)),
+        (4, np.full(10, 4.15), np.zeros(10)),
+        (2, 4.1 - 0.055 * np.arange(20), np.full(20, -500.0)),
+    ]
+    for cycle in range(cycles):
+        for step, (status, volt, curr) in enumerate(steps, start=1):
+            n = volt.size
+            volt = np.round(volt, 4)
+            charge = np.cumsum(np.abs(curr)) / 3600.0  # mAh, 1 s per record
+            energy = np.cumsum(np.abs(curr) * volt) / 3600.0  # mWh
+            on_charge = curr.max() > 0
+            rows["cycle"] += [cycle] * n
+            rows["step"] += [step] * n
+            rows["status"] += [status] * n
+            rows["step_time"] += list(np.arange(1, n + 1, dtype=float))
+            rows["volt"] += list(volt)
+            rows["curr"] += list(curr)
+            zero = np.zeros(n)
+            rows["chg_cap"] += list(charge if on_charge else zero)
+            rows["dchg_cap"] += list(zero if on_charge else charge)
+            rows["chg_en"] += list(energy if on_charge else zero)
+            rows["dchg_en"] += list(zero if on_charge else energy)
+    out = {k: np.asarray(v) for k, v in rows.items()}
+    out["index"] = np.arange(1, out["step"].size + 1)
+    out["test_time"] = out["index"].astype(float)  # every step starts where the last ended
+    return out
+
+
+def nda_v29_bytes(
+    proto: dict[str, np.ndarray] | None = None,
+    *,
+    version: int = 29,
+    range_code: int = 1000,
+    header_range: int = 1000,
+    rest_range_zero: bool = True,
+    header_len: int = 2048,
+    temperature: bool = True,
+) -> bytes:
+    """A BTS 7 .nda: header (version at 14, range block pointer at 16, BTSServer strings), then
+    86-byte data records, each followed by an auxiliary temperature record (channel 1)."""
+    from datetime import UTC, datetime
+
+    p = nda_protocol() if proto is None else proto
+    factor = {1000: 0.1, 100: 0.01, -1000: 0.01, 10: 1e-3}[range_code]
+    header = bytearray(header_len)
+    header[0:6] = b"NEWARE"
+    header[14] = version
+    struct.pack_into("<I", header, 16, 192)
+    struct.pack_into("<i", header, 192 + 26, header_range)
+    if header_len >= 512:
+        header[300:320] = b"BTSServer(7.6.0.R3)\0"
+        header[400:420] = b"BTSClient(7.6.1.R2)\0"
+    out = bytearray(header)
+    for k in range(p["index"].size):
+        rec = bytearray(86)
+        rec[0] = 0x55
+        struct.pack_into("<IIH", rec, 2, int(p["index"][k]), int(p["cycle"][k]), int(p["step"][k]))
+        rec[12] = int(p["status"][k])
+        rec[13] = (int(p["step"][k]) + 5 * int(p["cycle"][k])) % 256  # step-change counter
+        struct.pack_into("<Q", rec, 14, round(p["step_time"][k] * 1000))
+        struct.pack_into("<ii", rec, 22, round(p["volt"][k] * 1e4), round(p["curr"][k] / factor))
+        mas = [p[n][k] * 3600.0 / factor for n in ("chg_cap", "dchg_cap", "chg_en", "dchg_en")]
+        struct.pack_into("<qqqq", rec, 38, *(round(v) for v in mas))
+        when = datetime.fromtimestamp(NDA_START_UNIX + p["test_time"][k], tz=UTC)
+        struct.pack_into("<HBBBBB", rec, 70, when.year, when.month, when.day, when.hour,
+                         when.minute, when.second)  # fmt: skip
+        rest = rest_range_zero and p["status"][k] == 4
+        struct.pack_into("<i", rec, 78, 0 if rest else range_code)
+        out += rec
+        if temperature:
+            aux = bytearray(86)
+            aux[0], aux[1] = 0x65, 1
+            struct.pack_into("<I", aux, 2, int(p["index"][k]))
+            struct.pack_into("<h", aux, 34, 250 + k % 50)  # 25.0 degC + 0.1 * (k % 50)
+            out += aux
+    return bytes(out)
+
+
+NDA_V130_TAG = b"\x12\x50\x00\x07"
+
+
+def nda_v130_bytes(
+    proto: dict[str, np.ndarray] | None = None, *, aux_every: int = 10, closing: bool = True
+) -> bytes:
+    """A BTS 9.0 .nda (version 130): 1024-byte header, 88-byte records (type byte at 4), an
+    auxiliary record (type 0x58) after every ``aux_every``-th data record, a closing block."""
+    p = nda_protocol() if proto is None else proto
+    header = bytearray(1024)
+    header[0:6] = b"NEWARE"
+    header[14] = 130
+    out = bytearray(header)
+    for k in range(p["index"].size):
+        rec = bytearray(88)
+        rec[0:4] = NDA_V130_TAG
+        rec[4:8] = b"\x55\x81\x01\x06"
+        rec[9], rec[10] = int(p["step"][k]), int(p["status"][k])
+        struct.pack_into("<I", rec, 16, int(p["index"][k]))
+        struct.pack_into("<Q", rec, 28, round(p["step_time"][k] * 1e6))
+        struct.pack_into("<ff", rec, 36, p["volt"][k], p["curr"][k])
+        mas = [p[n][k] * 3600.0 for n in ("chg_cap", "chg_en", "dchg_cap", "dchg_en")]
+        struct.pack_into("<ffff", rec, 52, *mas)
+        struct.pack_into("<Q", rec, 68, round((NDA_START_UNIX + p["test_time"][k]) * 1e6))
+        out += rec
+        if aux_every and (k + 1) % aux_every == 0:
+            aux = bytearray(88)
+            aux[0:4] = NDA_V130_TAG
+            aux[4] = 0x58
+            struct.pack_into("<I", aux, 16, int(p["index"][k]))
+            out += aux
+    if closing:
+        out += b"\x06\x00\xf0\x1d\x81\x00\x03\x00" + bytes(range(200))
+    return bytes(out)

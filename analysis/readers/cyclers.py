@@ -270,24 +270,3 @@ def read_maccor(path: str | Path) -> ReadResult:
         metadata=meta,
         postprocess=_maccor_post,
     )
-
-
-# ------------------------------------------------------------------------------ Neware .nda
-
-NDA_MAGIC = b"NEWARE"
-
-
-def sniff_nda(head: bytes) -> bool:
-    return head.startswith(NDA_MAGIC)
-
-
-def read_nda(path: str | Path) -> ReadResult:
-    """Neware .nda (BTS 7 and earlier) is recognised so that the user learns what to do with it;
-    its record layouts change between BTS versions and no file of one is available to check a
-    reader against, so cellbench does not guess at them."""
-    raise ReaderError(
-        path,
-        "Neware .nda files (BTS 7 and earlier) are recognised but not read",
-        offset=0,
-        expected="an .ndax (BTS 8) or a csv/xlsx export from BTSDA",
-    )
