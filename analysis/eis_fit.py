@@ -368,11 +368,12 @@ _CONTROLLER: Any = None
 
 
 def single_threaded_blas():
-    """A context in which BLAS/LAPACK use one thread, when ``threadpoolctl`` is installed.
+    """A context in which BLAS/LAPACK use one thread (``threadpoolctl``, a dependency).
 
     A fit's matrices are small (a few hundred by a few dozen); a multi-threaded BLAS spends more
-    time waking threads than computing, by a factor of five on a busy two-core machine. Many
-    spectra are better spread over processes. Without threadpoolctl this does nothing.
+    time waking threads than computing: 8x slower per fit on a busy two-core machine. Many
+    spectra are better spread over processes. Should threadpoolctl be missing (a bare source
+    tree), this does nothing.
     """
     global _CONTROLLER
     if _CONTROLLER is None:
