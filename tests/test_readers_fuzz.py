@@ -2,10 +2,10 @@
 another exception and never a hang.
 
 Each input is a small version of a real file (the first rows of biol.mpr, a small .ndax built
-with the real table layout) so that one read costs about a millisecond; mutations are bit flips,
-truncation, byte insertion, chunk duplication and extreme integers over 4-byte fields, one to
-three per input. Hypothesis runs derandomized (fixed seed) with a deadline per input, so a hang
-fails the test.
+with the real table layout, small .nda files written from the published record layout) so that
+one read costs milliseconds; mutations are bit flips, truncation, byte insertion, chunk
+duplication and extreme integers over 4-byte fields, one to three per input. Hypothesis runs
+derandomized (fixed seed) with a deadline per input, so a hang fails the test.
 """
 
 from __future__ import annotations
@@ -23,12 +23,20 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from vendor_files import ndax_bytes, ndax_members, xlsx_bytes
+from vendor_files import (
+    nda_protocol,
+    nda_v29_bytes,
+    nda_v130_bytes,
+    ndax_bytes,
+    ndax_members,
+    xlsx_bytes,
+)
 
 from cellbench.analysis.readers import ReaderError, read
 from cellbench.analysis.readers import cyclers as cyclers_mod
 from cellbench.analysis.readers.bdf import read_parquet_bdf
 from cellbench.analysis.readers.biologic_mpr import modules, parse_mpr
+from cellbench.analysis.readers.neware_nda import parse_nda
 from cellbench.analysis.readers.neware_ndax import parse_ndax, read_members
 from cellbench.analysis.readers.xlsx import parse_xlsx
 
@@ -143,6 +151,34 @@ def test_fuzz_ndax_archive(compression):
     @given(KEYS)
     def run(key):
         _reads_or_reader_error(parse_ndax, "fuzz.ndax", mutate(seed, key))
+
+    run()
+
+
+# Every fourth record of the writer's two-cycle protocol (rest, CC, CV, rest, discharge): 35 data
+# records, with auxiliary records, behind a short header.
+_NDA_SMALL = {k: v[::4] for k, v in nda_protocol().items()}
+NDA_SEEDS = {
+    "v29": nda_v29_bytes(_NDA_SMALL, header_len=256),
+    "v130": nda_v130_bytes(_NDA_SMALL, aux_every=5),
+}
+
+
+@pytest.mark.parametrize("version", list(NDA_SEEDS))
+def test_fuzz_nda(version):
+    """Mutated .nda files of version 29 (86-byte records, aux temperatures, range codes) and 130
+    (88-byte records, closing block): 10,000 inputs over the two, as for the .ndax archive
+    above (~3 ms per read: most reads end in a whole frame). Off-suite runs of 10,000 per version
+    (30 to 55 s each on the 2-core development machine) found nothing either."""
+    seed = NDA_SEEDS[version]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert parse_nda("seed.nda", seed).frame.height == 35
+
+    @settings(FUZZ, max_examples=EXAMPLES // 2)
+    @given(KEYS)
+    def run(key):
+        _reads_or_reader_error(parse_nda, "fuzz.nda", mutate(seed, key))
 
     run()
 

@@ -238,6 +238,17 @@ def test_shifted_record_names_its_offset():
         parse_nda("t.nda", data)
 
 
+def test_damaged_first_record_is_not_taken_for_header():
+    data = bytearray(nda_v29_bytes())
+    data[2048 + 12] = 99  # step type of the first record
+    with pytest.raises(ReaderError, match=r"byte offset 2048: damaged first record .*type 99"):
+        parse_nda("t.nda", bytes(data))
+    data = bytearray(nda_v29_bytes(temperature=False))
+    struct.pack_into("<I", data, 2048 + 2, 0)  # its record number
+    with pytest.raises(ReaderError, match=r"byte offset 2048: damaged first record \(record nu"):
+        parse_nda("t.nda", bytes(data))
+
+
 def test_absurd_range_code():
     data = bytearray(nda_v29_bytes())
     at = _v29_record_at(30)

@@ -342,6 +342,7 @@ def _v29_start(path, data: bytes) -> int:
         nxt = pos + V29_SIZE
         follows = nxt >= len(data) or data[nxt] in (DATA, AUX)
         if index >= 1 and step >= 1 and status in STEP_TYPES and follows:
+            _no_damaged_record_before(path, data, pos)
             return pos
         pos = data.find(b"\x55\x00", pos + 1, V29_SEARCH)
     raise ReaderError(
@@ -350,6 +351,23 @@ def _v29_start(path, data: bytes) -> int:
         offset=VERSION_AT + 1,
         expected="86-byte records after the header, the first starting 0x55 0x00",
     )
+
+
+def _no_damaged_record_before(path, data: bytes, start: int) -> None:
+    """A data record's signature in the records just before the first valid one (walking back
+    over auxiliary records) is a damaged first record, not header: raise rather than read the
+    file without it."""
+    prev = start - V29_SIZE
+    while prev > VERSION_AT and data[prev] == AUX:
+        prev -= V29_SIZE
+    if prev > VERSION_AT and data[prev] == DATA and data[prev + 1] == 0:
+        index, _cycle, step, status = struct.unpack_from("<IIHB", data, prev + 2)
+        raise ReaderError(
+            path,
+            f"damaged first record (record number {index}, step {step}, step type {status})",
+            offset=prev,
+            expected="a record number from 1, a step from 1 and a known step type",
+        )
 
 
 def _read_29(path, data: bytes, notes: Notes, meta: dict) -> pl.DataFrame:
