@@ -28,7 +28,6 @@ parameters with ``s^2 = reduced_chi2`` (as ``curve_fit`` with ``absolute_sigma=F
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -368,23 +367,18 @@ _CONTROLLER: Any = None
 
 
 def single_threaded_blas():
-    """A context in which BLAS/LAPACK use one thread (``threadpoolctl``, a dependency).
+    """A context in which BLAS/LAPACK use one thread.
 
     A fit's matrices are small (a few hundred by a few dozen); a multi-threaded BLAS spends more
     time waking threads than computing: 8x slower per fit on a busy two-core machine. Many
-    spectra are better spread over processes. Should threadpoolctl be missing (a bare source
-    tree), this does nothing.
+    spectra are better spread over processes. The controller is built on first use (it loads
+    the BLAS libraries' handles), not at import.
     """
     global _CONTROLLER
     if _CONTROLLER is None:
-        try:
-            from threadpoolctl import ThreadpoolController
+        from threadpoolctl import ThreadpoolController
 
-            _CONTROLLER = ThreadpoolController()
-        except ImportError:
-            _CONTROLLER = False
-    if _CONTROLLER is False:
-        return contextlib.nullcontext()
+        _CONTROLLER = ThreadpoolController()
     return _CONTROLLER.limit(limits=1, user_api="blas")
 
 

@@ -168,7 +168,7 @@ class ChannelRunner:
             self.state.end_reason = "completed"
             self._off()
         except StopRun as stop:
-            self._keep_held()  # the last measurement before the stop is kept
+            self.keep_last_sample()  # the last measurement before the stop is kept
             self.state.end_reason = stop.reason
             if stop.status != "aborted":
                 self._off()
@@ -309,7 +309,7 @@ class ChannelRunner:
         run = st.executor(step)
         self.event_now("step_start", f"step {s.step_index} {s.step_label}", data=cp.to_dict())
         reason = run(self, step)
-        self._keep_held()
+        self.keep_last_sample()
         self._drive = None
         self.event_now(
             "step_end",
@@ -402,7 +402,7 @@ class ChannelRunner:
             if reason is None and extra is not None:
                 reason = extra(elapsed, v, i)
             if reason is not None:
-                self._keep_held()  # the sample that ended a phase is always recorded
+                self.keep_last_sample()  # the sample that ended a phase is always recorded
                 return reason
             next_t += self.interval_s
             now = clock.now()
@@ -531,11 +531,8 @@ class ChannelRunner:
         self.ctx.recorder.add_sample(row, wall)
 
     def keep_last_sample(self) -> None:
-        """Record the newest sample even if record_every / record_dv would thin it out (an end
-        condition that is building up wants its evidence on the record)."""
-        self._keep_held()
-
-    def _keep_held(self) -> None:
+        """Record the newest sample even if record_every / record_dv held it back (the sample
+        that ends a phase, a breach, or an end condition building up its evidence)."""
         if self._held is not None:
             row, wall = self._held
             self._held = None
@@ -543,7 +540,7 @@ class ChannelRunner:
             self.ctx.recorder.add_sample(row, wall)
 
     def _breach(self, breach: Breach) -> None:
-        self._keep_held()
+        self.keep_last_sample()
         self.ctx.abort_on_breach(breach, self.channel, self.state)
         raise StopRun("aborted", f"safety limit: {breach.message}")
 
@@ -599,7 +596,7 @@ class ChannelRunner:
         self.output_off()
         self._check_stop()
         _, v0, _ = self.sample()
-        self._keep_held()
+        self.keep_last_sample()
         t_a = self.ctx.test_time()
         frame = imp.call(
             imp.driver.sweep,

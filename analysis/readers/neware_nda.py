@@ -52,6 +52,7 @@ import numpy as np
 import polars as pl
 
 from .base import Notes, ReaderError, ReadResult, finish_samples
+from .cyclers import step_to_cycle_capacity
 
 NDA_MAGIC = b"NEWARE"
 VERSION_AT = 14
@@ -287,23 +288,12 @@ def _cycles_from_steps(status: np.ndarray, starts: np.ndarray) -> np.ndarray:
     return np.repeat(per_step, np.diff(np.r_[first, status.size]))
 
 
-def _step_to_cycle(values: np.ndarray, step_count: np.ndarray, cycle: np.ndarray) -> np.ndarray:
-    """Per-step running totals (restarting at every step) to per-cycle running totals: each step
-    adds what the cycle's earlier steps ended with (as :func:`.cyclers.step_to_cycle_capacity`)."""
-    last = np.r_[np.flatnonzero(np.diff(step_count)), step_count.size - 1]
-    ends = values[last]
-    earlier = np.cumsum(ends) - ends  # what all earlier steps ended with
-    steps = np.arange(ends.size)
-    first = np.r_[True, cycle[last][1:] != cycle[last][:-1]]
-    opening = np.maximum.accumulate(np.where(first, steps, 0))  # first step of the cycle
-    return values + (earlier - earlier[opening])[step_count - 1]
-
-
 def _finish(path, columns: dict, offsets: np.ndarray, temperature, meta: dict, status):
+    frame = pl.DataFrame(columns)
+    # the records carry per-step running totals; the canonical frame per-cycle ones
     for name in ("charging_capacity_ampere_hour", "discharging_capacity_ampere_hour",
                  "charging_energy_watt_hour", "discharging_energy_watt_hour"):  # fmt: skip
-        columns[name] = _step_to_cycle(columns[name], columns["step_count"], columns["cycle_count"])
-    frame = pl.DataFrame(columns)
+        frame = step_to_cycle_capacity(frame.rename({name: "_step"}), "_step", name).drop("_step")
     if temperature is not None:
         column = pl.Series("temperature_celsius", temperature)
         frame = frame.with_columns(column.fill_nan(None) if np.isnan(temperature).any() else column)
