@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from cellbench.analysis.errors import CellbenchError
+from cellbench.core.errors import CellbenchError
 
 
 class CCDError(CellbenchError):

@@ -41,7 +41,7 @@ from functools import cached_property
 
 import numpy as np
 
-from cellbench.analysis.errors import CellbenchError
+from cellbench.core.errors import CellbenchError
 
 # kind -> parameter names (in order), longest kinds first so that "CPE1" is not read as "C".
 ELEMENT_PARAMS: dict[str, tuple[str, ...]] = {

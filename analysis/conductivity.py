@@ -27,7 +27,7 @@ from typing import Any, Literal
 import numpy as np
 from scipy import optimize, stats
 
-from cellbench.analysis.errors import CellbenchError
+from cellbench.core.errors import CellbenchError
 
 BOLTZMANN_EV_PER_K = 8.617333262e-5
 KJ_PER_MOL_PER_EV = 96.48533212

@@ -1,6 +1,6 @@
 """Per-cycle summary of galvanostatic cycling: capacity, energy, efficiencies, voltages, resistance.
 
-Works on a ``samples`` frame (:mod:`cellbench.analysis.schema`), eager or lazy, one channel or many.
+Works on a ``samples`` frame (:mod:`cellbench.core.schema`), eager or lazy, one channel or many.
 Two implementations give the same numbers (the tests hold them to each other):
 :func:`cycle_summary` runs a cache-blocked, multi-threaded numpy kernel
 (:mod:`.cycling_kernel`; ten million rows in a fraction of a second), and
@@ -36,7 +36,7 @@ import numpy as np
 import polars as pl
 
 from cellbench.analysis.cycling_kernel import run_sums
-from cellbench.analysis.errors import CellbenchError
+from cellbench.core.errors import CellbenchError
 
 Efficiency = Literal["discharge/charge", "charge/discharge"]
 CapacitySource = Literal["integration", "counters"]

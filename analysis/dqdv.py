@@ -26,7 +26,7 @@ import polars as pl
 from scipy import signal
 from scipy.ndimage import gaussian_filter1d
 
-from cellbench.analysis.errors import CellbenchError
+from cellbench.core.errors import CellbenchError
 
 Smoothing = Literal["savgol", "gaussian", "none"]
 

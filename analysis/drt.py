@@ -23,7 +23,7 @@ import numpy as np
 from scipy.optimize import nnls
 from scipy.signal import find_peaks
 
-from cellbench.analysis.errors import CellbenchError
+from cellbench.core.errors import CellbenchError
 
 
 class DRTError(CellbenchError, ValueError):

@@ -16,7 +16,7 @@ import polars as pl
 
 from cellbench.analysis.circuits import Circuit, parse_circuit
 from cellbench.analysis.eis_fit import FitResult, fit_circuit
-from cellbench.analysis.errors import CellbenchError
+from cellbench.core.errors import CellbenchError
 
 SWEEP_KEYS = ("channel", "sweep_index")
 # per-sweep context carried into the parameter table: column -> how it is reduced over a sweep
@@ -36,7 +36,7 @@ class BatchError(CellbenchError, ValueError):
 def iter_sweeps(spectra: pl.DataFrame) -> Iterator[tuple[dict[str, Any], np.ndarray, np.ndarray]]:
     """(keys and context, frequency / Hz, complex Z / ohm) of each sweep, in sweep order.
 
-    ``spectra`` has the ``spectra`` columns of :mod:`cellbench.analysis.schema`; a frame without
+    ``spectra`` has the ``spectra`` columns of :mod:`cellbench.core.schema`; a frame without
     ``sweep_index`` is one sweep.
     """
     need = ("frequency_hertz", "z_real_ohm", "z_imag_ohm")

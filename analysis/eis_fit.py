@@ -37,7 +37,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from cellbench.analysis.circuits import Circuit, CircuitError, parse_circuit
-from cellbench.analysis.errors import CellbenchError
+from cellbench.core.errors import CellbenchError
 
 WEIGHTS = ("unit", "proportional", "modulus")
 POORLY_DETERMINED_REL_STDERR = 0.1

@@ -34,7 +34,7 @@ import numpy as np
 import polars as pl
 from scipy import optimize, stats
 
-from cellbench.analysis.errors import CellbenchError
+from cellbench.core.errors import CellbenchError
 
 Criterion = Literal["aic", "bic"]
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cellbench.analysis.errors import CellbenchError
+from cellbench.core.errors import CellbenchError
 
 SUSTAIN = 5
 

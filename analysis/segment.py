@@ -37,7 +37,7 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
-from cellbench.analysis.errors import CellbenchError
+from cellbench.core.errors import CellbenchError
 
 STEP_TYPES: tuple[str, ...] = (
     "rest",

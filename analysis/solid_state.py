@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 
 from cellbench.analysis.circuits import Circuit, Element, parse_circuit
 from cellbench.analysis.eis_fit import FitResult
-from cellbench.analysis.errors import CellbenchError
+from cellbench.core.errors import CellbenchError
 
 CAPACITANCE_RANGES_F: tuple[tuple[str, float, float], ...] = (
     ("bulk", 0.0, 5e-11),

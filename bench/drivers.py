@@ -72,7 +72,7 @@ def start_simulators() -> tuple[subprocess.Popen, dict[str, str]]:
     """``cellbench sim serve`` in a child process; its name -> address lines."""
     log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - lives as long as the child
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cellbench.daq.cli", "sim", "serve", STATION],
+        [sys.executable, "-m", "cellbench.cli", "sim", "serve", STATION],
         stdout=subprocess.PIPE,
         stderr=log,
         text=True,

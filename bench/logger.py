@@ -46,8 +46,8 @@ RATE_HZ = 10.0
 
 def serve(channels: int) -> None:
     """Child process: start the simulators, print their addresses, run until stdin closes."""
+    from cellbench.core.clock import ScaledClock
     from cellbench.drivers.sim.bench import start_simulators
-    from cellbench.drivers.sim.clock import ScaledClock
 
     fixtures = Path(__file__).resolve().parents[1] / "fixtures"
     station = {
@@ -73,12 +73,12 @@ def cpu_seconds_of(pid: int) -> float:
 
 
 def run_engine(addresses: dict[str, str], seconds: float, warmup: float, out: Path) -> dict:
+    from cellbench.core.clock import WallClock
     from cellbench.daq.engine import Engine, EngineOptions
     from cellbench.daq.protocol import parse_protocol
     from cellbench.daq.recorder import LatencyLog
     from cellbench.daq.station import parse_station
     from cellbench.daq.store import RunWriter
-    from cellbench.drivers.sim.clock import WallClock
 
     lines = ["[cell]", 'name = "bench"', ""]
     for name, address in addresses.items():

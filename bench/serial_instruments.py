@@ -19,13 +19,13 @@ import time
 
 import serial
 
+from cellbench.core.clock import ScaledClock
 from cellbench.drivers.espec import EspecChamber
 from cellbench.drivers.hioki_im3590 import HiokiIM3590, format_number, log_frequencies
 from cellbench.drivers.mark10 import Mark10Gauge
 from cellbench.drivers.palmsens_emstat import PalmSensEmStat
 from cellbench.drivers.sim.cell import CellParams, SimCell
 from cellbench.drivers.sim.chamber_gauge import EspecSimulator, Mark10Simulator
-from cellbench.drivers.sim.clock import ScaledClock
 from cellbench.drivers.sim.emstat import EmStatSimulator
 from cellbench.drivers.sim.hioki import IM3590Simulator
 

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from cellbench.analysis import schema
-from cellbench.analysis.schema import RunMeta
+from cellbench.core import schema
+from cellbench.core.schema import RunMeta
 from cellbench.daq.store import create_run, open_run
 
 CHANNELS = 64

@@ -17,10 +17,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cellbench.core.clock import ScaledClock
 from cellbench.daq.link import Cancelled, InstrumentLink, InstrumentLost
 from cellbench.daq.protocol import Limits
 from cellbench.daq.safety import Breach, check
-from cellbench.drivers.sim.clock import ScaledClock
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 ``append`` sits on the acquisition hot path (64 channels at 10 Hz and more), so a batch that
 already follows the data model is checked in a few microseconds and stored as it is; only other
-frames go through :func:`cellbench.analysis.schema.conform`. Optional model columns a batch lacks
+frames go through :func:`cellbench.core.schema.conform`. Optional model columns a batch lacks
 are added as nulls when batches are sealed or read, so every frame a reader returns has all the
 model's columns, in the model's order, then any extra (vendor) columns.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from cellbench.analysis import schema
+from cellbench.core import schema
 
 
 def conform_batch(table: str, df: pl.DataFrame) -> pl.DataFrame:

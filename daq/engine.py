@@ -34,7 +34,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cellbench.analysis.schema import Cell, RunMeta
+from cellbench.core.clock import ScaledClock, WallClock
+from cellbench.core.schema import Cell, RunMeta
 from cellbench.daq import steps as st
 from cellbench.daq.aux import PRESSURE, RESISTANCE, TEMPERATURE, AuxSampler
 from cellbench.daq.link import InstrumentLink, Outage
@@ -45,7 +46,6 @@ from cellbench.daq.runner import ChannelIO, ChannelRunner, ChannelState, Checkpo
 from cellbench.daq.safety import Breach, describe
 from cellbench.daq.station import SIM_ADDRESS, Station, validate_run
 from cellbench.daq.store import RunWriter, create_run
-from cellbench.drivers.sim.clock import ScaledClock, WallClock
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from cellbench.analysis.errors import CellbenchError
+from cellbench.core.errors import CellbenchError
 from cellbench.drivers.errors import (
     InstrumentConnectionError,
     InstrumentError,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import polars as pl
 
-from cellbench.analysis.errors import CellbenchError
+from cellbench.core.errors import CellbenchError
 
 
 def is_run(path: Path) -> bool:

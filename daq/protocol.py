@@ -47,11 +47,11 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from cellbench.analysis.errors import CellbenchError
-from cellbench.analysis.schema import Cell
-from cellbench.daq import units
+from cellbench.core import units
+from cellbench.core.errors import CellbenchError
+from cellbench.core.schema import Cell
+from cellbench.core.units import UnitError
 from cellbench.daq.toml_lines import KeyLines, format_path, key_lines
-from cellbench.daq.units import UnitError
 
 __all__ = [
     "CC",

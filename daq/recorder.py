@@ -17,13 +17,13 @@ from typing import Any
 
 import polars as pl
 
-from cellbench.analysis import schema
+from cellbench.core import schema
 from cellbench.daq.live import LiveBus, LiveMessage
 from cellbench.daq.store import RunWriter
 
 log = logging.getLogger(__name__)
 
-# The order of the tuples runners hand to add_sample (names from analysis/schema.py).
+# The order of the tuples runners hand to add_sample (names from core/schema.py).
 SAMPLE_FIELDS: tuple[str, ...] = (
     "channel",
     "test_time_second",

@@ -29,7 +29,7 @@ from typing import Any
 
 import polars as pl
 
-from cellbench.analysis.errors import CellbenchError
+from cellbench.core.errors import CellbenchError
 from cellbench.daq.protocol import Loop, Protocol, Step, parse_protocol
 from cellbench.daq.run_reader import load_meta
 from cellbench.daq.runner import Checkpoint

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cellbench.analysis.errors import CellbenchError
+from cellbench.core.errors import CellbenchError
 
 RUN_JSON = "run.json"
 LOCK_FILE = ".writer.lock"

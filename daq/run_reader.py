@@ -22,9 +22,9 @@ from typing import BinaryIO
 
 import polars as pl
 
-from cellbench.analysis import schema
-from cellbench.analysis.errors import SchemaError
-from cellbench.analysis.schema import RunMeta
+from cellbench.core import schema
+from cellbench.core.errors import SchemaError
+from cellbench.core.schema import RunMeta
 from cellbench.daq import journal
 from cellbench.daq.batches import normalize_lazy, stack
 from cellbench.daq.run_files import (

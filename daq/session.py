@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cellbench.analysis.errors import CellbenchError
+from cellbench.core.clock import ScaledClock, WallClock
+from cellbench.core.errors import CellbenchError
 from cellbench.daq.engine import Engine, EngineOptions
 from cellbench.daq.protocol import Protocol, load_protocol
 from cellbench.daq.recorder import LatencyLog
 from cellbench.daq.runner import Checkpoint
 from cellbench.daq.station import SIM_ADDRESS, Station, load_station, validate_run
 from cellbench.daq.store import RunWriter
-from cellbench.drivers.sim.clock import ScaledClock, WallClock
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +155,6 @@ def build(
             '(address = "sim"); real instruments run in real time'
         )
     if simulated:
-        from cellbench.drivers.sim.bench import start_simulators
-
         scale = time_scale
         if scale is None:
             scale = station.simulation.time_scale if station.simulation else 1.0
@@ -164,7 +162,7 @@ def build(
         # stall of this process, not something a real bench would see.
         interval = engine_options.sample_interval_s or protocol.sample_interval_second
         clock = PacedClock(scale, max_jump_s=max(2.0 * interval, 1.0))
-        bench = start_simulators(dict(station.raw), station.base_dir, clock=clock)
+        bench = simulated.start_bench(dict(station.raw), station.base_dir, clock=clock)
         addresses = dict(bench.addresses)
         ground_truth = bench.cell.ground_truth()
     try:

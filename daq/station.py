@@ -36,8 +36,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from cellbench.analysis.errors import CellbenchError
-from cellbench.analysis.schema import Cell
+from cellbench.core.errors import CellbenchError
+from cellbench.core.schema import Cell
+from cellbench.core.units import FREQUENCY, format_quantity
+from cellbench.daq import simulated
 from cellbench.daq.protocol import (
     CCD,
     EIS,
@@ -48,7 +50,6 @@ from cellbench.daq.protocol import (
     parse_toml,
 )
 from cellbench.daq.toml_lines import KeyLines, format_path, key_lines
-from cellbench.daq.units import FREQUENCY, format_quantity
 
 __all__ = [
     "DRIVER_ROLES",
@@ -348,10 +349,10 @@ class _Checker:
             else:
                 self.error((*path, "cell_params"), "must be a table [simulation.cell_params]")
         if params_path is not None and params_path.is_file():
-            self.check_cell_params((*path, "cell"), lambda m: m.load_cell_params(params_path))
+            self.check_cell_params((*path, "cell"), params_path, None)
         elif params is not None:
             key = "cell" if "cell" in data else "cell_params"
-            self.check_cell_params((*path, key), lambda m: m.CellParams.from_dict(params))
+            self.check_cell_params((*path, key), None, params)
         scale = data.get("time_scale", 1.0)
         if isinstance(scale, bool) or not isinstance(scale, int | float):
             self.error((*path, "time_scale"), f"must be a number, got {scale!r}")
@@ -365,16 +366,13 @@ class _Checker:
             seed = 0
         return SimulationSpec(params_path, params, float(scale), seed)
 
-    def check_cell_params(self, path: tuple[str | int, ...], load: Any) -> None:
+    def check_cell_params(
+        self, path: tuple[str | int, ...], params_path: Path | None, params: dict | None
+    ) -> None:
         """Let the simulator read its cell parameters now, so their problems come with a line."""
-        try:
-            from cellbench.drivers.sim import cell as sim_cell
-        except ImportError:  # simulators not installed: the run reports it when it starts them
-            return
-        try:
-            load(sim_cell)
-        except (sim_cell.CellParamsError, ValueError, TypeError) as exc:
-            self.error(path, f"simulated cell parameters: {exc}")
+        problem = simulated.cell_params_problem(params_path, params)
+        if problem is not None:
+            self.error(path, f"simulated cell parameters: {problem}")
 
     def instruments(self, data: Any, cell: Cell) -> tuple[InstrumentSpec, ...]:
         if data is None:

@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from cellbench.analysis.errors import CellbenchError
+from cellbench.core.errors import CellbenchError
 from cellbench.daq.protocol import (
     CC,
     CCCV,

@@ -48,9 +48,9 @@ from typing import Any
 
 import polars as pl
 
-from cellbench.analysis import schema
-from cellbench.analysis.errors import SchemaError
-from cellbench.analysis.schema import EVENT_KINDS, RUN_STATUSES, SEVERITIES, Cell, RunMeta
+from cellbench.core import schema
+from cellbench.core.errors import SchemaError
+from cellbench.core.schema import EVENT_KINDS, RUN_STATUSES, SEVERITIES, Cell, RunMeta
 from cellbench.daq import journal
 from cellbench.daq.batches import conform_batch, stack
 from cellbench.daq.run_files import (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cellbench.analysis.errors import CellbenchError
+from cellbench.core.errors import CellbenchError
 
 
 class InstrumentError(CellbenchError):

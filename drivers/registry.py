@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from cellbench.analysis.errors import CellbenchError
+from cellbench.core.errors import CellbenchError
 
 DRIVERS: dict[str, str] = {
     "keithley2450": "cellbench.drivers.keithley2450:Keithley2450",

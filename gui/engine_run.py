@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from cellbench.analysis.errors import CellbenchError
+from cellbench.core.errors import CellbenchError
 from cellbench.daq.engine import Engine, EngineOptions
 from cellbench.daq.live import LiveMessage
 from cellbench.daq.protocol import Problem, Protocol, ProtocolError, load_protocol

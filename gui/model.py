@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from cellbench.analysis.schema import RunMeta
+from cellbench.core.schema import RunMeta
 from cellbench.daq.live import LiveMessage
 
-#: Columns of ``samples`` the live view plots (BDF names from analysis/schema.py).
+#: Columns of ``samples`` the live view plots (BDF names from core/schema.py).
 TRACE_COLUMNS: tuple[str, ...] = (
     "test_time_second",
     "voltage_volt",

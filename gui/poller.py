@@ -20,7 +20,7 @@ import queue
 import threading
 from pathlib import Path
 
-from cellbench.analysis import schema
+from cellbench.core import schema
 from cellbench.daq.live import LiveMessage
 from cellbench.daq.run_reader import RunReader, open_run
 

@@ -53,7 +53,7 @@ EVENT_ROWS = 2_000  # rows kept in the events table (the model keeps more)
 def default_fixtures() -> Path | None:
     """The repository's fixtures/ folder, where the file dialogs open (None if not found)."""
     try:
-        from cellbench.daq.cli_run import fixtures_dir
+        from cellbench.cli.run import fixtures_dir
 
         return fixtures_dir()
     except Exception:

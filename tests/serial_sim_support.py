@@ -7,8 +7,8 @@ from contextlib import contextmanager
 
 import pytest
 
+from cellbench.core.clock import ScaledClock
 from cellbench.drivers.sim.cell import CellParams, SimCell
-from cellbench.drivers.sim.clock import ScaledClock
 
 #: Small reply timeout used by every fault test, s.
 TIMEOUT_S = 0.3

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from cellbench.analysis.schema import RunMeta
+from cellbench.core.schema import RunMeta
 from cellbench.daq.store import create_run, open_run, reopen_run
 
 

@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from cellbench.analysis.readers import read
-from cellbench.daq.cli import main
+from cellbench.cli.main import main
 
 
 def test_convert_mpr_to_parquet_and_back(shared_data, tmp_path, capsys):

@@ -7,7 +7,7 @@ import time
 import pytest
 from serial_sim_support import make_cell
 
-from cellbench.daq.cli import main
+from cellbench.cli.main import main
 from cellbench.drivers.discovery import by_id_names, identify, list_visa_resources
 from cellbench.drivers.sim.chamber_gauge import EspecSimulator, Mark10Simulator
 from cellbench.drivers.sim.emstat import EmStatSimulator

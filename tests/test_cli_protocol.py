@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cellbench.daq.cli import main
+from cellbench.cli.main import main
 
 
 def test_check_lists_the_steps(fixtures_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from cellbench.daq.cli import main
+from cellbench.cli.main import main
 from cellbench.daq.store import open_run
 
 FX = Path(__file__).resolve().parents[1] / "fixtures"
@@ -46,7 +46,7 @@ duration = "20 min"
 def cellbench(*args: str, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "cellbench.daq.cli", *args],
+        [sys.executable, "-m", "cellbench.cli", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -210,7 +210,7 @@ def test_live_display_shows_each_channel(tmp_path, long_protocol):
 
     from rich.console import Console
 
-    from cellbench.daq.display import LiveDisplay
+    from cellbench.cli.display import LiveDisplay
     from cellbench.daq.session import prepare
 
     session = prepare(long_protocol, STATION, tmp_path, time_scale=20000)

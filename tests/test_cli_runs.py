@@ -10,8 +10,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from cellbench.analysis.schema import Cell, RunMeta
-from cellbench.daq.cli import main
+from cellbench.cli.main import main
+from cellbench.core.schema import Cell, RunMeta
 from cellbench.daq.store import create_run, open_run
 
 
@@ -50,7 +50,7 @@ def runs_dir(tmp_path) -> Path:
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "cellbench.daq.cli", "runs", *args],
+        [sys.executable, "-m", "cellbench.cli", "runs", *args],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from cellbench.daq.cli import main
+from cellbench.cli.main import main
 from cellbench.drivers.registry import open_instrument
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +44,7 @@ def _read_lines(proc: subprocess.Popen, count: int, timeout_s: float) -> list[st
 
 def test_sim_serve_prints_addresses_and_stops_on_sigterm():
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cellbench.daq.cli", "sim", "serve", str(STATION)],
+        [sys.executable, "-m", "cellbench.cli", "sim", "serve", str(STATION)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -88,7 +88,7 @@ def test_sim_serve_help(capsys):
 
 
 def test_console_commands_drive_the_running_bench():
-    from cellbench.daq.cli_sim import console_command
+    from cellbench.cli.sim import console_command
     from cellbench.daq.station import load_station
     from cellbench.drivers.sim.bench import start_simulators
 

@@ -14,8 +14,8 @@ from test_conductivity import T_C, arrhenius_data
 from test_cycling import cccv_frame
 from test_fade import knee_data
 
-from cellbench.analysis.schema import Cell, RunMeta
-from cellbench.daq.cli import main
+from cellbench.cli.main import main
+from cellbench.core.schema import Cell, RunMeta
 
 KEYS = (
     "cycle_count",

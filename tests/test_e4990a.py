@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cellbench.core.clock import ScaledClock
 from cellbench.drivers.e4990a import KeysightE4990A, log_points
 from cellbench.drivers.errors import (
     ArgumentRangeError,
@@ -18,7 +19,6 @@ from cellbench.drivers.errors import (
 )
 from cellbench.drivers.roles import ImpedanceAnalyzer
 from cellbench.drivers.sim.cell import SimCell, load_cell_params
-from cellbench.drivers.sim.clock import ScaledClock
 from cellbench.drivers.sim.e4990a_sim import E4990ASimulator
 
 SIM = Path(__file__).resolve().parents[1] / "fixtures" / "sim"

@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 
 from cellbench.analysis.eis_synth import frequencies, noisy_spectrum
-from cellbench.analysis.schema import RunMeta, conform
-from cellbench.daq.cli import main
+from cellbench.cli.main import main
+from cellbench.core.schema import RunMeta, conform
 
 TRUTH = {"R0": 50.0, "R1": 1200.0, "CPE1.Q": 1e-9, "CPE1.n": 0.9, "R2": 3000.0}
 TRUTH.update({"CPE2.Q": 2e-5, "CPE2.n": 0.85})

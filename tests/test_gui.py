@@ -17,8 +17,8 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtWidgets import QMessageBox
 
-from cellbench.analysis.schema import RunMeta
-from cellbench.daq.cli import build_parser
+from cellbench.cli.main import build_parser
+from cellbench.core.schema import RunMeta
 from cellbench.daq.run_reader import open_run
 from cellbench.daq.store import create_run
 from cellbench.gui.window import ALARM_BRUSH, MainWindow

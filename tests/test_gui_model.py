@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from cellbench.analysis.schema import RunMeta
+from cellbench.core.schema import RunMeta
 from cellbench.daq.live import LiveMessage
 from cellbench.daq.store import create_run
 from cellbench.gui.engine_run import check_files

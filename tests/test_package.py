@@ -27,7 +27,7 @@ def test_analysis_imports_without_hardware_or_gui_packages(tmp_path):
 
 def test_cli_version_and_help(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "cellbench.daq.cli", "--version"],
+        [sys.executable, "-m", "cellbench.cli", "--version"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -35,7 +35,7 @@ def test_cli_version_and_help(tmp_path):
     )
     assert out.returncode == 0 and out.stdout.startswith("cellbench ")
     out = subprocess.run(
-        [sys.executable, "-m", "cellbench.daq.cli", "--no-such-flag"],
+        [sys.executable, "-m", "cellbench.cli", "--no-such-flag"],
         cwd=tmp_path,
         capture_output=True,
         text=True,

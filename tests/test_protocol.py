@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cellbench.analysis.errors import CellbenchError
-from cellbench.analysis.schema import Cell
+from cellbench.core.errors import CellbenchError
+from cellbench.core.schema import Cell
 from cellbench.daq.protocol import (
     CC,
     CCCV,

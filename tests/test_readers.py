@@ -19,7 +19,7 @@ from cellbench.analysis.readers import (
     read_samples,
     read_spectra,
 )
-from cellbench.analysis.schema import validate_frame
+from cellbench.core.schema import validate_frame
 
 
 def _samples_frame(n: int = 50) -> pl.DataFrame:

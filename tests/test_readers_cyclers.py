@@ -15,7 +15,7 @@ import pytest
 from cellbench.analysis.readers import ReaderError, detect_format, read
 from cellbench.analysis.readers import cyclers as cyclers_mod
 from cellbench.analysis.readers.base import capacities_per_cycle
-from cellbench.analysis.schema import validate_frame
+from cellbench.core.schema import validate_frame
 
 needs_mdbtools = pytest.mark.skipif(
     shutil.which("mdb-export") is None,

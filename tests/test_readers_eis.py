@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cellbench.analysis.readers import ReaderError, ReaderWarning, detect_format, read
-from cellbench.analysis.schema import validate_frame
+from cellbench.core.schema import validate_frame
 
 
 def _read(path):

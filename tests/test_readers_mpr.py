@@ -18,7 +18,7 @@ from cellbench.analysis.readers import (
     read_spectra,
 )
 from cellbench.analysis.readers.biologic_mpr import vendor_columns
-from cellbench.analysis.schema import validate_frame
+from cellbench.core.schema import validate_frame
 
 
 @pytest.fixture(scope="module")

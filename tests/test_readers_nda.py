@@ -14,8 +14,8 @@ from vendor_files import NDA_START_UNIX, nda_protocol, nda_v29_bytes, nda_v130_b
 
 from cellbench.analysis.readers import ReaderError, ReaderWarning, detect_format, read
 from cellbench.analysis.readers.neware_nda import parse_nda
-from cellbench.analysis.schema import validate_frame
-from cellbench.daq.cli import main
+from cellbench.cli.main import main
+from cellbench.core.schema import validate_frame
 
 P = nda_protocol()
 

@@ -11,7 +11,7 @@ from vendor_files import ndax_bytes, ndax_members
 
 from cellbench.analysis.readers import ReaderError, ReaderWarning, detect_format, read
 from cellbench.analysis.readers.neware_ndax import ndc_records
-from cellbench.analysis.schema import validate_frame
+from cellbench.core.schema import validate_frame
 
 NDAX = "20260302_IFE_BTS85_2_9_8_1.ndax"
 

@@ -8,7 +8,7 @@ import pytest
 from vendor_files import xlsx_bytes
 
 from cellbench.analysis.readers import ReaderError, ReaderWarning, detect_format, read
-from cellbench.analysis.schema import validate_frame
+from cellbench.core.schema import validate_frame
 
 
 def _neware_rows(shared_data, n: int = 400) -> list[list[object]]:

@@ -11,8 +11,8 @@ pytest.importorskip("matplotlib")
 
 from report_data import ccd_samples, conductivity_points, cycling_samples, spectra
 
-from cellbench.analysis.schema import Cell, RunMeta
-from cellbench.daq.cli import main
+from cellbench.cli.main import main
+from cellbench.core.schema import Cell, RunMeta
 from cellbench.daq.store import create_run
 
 

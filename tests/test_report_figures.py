@@ -237,7 +237,7 @@ def test_missing_matplotlib_names_the_extra(monkeypatch):
 
 def test_analysis_imports_without_matplotlib():
     code = (
-        "import sys, cellbench.analysis.report, cellbench.daq.cli_report; "
+        "import sys, cellbench.analysis.report, cellbench.cli.report; "
         "sys.exit('matplotlib' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

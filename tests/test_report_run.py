@@ -20,9 +20,9 @@ from cellbench.analysis.report import (
     fit_sweeps,
     plot_arrhenius,
 )
-from cellbench.analysis.schema import Cell, RunMeta
-from cellbench.daq.cli import main
-from cellbench.daq.cli_report import write_report
+from cellbench.cli.main import main
+from cellbench.cli.report import write_report
+from cellbench.core.schema import Cell, RunMeta
 from cellbench.daq.store import create_run
 
 ATTR = re.compile(r"""\b(src|href)\s*=\s*["']([^"']*)["']""", re.IGNORECASE)

@@ -1,8 +1,8 @@
 import polars as pl
 import pytest
 
-from cellbench.analysis import schema
-from cellbench.analysis.errors import SchemaError
+from cellbench.core import schema
+from cellbench.core.errors import SchemaError
 
 
 def test_validate_frame_lists_every_problem():

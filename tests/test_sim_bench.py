@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from cellbench.core.clock import ScaledClock
 from cellbench.drivers.registry import DRIVERS, UnknownDriverError, open_instrument
 from cellbench.drivers.sim.bench import (
     SIMULATORS,
@@ -13,7 +14,6 @@ from cellbench.drivers.sim.bench import (
     load_simulator,
     start_simulators,
 )
-from cellbench.drivers.sim.clock import ScaledClock
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -246,7 +246,7 @@ def test_ground_truth_is_json_and_cell_is_thread_safe():
     import json
     import threading
 
-    from cellbench.drivers.sim.clock import ScaledClock
+    from cellbench.core.clock import ScaledClock
 
     cell = SimCell(load_cell_params(SIM / "sulfide_full_cell.toml"), clock=ScaledClock(1e4))
     errors: list[BaseException] = []

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cellbench.analysis.schema import Cell
+from cellbench.core.schema import Cell
 from cellbench.daq.protocol import ProtocolError, load_protocol, parse_protocol
 from cellbench.daq.station import (
     DRIVER_ROLES,

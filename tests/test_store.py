@@ -15,9 +15,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from cellbench.analysis import schema
-from cellbench.analysis.errors import SchemaError
-from cellbench.analysis.schema import Cell, RunMeta
+from cellbench.core import schema
+from cellbench.core.errors import SchemaError
+from cellbench.core.schema import Cell, RunMeta
 from cellbench.daq import journal, store
 from cellbench.daq.run_files import list_table
 from cellbench.daq.store import (

@@ -1,4 +1,4 @@
-"""Quantities as technicians write them: cellbench.daq.units."""
+"""Quantities as technicians write them: cellbench.core.units."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cellbench.analysis.errors import CellbenchError
-from cellbench.daq import units
-from cellbench.daq.units import (
+from cellbench.core import units
+from cellbench.core.errors import CellbenchError
+from cellbench.core.units import (
     Quantity,
     UnitError,
     format_quantity,

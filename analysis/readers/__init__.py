@@ -1,4 +1,4 @@
-"""Readers of vendor files into the canonical frames of :mod:`cellbench.analysis.schema`.
+"""Readers of vendor files into the canonical frames of :mod:`cellbench.core.schema`.
 
 >>> from cellbench.analysis.readers import read
 >>> result = read("cycling.mpr")          # doctest: +SKIP

@@ -16,8 +16,8 @@ from typing import Any
 
 import polars as pl
 
-from cellbench.analysis.errors import CellbenchError
-from cellbench.analysis.schema import conform
+from cellbench.core.errors import CellbenchError
+from cellbench.core.schema import conform
 
 KINDS = ("samples", "spectra")
 # Row index -> where that row is in the file, as ReaderError keywords ({"line": 12}).

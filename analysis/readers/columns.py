@@ -4,7 +4,7 @@ A column map is a mapping ``vendor column name -> Col(target, scale, offset)``: 
 value is ``vendor value * scale + offset``. A negative scale flips the sign (vendors that write
 discharge current as positive are handled in their reader, where a mode column decides the sign).
 Names are matched after stripping and case-folding. Targets are the canonical column names of
-:mod:`cellbench.analysis.schema`, or one of the helper targets below which the tabular reader turns
+:mod:`cellbench.core.schema`, or one of the helper targets below which the tabular reader turns
 into canonical columns:
 
 ``_datetime``   a wall-clock date-time string (read as UTC unless it carries a zone)
@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from cellbench.analysis.schema import SAMPLES, SPECTRA
+from cellbench.core.schema import SAMPLES, SPECTRA
 
 MILLI = 1e-3
 HOUR = 3600.0

@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 from polars.exceptions import PanicException
 
-from cellbench.analysis.schema import SAMPLES, SPECTRA
+from cellbench.core.schema import SAMPLES, SPECTRA
 
 from .base import Notes, ReaderError
 from .columns import HELPER_TARGETS, Col, ColumnMap, key, valid_targets

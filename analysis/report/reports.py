@@ -4,7 +4,7 @@ Each ``*_sections`` function adds its figures, tables and fits to a :class:`Repo
 ``report_*`` function makes a one-kind report and writes it to a folder. :func:`report_run` puts
 together everything a run's data supports. The inputs are frames and analysis results (never
 paths): loading run folders and vendor files is the caller's job
-(:func:`cellbench.daq.cli_report.report_path` does it for the command line).
+(:func:`cellbench.cli.report.report_path` does it for the command line).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from cellbench.analysis.errors import CellbenchError
+from cellbench.core.errors import CellbenchError
 
 from .document import Report, ReportFiles
 from .figures_conductivity import plot_arrhenius
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from cellbench.analysis.conductivity import ConductivityFit
     from cellbench.analysis.eis_fit import FitResult
     from cellbench.analysis.fade import FadeReport
-    from cellbench.analysis.schema import RunMeta
+    from cellbench.core.schema import RunMeta
 
 #: Circuits tried (lowest BIC wins) when a spectrum comes without one: a bulk/series resistance
 #: with one or two arcs, ending in a blocking CPE or a diffusion element.

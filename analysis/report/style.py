@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from cellbench.analysis.errors import CellbenchError
+from cellbench.core.errors import CellbenchError
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

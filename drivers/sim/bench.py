@@ -26,10 +26,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from cellbench.analysis.errors import CellbenchError
+from cellbench.core.clock import ScaledClock
+from cellbench.core.errors import CellbenchError
 from cellbench.drivers.registry import UnknownDriverError, resolve
 from cellbench.drivers.sim.cell import CellParams, SimCell, load_cell_params
-from cellbench.drivers.sim.clock import ScaledClock
 from cellbench.drivers.sim.faults import FaultInjector
 
 SIM_ADDRESS = "sim"

@@ -38,7 +38,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from cellbench.drivers.sim.clock import ScaledClock
+from cellbench.core.clock import ScaledClock
 
 K_BOLTZMANN_EV = 8.617333262e-5  # eV/K
 T_REF_KELVIN = 298.15

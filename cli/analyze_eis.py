@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from cellbench.daq.cli_report import add_report_option, write_report
+from cellbench.cli.report import add_report_option, write_report
 
 CANDIDATES: tuple[str, ...] = (
     "R0-p(R1,CPE1)",

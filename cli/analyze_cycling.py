@@ -21,11 +21,11 @@ from typing import Any
 import polars as pl
 from polars.exceptions import PanicException
 
-from cellbench.analysis.errors import CellbenchError
-from cellbench.analysis.schema import Cell
+from cellbench.cli.convert import add_column_map_option
+from cellbench.cli.report import add_report_option, write_report
+from cellbench.core.errors import CellbenchError
+from cellbench.core.schema import Cell
 from cellbench.daq import loaders
-from cellbench.daq.cli_convert import add_column_map_option
-from cellbench.daq.cli_report import add_report_option, write_report
 
 SUMMARY_CSV_KEYS = ("capacity_retention", "discharge_capacity_ampere_hour")
 
@@ -668,6 +668,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    from cellbench.daq.cli import main
+    from cellbench.cli.main import main
 
     sys.exit(main(["analyze", *sys.argv[1:]]))

@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cellbench.analysis.errors import CellbenchError
+from cellbench.core.errors import CellbenchError
 
 #: Exit code when an instrument cannot be reached at start (sysexits.h EX_TEMPFAIL).
 EXIT_UNREACHABLE = 75
@@ -61,7 +61,7 @@ def fixtures_dir() -> Path:
 
 
 def _duration(text: str) -> float:
-    from cellbench.daq.units import UnitError, parse_duration
+    from cellbench.core.units import UnitError, parse_duration
 
     try:
         return parse_duration(text)
@@ -221,7 +221,7 @@ def exit_code(status: str, signal_name: str | None) -> int:
 
 def drive(session: Any, *, plain: bool, log_every: float) -> tuple[str, int]:
     """Start the session's engine, show progress until it ends; (status, exit code)."""
-    from cellbench.daq.display import LiveDisplay, PlainDisplay
+    from cellbench.cli.display import LiveDisplay, PlainDisplay
     from cellbench.daq.link import InstrumentLost
     from cellbench.drivers.errors import InstrumentConnectionError, InstrumentTimeout
 
@@ -316,7 +316,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     status, code = drive(session, plain=args.plain, log_every=args.log_every)
     run_path = session.engine.run_path
     if run_path is not None and status == "completed":
-        from cellbench.daq.demo_summary import summarise
+        from cellbench.cli.demo_summary import summarise
 
         for line in summarise(run_path):
             print(line)

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from cellbench.daq import units
+from cellbench.core import units
 from cellbench.daq.protocol import Limits, Problem, Protocol, ProtocolError, load_protocol
 from cellbench.daq.station import Station, StationError, load_station, validate_run
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import polars as pl
 
-from cellbench.analysis import schema
-from cellbench.analysis.errors import CellbenchError
+from cellbench.core import schema
+from cellbench.core.errors import CellbenchError
 from cellbench.daq.store import RunInfo, StoreError, list_runs, open_run, reopen_run
 
 EXPORT_FORMATS = ("parquet", "csv")

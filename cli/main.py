@@ -19,15 +19,15 @@ from collections.abc import Sequence
 
 # Modules that contribute subcommands, in the order they appear in --help.
 COMMAND_MODULES: tuple[str, ...] = (
-    "cellbench.daq.cli_runs",
-    "cellbench.daq.cli_analyze",
-    "cellbench.daq.cli_report",
-    "cellbench.daq.cli_convert",
-    "cellbench.daq.cli_sim",
-    "cellbench.daq.cli_run",
-    "cellbench.daq.cli_protocol",
-    "cellbench.daq.cli_instruments",
-    "cellbench.daq.cli_gui",
+    "cellbench.cli.runs",
+    "cellbench.cli.analyze",
+    "cellbench.cli.report",
+    "cellbench.cli.convert",
+    "cellbench.cli.sim",
+    "cellbench.cli.run",
+    "cellbench.cli.protocol",
+    "cellbench.cli.instruments",
+    "cellbench.cli.gui",
 )
 
 

@@ -9,8 +9,8 @@ import argparse
 import importlib
 
 ANALYZE_MODULES: tuple[str, ...] = (
-    "cellbench.daq.cli_analyze_eis",
-    "cellbench.daq.cli_analyze_cycling",
+    "cellbench.cli.analyze_eis",
+    "cellbench.cli.analyze_cycling",
 )
 
 

@@ -16,7 +16,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from cellbench.analysis.errors import CellbenchError
+from cellbench.core.errors import CellbenchError
 
 __all__ = [
     "CAPACITY",

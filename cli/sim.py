@@ -136,9 +136,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def serve_command(args: argparse.Namespace) -> int:
+    from cellbench.core.clock import ScaledClock
     from cellbench.daq.station import load_station
     from cellbench.drivers.sim.bench import start_simulators
-    from cellbench.drivers.sim.clock import ScaledClock
 
     station = load_station(args.station)
     if not station.simulated:

@@ -15,7 +15,7 @@ from typing import Any
 
 import polars as pl
 
-from cellbench.analysis.errors import SchemaError
+from cellbench.core.errors import SchemaError
 
 SCHEMA_VERSION = 1
 

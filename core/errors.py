@@ -1,6 +1,6 @@
 """Error types shared by every part of cellbench.
 
-They live in ``analysis`` because it is the one package that every other package may import.
+They live in the base layer (``cellbench.core``), which every other package may import.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""The command line: cellbench's composition root (one module per command group)."""
