@@ -148,13 +148,15 @@ def build(
     clock: ScaledClock = WallClock()
     addresses: dict[str, str] = {}
     ground_truth = None
-    simulated = any(spec.address == SIM_ADDRESS for spec in station.instruments)
-    if time_scale is not None and not simulated:
+    uses_simulators = any(spec.address == SIM_ADDRESS for spec in station.instruments)
+    if time_scale is not None and not uses_simulators:
         raise SessionError(
             f"{station.path or 'station'}: a time scale applies to simulated instruments only "
             '(address = "sim"); real instruments run in real time'
         )
-    if simulated:
+    if uses_simulators:
+        from cellbench.daq import simulated
+
         scale = time_scale
         if scale is None:
             scale = station.simulation.time_scale if station.simulation else 1.0
