@@ -1,14 +1,48 @@
 """Keithley 2450 SourceMeter (SMU) as a single-channel cycler, pulse source and OCV meter.
 
-Follows the *Model 2450 Interactive SourceMeter Instrument Reference Manual* (2450-901-01),
-native "SCPI" command set (not the "SCPI 2400" emulation), over LAN raw socket
+Follows the *Model 2450 Interactive SourceMeter Instrument Reference Manual* (2450-901-01 Rev. D,
+May 2015), native "SCPI" command set (not "SCPI2400" emulation, not TSP), over LAN raw socket
 (``TCPIP::host::5025::SOCKET``), VXI-11 or USB-TMC (``USB0::0x05E6::0x2450::SN::INSTR``).
+
+Command table (RM = the reference manual above; PyMeasure = ``pymeasure.instruments.keithley.
+Keithley2450`` 0.16; QCoDeS = ``qcodes.instrument_drivers.Keithley.Keithley2450``):
+
+- ``*LANG?`` -> ``SCPI`` (anything else: refused). RM "*LANG"; QCoDeS refuses to run unless it
+  reads ``SCPI``.
+- ``*CLS``; ``:SYST:ERR?`` -> ``<code>,"<text>"``. RM §6 SYSTem; PyMeasure ``check_errors``.
+- ``:OUTP:CURR:SMOD HIMP``, ``:OUTP:VOLT:SMOD HIMP`` (no reply). RM :OUTPut[1]:<function>:SMODe.
+- ``:OUTP:INT:TRIP?`` -> ``1`` interlock asserted, ``0`` not asserted. RM
+  :OUTPut[1]:INTerlock:TRIPped? (p. 6-33); the same text in the 2461 manual (2461-901-01 Rev. A,
+  p. 6-49). The 2450 has no ``:OUTP:INT:STAT?`` (a 2400-series command).
+- ``:SENS:VOLT:NPLC``, ``:SENS:CURR:NPLC`` (no reply). RM; QCoDeS ``nplc``.
+- ``:SOUR:FUNC CURR|VOLT``, ``:SENS:FUNC "VOLT"|"CURR"``, ``:SENS:<f>:RANG:AUTO ON``,
+  ``:SOUR:<f>:READ:BACK ON``, ``:SOUR:CURR:VLIM``, ``:SOUR:VOLT:ILIM``, ``:SOUR:<f> <level>``
+  (no reply). RM; PyMeasure ``apply_current``/``source_current``; QCoDeS ``limit``.
+- ``:OUTP ON|OFF``; ``:OUTP?`` -> ``1``/``0``. RM; PyMeasure, QCoDeS ``output_enabled``.
+- ``:OUTP?;:SOUR:<f>?;:SOUR:<f>:<VLIM|ILIM>?`` -> ``1;<level>;<limit>`` (``;``-joined replies,
+  RM "Using the SCPI command reference").
+- ``:READ? "defbuffer1", READ, SOUR, REL;:OUTP?`` -> ``<measured>,<source>,<rel. time>;<0|1>``.
+  RM :READ? (buffer elements).
+- ``:TRAC:ACT? "defbuffer1"`` -> count; ``:TRAC:CLE``; ``:TRAC:DATA? s, e, "defbuffer1", READ,
+  SOUR, REL, UNIT`` -> element list. RM TRACe; QCoDeS ``Keithley2450Buffer``.
+- ``:SOUR:CURR:VLIM:TRIP?`` / ``:SOUR:VOLT:ILIM:TRIP?`` -> ``1``/``0``. RM; QCoDeS
+  ``limit_tripped``.
+
+An overflowed reading is ``9.9E37`` (RM, "Overflow"); it is raised as InstrumentRangeError.
+Not settled by any source we could read: whether a 2450 that left the factory in TSP mode answers
+``*LANG?`` at all in TSP (the manual says ``*LANG`` works in both); the driver treats a missing or
+non-``SCPI`` answer alike and refuses to continue, naming the fix (``*LANG SCPI``, power cycle).
 
 Safety: the 2450's default output-off state is NORMal — when the output is turned off the
 instrument connects a 0 V voltage source with a small current limit across the terminals, which
 slowly **discharges (shorts) a cell**. This driver sets ``:OUTP:CURR:SMOD HIMP`` and
 ``:OUTP:VOLT:SMOD HIMP`` on connect and again in :meth:`Keithley2450.safe_state`, so "off" opens
 the output relay (high impedance).
+
+The safety interlock: ``:OUTP:INT:TRIP?`` answers 1 while the interlock signal is *asserted*
+(closed: every range available) and 0 while it is not (the 200 V range is disabled, output
+limited to about ±42 V). :attr:`Keithley2450.interlock_engaged` is that reply;
+``require_interlock=True`` refuses to turn the output on unless it is 1.
 
 Resting a cell while measuring its open-circuit voltage uses :meth:`Keithley2450.output_off`,
 which sources 0 A with a voltage limit (the SMU is then a high-impedance voltmeter); the relay
@@ -27,6 +61,7 @@ from cellbench.drivers.errors import (
     ArgumentRangeError,
     InstrumentCommandError,
     InstrumentRangeError,
+    InstrumentTimeout,
     InterlockError,
 )
 from cellbench.drivers.roles import Reading
@@ -44,6 +79,8 @@ MIN_VOLTAGE_LIMIT_VOLT = 0.02
 #: the 2450 reports an overflowed reading as +9.9E37 (and "no reading" as 9.91E37)
 OVERFLOW = 9.9e37
 BUFFER = '"defbuffer1"'
+#: output-off states (RM :OUTPut[1]:<function>:SMODe)
+OFF_MODES = ("HIMP", "NORM", "ZERO", "GUAR")
 
 
 class Keithley2450(ScpiDriver):
@@ -89,6 +126,7 @@ class Keithley2450(ScpiDriver):
     def _configure(self, nplc: float) -> None:
         nplc = self.check_range("nplc", nplc, 0.01, 10.0, "PLC")
         with self.transport.lock:
+            self.check_language()
             self._write("*CLS")
             self._write(":OUTP:CURR:SMOD HIMP")
             self._write(":OUTP:VOLT:SMOD HIMP")
@@ -99,41 +137,83 @@ class Keithley2450(ScpiDriver):
             if self._output_on:  # e.g. reconnecting after a crash: keep reading it right
                 self._function = self.source_function
 
+    def check_language(self) -> None:
+        """``*LANG?`` must read ``SCPI``: in the TSP or SCPI2400 command set every command this
+        driver sends fails (QCoDeS refuses to run likewise). Raises InstrumentCommandError."""
+        try:
+            language = self._query("*LANG?").strip().strip('"').upper()
+        except InstrumentTimeout:
+            language = "no answer"
+        if language != "SCPI":
+            raise InstrumentCommandError(
+                f"the 2450 is in the {language!r} command set, not SCPI; select SCPI on the "
+                "front panel (System > Settings > Command Set) or send *LANG SCPI, then power "
+                "cycle the instrument",
+                instrument=self.name,
+                address=self.address,
+                command="*LANG?",
+            )
+
     # -- one-line settings ------------------------------------------------------------------
-    output_enabled = scpi_property(":OUTP?", parse=parse_bool, doc="output on (relay closed)")
+    language = scpi_property("*LANG?", name="command set", parse=lambda s: s.strip().upper())
+    output_enabled = scpi_property(
+        ":OUTP?", name="output", mapping={True: "1", False: "0"}, doc="output on (relay closed)"
+    )
     source_function = scpi_property(
         ":SOUR:FUNC?",
+        name="source function",
         parse=lambda s: s.strip().upper()[:4],
         doc="source function, 'CURR' or 'VOLT'",
     )
     interlock_engaged = scpi_property(
-        ":OUTP:INT:STAT?", parse=parse_bool, doc="safety interlock closed (high voltage allowed)"
-    )
-    interlock_tripped = scpi_property(
-        ":OUTP:INT:TRIP?", parse=parse_bool, doc="the interlock opened while the output was on"
+        ":OUTP:INT:TRIP?",
+        name="interlock",
+        mapping={True: "1", False: "0"},
+        doc="interlock signal asserted (1): every range available; 0: not asserted, output "
+        "limited to about ±42 V (RM :OUTPut[1]:INTerlock:TRIPped?)",
     )
     voltage_limit_tripped = scpi_property(
-        ":SOUR:CURR:VLIM:TRIP?", parse=parse_bool, doc="current source is in voltage compliance"
+        ":SOUR:CURR:VLIM:TRIP?",
+        name="voltage limit tripped",
+        mapping={True: "1", False: "0"},
+        doc="current source is in voltage compliance",
     )
     current_limit_tripped = scpi_property(
-        ":SOUR:VOLT:ILIM:TRIP?", parse=parse_bool, doc="voltage source is in current compliance"
+        ":SOUR:VOLT:ILIM:TRIP?",
+        name="current limit tripped",
+        mapping={True: "1", False: "0"},
+        doc="voltage source is in current compliance",
     )
     output_off_mode_current = scpi_property(
         ":OUTP:CURR:SMOD?",
+        ":OUTP:CURR:SMOD {}",
+        name="output-off state (current)",
+        values=OFF_MODES,
         parse=lambda s: s.strip().upper(),
+        to_wire=str,
         doc="output-off state in current mode (HIMP)",
     )
     output_off_mode_voltage = scpi_property(
         ":OUTP:VOLT:SMOD?",
+        ":OUTP:VOLT:SMOD {}",
+        name="output-off state (voltage)",
+        values=OFF_MODES,
         parse=lambda s: s.strip().upper(),
+        to_wire=str,
         doc="output-off state in voltage mode (HIMP)",
     )
     nplc = scpi_property(
         ":SENS:VOLT:NPLC?",
         ":SENS:VOLT:NPLC {0};:SENS:CURR:NPLC {0}",
+        name="nplc",
         check=(0.01, 10.0, "PLC"),
-        doc="nplc, integration time in power-line cycles",
+        doc="integration time in power-line cycles",
     )
+
+    @property
+    def interlock_tripped(self) -> bool:
+        """The interlock signal is not asserted (``:OUTP:INT:TRIP?`` answered 0)."""
+        return not self.interlock_engaged
 
     # -- validation -------------------------------------------------------------------------
     def _check_envelope(self, current: float, voltage: float, command: str) -> None:

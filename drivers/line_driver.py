@@ -11,8 +11,8 @@ Only idempotent commands (queries and settings) go through that retry.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Collection, Mapping
+from typing import Any, TypeVar
 
 from cellbench.drivers.errors import (
     ArgumentRangeError,
@@ -210,3 +210,114 @@ def check_range(
             command=command,
         )
     return number
+
+
+def _format_number(value: float) -> str:
+    """A float as <NRf> text, round-trip exact for the digits that matter."""
+    return f"{float(value):.10g}"
+
+
+def line_property(
+    query: str | None,
+    write: str | None = None,
+    *,
+    name: str,
+    parse: Callable[[str], Any] = float,
+    to_wire: Callable[[Any], str] = _format_number,
+    check: tuple[float, float, str] | None = None,
+    values: Collection[Any] | None = None,
+    mapping: Mapping[Any, str] | None = None,
+    send: str = "_write",
+    doc: str = "",
+) -> property:
+    """A setting that is one command: ``query`` on get, ``write.format(wire)`` on set.
+
+    PyMeasure's ``Instrument.control`` in a line, for any :class:`LineDriver`:
+
+    - ``name``: what the setting is called in errors (explicit, never parsed from ``doc``);
+    - ``check=(low, high, unit)``: a number in range (out of range raises
+      :class:`ArgumentRangeError`; nothing is clipped);
+    - ``values``: a discrete set the value must belong to (numbers compare within 1e-9
+      relative, strings case-insensitively); the member of the set is what gets sent;
+    - ``mapping``: Python value -> wire text (e.g. ``{True: "ON", False: "OFF"}``); the reply is
+      mapped back (case-insensitive; for numeric replies, by value);
+    - ``send``: the driver method that sends the setting (``"_write"``; a driver whose
+      instrument acknowledges settings names its checked sender, e.g. Espec's ``"_set"``).
+
+    Without ``write`` the property is read-only; without ``query``, write-only.
+    """
+
+    def fget(self: LineDriver) -> Any:
+        assert query is not None
+        reply = self._query(query)
+        if mapping is not None:
+            return _unmap(self, mapping, reply, query)
+        try:
+            return parse(reply)
+        except ValueError:
+            raise self._reply_error(f"cannot parse {name} from reply {reply!r}", query) from None
+
+    def fset(self: LineDriver, value: Any) -> None:
+        assert write is not None
+        if check is not None:
+            low, high, unit = check
+            value = self.check_range(name, value, low, high, unit, command=write)
+        if values is not None:
+            value = _member(self, name, value, values, write)
+        wire = _map(self, name, value, mapping, write) if mapping is not None else to_wire(value)
+        getattr(self, send)(write.format(wire))
+
+    doc_text = doc or name
+    return property(
+        fget if query is not None else None, fset if write is not None else None, doc=doc_text
+    )
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, str) or isinstance(b, str):
+        return str(a).strip().upper() == str(b).strip().upper()
+    try:
+        x, y = float(a), float(b)
+    except (TypeError, ValueError):
+        return a == b
+    return math.isclose(x, y, rel_tol=1e-9, abs_tol=0.0)
+
+
+def _member(driver: LineDriver, name: str, value: Any, allowed: Collection[Any], command: str):
+    for candidate in allowed:
+        if _same(value, candidate):
+            return candidate
+    listed = ", ".join(str(a) for a in allowed)
+    raise ArgumentRangeError(
+        f"{name} {value!r} is not one of {listed}",
+        instrument=driver.name,
+        address=driver.address,
+        command=command,
+    )
+
+
+def _map(driver: LineDriver, name: str, value: Any, mapping: Mapping[Any, str], command: str):
+    for key, wire in mapping.items():
+        if type(key) is type(value) and _same(key, value):  # True must not match 1.0
+            return wire
+    for key, wire in mapping.items():
+        if not isinstance(key, bool) and not isinstance(value, bool) and _same(key, value):
+            return wire
+    listed = ", ".join(repr(k) for k in mapping)
+    raise ArgumentRangeError(
+        f"{name} {value!r} is not one of {listed}",
+        instrument=driver.name,
+        address=driver.address,
+        command=command,
+    )
+
+
+def _unmap(driver: LineDriver, mapping: Mapping[Any, str], reply: str, command: str) -> Any:
+    for key, wire in mapping.items():
+        if _same(wire, reply):
+            return key
+    if set(mapping) == {True, False}:  # SCPI booleans answer 1/0 whichever spelling was sent
+        word = reply.strip().upper()
+        if word in ("1", "ON", "0", "OFF"):
+            return word in ("1", "ON")
+    raise driver._reply_error(f"reply {reply!r} is none of {', '.join(mapping.values())}", command)

@@ -7,62 +7,33 @@ queue, which :meth:`ScpiDriver.check_errors` drains into one :class:`InstrumentC
 
 :func:`scpi_property` declares a setting in one line, PyMeasure-style::
 
-    nplc = scpi_property(":SENS:VOLT:NPLC?", ":SENS:VOLT:NPLC {}", check=(0.01, 10, "PLC"))
+    nplc = scpi_property(":SENS:VOLT:NPLC?", ":SENS:VOLT:NPLC {}", name="nplc",
+                         check=(0.01, 10, "PLC"))
+    off_mode = scpi_property(":OUTP:CURR:SMOD?", ":OUTP:CURR:SMOD {}", name="off mode",
+                             values=("HIMP", "NORM", "ZERO", "GUAR"))
+    output = scpi_property(":OUTP?", ":OUTP {}", name="output",
+                           mapping={True: "ON", False: "OFF"})
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import Any
 
 from cellbench.drivers.errors import InstrumentCommandError
-from cellbench.drivers.line_driver import LineDriver
+from cellbench.drivers.line_driver import LineDriver, line_property
 
 _ERROR = re.compile(r'^\s*([+-]?\d+)\s*,\s*"?(.*?)"?\s*$')
 
 
-def _format_number(value: float) -> str:
-    """A float as SCPI <NRf> text, round-trip exact for the digits that matter."""
-    return f"{float(value):.10g}"
-
-
-def scpi_property(
-    query: str,
-    write: str | None = None,
-    *,
-    parse: Callable[[str], Any] = float,
-    to_wire: Callable[[Any], str] = _format_number,
-    check: tuple[float, float, str] | None = None,
-    doc: str = "",
-) -> property:
-    """A property that queries ``query`` on get and writes ``write.format(value)`` on set.
-
-    ``check = (low, high, unit)`` validates numbers before anything is sent (out of range raises
-    :class:`ArgumentRangeError`; nothing is clipped). Without ``write`` the property is read-only.
-    """
-
-    def fget(self: ScpiDriver) -> Any:
-        reply = self._query(query)
-        try:
-            return parse(reply)
-        except ValueError:
-            raise self._reply_error(f"cannot parse reply {reply!r}", query) from None
-
-    def fset(self: ScpiDriver, value: Any) -> None:
-        assert write is not None
-        if check is not None:
-            low, high, unit = check
-            value = self.check_range(doc.split(",")[0] or query, value, low, high, unit,
-                                     command=write)  # fmt: skip
-        self._write(write.format(to_wire(value)))
-
-    return property(fget, fset if write is not None else None, doc=doc)
+#: one-command SCPI settings: :func:`~cellbench.drivers.line_driver.line_property` (the same
+#: factory serves the serial instruments' line protocols)
+scpi_property = line_property
 
 
 def parse_bool(text: str) -> bool:
-    """SCPI boolean reply (``1``/``0``/``ON``/``OFF``)."""
-    word = text.strip().upper()
+    """SCPI boolean reply (``1``/``0``/``ON``/``OFF``, also signed ``+1``/``+0`` as Keysight
+    instruments send <NR1>)."""
+    word = text.strip().upper().lstrip("+")
     if word in ("1", "ON"):
         return True
     if word in ("0", "OFF"):

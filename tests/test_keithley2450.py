@@ -68,7 +68,7 @@ def smu(sim):
 def test_connect_selects_high_impedance_off_state(sim):
     assert sim.off_mode == {"CURR": "NORM", "VOLT": "NORM"}  # the instrument default
     driver = Keithley2450(sim.address, timeout_s=TIMEOUT)
-    assert sim.received[:3] == ["*CLS", ":OUTP:CURR:SMOD HIMP", ":OUTP:VOLT:SMOD HIMP"]
+    assert sim.received[:4] == ["*LANG?", "*CLS", ":OUTP:CURR:SMOD HIMP", ":OUTP:VOLT:SMOD HIMP"]
     assert driver.output_off_mode_current == "HIMP" == driver.output_off_mode_voltage
     assert isinstance(driver, SourceMeter)
     assert driver.identify().startswith("KEITHLEY INSTRUMENTS,MODEL 2450")
@@ -368,3 +368,70 @@ def test_pymeasure_keithley2450_driver_runs_unchanged(sim, cell):
         assert cell.mode == "open"
     finally:
         k.adapter.close()
+
+
+# --- the instrument's own facts (issue 18): replayed transcripts, no simulator ---------------
+def _connect_transcript(*, output: str = "0") -> list[tuple[bytes, bytes | None]]:
+    """What connecting sends, with the replies a 2450 in SCPI mode gives (reference manual
+    2450-901-01 Rev. D: ``*LANG?`` answers the command set, ``:SYST:ERR?`` ``0,"No error"``)."""
+    return [
+        (b"*LANG?\n", b"SCPI\n"),
+        (b"*CLS\n", None),
+        (b":OUTP:CURR:SMOD HIMP\n", None),
+        (b":OUTP:VOLT:SMOD HIMP\n", None),
+        (b":SENS:VOLT:NPLC 1\n", None),
+        (b":SENS:CURR:NPLC 1\n", None),
+        (b":SYST:ERR?\n", b'0,"No error"\n'),
+        (b":OUTP?\n", output.encode() + b"\n"),
+    ]
+
+
+def test_interlock_query_is_the_2450s_and_1_means_asserted():
+    """Manual p. 6-33: ``OUTP:INT:TRIP?`` returns 1 if the interlock is asserted (all ranges
+    available), 0 if not. There is no ``:OUTP:INT:STAT?`` on the 2450."""
+    from cellbench.drivers.replay import replay
+
+    pairs = [*_connect_transcript(), (b":OUTP:INT:TRIP?\n", b"1\n"), (b":OUTP:INT:TRIP?\n", b"0\n")]
+    with replay(Keithley2450, pairs) as smu:
+        assert smu.interlock_engaged is True  # 1: asserted
+        assert smu.interlock_tripped is True  # 0: not asserted
+
+
+def test_require_interlock_turns_on_only_when_asserted():
+    from cellbench.drivers.replay import replay
+
+    pairs = [*_connect_transcript(), (b":OUTP:INT:TRIP?\n", b"0\n")]
+    with replay(Keithley2450, pairs, require_interlock=True) as smu:
+        with pytest.raises(InterlockError, match="not engaged"):
+            smu.source_current(1e-3, voltage_limit_volt=4.2)
+
+
+def test_a_2450_in_tsp_mode_is_refused_with_the_fix(sim):
+    """In TSP or SCPI2400 mode every native SCPI command fails; the driver checks ``*LANG?``
+    first and says what to do instead of failing on the first setting."""
+    sim.language = sim.pending_language = "TSP"
+    with pytest.raises(InstrumentCommandError, match=r"'TSP'.*\*LANG SCPI.*power cycle"):
+        Keithley2450(sim.address, timeout_s=TIMEOUT)
+    assert sim.received == ["*LANG?"]  # nothing else was sent to a TSP instrument
+    sim.received.clear()
+    import pyvisa
+
+    inst = pyvisa.ResourceManager("@py").open_resource(
+        sim.address, read_termination="\n", write_termination="\n"
+    )
+    try:
+        inst.write("*LANG SCPI")
+        sim.power_cycle()
+        assert inst.query("*LANG?") == "SCPI"
+    finally:
+        inst.close()
+    Keithley2450(sim.address, timeout_s=TIMEOUT).close()
+
+
+def test_simulator_rejects_the_2400_interlock_query(smu, sim):
+    """The simulator answers the 2450's interlock query only, as the instrument does."""
+    assert smu._query(":OUTP:INT:TRIP?") == "1"
+    smu._write(":OUTP:INT:STAT?")
+    assert smu.errors() == [(-113, "Undefined header;:OUTP:INT:STAT?")]
+    sim.trip_interlock()
+    assert smu._query(":OUTP:INT:TRIP?") == "0"

@@ -3,7 +3,7 @@
 Implements the subset of the 2450 reference manual's command set that cellbench and typical
 third-party drivers (e.g. PyMeasure's ``Keithley2450``) use: source function, levels and limits,
 limit-tripped queries, sense function and NPLC, output state and output-off mode (HIMP, NORMal,
-ZERO, GUARd), the interlock queries, ``:READ?`` / ``:MEASure:<function>?`` with buffer elements,
+ZERO, GUARd), ``:OUTPut:INTerlock:TRIPped?`` (1 = interlock asserted, manual p. 6-33), ``*LANG?``, ``:READ?`` / ``:MEASure:<function>?`` with buffer elements,
 and the reading buffer (``:TRACe:ACTual? :TRACe:CLEar :TRACe:DATA? :TRACe:POINts``).
 
 What reaches the cell depends on the output state, as on the instrument: output on sources the
@@ -82,6 +82,9 @@ class Keithley2450Simulator(ScpiServer):
         self.buffer: deque[tuple[float, float, float, str]] = deque(maxlen=self.buffer_capacity)
         self.interlock_closed = True
         self.interlock_was_tripped = False
+        #: the command set the instrument answers in (``*LANG?``); see :meth:`power_cycle`
+        self.language = "SCPI"
+        self.pending_language = "SCPI"
         self.reset()
         self._register()
 
@@ -129,6 +132,20 @@ class Keithley2450Simulator(ScpiServer):
                 self.interlock_was_tripped = True
                 self.output = False
                 self._apply()
+
+    def power_cycle(self) -> None:
+        """Switch off and on: a ``*LANG`` change takes effect, settings return to defaults."""
+        with self.lock:
+            self.language = self.pending_language
+            self.reset()
+
+    def execute(self, message: str) -> str | None:
+        # In the TSP or SCPI2400 command set the native SCPI commands are unknown; only the
+        # IEEE 488.2 common commands (``*LANG?``, ``*IDN?`` ...) still answer.
+        if self.language != "SCPI" and not message.strip().lstrip(":").startswith("*"):
+            self.push_error(-113, f"Undefined header;{message.strip()}")
+            return None
+        return super().execute(message)
 
     def handle_line(self, line: str) -> str | None:
         if self.faults.take("interlock", line) is not None:
@@ -293,12 +310,23 @@ class Keithley2450Simulator(ScpiServer):
             self._apply()
 
         add(":OUTPut[1][:STATe]", set=set_output, get=lambda a, n: "1" if self.output else "0")
-        add(":OUTPut[1]:INTerlock:STATe", get=lambda a, n: "1" if self.interlock_closed else "0")
+        # Reference manual 2450-901-01 Rev. D, :OUTPut[1]:INTerlock:TRIPped? (p. 6-33): "If 1 is
+        # returned, the interlock signal is asserted"; 0: not asserted. There is no
+        # :OUTPut:INTerlock:STATe on the 2450 (that is the 2400 series' command): it is an
+        # undefined header here, as on the instrument.
+        add(
+            ":OUTPut[1]:INTerlock:TRIPped",
+            get=lambda a, n: "1" if self.interlock_closed else "0",
+        )
 
-        def tripped(args: str, n: tuple[int, ...]) -> str:
-            return "1" if self.interlock_was_tripped or not self.interlock_closed else "0"
+        # *LANG (reference manual, "*LANG"): the command set in use; a change takes effect
+        # after a power cycle, so the simulator keeps serving the language it started with
+        def set_language(args: str, n: tuple[int, ...]) -> None:
+            self.pending_language = parse_choice(
+                args, {"SCPI": "SCPI", "TSP": "TSP", "SCPI2400": "SCPI2400"}
+            )
 
-        add(":OUTPut[1]:INTerlock:TRIPped", get=tripped)
+        add("*LANG", set=set_language, get=lambda a, n: self.language)
 
         # readings and the buffer
         def read(args: str, n: tuple[int, ...]) -> str:
