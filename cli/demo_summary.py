@@ -1,8 +1,7 @@
 """The summary ``cellbench demo`` prints: per-cycle table and an equivalent-circuit fit per sweep.
 
 Written next to the run's tables as ``<run>/summary/cycles.csv`` and ``<run>/summary/eis_fits.csv``
-(the run store ignores folders that are not tables). Uses :mod:`cellbench.analysis`; if a part
-of it is missing in this installation, the summary says so and the run itself is unaffected.
+(the run store ignores folders that are not tables), computed with :mod:`cellbench.analysis`.
 """
 
 from __future__ import annotations
@@ -49,10 +48,8 @@ def _truth(truth: dict) -> list[str]:
 
 
 def _cycles(samples: pl.DataFrame, out_dir: Path) -> list[str]:
-    try:
-        from cellbench.analysis.cycling import cycle_summary
-    except ImportError as exc:
-        return [f"cycle summary: n/a (cellbench.analysis.cycling unavailable: {exc})"]
+    from cellbench.analysis.cycling import cycle_summary
+
     if samples.is_empty():
         return ["cycle summary: no samples"]
     table = cycle_summary(samples)
@@ -75,10 +72,8 @@ def _cycles(samples: pl.DataFrame, out_dir: Path) -> list[str]:
 
 
 def _eis(spectra: pl.DataFrame, out_dir: Path, circuit: str) -> list[str]:
-    try:
-        from cellbench.analysis.eis_fit import fit_circuit
-    except ImportError as exc:
-        return [f"EIS fits: n/a (cellbench.analysis.eis_fit unavailable: {exc})"]
+    from cellbench.analysis.eis_fit import fit_circuit
+
     if spectra.is_empty():
         return ["EIS fits: no spectra"]
     rows = []

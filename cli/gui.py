@@ -39,6 +39,8 @@ def cmd_gui(args: argparse.Namespace) -> int:
     try:
         from cellbench.gui.app import main
     except ImportError as exc:
+        if (exc.name or "").split(".")[0] not in ("PySide6", "pyqtgraph", "shiboken6"):
+            raise  # a broken cellbench module is a bug to show, not a missing extra
         raise CellbenchError(
             f"the GUI needs PySide6 and pyqtgraph ({exc}); install cellbench[gui]"
         ) from None

@@ -2,8 +2,9 @@
 
 Each group of subcommands lives in its own module with a ``register(subparsers)`` function that adds
 its parsers and sets ``func`` (called with the parsed namespace, returns an exit code). Modules are
-imported lazily-enough: a missing optional dependency (pyserial, Qt) only breaks the commands that
-need it, with a one-line message.
+imported here (each imports its heavy or optional dependencies inside its command functions), so a
+missing optional dependency (pyserial, Qt) only breaks the commands that need it, with a one-line
+message naming the extra to install.
 
 Exit codes: 0 success, 1 failure (bad file, instrument fault, aborted run), 2 bad usage.
 """
@@ -48,13 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cellbench {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # that group of commands is not built yet
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 

@@ -35,31 +35,6 @@ EXIT_UNREACHABLE = 75
 DEMO_TIME_SCALE = 20_000.0
 
 
-class FixturesNotFound(CellbenchError):
-    """The example protocols and stations are not where this installation expects them."""
-
-
-def fixtures_dir() -> Path:
-    """The repository's ``fixtures/`` folder (``$CELLBENCH_FIXTURES`` overrides).
-
-    The fixtures are not Python package data: they sit at the top of the repository, next to the
-    package folders, which is where an editable install (``pip install -e .``) or a checkout
-    finds them. A wheel install without the repository should set ``CELLBENCH_FIXTURES``.
-    """
-    import os
-
-    env = os.environ.get("CELLBENCH_FIXTURES")
-    candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parents[1] / "fixtures")
-    for path in candidates:
-        if (path / "protocols").is_dir():
-            return path
-    raise FixturesNotFound(
-        f"example fixtures not found (looked in {', '.join(str(c) for c in candidates)}); "
-        "set CELLBENCH_FIXTURES to the repository's fixtures/ folder"
-    )
-
-
 def _duration(text: str) -> float:
     from cellbench.core.units import UnitError, parse_duration
 
@@ -173,7 +148,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "demo",
         help="a short solid-state cell test on simulated instruments, with its summary",
         description=(
-            "Run fixtures/protocols/demo.toml on the simulated demo station at accelerated time: "
+            "Run the example protocol demo.toml on the simulated demo station at accelerated time: "
             "EIS at three temperatures, then 20 cycles with EIS every 5, in under a minute "
             f"(time scale {DEMO_TIME_SCALE:g} unless --time-scale). "
             "Prints where the run and its summary (per-cycle table, EIS fits) are."
@@ -252,7 +227,7 @@ def drive(session: Any, *, plain: bool, log_every: float) -> tuple[str, int]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from cellbench.daq.session import prepare
+    from cellbench.daq.session import SessionOptions, prepare
 
     if args.continue_:
         if not args.name:
@@ -261,18 +236,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         if (existing / "run.json").is_file():
             return _continue(existing, args)
 
-    options = {
-        "max_loop_iterations": args.max_iterations,
-        "sample_interval_s": args.sample_interval,
-    }
-    session = prepare(
-        args.protocol,
-        args.station,
-        args.out,
+    setup = SessionOptions(
         time_scale=args.time_scale,
         run_dir_name=args.name,
-        options=options,
+        engine={
+            "max_loop_iterations": args.max_iterations,
+            "sample_interval_s": args.sample_interval,
+        },
     )
+    session = prepare(args.protocol, args.station, args.out, setup)
     _, code = drive(session, plain=args.plain, log_every=args.log_every)
     return code
 
@@ -304,14 +276,14 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from cellbench.daq.session import prepare
+    from cellbench.daq.session import SessionOptions, prepare
+    from cellbench.fixtures import protocol_path, station_path
 
-    fixtures = fixtures_dir()
     session = prepare(
-        fixtures / "protocols" / "demo.toml",
-        fixtures / "stations" / "demo_station.toml",
+        protocol_path("demo"),
+        station_path("demo_station"),
         args.out,
-        time_scale=args.time_scale or DEMO_TIME_SCALE,
+        SessionOptions(time_scale=args.time_scale or DEMO_TIME_SCALE),
     )
     status, code = drive(session, plain=args.plain, log_every=args.log_every)
     run_path = session.engine.run_path

@@ -51,12 +51,12 @@ EVENT_ROWS = 2_000  # rows kept in the events table (the model keeps more)
 
 
 def default_fixtures() -> Path | None:
-    """The repository's fixtures/ folder, where the file dialogs open (None if not found)."""
-    try:
-        from cellbench.cli.run import fixtures_dir
+    """The example files (cellbench.fixtures), where the file dialogs open (None if missing)."""
+    from cellbench.fixtures import FixturesNotFound, fixtures_dir
 
+    try:
         return fixtures_dir()
-    except Exception:
+    except FixturesNotFound:
         return None
 
 

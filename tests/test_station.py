@@ -99,14 +99,14 @@ def test_station_model(fixtures_dir: Path) -> None:
 
 
 def test_driver_names_match_the_registry() -> None:
-    registry = pytest.importorskip("cellbench.drivers.registry")
+    from cellbench.drivers import registry
     assert set(DRIVER_ROLES) == set(registry.DRIVERS)
 
 
 def test_frequency_ranges_match_the_drivers() -> None:
-    e4990a = pytest.importorskip("cellbench.drivers.e4990a")
-    im3590 = pytest.importorskip("cellbench.drivers.hioki_im3590")
-    emstat = pytest.importorskip("cellbench.drivers.palmsens_emstat")
+    from cellbench.drivers import e4990a
+    from cellbench.drivers import hioki_im3590 as im3590
+    from cellbench.drivers import palmsens_emstat as emstat
     assert EIS_FREQUENCY_RANGE_HERTZ["e4990a"] == (
         e4990a.MIN_FREQUENCY_HERTZ,
         e4990a.MAX_FREQUENCY_HERTZ,
@@ -412,7 +412,6 @@ def test_validate_run_on_a_matching_station_returns_the_resolved_protocol() -> N
 
 
 def test_simulated_cell_parameters_are_checked_with_the_station() -> None:
-    pytest.importorskip("cellbench.drivers.sim.cell")
     text = GOOD.replace('"TCPIP::10.0.0.5::5025::SOCKET"', '"sim"')
     text += "[simulation]\n[simulation.cell_params]\ncapacity_ah = 0.001\nbogus = 3\n"
     with pytest.raises(StationError) as info:
