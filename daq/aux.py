@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from cellbench.core.clock import ScaledClock
 from cellbench.daq.link import Cancelled, InstrumentLink, InstrumentLost
+from cellbench.daq.lockstep import register_actor
 from cellbench.daq.protocol import Limits
 from cellbench.daq.safety import Breach, check
 
@@ -70,6 +71,8 @@ class AuxSampler:
         self.thread = threading.Thread(
             target=self._loop, name=f"cellbench-aux-{link.name}-{quantity}", daemon=True
         )
+        # on a lockstep clock (repeatable simulations) time waits for this thread's readings
+        self._actor = register_actor(clock)
 
     def read_now(self) -> float:
         """One reading, stored as the latest; raises the link's errors."""
@@ -89,6 +92,16 @@ class AuxSampler:
         self.thread.start()
 
     def _loop(self) -> None:
+        if self._actor is None:
+            self._poll()
+            return
+        self._actor.bind()
+        try:
+            self._poll()
+        finally:
+            self._actor.finish()
+
+    def _poll(self) -> None:
         wall = self.clock.wall_seconds(self.interval_s)
         while not self.stop.is_set():
             before = self.latest.time_s
@@ -112,7 +125,10 @@ class AuxSampler:
             if breach is not None:
                 self.on_breach(breach, self.link.name)
                 return
-            self.stop.wait(wall)
+            if self._actor is not None:
+                self._actor.wait_until(self.clock.now() + self.interval_s, self.stop)
+            else:
+                self.stop.wait(wall)
 
 
 # Driver method that reads each quantity, and the safety-limit keyword of the limited ones.

@@ -434,7 +434,8 @@ class Engine:
         specs = self.station.instruments
         interval = self.sample_interval_s
         aux_interval = self.options.aux_interval_s or max(interval, 1.0)
-        aux_interval = max(aux_interval, MIN_AUX_WALL_INTERVAL_S * self.clock.time_scale)
+        if not getattr(self.clock, "lockstep", False):  # a lockstep clock paces polls itself
+            aux_interval = max(aux_interval, MIN_AUX_WALL_INTERVAL_S * self.clock.time_scale)
         for spec in specs:
             self._link(spec.name)
 

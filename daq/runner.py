@@ -32,6 +32,7 @@ import polars as pl
 
 from cellbench.daq import steps as st
 from cellbench.daq.link import Cancelled, InstrumentLink
+from cellbench.daq.lockstep import register_actor
 from cellbench.daq.protocol import Ends, Limits, Loop, Step
 from cellbench.daq.safety import Breach, check
 
@@ -153,12 +154,23 @@ class ChannelRunner:
         self._last_recorded: tuple[float, float] | None = None  # (t, V) of the last row kept
         self._held: tuple[tuple, float] | None = None  # newest row not kept (yet)
         self.thread = threading.Thread(target=self.run, name=f"cellbench-{io.channel}", daemon=True)
+        # on a lockstep clock (repeatable simulations) time waits for this thread's samples
+        self._actor = register_actor(ctx.clock)
         self.error: BaseException | None = None
         self.resume: Checkpoint | None = None
 
     # --------------------------------------------------------------------------- thread body
 
     def run(self) -> None:
+        if self._actor is not None:
+            self._actor.bind()
+        try:
+            self._run()
+        finally:
+            if self._actor is not None:
+                self._actor.finish()
+
+    def _run(self) -> None:
         try:
             resume = self.resume
             if resume is not None:
@@ -415,6 +427,10 @@ class ChannelRunner:
             self._sleep_until(next_t)
 
     def _sleep_until(self, clock_t: float) -> None:
+        if self._actor is not None:  # lockstep clock: no wall-time wait, the clock wakes us
+            if self._actor.wait_until(clock_t, self.ctx.stop):
+                raise StopRun(self.ctx.status_on_stop, self.ctx.stop_reason)
+            return
         clock = self.ctx.clock
         wait = clock.wall_seconds(clock_t - clock.now())
         if wait <= 0:
@@ -442,7 +458,8 @@ class ChannelRunner:
         s = self.state
         if len(src.outages) > outages:
             self._after_outage(t, src.outages[-1])
-        elif wall - called > self.ctx.options.gap_threshold_s:
+        elif self._actor is None and wall - called > self.ctx.options.gap_threshold_s:
+            # (on a lockstep clock a slow call costs no simulated time: no sample was missed)
             # The driver recovered by itself (e.g. reopened its port), but samples were missed.
             self._after_outage(t, None, wall - called)
         prev = self._prev
