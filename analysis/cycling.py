@@ -137,21 +137,35 @@ def _counter_columns(columns: Sequence[str], source: str) -> list[str]:
 def _use_counters(
     sums: pl.LazyFrame, samples: pl.LazyFrame, keys: list[str], counters: list[str]
 ) -> pl.LazyFrame:
-    """Replace integrated capacities/energies by the cycle's final running totals (the counters
-    restart at zero each cycle, so the final value is the maximum), where a cycle has them.
+    """Replace integrated capacities/energies by the cycle's totals from the cycler's own
+    running counters, where a cycle has them; never by integration behind the caller's back.
 
-    A cycle whose counter does not start near zero (smallest value above a tenth of the largest:
-    a total carried over from earlier cycles, not the schema's per-cycle one) stays integrated.
+    The schema's counters restart at zero each cycle, so the cycle's total is the counter's
+    last (largest) value, also where it does not start at zero: a file that begins inside a
+    step (a paused and resumed test's export) shows the step's count as the cycler kept it. A
+    counter that runs on over the whole test (each cycle starting where the one before it
+    ended) gives the cycle's own part: its largest value less the one it started from.
     """
     if not counters:
         return sums
+    group = [k for k in keys if k != CYCLE]
 
-    def total(c: str) -> pl.Expr:
+    def total(c: str) -> list[pl.Expr]:
         x = pl.col(c).cast(pl.Float64)
-        return pl.when(x.min() <= 0.1 * x.max()).then(x.max()).alias(f"_total_{c}")
+        return [x.max().alias(f"_max_{c}"), x.drop_nulls().first().alias(f"_first_{c}")]
+
+    def own_part(c: str) -> pl.Expr:
+        top, first = pl.col(f"_max_{c}"), pl.col(f"_first_{c}")
+        before = top.shift(1).over(group) if group else top.shift(1)
+        runs_on = (first - before).abs() <= 1e-12 + 1e-6 * before.abs()
+        return (top - pl.when(runs_on).then(first).otherwise(0.0)).alias(f"_total_{c}")
 
     totals = (
-        samples.filter(pl.col(CYCLE).is_not_null()).group_by(keys).agg(total(c) for c in counters)
+        samples.filter(pl.col(CYCLE).is_not_null())
+        .group_by(keys)
+        .agg(e for c in counters for e in total(c))
+        .sort(keys)
+        .select(*keys, *(own_part(c) for c in counters))
     )
     by_counter = {v: k for k, v in COUNTERS.items()}
     return (

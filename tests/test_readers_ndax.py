@@ -19,7 +19,7 @@ NDAX = "20260302_IFE_BTS85_2_9_8_1.ndax"
 @pytest.fixture(scope="module")
 def real(shared_data):
     path = shared_data / "cycling" / NDAX
-    with pytest.warns(ReaderWarning, match="interpolated"):
+    with pytest.warns(ReaderWarning, match="channel type 102"):
         return path, read(path)
 
 
@@ -29,27 +29,31 @@ def test_real_ndax_frame(real):
     validate_frame("samples", df)
     assert detect_format(path) == "neware-ndax"
     assert df.height == 252951
-    assert result.metadata["samples_with_time"] == 4261
+    # every runInfo record's sample (the first record of each page too)
+    assert result.metadata["samples_with_time"] == 4373
     assert result.metadata["ndc_version"] == 17
-    # 1 s per sample within the steps; 70 h of formation
-    assert np.median(np.diff(df["test_time_second"].to_numpy())) == pytest.approx(1.0, abs=1e-3)
-    assert df["test_time_second"][-1] == pytest.approx(252933, abs=2)
+    # 1 s per sample within the steps, exactly (the runInfo interval); 70 h of formation
+    t = df["test_time_second"].to_numpy()
+    assert t[:4].tolist() == [0.0, 1.0, 2.0, 3.0]
+    assert np.median(np.diff(t)) == 1.0
+    assert df["test_time_second"][-1] == 252946.0  # the step times added up (BTSDA Total Time)
     assert df["step_index"].unique().sort().to_list() == [0, 1, 2, 3, 4]
     assert df["voltage_volt"].max() == pytest.approx(4.748652, rel=1e-6)
     # StartTime 2026-02-27 11:17:33 local (UTC+1) = 10:17:33 UTC
-    assert df["unix_time_second"][0] == pytest.approx(1772187454.977, abs=1.0)
+    assert df["unix_time_second"][0] == pytest.approx(1772187453.977, abs=1e-6)
     assert df["temperature_celsius"].min() == pytest.approx(25.634, abs=1e-3)
 
 
 def test_real_ndax_capacity_matches_vendor(real):
-    """Per cycle, the charge integrated from current and time agrees with the sum of the
-    cycler's own step capacities (runInfo) within 0.1 %."""
+    """Per cycle, the charge agrees with the sum of the cycler's own step capacities
+    (runInfo) within 0.1 %."""
     path, result = real
     with zipfile.ZipFile(path) as zf:
         runs = ndc_records(path, "data_runInfo.ndc", zf.read("data_runInfo.ndc"), 18)
         steps = ndc_records(path, "data_step.ndc", zf.read("data_step.ndc"), 7)
     runs = runs[runs["sample"] != 0]
     steps = steps[steps["first"] != 0]
+    assert runs.size == 4374 and steps.size == 5
     cycle_of_step = {k + 1: int(c) + 1 for k, c in enumerate(steps["cycle"])}
     vendor = (
         pl.DataFrame({"step": runs["step"], "chg": runs["chg_ah"], "dchg": runs["dchg_ah"]})
@@ -76,24 +80,25 @@ def test_built_ndax(tmp_path):
     path = tmp_path / "small.zip"
     path.write_bytes(ndax_bytes(ndax_members(n=600, record_every=10)))
     assert detect_format(path) == "neware-ndax"
-    with pytest.warns(ReaderWarning, match="540 of 600 samples"):
-        df = read(path).frame
+    df = read(path).frame
     assert df.height == 600
-    assert df["test_time_second"].to_list() == pytest.approx(np.arange(600.0))
+    # step times added up: the charge step starts at step time 0 where the rest ended (99 s)
+    expected = np.r_[np.arange(100.0), 99.0 + np.arange(500.0)]
+    assert df["test_time_second"].to_list() == pytest.approx(expected)
     assert df["step_index"][99] == 0 and df["step_index"][100] == 1
     assert df["current_ampere"][100] == 1.0
-    # 499.5 s of 1 A by the trapezoid rule (the charge starts between samples 100 and 101)
-    assert df["charging_capacity_ampere_hour"][-1] == pytest.approx(499.5 / 3600)
+    # the step's runInfo capacity (0 at its first sample), then 1 A x 1 s per sample
+    assert df["charging_capacity_ampere_hour"][-1] == pytest.approx(499 / 3600)
 
 
 def test_unsupported_ndc_version(tmp_path):
     members = ndax_members()
     data = bytearray(members["data.ndc"])
-    data[2] = 14
+    data[2] = 13
     members["data.ndc"] = bytes(data)
-    path = tmp_path / "v14.ndax"
+    path = tmp_path / "v13.ndax"
     path.write_bytes(ndax_bytes(members))
-    with pytest.raises(ReaderError, match=r"byte offset 2: data.ndc: ndc version 14 is not supp"):
+    with pytest.raises(ReaderError, match=r"byte offset 2: data.ndc: ndc version 13 is not supp"):
         read(path)
 
 

@@ -112,7 +112,10 @@ def ndc_table(file_type: int, records: np.ndarray, first: int, tail: int, versio
     for p in range(n_pages):
         chunk = raw[p * per_page * size : (p + 1) * per_page * size]
         base = NDC_PAGE * (p + 1)
-        struct.pack_into("<HH", out, base, 6, len(chunk) // size)
+        count = len(chunk) // size
+        struct.pack_into("<HH", out, base, file_type + 1, count)
+        mask = np.packbits(np.arange(per_page) < count, bitorder="little").tobytes()
+        out[base + 4 : base + 4 + len(mask)] = mask  # the used slots
         out[base + first : base + first + len(chunk)] = chunk
     return bytes(out)
 
@@ -139,15 +142,16 @@ def ndax_members(n: int = 600, record_every: int = 10, start_unix: int = 1_700_0
     charged = np.clip(anchors - 101, 0, None) / 3600.0  # Ah at 1 A, 1 s per sample
     runs["chg_ah"] = charged
     runs["step_ms"] = np.where(anchors < 101, anchors - 1, anchors - 101) * 1000
+    runs["dt_ms"] = 1000
     xml = (
         b'<?xml version="1.0" encoding="GB2312"?><root><config><TestInfo StartTime="x" '
         b'AuxCount="0"/></config></root>'
     )
     return {
         "TestInfo.xml": xml,
-        "data.ndc": ndc_table(1, data, 132, 4),
-        "data_step.ndc": ndc_table(7, steps, 132, 64),
-        "data_runInfo.ndc": ndc_table(18, runs, 232, 64),
+        "data.ndc": ndc_table(1, data, 132, 1),
+        "data_step.ndc": ndc_table(7, steps, 132, 1),
+        "data_runInfo.ndc": ndc_table(18, runs, 132, 1),
     }
 
 

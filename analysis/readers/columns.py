@@ -222,7 +222,23 @@ MACCOR: dict[str, Col] = {
     "ES": Col("_skip"),
     "DPT Time": Col("_datetime"),
     "DPt Time": Col("_datetime"),
+    "Test (Sec)": Col("test_time_second"),  # the test clock (runs on across a pause)
+    "Step (Sec)": Col("_skip"),
     **{f"VAR{i}": Col("_skip") for i in range(1, 16)},
+    **{f"Loop{i}": Col("_skip") for i in range(1, 5)},
+    **dict.fromkeys(
+        (
+            "ACImp/Ohms",
+            "DCIR/Ohms",
+            "WF Chg Cap",
+            "WF Dis Cap",
+            "WF Chg E",
+            "WF Dis E",
+            "Range",
+            "Units",
+        ),
+        Col("_skip"),
+    ),
 }
 
 # BioLogic EC-Lab column names, as in .mpt headers (the .mpr reader maps its column IDs onto the

@@ -19,7 +19,7 @@ import polars as pl
 from polars.exceptions import PanicException
 
 from .base import Notes, ReaderError, ReadResult, decode, step_count_from
-from .columns import ARBIN, MACCOR, NEWARE_CSV, key
+from .columns import ARBIN, MACCOR, NEWARE_CSV, Col, key
 from .generic import read_csv
 from .tabular import guess_delimiter
 
@@ -213,14 +213,33 @@ def _maccor_post(df: pl.DataFrame, notes: Notes) -> pl.DataFrame:
     return df.drop("_chg", "_dchg")
 
 
-def _maccor_time_unit(path, lines: list[str], header: int) -> float:
+_DAYS = re.compile(r"^\s*\d+d\s")
+_COMMA_NUMBER = re.compile(r"^\s*-?\d+,\d+\s*$")
+_DOT_NUMBER = re.compile(r"^\s*-?\d+\.\d+\s*$")
+
+
+def _field(line: str, k: int) -> str:
+    fields = line.split("\t")
+    return fields[k] if k < len(fields) else ""
+
+
+def _decimal_comma(row: str) -> bool:
+    """A tab-separated row written with decimal commas (``0,000000``) and no decimal points."""
+    fields = row.split("\t")
+    return any(_COMMA_NUMBER.match(f) for f in fields) and not any(
+        _DOT_NUMBER.match(f) for f in fields
+    )
+
+
+def _maccor_time_unit(path, lines: list[str], header: int, comma: bool = False) -> float:
     """Seconds per unit of TestTime: the one that matches the wall clock (DPT Time) best."""
     from .tabular import parse_datetimes
 
     names = [n.strip() for n in lines[header].split("\t")]
-    if "TestTime" not in names or "DPT Time" not in names:
+    clock_name = next((n for n in names if n.casefold() == "dpt time"), None)
+    if "TestTime" not in names or clock_name is None:
         return 1.0
-    it, idt = names.index("TestTime"), names.index("DPT Time")
+    it, idt = names.index("TestTime"), names.index(clock_name)
     rows = [ln.split("\t") for ln in lines[header + 1 :] if ln.strip()]
     rows = [r for r in rows if len(r) > max(it, idt)]
     if len(rows) < 2:
@@ -229,8 +248,12 @@ def _maccor_time_unit(path, lines: list[str], header: int) -> float:
     clock = parse_datetimes(
         path, pl.Series([first[idt], last[idt]]), "DPT Time", header + 2
     ).to_numpy()
+
+    def number(text: str) -> float:
+        return float(text.replace(",", ".") if comma else text)
+
     try:
-        elapsed = float(last[it]) - float(first[it])
+        elapsed = number(last[it]) - number(first[it])
     except ValueError:
         return 60.0
     if elapsed <= 0:
@@ -255,15 +278,25 @@ def read_maccor(path: str | Path) -> ReadResult:
             # Some exports pad a field with control bytes and 0xFF: keep the text before them.
             meta[k] = re.split(r"[\x00-\x1f\x7f-\xff]", v.strip())[0].strip()
     skip = 1 if header + 1 < len(lines) and not lines[header + 1].strip() else 0
-    unit = _maccor_time_unit(path, lines, header)
-    meta["test_time_unit_second"] = unit
+    first = lines[header + 1 + skip] if header + 1 + skip < len(lines) else ""
+    comma = _decimal_comma(first)
     cmap = dict(MACCOR)
-    cmap["TestTime"] = cmap["TestTime"].__class__("test_time_second", unit)
+    names = [n.strip() for n in lines[header].split("\t")]
+    if "TestTime" in names and _DAYS.match(_field(first, names.index("TestTime"))):
+        cmap["TestTime"] = Col("_hms")  # "  0d 00:00:05.05" (days, then the clock)
+        meta["test_time_unit_second"] = 1.0
+    else:
+        unit = _maccor_time_unit(path, lines, header, comma)
+        meta["test_time_unit_second"] = unit
+        cmap["TestTime"] = Col("test_time_second", unit)
+    if comma:
+        meta["decimal_comma"] = True
     return read_csv(
         path,
         cmap,
         header_line=header,
         delimiter="\t",
+        decimal_comma=comma,
         skip_after_header=skip,
         format_name="maccor-txt",
         notes=notes,

@@ -63,7 +63,8 @@ V29_SEARCH = 1 << 20  # the first data record starts within the first MiB (after
 V130 = 130
 SUPPORTED = (*V29_VERSIONS, V130)
 V130_HEADER = 1024
-DATA, AUX = 0x55, 0x65
+DATA, AUX, V29_OTHER = 0x55, 0x65, 0xAA
+V29_KINDS = (DATA, AUX, V29_OTHER)
 V130_AUX = (0x58, 0x59, 0x65)
 V130_TYPES = (DATA, *V130_AUX)
 _V130_KNOWN = np.zeros(256, dtype=bool)
@@ -83,6 +84,7 @@ _KNOWN_TYPE[list(STEP_TYPES)] = True
 _DIRECTION = np.zeros(256, dtype=np.int8)
 _DIRECTION[list(CHARGE_TYPES)] = 1
 _DIRECTION[list(DISCHARGE_TYPES)] = -1
+_DIRECTION[17] = -1  # SIM ends a cycle like a discharge (BTSDA's "charge first" count)
 
 # Current range code of a record -> factor from its raw integers to mA (and mA s, mW s).
 RANGE_FACTOR = {
@@ -275,16 +277,22 @@ def _header_range(path, data: bytes, start: int) -> int:
     return code
 
 
-def _cycles_from_steps(status: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Cycle of every record when the file has none: a cycle starts at the first charge step
-    after a discharge step."""
-    first = np.flatnonzero(starts)
-    kind = _DIRECTION[status[first]]
+def cycles_from_steps(kinds: np.ndarray) -> np.ndarray:
+    """Cycle (from 1) of every step from the steps' type codes, as BTSDA counts by default
+    ("charge first"): a cycle starts at the first charge step after a discharge or SIM step;
+    rests and other steps stay in the cycle they follow."""
+    kind = _DIRECTION[np.asarray(kinds, dtype=np.uint8)]
     active = np.flatnonzero(kind != 0)
     k = kind[active]
-    bump = np.zeros(first.size, dtype=np.int64)
+    bump = np.zeros(kind.size, dtype=np.int64)
     bump[active[1:]] = (k[1:] == 1) & (k[:-1] == -1)
-    per_step = 1 + np.cumsum(bump)
+    return 1 + np.cumsum(bump)
+
+
+def _cycles_from_steps(status: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Cycle of every record when the file has none (see :func:`cycles_from_steps`)."""
+    first = np.flatnonzero(starts)
+    per_step = cycles_from_steps(status[first])
     return np.repeat(per_step, np.diff(np.r_[first, status.size]))
 
 
@@ -330,7 +338,7 @@ def _v29_start(path, data: bytes) -> int:
     while pos != -1 and pos + V29_SIZE <= len(data):
         index, _cycle, step, status = struct.unpack_from("<IIHB", data, pos + 2)
         nxt = pos + V29_SIZE
-        follows = nxt >= len(data) or data[nxt] in (DATA, AUX)
+        follows = nxt >= len(data) or data[nxt] in V29_KINDS
         if index >= 1 and step >= 1 and status in STEP_TYPES and follows:
             _no_damaged_record_before(path, data, pos)
             return pos
@@ -363,18 +371,22 @@ def _no_damaged_record_before(path, data: bytes, start: int) -> None:
 def _read_29(path, data: bytes, notes: Notes, meta: dict) -> pl.DataFrame:
     start = _v29_start(path, data)
     meta.update(_versions(data[:start]))
-    _torn(path, data, start, V29_SIZE, notes, lambda t: t[0] in (DATA, AUX))
+    _torn(path, data, start, V29_SIZE, notes, lambda t: t[0] in V29_KINDS)
     slots = _slots(data, start, V29_SIZE)
     kind = slots[:, 0]
     offsets = start + V29_SIZE * np.arange(kind.size, dtype=np.int64)
     _first_bad(
         path,
-        (kind != DATA) & (kind != AUX),
+        (kind != DATA) & (kind != AUX) & (kind != V29_OTHER),
         offsets,
         0,
         lambda r: f"record type byte 0x{int(kind[r]):02x}",
-        expected=f"0x55 (data) or 0x65 (auxiliary) every 86 bytes from byte offset {start}",
+        expected=f"0x55 (data), 0x65 (auxiliary) or 0xaa every 86 bytes from byte offset {start}",
     )
+    other = kind == V29_OTHER
+    if other.any():  # BTSDA's own export skips these records too (same row count)
+        meta["skipped_0xaa_records"] = int(other.sum())
+        slots, kind, offsets = slots[~other], kind[~other], offsets[~other]
     is_data = kind == DATA
     rec = np.ascontiguousarray(slots[is_data]).view(V29_RECORD).reshape(-1)
     offsets = offsets[is_data]

@@ -1,24 +1,35 @@
-"""Neware BTS .ndax files (BTS 8.x): a zip of XML metadata and binary ``.ndc`` tables.
+"""Neware BTS .ndax files (BTS 7.6 to 8.x): a zip of XML metadata and binary ``.ndc`` tables.
 
-What the reader relies on (little-endian; ndc version 17, as written by BTS 8.0):
+What the reader relies on (little-endian; ndc versions 14, 16 and 17; the layouts are those the
+public readers fastnda and NewareNDA describe, checked here against real files of each version):
 
 * every ``.ndc`` starts with ``u16 file type, u16 version`` and a 4096-byte header, then pages of
-  4096 bytes, each ``u16 page type, u16 record count`` and a header of its own;
-* ``data.ndc`` (type 1): one record per sample, ``f32 voltage / V, f32 current / A`` from page
-  byte 132; samples are numbered from 1 in file order;
-* ``data_step.ndc`` (type 7): one record per executed step (100 bytes from page byte 132):
-  ``i32 cycle (from 0), i32 step ID of the protocol``, status byte at 24, ``i32`` first sample
-  number at 33;
-* ``data_runInfo.ndc`` (type 18): every n-th sample (the protocol's record interval; 100 bytes
-  from page byte 232): ``i32 step time / ms``, ``f32`` charge and discharge capacity of the step
-  (Ah) and energies (Wh), ``i32 unix time / s`` at 33, ``i32`` step number at 37, ``i32`` sample
+  4096 bytes, each ``u16 page type, u16 record count``, a bit mask of the used record slots from
+  page byte 4 (bit k of the mask, least significant first, for slot k), and the slots from page
+  byte 132; a table's slots are numbered from 1 across its pages, used or not;
+* ``data.ndc`` (type 1): one record per sample, ``f32 voltage, f32 current`` (versions 14 and 17:
+  V and A; version 16: 0.1 mV and mA); the sample number is the slot number;
+* ``data_step.ndc`` (type 7): one record per executed step (37 bytes in version 14, 100 in 16
+  and 17): ``i32 cycle (from 0), i32 step ID of the protocol``, step type byte at 24, ``i32``
+  first sample number at 33;
+* ``data_runInfo.ndc`` (type 18): every n-th sample and the first of each step (55 bytes in
+  version 14, 100 in 16 and 17): ``u32 step time / ms``, ``f32`` charge and discharge capacity
+  and energy of the step from byte 5 (Ah and Wh; version 16: mA s and mW s), ``i32`` sampling
+  interval / ms at 29, ``u32 unix time / s`` at 33, ``i32`` step number at 37, ``i32`` sample
   number at 41, ``i16`` milliseconds at 45;
-* ``data_AUX_<channel>_<type>_<n>.ndc`` (type 5): ``f32`` per sample from page byte 132, the
-  channel type given in ``TestInfo.xml`` (103: temperature in degC).
+* auxiliary tables (type 5): ``data_AUX_<channel>_<type>_<n>.ndc`` in version 17, one ``f32`` per
+  sample, the channel type given in ``TestInfo.xml`` (103: temperature in degC);
+  ``data_<n>.ndc`` in version 16, 7-byte records (``0x65``, ``f32`` voltage / 0.1 mV, ``i16``
+  temperature / 0.1 degC).
 
-BTS writes the time only with the runInfo records, so the time of the samples between two of them
-is interpolated linearly in sample number (the cycler samples at a fixed interval within a
-step); the result says how many samples that concerns.
+Time and capacities as BTSDA shows them: at a runInfo record, the record's own values; at the
+samples after it, its time plus the sampling interval per sample, its step capacities plus the
+current of each sample times the interval. Cycles are the file's own cycle field, as BTSDA's
+export numbers them (checked on the real files); the count BTSDA's "charge first" statistic
+gives (a cycle starts at the first charge step after a discharge or SIM step) is in the metadata
+as ``charge_first_cycles``. The test time is the step times
+added up, as in BTSDA's "Total Time" (a paused channel's wall clock runs on; its test time does
+not).
 """
 
 from __future__ import annotations
@@ -35,13 +46,17 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from .base import Notes, ReaderError, ReadResult, capacities_per_cycle, finish_samples
+from .base import Notes, ReaderError, ReadResult, finish_samples
+from .cyclers import step_to_cycle_capacity
+from .neware_nda import STEP_TYPES, cycles_from_steps
 
 Getter = Callable[[str], bytes]
 ZIP_MAGIC = b"PK\x03\x04"
 PAGE = 4096
-SUPPORTED_NDC = (17,)
+FIRST_SLOT = 132  # page byte of the first record slot
+SUPPORTED_NDC = (14, 16, 17)
 _AUX_NAME = re.compile(r"data_AUX_(\d+)_(\d+)_(\d+)\.ndc$")
+_AUX16_NAME = re.compile(r"data_(\d+)\.ndc$")
 TEMPERATURE_CHANNEL_TYPE = 103
 # Errors the zip and XML layers raise for a damaged archive; all become ReaderError.
 _ZIP_ERRORS = (
@@ -61,22 +76,29 @@ _ZIP_ERRORS = (
     ET.ParseError,
 )
 
-_STEP = np.dtype(
-    [("cycle", "<i4"), ("step_id", "<i4"), ("_a", "V16"), ("status", "u1"), ("_b", "V8"),
-     ("first", "<i4"), ("_c", "V63")]
-)  # fmt: skip
-_RUN = np.dtype(
-    [("step_ms", "<i4"), ("_a", "u1"), ("chg_ah", "<f4"), ("dchg_ah", "<f4"), ("chg_wh", "<f4"),
-     ("dchg_wh", "<f4"), ("_b", "V12"), ("unix", "<i4"), ("step", "<i4"), ("sample", "<i4"),
-     ("ms", "<i2"), ("_c", "V53")]
-)  # fmt: skip
-# (record dtype, first byte of the records in a page, bytes left unused at the page's end)
+_STEP_FIELDS = [("cycle", "<i4"), ("step_id", "<i4"), ("_a", "V16"), ("status", "u1"),
+                ("_b", "V8"), ("first", "<i4")]  # fmt: skip
+_RUN_FIELDS = [("step_ms", "<u4"), ("_a", "u1"), ("chg_ah", "<f4"), ("dchg_ah", "<f4"),
+               ("chg_wh", "<f4"), ("dchg_wh", "<f4"), ("_b", "V8"), ("dt_ms", "<i4"),
+               ("unix", "<u4"), ("step", "<i4"), ("sample", "<i4"), ("ms", "<i2")]  # fmt: skip
+_STEP = np.dtype([*_STEP_FIELDS, ("_c", "V63")])  # versions 16, 17: 100 bytes
+_STEP14 = np.dtype(_STEP_FIELDS)  # 37 bytes
+_RUN = np.dtype([*_RUN_FIELDS, ("_c", "V53")])  # versions 16, 17: 100 bytes
+_RUN14 = np.dtype([*_RUN_FIELDS, ("_c", "V8")])  # 55 bytes
+_DATA = np.dtype([("v", "<f4"), ("i", "<f4")])
+_AUX17 = np.dtype("<f4")
+_AUX16 = np.dtype([("kind", "u1"), ("v", "<f4"), ("t", "<i2")])
+assert (_STEP.itemsize, _STEP14.itemsize, _RUN.itemsize, _RUN14.itemsize) == (100, 37, 100, 55)
+
+# (file type, version) -> record dtype
 _LAYOUT = {
-    1: (np.dtype([("v", "<f4"), ("i", "<f4")]), 132, 4),
-    5: (np.dtype("<f4"), 132, 4),
-    7: (_STEP, 132, 64),
-    18: (_RUN, 232, 64),
-}
+    **{(1, v): _DATA for v in SUPPORTED_NDC},
+    (7, 14): _STEP14, (7, 16): _STEP, (7, 17): _STEP,
+    (18, 14): _RUN14, (18, 16): _RUN, (18, 17): _RUN,
+    (5, 16): _AUX16, (5, 17): _AUX17, (5, 14): _AUX17,
+}  # fmt: skip
+# version -> (voltage to V, current to A, runInfo capacity to Ah and energy to Wh)
+_SCALE = {14: (1.0, 1.0, 1.0), 16: (1e-4, 1e-3, 1.0 / 3.6e6), 17: (1.0, 1.0, 1.0)}
 
 
 def sniff(head: bytes) -> bool:
@@ -85,8 +107,8 @@ def sniff(head: bytes) -> bool:
                                            b"TestInfo.xml" in head)  # fmt: skip
 
 
-def ndc_records(path: str | Path, name: str, blob: bytes, want_type: int) -> np.ndarray:
-    """All record slots of an .ndc table (empty slots included; callers filter them)."""
+def ndc_version(path: str | Path, name: str, blob: bytes, want_type: int) -> int:
+    """The ndc version of a table, after checking its file type and size."""
     if len(blob) < 4:
         raise ReaderError(path, f"{name}: {len(blob)} bytes", offset=0, expected="an ndc header")
     ftype, version = struct.unpack_from("<HH", blob, 0)
@@ -97,7 +119,8 @@ def ndc_records(path: str | Path, name: str, blob: bytes, want_type: int) -> np.
             path,
             f"{name}: ndc version {version} is not supported",
             offset=2,
-            expected=f"version {' or '.join(map(str, SUPPORTED_NDC))} (BTS 8.0)",
+            expected=f"version {', '.join(map(str, SUPPORTED_NDC))} (BTS 7.6 to 8.x); "
+            "export other versions from BTSDA as csv or xlsx",
         )
     if len(blob) < PAGE or (len(blob) - PAGE) % PAGE:
         raise ReaderError(
@@ -106,12 +129,28 @@ def ndc_records(path: str | Path, name: str, blob: bytes, want_type: int) -> np.
             offset=len(blob) - (len(blob) - PAGE) % PAGE if len(blob) >= PAGE else 0,
             expected=f"4096 + n * {PAGE} bytes",
         )
-    dtype, first, tail = _LAYOUT[want_type]
+    return int(version)
+
+
+def ndc_table(
+    path: str | Path, name: str, blob: bytes, want_type: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """The used records of an .ndc table, their slot numbers (from 1) and the ndc version."""
+    version = ndc_version(path, name, blob, want_type)
+    dtype = _LAYOUT[(want_type, version)]
     pages = np.frombuffer(blob, dtype=np.uint8, offset=PAGE).reshape(-1, PAGE)
-    body = np.ascontiguousarray(pages[:, first : PAGE - tail])
-    per_page = body.shape[1] // dtype.itemsize
-    body = np.ascontiguousarray(body[:, : per_page * dtype.itemsize])
-    return body.view(dtype).reshape(-1)
+    per_page = (PAGE - FIRST_SLOT - 1) // dtype.itemsize
+    mask = pages[:, 4 : 4 + -(-per_page // 8)]
+    used = np.unpackbits(mask, axis=1, bitorder="little")[:, :per_page].ravel().astype(bool)
+    body = pages[:, FIRST_SLOT : FIRST_SLOT + per_page * dtype.itemsize]
+    slots = np.flatnonzero(used)
+    rows = np.ascontiguousarray(body).reshape(-1, dtype.itemsize)[slots]
+    return np.ascontiguousarray(rows).view(dtype).reshape(-1), slots + 1, version
+
+
+def ndc_records(path: str | Path, name: str, blob: bytes, want_type: int) -> np.ndarray:
+    """The used records of an .ndc table, in file order."""
+    return ndc_table(path, name, blob, want_type)[0]
 
 
 def _xml(path: str | Path, names: list[str], get: Getter, name: str) -> ET.Element | None:
@@ -126,17 +165,12 @@ def _xml(path: str | Path, names: list[str], get: Getter, name: str) -> ET.Eleme
     return ET.fromstring(text)
 
 
-def _aux_files(names: list[str]) -> list[tuple[str, int, int]]:
-    out = []
-    for n in names:
-        m = _AUX_NAME.search(n)
-        if m:
-            out.append((n, int(m.group(1)), int(m.group(2))))
-    return sorted(out, key=lambda x: (x[1], x[2]))
-
-
 def read_ndax(path: str | Path) -> ReadResult:
-    return parse_ndax(path, Path(path).read_bytes())
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ReaderError(path, f"cannot read the file: {exc}") from None
+    return parse_ndax(path, data)
 
 
 def parse_ndax(path: str | Path, data: bytes) -> ReadResult:
@@ -159,98 +193,123 @@ def _read(path: str | Path, names: list[str], get: Getter, notes: Notes) -> Read
             raise ReaderError(
                 path,
                 f"no {need} in the archive (members: {names[:8]})",
-                expected="an .ndax from BTS 8 (data, data_step and data_runInfo tables)",
+                expected="an .ndax from BTS 7.6 or later (data, data_step and data_runInfo tables)",
             )
-    data = ndc_records(path, "data.ndc", get("data.ndc"), 1)
-    # Samples fill the slots in order; a voltage of exactly 0 marks the unused rest of the table.
-    used = np.flatnonzero(data["v"] != 0)
-    n = int(used[-1]) + 1 if used.size else 0
+    samples, index, version = ndc_table(path, "data.ndc", get("data.ndc"), 1)
+    n = samples.size
     if n == 0:
         raise ReaderError(path, "data.ndc holds no samples", expected="voltage records")
-    samples = data[:n]
-    steps = ndc_records(path, "data_step.ndc", get("data_step.ndc"), 7)
-    steps = steps[steps["first"] != 0]
-    runs = ndc_records(path, "data_runInfo.ndc", get("data_runInfo.ndc"), 18)
-    runs = runs[runs["sample"] != 0]
-    if steps.size == 0 or runs.size == 0:
-        raise ReaderError(path, "no step or runInfo records", expected="at least one of each")
-    steps = _within(path, "data_step.ndc", steps, "first", n, notes)
-    runs = _within(path, "data_runInfo.ndc", runs, "sample", n, notes)
-
-    index = np.arange(1, n + 1)
-    # Step of every sample: the last step that started at or before it.
+    steps, _, _ = ndc_table(path, "data_step.ndc", get("data_step.ndc"), 7)
+    runs, _, _ = ndc_table(path, "data_runInfo.ndc", get("data_runInfo.ndc"), 18)
+    steps = _rising(path, "data_step.ndc", steps[steps["first"] > 0], "first", index[-1], notes)
+    runs = _rising(path, "data_runInfo.ndc", runs[runs["sample"] > 0], "sample", index[-1], notes)
+    # A sample can carry two runInfo records (the first sample of a test: step time 0 and 1 s);
+    # the first is the sample's own, as BTSDA shows it.
+    runs = runs[np.unique(runs["sample"], return_index=True)[1]]
+    # Step of every sample: the last step that started at or before it; likewise its runInfo.
     which = np.searchsorted(steps["first"], index, side="right") - 1
-    if which[0] < 0:
+    anchor = np.searchsorted(runs["sample"], index, side="right") - 1
+    if which[0] < 0 or anchor[0] < 0:
         raise ReaderError(
-            path, "the first step starts after the first sample", expected="step 1 at sample 1"
+            path,
+            f"sample {int(index[0])} comes before the first step and runInfo record "
+            f"(sample {int(steps['first'][0])}, {int(runs['sample'][0])})",
+            expected="step 1 and a runInfo record at the first sample",
         )
-    unix_anchor = runs["unix"].astype(np.float64) + runs["ms"].astype(np.float64) / 1000.0
-    unix = _interpolate(runs["sample"].astype(np.float64), unix_anchor, index.astype(np.float64))
-    interpolated = n - len(np.unique(runs["sample"]))
-    if interpolated:
-        notes.warn(
-            f"{interpolated} of {n} samples carry no time in the file; their time is interpolated "
-            "linearly in sample number between the runInfo records"
-        )
-    frame = pl.DataFrame(
-        {
-            "test_time_second": unix - unix[0],
-            "unix_time_second": unix,
-            "voltage_volt": samples["v"].astype(np.float64),
-            "current_ampere": samples["i"].astype(np.float64),
-            "cycle_count": steps["cycle"][which].astype(np.int64) + 1,
-            "step_index": steps["step_id"][which].astype(np.int64) - 1,
-            "step_count": which.astype(np.int64) + 1,
-        }
-    )
+    v_scale, i_scale, q_scale = _SCALE[version]
+    volt = samples["v"].astype(np.float64) * v_scale
+    current = samples["i"].astype(np.float64) * i_scale
+    run = runs[anchor]
+    dt = run["dt_ms"].astype(np.float64) / 1000.0
+    after = (index - run["sample"]).astype(np.float64)  # samples since the runInfo record
+    unix = run["unix"].astype(np.float64) + run["ms"].astype(np.float64) / 1000.0 + after * dt
+    step_time = run["step_ms"].astype(np.float64) / 1000.0 + after * dt
+    # Charge and energy since the runInfo record: each later sample adds current x interval.
+    dq, de = current * dt / 3600.0, current * volt * dt / 3600.0
+    at_run = after == 0
+    dq[at_run] = de[at_run] = 0.0
+    q, e = _since_anchor(dq, anchor), _since_anchor(de, anchor)
+    step_count = which.astype(np.int64) + 1
+    status = steps["status"]
+    charge_first = cycles_from_steps(status)
+    columns = {
+        "test_time_second": _total_time(step_time, step_count),
+        "unix_time_second": unix,
+        "voltage_volt": volt,
+        "current_ampere": current,
+        "cycle_count": steps["cycle"][which].astype(np.int64) + 1,
+        "step_index": steps["step_id"][which].astype(np.int64) - 1,
+        "step_count": step_count,
+        "charging_capacity_ampere_hour": np.abs(run["chg_ah"]) * q_scale + np.clip(q, 0, None),
+        "discharging_capacity_ampere_hour": np.abs(run["dchg_ah"]) * q_scale + np.clip(-q, 0, None),
+        "charging_energy_watt_hour": np.abs(run["chg_wh"]) * q_scale + np.clip(e, 0, None),
+        "discharging_energy_watt_hour": np.abs(run["dchg_wh"]) * q_scale + np.clip(-e, 0, None),
+    }
+    frame = pl.DataFrame(columns)
+    for name in ("charging_capacity_ampere_hour", "discharging_capacity_ampere_hour",
+                 "charging_energy_watt_hour", "discharging_energy_watt_hour"):  # fmt: skip
+        frame = step_to_cycle_capacity(frame.rename({name: "_step"}), "_step", name).drop("_step")
     meta = _metadata(path, names, get)
-    temperature = _temperature(path, get, names, meta, n, notes)
+    temperature = _temperature(path, get, names, meta, index, notes)
     if temperature is not None:
         frame = frame.with_columns(pl.Series("temperature_celsius", temperature))
-    frame = capacities_per_cycle(frame)
     frame = finish_samples(path, frame, line_of=lambda r: {})
+    unknown = sorted({int(s) for s in np.unique(status)} - set(STEP_TYPES))
+    if unknown:
+        notes.warn(f"data_step.ndc: step type codes {unknown} are not known; read as neither "
+                   "charge nor discharge")  # fmt: skip
     meta.update(
         {
             "instrument": "Neware",
-            "ndc_version": int(struct.unpack_from("<H", get("data.ndc"), 2)[0]),
-            "samples_with_time": n - interpolated,
+            "ndc_version": version,
+            "samples_with_time": int(at_run.sum()),
             "start_time_known": True,
+            "step_types": [STEP_TYPES.get(int(c), str(int(c))) for c in np.unique(status)],
+            "cycles": "the file's cycle field (from 0) + 1, as BTSDA's export numbers them",
+            "charge_first_cycles": int(charge_first[-1]),
         }
     )
     return ReadResult("samples", frame, "neware-ndax", meta, notes.items)
 
 
-def _within(path, name: str, rec: np.ndarray, field: str, n: int, notes: Notes) -> np.ndarray:
+def _since_anchor(d: np.ndarray, anchor: np.ndarray) -> np.ndarray:
+    """Running sum of ``d`` restarting at every runInfo record (``anchor`` rises by groups)."""
+    total = np.cumsum(d)
+    starts = np.r_[0, np.flatnonzero(np.diff(anchor)) + 1]
+    before = total[starts] - d[starts]
+    return total - np.repeat(before, np.diff(np.r_[starts, d.size]))
+
+
+def _total_time(step_time: np.ndarray, step_count: np.ndarray) -> np.ndarray:
+    """Test time as BTSDA's Total Time: each step starts where the steps before it ended."""
+    last = np.r_[np.flatnonzero(np.diff(step_count)), step_count.size - 1]
+    before = np.r_[0.0, np.cumsum(step_time[last])[:-1]]
+    starts = np.r_[0, last[:-1] + 1]
+    return step_time + np.repeat(before, last - starts + 1)
+
+
+def _rising(path, name: str, rec: np.ndarray, field: str, last: int, notes: Notes) -> np.ndarray:
     """Records whose sample numbers rise from 1; those past the last sample (a data table cut
     short) are dropped with a warning."""
+    if rec.size == 0:
+        raise ReaderError(path, f"{name} holds no records", expected="at least one record")
     values = rec[field]
     bad = np.flatnonzero(np.diff(values) < 0)
-    if values[0] < 1 or bad.size:
-        row = int(bad[0]) + 1 if bad.size else 0
+    if bad.size:
+        row = int(bad[0]) + 1
         raise ReaderError(
             path,
-            f"{name}: record {row} points at sample {int(values[row])}",
+            f"{name}: record {row} points at sample {int(values[row])}, "
+            f"before sample {int(values[row - 1])} of the record before it",
             expected="sample numbers rising from 1",
         )
-    past = values > n
+    past = values > last
     if past.any():
-        notes.warn(f"{name}: {int(past.sum())} records after the last sample ({n}) dropped")
+        notes.warn(f"{name}: {int(past.sum())} records after the last sample ({last}) dropped")
         rec = rec[~past]
         if rec.size == 0:
-            raise ReaderError(path, f"{name}: no record within the {n} samples")
+            raise ReaderError(path, f"{name}: no record within the {last} samples")
     return rec
-
-
-def _interpolate(x: np.ndarray, y: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """Piecewise-linear y(at) through (x, y); beyond the ends, the nearest segment's slope."""
-    x, keep = np.unique(x, return_index=True)
-    y = y[keep]
-    out = np.interp(at, x, y)
-    if x.size >= 2:
-        lo, hi = at < x[0], at > x[-1]
-        out[lo] = y[0] + (at[lo] - x[0]) * (y[1] - y[0]) / (x[1] - x[0])
-        out[hi] = y[-1] + (at[hi] - x[-1]) * (y[-1] - y[-2]) / (x[-1] - x[-2])
-    return out
 
 
 def _metadata(path, names: list[str], get: Getter) -> dict:
@@ -271,10 +330,22 @@ def _metadata(path, names: list[str], get: Getter) -> dict:
     return meta
 
 
-def _temperature(path, get: Getter, names: list[str], meta: dict, n: int, notes: Notes):
-    """The first auxiliary temperature channel (channel type 103), one value per sample."""
+def _on_samples(values: np.ndarray, slots: np.ndarray, index: np.ndarray) -> np.ndarray | None:
+    """Values of an auxiliary table (by slot number) at the samples' numbers; None if the table
+    does not cover them."""
+    pos = np.clip(np.searchsorted(slots, index), 0, max(slots.size - 1, 0))
+    if slots.size == 0 or not np.all(slots[pos] == index):
+        return None
+    return values[pos]
+
+
+def _temperature(path, get: Getter, names: list[str], meta: dict, index, notes: Notes):
+    """The first auxiliary temperature channel, one value per sample."""
     aux_info = meta.get("aux", [])
-    for name, channel, kind in _aux_files(names):
+    tables = sorted(
+        (int(m.group(1)), int(m.group(2)), n) for n in names if (m := _AUX_NAME.search(n))
+    )
+    for channel, kind, name in tables:
         # The file name carries the channel and its type less 100 (data_AUX_144_3_1: type 103).
         types = [
             int(a["ChlType"])
@@ -285,13 +356,23 @@ def _temperature(path, get: Getter, names: list[str], meta: dict, n: int, notes:
         if chl_type != TEMPERATURE_CHANNEL_TYPE:
             notes.warn(f"auxiliary table {name} (channel type {chl_type}) skipped")
             continue
-        values = ndc_records(path, name, get(name), 5)
-        if values.size < n:
-            notes.warn(f"{name} has {values.size} values for {n} samples; skipped")
+        values, slots, _ = ndc_table(path, name, get(name), 5)
+        temp = _on_samples(values.astype(np.float64), slots, index)
+        if temp is None:
+            notes.warn(f"{name} has {values.size} values for {index.size} samples; skipped")
             continue
-        temp = values[:n].astype(np.float64)
         if not np.all(np.isfinite(temp)):
             notes.warn(f"{name} holds non-finite temperatures; skipped")
+            continue
+        return temp
+    for name in sorted(n for n in names if _AUX16_NAME.search(n)):
+        values, slots, version = ndc_table(path, name, get(name), 5)
+        if version != 16:
+            notes.warn(f"auxiliary table {name} of ndc version {version} skipped")
+            continue
+        temp = _on_samples(values["t"].astype(np.float64) / 10.0, slots, index)
+        if temp is None or not np.any(temp != 0):
+            notes.warn(f"auxiliary table {name} holds no temperature for the samples; skipped")
             continue
         return temp
     return None

@@ -132,12 +132,16 @@ def _to_float(
 
 
 def _hms_seconds(path: str | Path, s: pl.Series, name: str, table: Table) -> pl.Series:
-    """``[d-]hh:mm:ss[.f]`` (also ``mm:ss`` and plain seconds) to seconds."""
+    """``[d-]hh:mm:ss[.f]``, Maccor's ``Nd hh:mm:ss[.f]`` (also ``mm:ss`` and plain seconds) to
+    seconds; a decimal comma where the table has them."""
     t = pl.col("t").str.strip_chars()
-    parts = t.str.replace(r"^\d+-", "").str.split(":")
+    if table.decimal_comma:
+        t = t.str.replace(",", ".", literal=True)
+    day = r"^(\d+)(?:-|d\s*)"
+    parts = t.str.replace(day, "").str.split(":")
     p = [parts.list.get(i, null_on_oob=True).cast(pl.Float64, strict=False) for i in range(3)]
     n = parts.list.len()
-    days = t.str.extract(r"^(\d+)-", 1).cast(pl.Float64).fill_null(0.0)
+    days = t.str.extract(day, 1).cast(pl.Float64).fill_null(0.0)
     seconds = (
         pl.when(n == 3)
         .then(p[0] * 3600 + p[1] * 60 + p[2])
@@ -169,6 +173,7 @@ DATETIME_FORMATS = (
     "%m/%d/%Y %H:%M:%S%.f",
     "%d.%m.%Y %H:%M:%S%.f",
 )
+DATE_FORMATS = ("%m/%d/%Y", "%Y-%m-%d", "%d.%m.%Y")
 
 
 def parse_datetimes(path: str | Path, s: pl.Series, name: str, line0: int) -> pl.Series:
@@ -188,6 +193,12 @@ def parse_datetimes(path: str | Path, s: pl.Series, name: str, line0: int) -> pl
         bad = dt.is_null() & text.is_not_null()
         if not bad.any():
             return dt.dt.epoch("us").cast(pl.Float64) / 1e6
+        first_bad = max(first_bad, int(bad.arg_max()))
+    for fmt in DATE_FORMATS:  # a date alone (some exports stamp rows with the day only): midnight
+        day = text.str.strptime(pl.Date, fmt, strict=False)
+        bad = day.is_null() & text.is_not_null()
+        if not bad.any():
+            return day.cast(pl.Datetime("us")).dt.epoch("us").cast(pl.Float64) / 1e6
         first_bad = max(first_bad, int(bad.arg_max()))
     raise ReaderError(
         path,
