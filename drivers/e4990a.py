@@ -5,6 +5,32 @@ Follows the *Keysight E4990A Impedance Analyzer Programming Guide* (SCPI over LA
 120; lower options stop at 10/20/30/50 MHz: pass ``max_frequency_hertz``), 2..1601 points,
 oscillator 5 mV..1 V rms or 200 uA..20 mA rms, DC bias +/-40 V (option 001).
 
+Command table (PG = the programming guide; "public drivers" = the E4990A scripts and classes
+published on GitHub that we read: Keysight-style example scripts writing ``:SENS1:APER:TIME``,
+MATLAB ``setAccuracy`` writing ``:SENS1:APER``, a VB.NET driver writing ``:SENS1:APER {n}``):
+
+- ``*CLS``, ``:FORM:DATA ASC``, ``:TRIG:SOUR BUS``, ``:INIT1:CONT ON`` (no reply). PG; the
+  public drivers send the same lines.
+- ``:CALC1:PAR:COUN 2``, ``:CALC1:PAR<n>:DEF R|X``, ``:CALC1:PAR<n>:SEL``,
+  ``:CALC1:SEL:FORM REAL`` (no reply). PG; public drivers (``:CALC1:PAR1:DEF R``,
+  ``:CALC1:PAR2:DEF X``).
+- ``:SENS1:APER:TIME <1..5>``: measurement speed, 1 fastest .. 5 most accurate. Every public
+  E4990A driver we read uses ``:SENS1:APER[:TIME]``; ``:SENS1:BAND`` (which earlier versions
+  sent) is a network analyzer's IF-bandwidth command that the E4990A is not documented to have.
+- ``:SENS1:SWE:TYPE LOG``, ``:SENS1:FREQ:STAR|STOP``, ``:SENS1:SWE:POIN``, ``:SOUR1:MODE``,
+  ``:SOUR1:VOLT|CURR``, ``:SOUR1:BIAS:MODE|VOLT|STAT`` (no reply). PG; public drivers.
+- ``:TRIG:SING`` then ``*OPC?`` -> ``+1``. The public drivers read ``+1`` (Keysight signs <NR1>);
+  this driver accepts ``1`` and ``+1``. With ``completion="stb"``: ``*ESE 1``, ``*OPC``,
+  ``*STB?`` -> ``+<n>`` (bit 5: event summary), ``*ESR?`` -> ``+<n>``.
+- ``:SYST:ERR?`` -> ``+0,"No error"`` / ``-113,"Undefined header"``. Signed codes as the public
+  drivers print them; the parser accepts signed and unsigned.
+- ``:CALC1:SEL:DATA:FDAT?`` -> ``<primary>,<secondary>,...`` (2 per point; secondary 0 in REAL
+  format); ``:SENS1:FREQ:DATA?`` -> ``<f1>,<f2>,...``. PG; public drivers.
+- ``:SOUR1:BIAS:STAT?`` -> ``0``/``1`` (or ``+0``/``+1``).
+
+Over-range points read ``9.9E37``-class values (SCPI convention; not confirmed in the guide for
+the E4990A) and are raised as InstrumentRangeError.
+
 One sweep (:meth:`KeysightE4990A.sweep`): configure channel 1 for a log sweep with trace 1 = R
 and trace 2 = X in REAL format; bus trigger ``:TRIG:SING``; wait for completion with ``*OPC?``
 under a timeout computed from the sweep's expected duration (or, ``completion="stb"``, by
@@ -21,7 +47,6 @@ drain (with the bias off it leaves the simulated cell open).
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Literal
 
@@ -34,6 +59,7 @@ from cellbench.drivers.errors import (
     InstrumentRangeError,
     InstrumentTimeout,
 )
+from cellbench.drivers.frequencies import log_points
 from cellbench.drivers.scpi_driver import ScpiDriver, parse_bool, scpi_property
 from cellbench.drivers.transport import Transport
 
@@ -48,16 +74,11 @@ ESR_OPC = 1
 STB_ESB = 32
 
 
-def log_points(start_hertz: float, stop_hertz: float, points_per_decade: float) -> int:
-    """Points of a log sweep with ``points_per_decade`` (both ends included)."""
-    decades = abs(math.log10(stop_hertz / start_hertz))
-    return max(2, round(points_per_decade * decades) + 1)
-
-
-def expected_sweep_s(frequencies: np.ndarray, bandwidth: int = 1) -> float:
-    """A generous upper bound on the sweep time, s: ~10 signal periods per point at bandwidth 1
-    plus 5 ms per point (the E4990A needs a few periods per point at low frequency)."""
-    return float(np.sum(5e-3 + 10.0 * bandwidth / np.asarray(frequencies)))
+def expected_sweep_s(frequencies: np.ndarray, measurement_speed: int = 1) -> float:
+    """A generous upper bound on the sweep time, s: ~10 signal periods per point at speed 1
+    (times the speed setting) plus 5 ms per point (the E4990A needs a few periods per point at
+    low frequency)."""
+    return float(np.sum(5e-3 + 10.0 * measurement_speed / np.asarray(frequencies)))
 
 
 class KeysightE4990A(ScpiDriver):
@@ -69,7 +90,8 @@ class KeysightE4990A(ScpiDriver):
         timeout_s: bound on each ordinary reply, s (a sweep's wait adds its expected duration).
         transport: an open transport to use instead of opening ``address``.
         max_frequency_hertz: top of the installed frequency option (120 MHz for option 120).
-        bandwidth: measurement bandwidth 1 (fast) .. 5 (slow, precise).
+        measurement_speed: ``:SENS1:APER:TIME`` 1 (fastest) .. 5 (most accurate); ``bandwidth``
+            is accepted as its former name.
         completion: ``"opc"`` (``*OPC?``) or ``"stb"`` (poll the status byte).
         poll_interval_s: status-byte polling interval with ``completion="stb"``.
     """
@@ -84,7 +106,8 @@ class KeysightE4990A(ScpiDriver):
         timeout_s: float = 5.0,
         transport: Transport | None = None,
         max_frequency_hertz: float = MAX_FREQUENCY_HERTZ,
-        bandwidth: int = 1,
+        measurement_speed: int = 1,
+        bandwidth: int | None = None,
         completion: Literal["opc", "stb"] = "opc",
         poll_interval_s: float = 0.05,
     ):
@@ -100,7 +123,8 @@ class KeysightE4990A(ScpiDriver):
             )
         self.completion = completion
         self.poll_interval_s = float(poll_interval_s)
-        self.bandwidth = int(self.check_range("bandwidth", bandwidth, 1, 5, "(1..5)"))
+        speed = measurement_speed if bandwidth is None else bandwidth
+        self.measurement_speed = self.check_count("measurement speed", speed, 1, 5)
         self._configure()
 
     def _configure(self) -> None:
@@ -117,16 +141,25 @@ class KeysightE4990A(ScpiDriver):
                 ":CALC1:PAR2:DEF X",
                 ":CALC1:PAR2:SEL",
                 ":CALC1:SEL:FORM REAL",
-                f":SENS1:BAND {self.bandwidth}",
+                f":SENS1:APER:TIME {self.measurement_speed}",
             ):
                 self._write(line)
             self.check_errors(":CALC1:PAR1:DEF R")
 
     # -- one-line settings ------------------------------------------------------------------
-    bias_enabled = scpi_property(":SOUR1:BIAS:STAT?", parse=parse_bool, doc="DC bias on")
-    points = scpi_property(":SENS1:SWE:POIN?", parse=lambda s: int(float(s)), doc="sweep points")
-    start_frequency_hertz = scpi_property(":SENS1:FREQ:STAR?", doc="sweep start, Hz")
-    stop_frequency_hertz = scpi_property(":SENS1:FREQ:STOP?", doc="sweep stop, Hz")
+    bias_enabled = scpi_property(":SOUR1:BIAS:STAT?", name="DC bias", parse=parse_bool)
+    points = scpi_property(":SENS1:SWE:POIN?", name="sweep points", parse=lambda s: int(float(s)))
+    start_frequency_hertz = scpi_property(":SENS1:FREQ:STAR?", name="sweep start, Hz")
+    stop_frequency_hertz = scpi_property(":SENS1:FREQ:STOP?", name="sweep stop, Hz")
+    speed = scpi_property(
+        ":SENS1:APER:TIME?",
+        ":SENS1:APER:TIME {}",
+        name="measurement speed",
+        values=(1, 2, 3, 4, 5),
+        parse=lambda s: int(float(s)),
+        to_wire=lambda v: str(int(v)),
+        doc="measurement speed 1 (fastest) .. 5 (most accurate), ``:SENS1:APER:TIME``",
+    )
 
     # -- configuration ----------------------------------------------------------------------
     def configure_sweep(
@@ -206,7 +239,7 @@ class KeysightE4990A(ScpiDriver):
             if self.completion == "opc":
                 self._write(":TRIG:SING")
                 reply = self._query("*OPC?", timeout_s=self.timeout_s + wait_s)
-                if reply.strip() != "1":
+                if reply.strip().lstrip("+") != "1":  # Keysight answers "+1"
                     raise self._reply_error(f"*OPC? answered {reply!r}", "*OPC?")
                 return
             self._write("*ESE 1")
@@ -301,7 +334,7 @@ class KeysightE4990A(ScpiDriver):
                 amplitude_unit=amplitude_unit,
                 dc_bias_volt=dc_bias_volt,
             )
-            wait = expected_sweep_s(np.geomspace(low, high, points), self.bandwidth)
+            wait = expected_sweep_s(np.geomspace(low, high, points), self.measurement_speed)
             self.trigger_and_wait(wait)
             frame = self.read_data(points)
         return frame if start_hertz <= stop_hertz else frame.reverse()

@@ -64,7 +64,7 @@ def test_connect_configures_r_and_x_traces(sim):
         ":CALC1:PAR2:DEF X",
         ":CALC1:PAR2:SEL",
         ":CALC1:SEL:FORM REAL",
-        ":SENS1:BAND 1",
+        ":SENS1:APER:TIME 1",
     ]
     assert sim.definitions[1] == "R" and sim.definitions[2] == "X"
     assert isinstance(driver, ImpedanceAnalyzer)
@@ -247,7 +247,7 @@ def test_third_party_style_script(sim, cell):
         inst.write(":SENS1:FREQ:STAR 1E3;:SENS1:FREQ:STOP 1E6")
         inst.write(":TRIG:SOUR BUS")
         inst.write(":TRIG:SING")
-        assert inst.query("*OPC?") == "1"
+        assert inst.query("*OPC?") == "+1"  # Keysight signs <NR1>
         inst.write(":CALC1:PAR1:SEL")
         inst.write(":CALC1:SEL:FORM MLIN")
         magnitude = np.array(inst.query(":CALC1:DATA:FDAT?").split(","), dtype=float)[0::2]
@@ -256,7 +256,7 @@ def test_third_party_style_script(sim, cell):
         z = cell.impedance(f)
         np.testing.assert_allclose(magnitude, np.abs(z), rtol=6 * NOISE)
         np.testing.assert_allclose(phase, np.degrees(np.angle(z)), atol=0.5)
-        assert inst.query(":SYST:ERR?") == '0,"No error"'
+        assert inst.query(":SYST:ERR?") == '+0,"No error"'
     finally:
         inst.close()
 
@@ -278,3 +278,75 @@ def test_data_later_than_the_timeout_is_not_read_as_the_next_reply(eis, sim, cel
     assert f == pytest.approx(np.logspace(2, 3, log_points(100.0, 1000.0, 2)))
     z = _complex(frame)
     assert np.abs(z - cell.impedance(f)) / np.abs(z) == pytest.approx(np.zeros(f.size), abs=0.05)
+
+
+# --- the instrument's own facts (issue 18) -----------------------------------------------------
+def _connect_transcript() -> list[tuple[bytes, bytes | None]]:
+    """Connecting, with the replies the public E4990A drivers read (signed <NR1>)."""
+    lines = [
+        "*CLS",
+        ":FORM:DATA ASC",
+        ":TRIG:SOUR BUS",
+        ":INIT1:CONT ON",
+        ":CALC1:PAR:COUN 2",
+        ":CALC1:PAR1:DEF R",
+        ":CALC1:PAR1:SEL",
+        ":CALC1:SEL:FORM REAL",
+        ":CALC1:PAR2:DEF X",
+        ":CALC1:PAR2:SEL",
+        ":CALC1:SEL:FORM REAL",
+        ":SENS1:APER:TIME 3",
+    ]
+    return [
+        *((f"{line}\n".encode(), None) for line in lines),
+        (b":SYST:ERR?\n", b'+0,"No error"\n'),
+    ]
+
+
+def test_measurement_speed_is_aperture_and_signed_replies_are_read():
+    """Speed is ``:SENS1:APER:TIME`` (as in every public E4990A driver), ``*OPC?`` answers
+    ``+1`` and ``:SYST:ERR?`` ``+0,"No error"``: a two-point sweep replayed byte for byte."""
+    from cellbench.drivers.replay import replay
+
+    sweep = [
+        ":SENS1:SWE:TYPE LOG",
+        ":SENS1:FREQ:STAR 1000",
+        ":SENS1:FREQ:STOP 10000",
+        ":SENS1:SWE:POIN 2",
+        ":SOUR1:MODE VOLT",
+        ":SOUR1:VOLT 0.1",
+        ":SOUR1:BIAS:STAT OFF",
+    ]
+    pairs = [
+        *_connect_transcript(),
+        *((f"{line}\n".encode(), None) for line in sweep),
+        (b":SYST:ERR?\n", b'+0,"No error"\n'),
+        (b":TRIG:SING\n", None),
+        (b"*OPC?\n", b"+1\n"),
+        (b":CALC1:PAR1:SEL\n", None),
+        (
+            b":CALC1:SEL:DATA:FDAT?\n",
+            b"+1.00000000000E+002,+0.00000000000E+000,+9.00000000000E+001,+0.00000000000E+000\n",
+        ),
+        (b":CALC1:PAR2:SEL\n", None),
+        (
+            b":CALC1:SEL:DATA:FDAT?\n",
+            b"-5.00000000000E+001,+0.00000000000E+000,-5.00000000000E+000,+0.00000000000E+000\n",
+        ),
+        (b":SENS1:FREQ:DATA?\n", b"+1.00000000000E+003,+1.00000000000E+004\n"),
+    ]
+    with replay(KeysightE4990A, pairs, measurement_speed=3) as eis:
+        frame = eis.sweep(1e3, 1e4, 1, 0.1)
+    assert frame["z_real_ohm"].to_list() == [100.0, 90.0]
+    assert frame["z_imag_ohm"].to_list() == [-50.0, -5.0]
+
+
+def test_simulator_has_no_if_bandwidth_command(eis):
+    """``:SENS1:BAND`` is a network analyzer's command: the simulated E4990A rejects it, as the
+    instrument is expected to, while ``:SENS1:APER:TIME`` is kept."""
+    eis._write(":SENS1:BAND 3")
+    assert eis.errors() == [(-113, "Undefined header;:SENS1:BAND 3")]
+    eis.speed = 4
+    assert eis.speed == 4
+    with pytest.raises(ArgumentRangeError, match="measurement speed 6"):
+        eis.speed = 6

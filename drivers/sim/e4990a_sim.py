@@ -1,7 +1,8 @@
 """Simulated Keysight E4990A impedance analyzer on the shared cell (SCPI on a loopback socket).
 
 Implements the part of the *E4990A Programming Guide* command set a frequency sweep needs:
-sweep type, start/stop, points, measurement bandwidth, oscillator mode and level, DC bias,
+sweep type, start/stop, points, measurement speed (``:SENSe1:APERture:TIME``), oscillator mode
+and level, DC bias,
 trace parameters (``:CALCulate1:PARameter<n>:DEFine`` R, X, Z, TZ, ...) and formats, bus trigger
 (``:TRIGger:SOURce BUS``, ``:TRIGger[:SEQuence]:SINGle``), ``*OPC?``/``*OPC`` completion and the
 data queries ``:CALCulate1[:SELected]:DATA:FDATa?`` and ``:SENSe1:FREQuency:DATA?``.
@@ -106,6 +107,9 @@ class E4990ASimulator(ScpiServer):
     """An E4990A (option 120, 20 Hz-120 MHz, option 001 DC bias) measuring the cell."""
 
     idn = "Keysight Technologies,E4990A,MY54100123,A.02.12"
+    #: integer replies are signed (``*OPC?`` -> ``+1``, ``:SYST:ERR?`` -> ``+0,"No error"``) as
+    #: the public E4990A drivers read them
+    signed_numbers = True
     ignored_prefixes = (":DISP", ":SYST:BEEP", ":SYST:PRES")
 
     def __init__(
@@ -230,17 +234,20 @@ class E4990ASimulator(ScpiServer):
             set=lambda a, n: setattr(
                 self, "points", int(parse_number(a, minimum=2, maximum=MAX_POINTS))
             ),
-            get=lambda a, n: str(self.points),
+            get=lambda a, n: f"{self.points:+d}",
         )
         add(
             ":SENSe#:SWEep:TYPE",
             set=lambda a, n: setattr(self, "sweep_type", parse_choice(a, SWEEP_TYPES)),
             get=lambda a, n: self.sweep_type,
         )
+        # measurement speed 1 (fastest) .. 5 (most accurate): :SENSe<ch>:APERture[:TIME] in
+        # every public E4990A driver; there is no :SENSe:BANDwidth (a network-analyzer IF
+        # bandwidth command) on the E4990A, so it is an undefined header here
         add(
-            ":SENSe#:BANDwidth[:RESolution]",
+            ":SENSe#:APERture[:TIME]",
             set=lambda a, n: setattr(self, "bandwidth", int(parse_number(a, minimum=1, maximum=5))),
-            get=lambda a, n: str(self.bandwidth),
+            get=lambda a, n: f"{self.bandwidth:+d}",
         )
 
         def osc_mode(args: str, n: tuple[int, ...]) -> None:
@@ -300,7 +307,11 @@ class E4990ASimulator(ScpiServer):
             self.trace_count = int(parse_number(args, minimum=1, maximum=4))
             self.active_trace = min(self.active_trace, self.trace_count)
 
-        add(":CALCulate#:PARameter:COUNt", set=trace_count, get=lambda a, n: str(self.trace_count))
+        add(
+            ":CALCulate#:PARameter:COUNt",
+            set=trace_count,
+            get=lambda a, n: f"{self.trace_count:+d}",
+        )
 
         def define(args: str, n: tuple[int, ...]) -> None:
             trace = n[1]

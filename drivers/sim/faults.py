@@ -10,6 +10,8 @@ command arrives. Kinds:
                  (serial simulators: the port stays silent for ``delay_s``, like an unplugged
                  adapter).
 ``over_range``   the next measurement reports the instrument's over-range value.
+``measurement_fault``  the next reading reports the instrument's measurement-fault value
+                 (BT356x: contact check failed, +1E+10 class).
 ``interlock``    the safety interlock opens (the simulator turns its output off).
 ``error_queue``  an error is pushed on the instrument's error queue (``code``, ``message``).
 
@@ -28,6 +30,7 @@ FAULT_KINDS = (
     "garbled",
     "disconnect",
     "over_range",
+    "measurement_fault",
     "interlock",
     "error_queue",
 )

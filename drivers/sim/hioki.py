@@ -27,7 +27,48 @@ from cellbench.drivers.sim.scpi_server import (
 from cellbench.drivers.sim.serial_server import SerialSimulator
 
 IM3590_OVER_RANGE = "9.9999E+19"
-BT3562_OVER_RANGE = "+9.9999E+37"
+
+#: BT356x reply formats (manual BT3562A981-09 p. 159, "Measurement Value Formats"): per range,
+#: (digits left of the point, digits right of it, exponent) of a normal reading; over range
+#: (±OF) is ±1E+9 and a measurement fault +1E+10 written in the same width
+BT_RESISTANCE_FORMATS = {
+    3e-3: (2, 4, -3),
+    30e-3: (3, 3, -3),
+    300e-3: (4, 2, -3),
+    3.0: (2, 4, 0),
+    30.0: (3, 3, 0),
+    300.0: (4, 2, 0),
+    3000.0: (2, 4, 3),
+}
+BT_VOLTAGE_FORMATS = {6.0: (1, 5, 0), 60.0: (2, 4, 0), 100.0: (3, 3, 0), 300.0: (3, 3, 0)}
+BT_VOLTAGE_RANGES = {
+    "BT3562": (6.0, 60.0),
+    "BT3562-01": (6.0, 60.0),
+    "BT3562A": (6.0, 60.0, 100.0),
+    "BT3563": (6.0, 60.0, 300.0),
+    "BT3563-01": (6.0, 60.0, 300.0),
+    "BT3563A": (6.0, 60.0, 300.0),
+}
+
+
+def bt_field(value: float, left: int, right: int, exponent: int) -> str:
+    """A BT356x reading as the instrument sends it: sign position blank when positive, zeros
+    left of the point blank (``-7.51`` with (4, 2, 0) -> ``"-   7.51E+0"``)."""
+    digits = f"{abs(value) / 10.0**exponent:0{left + 1 + right}.{right}f}"
+    integer, _, fraction = digits.partition(".")
+    stripped = integer.lstrip("0") or "0"
+    integer = " " * (len(integer) - len(stripped)) + stripped
+    sign = "-" if value < 0 else " "
+    return f"{sign}{integer}.{fraction}E{exponent:+d}"
+
+
+def bt_marker(mantissa_left: int, right: int, exponent: int, *, fault: bool, negative: bool) -> str:
+    """±OF (1E+9) or measurement fault (+1E+10) in a range's width (``+10.0000E+8`` ...)."""
+    power = 10 if fault else 9
+    shift = power - (mantissa_left - 1)
+    mantissa = f"{10 ** (mantissa_left - 1):d}.{'0' * right}"
+    sign = "+" if fault else ("-" if negative else " ")  # the fault is printed "+..."
+    return f"{sign}{mantissa}E+{shift}"
 
 
 def nr3(value: float) -> str:
@@ -222,18 +263,30 @@ class IM3590Simulator(_HiokiSerial):
 
 
 class BT3562Simulator(_HiokiSerial):
-    """Hioki BT3562: AC resistance at 1 kHz (the real part of the cell's impedance) and voltage."""
+    """Hioki BT3562 family: AC resistance at 1 kHz (the real part of the cell's impedance) and
+    voltage, replies padded as the manual prints them. ``model`` picks the voltage ranges
+    (BT3562A: 100 V; BT3563, BT3563-01, BT3563A: 300 V)."""
 
     driver = "bt3562"
-    idn = "HIOKI,BT3562,250654321,V1.10"
-    RESISTANCE_RANGES = (3e-3, 30e-3, 300e-3, 3.0, 30.0, 300.0, 3000.0)
-    VOLTAGE_RANGES = (6.0, 60.0)
+    RESISTANCE_RANGES = tuple(BT_RESISTANCE_FORMATS)
     #: Readings up to this fraction of full scale are displayed; beyond: OvrRng.
     FULL_SCALE = 1.05
 
     def __init__(
-        self, cell, *, name: str = "", faults=None, link_dir=None, noise_relative: float = 1e-3
+        self,
+        cell,
+        *,
+        name: str = "",
+        faults=None,
+        link_dir=None,
+        noise_relative: float = 1e-3,
+        model: str = "BT3562",
     ):
+        if model not in BT_VOLTAGE_RANGES:
+            raise ValueError(f"unknown BT356x model {model!r}")
+        self.idn = f"HIOKI,{model},250654321,V1.10"
+        self.model = model
+        self.VOLTAGE_RANGES = BT_VOLTAGE_RANGES[model]
         super().__init__(
             cell, name=name, faults=faults, link_dir=link_dir, noise_relative=noise_relative
         )
@@ -243,6 +296,7 @@ class BT3562Simulator(_HiokiSerial):
         self.voltage_range = 6.0
         self.sample_rate = "MED"
         self.continuous = True
+        self.settings_changed_at = 0.0  # simulated time of the last settings change
         c = self.commands
         c.add_command(":FUNCtion", set=self._set_function, get=lambda a, n: self.function)
         c.add_command(
@@ -255,25 +309,27 @@ class BT3562Simulator(_HiokiSerial):
         )
         c.add_command(
             ":AUTorange",
-            set=lambda a, n: setattr(self, "auto_range", parse_bool(a)),
+            set=lambda a, n: self._changed(setattr(self, "auto_range", parse_bool(a))),
             get=lambda a, n: "ON" if self.auto_range else "OFF",
         )
         c.add_command(
             ":SAMPle:RATE",
-            set=lambda a, n: setattr(
-                self,
-                "sample_rate",
-                parse_choice(
-                    a,
-                    {
-                        "EXF": "EXF",
-                        "EXFAST": "EXF",
-                        "FAST": "FAST",
-                        "MED": "MED",
-                        "MEDIUM": "MED",
-                        "SLOW": "SLOW",
-                    },
-                ),
+            set=lambda a, n: self._changed(
+                setattr(
+                    self,
+                    "sample_rate",
+                    parse_choice(
+                        a,
+                        {
+                            "EXF": "EXF",
+                            "EXFAST": "EXF",
+                            "FAST": "FAST",
+                            "MED": "MED",
+                            "MEDIUM": "MED",
+                            "SLOW": "SLOW",
+                        },
+                    ),
+                )
             ),
             get=lambda a, n: self.sample_rate,
         )
@@ -285,10 +341,14 @@ class BT3562Simulator(_HiokiSerial):
         c.add_command(":READ", get=lambda a, n: self.read(), locked=False)
         c.add_command(":FETCh", get=lambda a, n: self.read(), locked=False)
 
+    def _changed(self, _: object = None) -> None:
+        self.settings_changed_at = self.cell.clock.now()
+
     def _set_function(self, args, n):
         self.function = parse_choice(
             args, {"RV": "RV", "RES": "RES", "RESISTANCE": "RES", "VOLT": "VOLT", "VOLTAGE": "VOLT"}
         )
+        self._changed()
 
     def _set_res_range(self, args, n):
         value = parse_number(args)
@@ -296,12 +356,23 @@ class BT3562Simulator(_HiokiSerial):
         if not match:
             raise ScpiError(-222, f"Data out of range;{args}")
         self.resistance_range = match[0]
+        self._changed()
 
     def _set_volt_range(self, args, n):
         value = parse_number(args)
         if value not in self.VOLTAGE_RANGES:
             raise ScpiError(-222, f"Data out of range;{args}")
         self.voltage_range = value
+        self._changed()
+
+    def _auto_ranges(self, resistance: float, voltage: float) -> tuple[float, float]:
+        r_range = next(
+            (r for r in self.RESISTANCE_RANGES if resistance <= r), self.RESISTANCE_RANGES[-1]
+        )
+        v_range = next(
+            (v for v in self.VOLTAGE_RANGES if abs(voltage) <= v), self.VOLTAGE_RANGES[-1]
+        )
+        return r_range, v_range
 
     def read(self) -> str:
         self.cell.clock.sleep(
@@ -310,12 +381,27 @@ class BT3562Simulator(_HiokiSerial):
         resistance = self._noisy(complex(self.cell.impedance(np.array([1000.0]))[0])).real
         voltage, _ = self.cell.measure()
         voltage += self.noise_relative * 1e-3 * float(self.cell.rng.normal())
-        over = self.faults.take("over_range", ":READ?") is not None
-        if not self.auto_range:
-            over |= resistance > self.FULL_SCALE * self.resistance_range
-            over |= abs(voltage) > self.FULL_SCALE * self.voltage_range
+        if self.auto_range:
+            r_range, v_range = self._auto_ranges(resistance, voltage)
         else:
-            over |= resistance > self.FULL_SCALE * self.RESISTANCE_RANGES[-1]
-        r_text = BT3562_OVER_RANGE if over else nr3(resistance)
-        v_text = BT3562_OVER_RANGE if over and abs(voltage) > self.voltage_range else nr3(voltage)
+            r_range, v_range = self.resistance_range, self.voltage_range
+        fault = self.faults.take("measurement_fault", ":READ?") is not None
+        over = self.faults.take("over_range", ":READ?") is not None
+        r_over = over or resistance > self.FULL_SCALE * r_range
+        v_over = abs(voltage) > self.FULL_SCALE * v_range
+        r_fmt, v_fmt = BT_RESISTANCE_FORMATS[r_range], BT_VOLTAGE_FORMATS[v_range]
+        if fault:
+            r_text = bt_marker(*r_fmt, fault=True, negative=False)
+            v_text = bt_marker(*v_fmt, fault=True, negative=False)
+        else:
+            r_text = (
+                bt_marker(*r_fmt, fault=False, negative=resistance < 0)
+                if r_over
+                else bt_field(resistance, *r_fmt)
+            )
+            v_text = (
+                bt_marker(*v_fmt, fault=False, negative=voltage < 0)
+                if v_over
+                else bt_field(voltage, *v_fmt)
+            )
         return {"RV": f"{r_text},{v_text}", "RES": r_text, "VOLT": v_text}[self.function]

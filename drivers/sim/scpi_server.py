@@ -158,6 +158,8 @@ class ScpiServer:
     #: header prefixes accepted and ignored (front-panel display, beeper: no effect on the cell)
     ignored_prefixes: tuple[str, ...] = ()
     error_queue_size = 32
+    #: integer replies (``*OPC?``, ``*ESR?``, ``*STB?``, error codes) carry a sign: ``+1``
+    signed_numbers = False
 
     def __init__(
         self,
@@ -235,6 +237,11 @@ class ScpiServer:
         suffixes) -> str`` for the query form; a missing form is an undefined header.
         Handlers run holding :attr:`lock` unless ``locked=False`` (for ones that wait)."""
         self._commands.append(_Command(pattern, compile_header(pattern), set, get, locked))
+
+    def _nr1(self, value: int) -> str:
+        """An integer reply: ``+1`` / ``+0`` where the instrument signs <NR1> (Keysight), else
+        ``1`` / ``0``."""
+        return f"{value:+d}" if self.signed_numbers else str(value)
 
     def reset(self) -> None:
         """``*RST``: subclasses restore their default settings (call super)."""
@@ -338,7 +345,7 @@ class ScpiServer:
 
         def opc_get(args: str, n: tuple[int, ...]) -> str:
             self.operation_complete()
-            return "1"
+            return self._nr1(1)
 
         def wai(args: str, n: tuple[int, ...]) -> None:
             self.operation_complete()
@@ -346,7 +353,7 @@ class ScpiServer:
         def esr(args: str, n: tuple[int, ...]) -> str:
             self.poll_status()
             value, self.esr = self.esr, 0
-            return str(value)
+            return self._nr1(value)
 
         def ese_set(args: str, n: tuple[int, ...]) -> None:
             self.ese = int(parse_number(args, minimum=0, maximum=255))
@@ -356,14 +363,14 @@ class ScpiServer:
 
         def err_next(args: str, n: tuple[int, ...]) -> str:
             if not self.errors:
-                return '0,"No error"'
+                return f'{self._nr1(0)},"No error"'
             code, text = self.errors.popleft()
-            return f'{code},"{text}"'
+            return f'{self._nr1(code)},"{text}"'
 
         def err_all(args: str, n: tuple[int, ...]) -> str:
             if not self.errors:
-                return '0,"No error"'
-            items = [f'{c},"{t}"' for c, t in self.errors]
+                return f'{self._nr1(0)},"No error"'
+            items = [f'{self._nr1(c)},"{t}"' for c, t in self.errors]
             self.errors.clear()
             return ",".join(items)
 
@@ -375,7 +382,7 @@ class ScpiServer:
         self.add_command("*ESR", get=esr)
         self.add_command("*ESE", set=ese_set, get=lambda a, n: str(self.ese))
         self.add_command("*SRE", set=sre_set, get=lambda a, n: str(self.sre))
-        self.add_command("*STB", get=lambda a, n: str(self.status_byte()))
+        self.add_command("*STB", get=lambda a, n: self._nr1(self.status_byte()))
         self.add_command("*TST", get=lambda a, n: "0")
         self.add_command(":SYSTem:ERRor[:NEXT]", get=err_next)
         self.add_command(":SYSTem:ERRor:ALL", get=err_all)
