@@ -14,7 +14,11 @@ Exit codes (for scripts and systemd):
 
 Stopping: the first SIGINT/SIGTERM stops cleanly (every channel ends at its next sample with its
 output off; status ``stopped``). Outputs are forced off after ``stop_grace_s`` (10 s) whatever
-happens.
+happens. SIGHUP is ignored: a terminal that closes does not end a run.
+
+Control: while the run goes on, the logger serves its control channel
+(:mod:`cellbench.daq.control`): ``cellbench runs stop|pause|continue|status RUN`` from any
+terminal of the same user, and the GUI's buttons. A stop over the channel exits 0.
 """
 
 from __future__ import annotations
@@ -83,6 +87,15 @@ def _add_display_args(p: argparse.ArgumentParser) -> None:
         metavar="X",
         help="simulated stations only: simulated seconds per wall second (default: the station's)",
     )
+    p.add_argument(
+        "--log",
+        type=Path,
+        metavar="FILE",
+        help=(
+            "append all output (progress, errors) to FILE instead of the terminal; once the run "
+            "folder exists FILE moves into it as logger.log (how the GUI starts detached loggers)"
+        ),
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -101,6 +114,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--station", "-s", type=Path, required=True, help="station TOML file")
     p.add_argument("--out", "-o", type=Path, default=Path("runs"), help="runs folder (./runs)")
     p.add_argument("--name", help="run folder name (default: <UTC time>-<protocol>-<id>)")
+    p.add_argument(
+        "--cell",
+        action="append",
+        metavar="KEY=VALUE",
+        help=(
+            "this run's cell on top of the station's [cell] (repeat): name, chemistry, notes, "
+            "area_cm2, thickness_cm, active_mass_g, nominal_capacity_ah; kept in run.json"
+        ),
+    )
     p.add_argument(
         "--continue",
         dest="continue_",
@@ -163,7 +185,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 class _Signals:
-    """SIGINT/SIGTERM → a clean stop; remembers which arrived (exit code)."""
+    """SIGINT/SIGTERM → a clean stop; remembers which arrived (exit code). SIGHUP (the
+    terminal or the desktop session went away) is ignored: the run goes on."""
 
     def __init__(self, engine: Any):
         self.engine = engine
@@ -173,6 +196,8 @@ class _Signals:
     def __enter__(self) -> _Signals:
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._old[sig] = signal.signal(sig, self._handle)
+        if hasattr(signal, "SIGHUP"):
+            self._old[signal.SIGHUP] = signal.signal(signal.SIGHUP, signal.SIG_IGN)
         return self
 
     def _handle(self, signum: int, _frame: Any) -> None:
@@ -194,9 +219,14 @@ def exit_code(status: str, signal_name: str | None) -> int:
     return 1
 
 
-def drive(session: Any, *, plain: bool, log_every: float) -> tuple[str, int]:
-    """Start the session's engine, show progress until it ends; (status, exit code)."""
+def drive(
+    session: Any, *, plain: bool, log_every: float, log: Path | None = None
+) -> tuple[str, int]:
+    """Start the session's engine, serve its control channel and show progress until it ends;
+    (status, exit code). ``log``: the file output goes to, moved into the run folder once the
+    run has started."""
     from cellbench.cli.display import LiveDisplay, PlainDisplay
+    from cellbench.daq.control import serve
     from cellbench.daq.link import InstrumentLost
     from cellbench.drivers.errors import InstrumentConnectionError, InstrumentTimeout
 
@@ -210,6 +240,11 @@ def drive(session: Any, *, plain: bool, log_every: float) -> tuple[str, int]:
                 # service manager may try again, unlike after an abort.
                 print(f"cellbench: error: could not start: {exc}", file=sys.stderr, flush=True)
                 return "unreachable", EXIT_UNREACHABLE
+            if log is not None and engine.run_path is not None:
+                _move_log(log, engine.run_path)
+            control = serve(engine, engine.run_path)
+            if control is not None:
+                print(f"control channel: {control.path}", flush=True)
             use_plain = plain or not sys.stdout.isatty()
             display = PlainDisplay(engine, every_s=log_every) if use_plain else LiveDisplay(engine)
             display.start()
@@ -220,15 +255,54 @@ def drive(session: Any, *, plain: bool, log_every: float) -> tuple[str, int]:
                     display.update()
             finally:
                 display.stop()
+                if control is not None:
+                    control.close()
     finally:
         session.close()
     print(f"run {status}: {engine.run_path}", flush=True)
     return status, exit_code(status, signals.received)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from cellbench.daq.session import SessionOptions, prepare
+#: Name of the logger's output file inside a run folder (``cellbench run --log``).
+LOG_NAME = "logger.log"
 
+
+def _redirect_output(log: Path | None) -> None:
+    """Send stdout and stderr (this process's and its children's) to ``log``, appended."""
+    if log is None:
+        return
+    import os
+
+    try:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError as exc:
+        raise CellbenchError(f"{log}: cannot open the log file: {exc.strerror}") from None
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def _move_log(log: Path, run_path: Path) -> None:
+    """Move the log file into the run folder (the open descriptor follows it)."""
+    import os
+
+    target = run_path / LOG_NAME
+    if log.resolve() == target.resolve():
+        return
+    try:
+        os.replace(log, target)
+    except OSError as exc:  # another file system: the log stays where it is
+        print(f"log stays at {log}: cannot move it into {run_path}: {exc}", flush=True)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from cellbench.cli.run_cell import parse_cell_options, with_cell
+    from cellbench.daq.session import SessionOptions, build, prepare
+
+    _redirect_output(args.log)
     if args.continue_:
         if not args.name:
             raise CellbenchError("--continue needs --name (the run folder to continue)")
@@ -244,8 +318,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             "sample_interval_s": args.sample_interval,
         },
     )
-    session = prepare(args.protocol, args.station, args.out, setup)
-    _, code = drive(session, plain=args.plain, log_every=args.log_every)
+    cell = parse_cell_options(args.cell)
+    if cell:
+        session = build(*with_cell(args.protocol, args.station, cell), args.out, setup)
+    else:
+        session = prepare(args.protocol, args.station, args.out, setup)
+    _, code = drive(session, plain=args.plain, log_every=args.log_every, log=args.log)
     return code
 
 
@@ -259,19 +337,20 @@ def _continue(run_path: Path, args: argparse.Namespace) -> int:
         return exit_code(status, "SIGTERM")
     print(f"resuming {status} run: {run_path}", flush=True)
     session = prepare_resume(run_path, time_scale=args.time_scale)
-    _, code = drive(session, plain=args.plain, log_every=args.log_every)
+    _, code = drive(session, plain=args.plain, log_every=args.log_every, log=args.log)
     return code
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from cellbench.daq.resume import close_interrupted, prepare_resume
 
+    _redirect_output(args.log)
     if args.close:
         close_interrupted(args.run)
         print(f"run closed as interrupted: {args.run}")
         return 0
     session = prepare_resume(args.run, time_scale=args.time_scale)
-    _, code = drive(session, plain=args.plain, log_every=args.log_every)
+    _, code = drive(session, plain=args.plain, log_every=args.log_every, log=args.log)
     return code
 
 
@@ -279,13 +358,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from cellbench.daq.session import SessionOptions, prepare
     from cellbench.fixtures import protocol_path, station_path
 
+    _redirect_output(args.log)
     session = prepare(
         protocol_path("demo"),
         station_path("demo_station"),
         args.out,
         SessionOptions(time_scale=args.time_scale or DEMO_TIME_SCALE),
     )
-    status, code = drive(session, plain=args.plain, log_every=args.log_every)
+    status, code = drive(session, plain=args.plain, log_every=args.log_every, log=args.log)
     run_path = session.engine.run_path
     if run_path is not None and status == "completed":
         from cellbench.cli.demo_summary import summarise

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import polars as pl
 
+from cellbench.cli.runs_control import register_control
 from cellbench.core import schema
 from cellbench.core.errors import CellbenchError
 from cellbench.daq.store import RunInfo, StoreError, list_runs, open_run, reopen_run
@@ -71,6 +72,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run", type=Path, metavar="RUN", help="run folder")
     p.set_defaults(func=cmd_repair)
+
+    register_control(runs_sub)  # stop, pause, continue, status
 
 
 # ---------------------------------------------------------------------------------- output

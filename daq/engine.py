@@ -9,14 +9,18 @@ thread of ``cellbench run``) only supervises, so signal handlers run promptly.
 How a run ends:
 
 * every channel finished its protocol → ``completed``;
-* :meth:`Engine.stop` (Ctrl-C, SIGTERM, the GUI's stop button) → each channel stops at its next
-  sample, turns its output off → ``stopped``;
+* :meth:`Engine.request_stop` (Ctrl-C, SIGTERM, ``cellbench runs stop``, the GUI's stop button
+  over the control channel) → each channel stops at its next sample, turns its output off →
+  ``stopped``;
 * a safety limit breached (by any channel's sample or an auxiliary reading), an instrument that
   stays unreachable past the fault timeout, an interlock, any unexpected error, or a failed write
   to the store → every instrument of the run is put in its safe state at once (before the alarm
   is even written), then the run is ``aborted``.
 
 Whatever the ending, every instrument gets ``safe_state()`` before the run is closed.
+
+:meth:`Engine.request_pause` / :meth:`Engine.request_continue` hold channels at their next safe
+point (between steps, or at once in a rest) and let them go on (see :mod:`cellbench.daq.pause`).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from cellbench.daq import steps as st
 from cellbench.daq.aux import PRESSURE, RESISTANCE, TEMPERATURE, AuxSampler
 from cellbench.daq.link import InstrumentLink, Outage
 from cellbench.daq.live import LiveBus, LiveMessage, Subscriber, Subscription
+from cellbench.daq.pause import PauseControl
 from cellbench.daq.protocol import Limits, Protocol
 from cellbench.daq.recorder import LatencyLog, Recorder
 from cellbench.daq.runner import ChannelIO, ChannelRunner, ChannelState, Checkpoint
@@ -158,6 +163,7 @@ class Engine:
         self.bus = LiveBus()
         self.stop_event = threading.Event()
         self.stop_reason = ""
+        self.pause = PauseControl()  # channels asked to pause / holding (any thread)
         self.status_on_stop = "stopped"
         self.limits: Limits = protocol.safety
         self.sample_interval_s = self.options.sample_interval_s or protocol.sample_interval_second
@@ -203,6 +209,79 @@ class Engine:
                 severity="warning",
                 test_time_second=self.test_time(),
             )
+
+    def request_pause(
+        self, reason: str = "pause requested", channels: list[str] | None = None
+    ) -> list[str]:
+        """Hold ``channels`` (all when None) at their next safe point: between steps, or at once
+        in a rest; outputs off, still sampled and limit-checked. Returns the channels newly asked.
+        Raises :class:`~cellbench.daq.pause.PauseError` for a channel the run does not have."""
+        if self.status != "running" or self.stop_event.is_set():
+            raise RuntimeError(f"cannot pause: the run is {self._control_state()}")
+        new = self.pause.ask_pause(channels)
+        if new and self.recorder is not None:
+            self.recorder.event(
+                "status",
+                f"pause requested for {', '.join(new)}: {reason}",
+                test_time_second=self.test_time(),
+                data={"action": "pause_requested", "channels": new, "reason": reason},
+            )
+        return new
+
+    def request_continue(
+        self, reason: str = "continue requested", channels: list[str] | None = None
+    ) -> list[str]:
+        """Let paused (or pausing) ``channels`` (all when None) go on; returns those released."""
+        released = self.pause.asked_among(channels)
+        if released and self.recorder is not None:  # recorded before any channel goes on
+            self.recorder.event(
+                "status",
+                f"continue requested for {', '.join(released)}: {reason}",
+                test_time_second=self.test_time(),
+                data={"action": "continue_requested", "channels": released, "reason": reason},
+            )
+        self.pause.ask_continue(channels)
+        return released
+
+    def _control_state(self) -> str:
+        if self.status != "running":
+            return self.status
+        if self.stop_event.is_set():
+            return "aborting" if self._aborted else "stopping"
+        return self.pause.state() or "running"
+
+    def control_status(self) -> dict[str, Any]:
+        """What the control channel's ``status`` answers: run, state (``running``, ``pausing``,
+        ``paused``, ``stopping``, ``aborting``, or the final status) and every channel's place."""
+        channels = {}
+        for name, runner in self.runners.items():
+            s = runner.state
+            channels[name] = {
+                "state": "finished"
+                if s.finished
+                else (self.pause.channel_state(name) or "running"),
+                "step_index": s.step_index,
+                "step_kind": s.step_kind,
+                "step_label": s.step_label,
+                "step_remaining_second": s.step_remaining_second,
+                "cycle_count": s.cycle_count,
+                "test_time_second": s.test_time_second,
+                "voltage_volt": None if math.isnan(s.voltage_volt) else s.voltage_volt,
+                "current_ampere": None if math.isnan(s.current_ampere) else s.current_ampere,
+                "samples": s.samples,
+                "end_reason": s.end_reason,
+            }
+        return {
+            "run_id": self.run_path.name if self.run_path is not None else None,
+            "run_path": str(self.run_path) if self.run_path is not None else None,
+            "pid": os.getpid(),
+            "status": self.status,
+            "state": self._control_state(),
+            "stop_reason": self.stop_reason,
+            "protocol": self.protocol.name,
+            "test_time_second": self.test_time() if self.status == "running" else None,
+            "channels": channels,
+        }
 
     @property
     def states(self) -> dict[str, ChannelState]:
@@ -484,6 +563,7 @@ class Engine:
             for link_name in {x.name for x in (src, imp, temp, pres, ohm) if x}:
                 self._link_channels.setdefault(link_name, []).append(channel)
         self.aux = list(samplers.values())
+        self.pause.set_channels(self.runners)
 
     def _create_or_resume_run(self) -> None:
         self._t0 = self.clock.now()  # provisional: events while starting get sensible times

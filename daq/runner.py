@@ -167,6 +167,7 @@ class ChannelRunner:
         try:
             self._run()
         finally:
+            self.ctx.pause.finished(self.channel)  # nothing left to hold
             if self._actor is not None:
                 self._actor.finish()
 
@@ -297,6 +298,11 @@ class ChannelRunner:
         if not self._due(step, frames):
             return
         self._check_stop()
+        if self.ctx.pause.asked(self.channel):  # a safe point: the previous step has ended
+            where = f"before step {step.index} ({st.describe(step)})"
+            self.state.step_label = f"paused {where}"
+            self.state.step_time_limit_second = None
+            self.hold_paused(where)
         s = self.state
         cp = Checkpoint(
             frames=frames,
@@ -395,11 +401,14 @@ class ChannelRunner:
         ends: Ends,
         *,
         extra: Callable[[float, float, float], str | None] | None = None,
+        pausable: bool = False,
     ) -> str:
         """Sample every interval until an end condition holds; returns why it ended.
 
         ``extra(elapsed_s, voltage_V, current_A)`` may end the phase too (stability, shorts).
         Time ends are hit on the dot: the last wait is shortened to land on the limit.
+        ``pausable`` (a rest at open circuit): a pause request holds here at once, and the
+        phase's clock stops meanwhile, so the phase keeps the time it had left.
         """
         clock = self.ctx.clock
         phase_clock0 = clock.now()
@@ -407,6 +416,18 @@ class ChannelRunner:
         next_t = phase_clock0
         while True:
             self._check_stop()
+            if pausable and self.ctx.pause.asked(self.channel):
+                left = ""
+                if ends.time_second is not None:
+                    remaining = max(0.0, ends.time_second - (clock.now() - phase_clock0))
+                    left = f", {remaining:.4g} s of it left"
+                step = f"step {self.state.step_index} ({self.state.step_label})"
+                limit, self.state.step_time_limit_second = self.state.step_time_limit_second, None
+                held = self.hold_paused(f"in rest {step}{left}")
+                phase_clock0 += held  # the rest's own clock stood still
+                self.state.step_start_second += held
+                self.state.step_time_limit_second = limit
+                next_t = clock.now()
             _, v, i = self.sample()
             elapsed = clock.now() - phase_clock0
             q = self.state.step_capacity_ampere_hour - q0
@@ -425,6 +446,44 @@ class ChannelRunner:
             if ends.time_second is not None:
                 next_t = min(next_t, phase_clock0 + ends.time_second)
             self._sleep_until(next_t)
+
+    def hold_paused(self, where: str) -> float:
+        """Hold here, output off, until the channel is continued (or the run stops): sampled
+        every interval, safety limits checked, recorded. Returns the clock seconds held."""
+        ctx, clock = self.ctx, self.ctx.clock
+        self.output_off()
+        t0 = clock.now()
+        ctx.pause.holding(self.channel, True)
+        self.event_now("status", f"paused {where}", data={"action": "paused"})
+        try:
+            next_t = t0
+            while ctx.pause.asked(self.channel):
+                self._check_stop()
+                self.sample()
+                next_t += self.interval_s
+                now = clock.now()
+                if next_t < now - self.interval_s:
+                    next_t = now
+                self._wait_paused(next_t)
+            self._check_stop()
+        finally:
+            ctx.pause.holding(self.channel, False)
+        held = clock.now() - t0
+        self.event_now(
+            "status",
+            f"continued after {held:.4g} s paused",
+            data={"action": "continued", "paused_second": held},
+        )
+        return held
+
+    def _wait_paused(self, clock_t: float) -> None:
+        """Wait until ``clock_t`` or a continue; a stop is seen within a quarter second."""
+        clock = self.ctx.clock
+        while True:
+            self._check_stop()
+            wait = clock.wall_seconds(clock_t - clock.now())
+            if wait <= 0 or self.ctx.pause.wait_changed(self.channel, min(wait, 0.25)):
+                return
 
     def _sleep_until(self, clock_t: float) -> None:
         if self._actor is not None:  # lockstep clock: no wall-time wait, the clock wakes us

@@ -115,7 +115,7 @@ def compliance_volt(protocol: Protocol, current_ampere: float, bound_volt: float
 
 def run_rest(r: ChannelRunner, step: Rest | Ocv) -> str:
     r.output_off()
-    return r.hold(Ends(time_second=step.duration_second))
+    return r.hold(Ends(time_second=step.duration_second), pausable=True)
 
 
 def run_cc(r: ChannelRunner, step: CC) -> str:
