@@ -14,7 +14,13 @@ A frame is written with a single ``pwritev`` of header and payload, so once ``ap
 bytes are in the kernel's page cache and survive ``kill -9`` of the writer; ``fsync`` makes them
 survive a power cut. After the last frame comes zeros reserved for the next ones (an all-zero
 header marks the end). A crash can only leave a *torn tail*: a last frame that is short or whose
-CRC does not match. Readers stop at the first bad frame; recovery truncates the file there.
+CRC does not match; recovery truncates the file there.
+
+Damage anywhere else (a flipped bit, a block of zeros from a failing disk) costs only the frames it
+touches: the scan *resyncs* on the next valid frame (magic, a plausible header and a matching CRC
+over header and payload, found by searching forward byte by byte) and reports the bytes it
+skipped as a :class:`Damage`. Nothing after a damaged frame is hidden, and no repair ever cuts a
+byte that precedes a valid frame.
 """
 
 from __future__ import annotations
@@ -49,19 +55,48 @@ class Frame:
 
 
 @dataclass(frozen=True)
+class Damage:
+    """Bytes between two valid frames that hold no valid frame (lost batches).
+
+    ``seq`` and ``nrows`` come from the damaged frame's own header when its magic survived (a
+    hint, not a guarantee: the header may be what was damaged); the batches actually lost are the
+    sequence numbers between the frames on either side.
+    """
+
+    offset: int  # byte offset of the first damaged byte (where a frame should have started)
+    end: int  # byte offset of the next valid frame
+    reason: str
+    seq: int | None = None
+    nrows: int | None = None
+
+    def describe(self) -> str:
+        return f"bytes {self.offset}..{self.end - 1} unreadable ({self.reason})"
+
+
+@dataclass(frozen=True)
 class ScanResult:
-    """Frames of a journal up to the first bad one; ``good_end`` is where a repair truncates."""
+    """Every valid frame of a journal; what could not be read between and after them.
+
+    ``good_end`` is the end of the last valid frame, where a repair may truncate (only a torn
+    tail or reserved zeros lie beyond it).
+    """
 
     frames: list[Frame]
-    good_end: int  # bytes: end of the last good frame
+    good_end: int  # bytes: end of the last valid frame
     size: int  # bytes: file size when scanned (frames, then possibly reserved zeros)
-    problem: str | None  # why the scan stopped at a damaged frame; None when clean
+    problem: str | None  # why the bytes after ``good_end`` are not a clean end; None when clean
     need: int = 0  # data ended inside a frame: bytes from ``good_end`` that would complete it
+    damaged: tuple[Damage, ...] = ()  # damage followed by valid frames (never truncated)
 
     @property
     def torn(self) -> bool:
-        """The scan stopped at a damaged or partly written frame (not at reserved zeros)."""
+        """The data after the last valid frame is a damaged or partly written frame."""
         return self.problem is not None
+
+    @property
+    def clean(self) -> bool:
+        """No damage anywhere: valid frames, then nothing or reserved zeros."""
+        return self.problem is None and not self.damaged
 
 
 def encode_payload(df: pl.DataFrame) -> tuple[bytes, int]:
@@ -91,41 +126,73 @@ def decode(frame: Frame) -> pl.DataFrame:
     return pl.read_ipc_stream(io.BytesIO(frame.payload))
 
 
+def _frame_at(view: memoryview, pos: int, size: int) -> tuple[str | None, int, int, int, int]:
+    """Check the frame at ``pos``: (problem or None, seq, nrows, end, need)."""
+    if size - pos < HEADER_SIZE:
+        return f"truncated frame header at byte {pos}", 0, 0, 0, HEADER_SIZE
+    magic, seq, nrows, length = _HEAD.unpack_from(view, pos)
+    (crc,) = _CRC.unpack_from(view, pos + _HEAD.size)
+    if magic != MAGIC:
+        return f"bad frame magic at byte {pos}", 0, 0, 0, 0
+    end = pos + HEADER_SIZE + length
+    if end > size:
+        return f"truncated frame payload at byte {pos} (seq {seq})", seq, nrows, 0, end - pos
+    payload = view[pos + HEADER_SIZE : end]
+    if zlib.crc32(view[pos : pos + _HEAD.size], zlib.crc32(payload)) != crc:
+        return f"CRC mismatch in frame at byte {pos} (seq {seq})", seq, nrows, 0, 0
+    return None, seq, nrows, end, 0
+
+
+def _resync(data: bytes, view: memoryview, start: int, size: int) -> int | None:
+    """Offset of the next valid frame after ``start`` (magic found, header and CRC check), or
+    None if there is none."""
+    pos = start
+    while True:
+        pos = data.find(MAGIC, pos + 1)
+        if pos < 0:
+            return None
+        if _frame_at(view, pos, size)[0] is None:
+            return pos
+
+
 def scan_bytes(data: bytes, *, check_tail: bool = True) -> ScanResult:
-    """Walk the frames in ``data`` (a journal from a frame start) and stop at the first bad one.
+    """Walk the frames in ``data`` (a journal from a frame start), resyncing after damage.
 
     Reserved zeros end the journal; with ``check_tail`` they are checked to be all zeros (a frame
-    after them is damage: its predecessor was lost). Readers polling a live file skip the check.
+    after them is valid data whose predecessor was lost: reported as damage, then read). Readers
+    polling a live file skip the check: there zeros are where the writer appends next.
+
+    A bad frame followed by a valid one is :class:`Damage`; a bad frame with no valid frame after
+    it is the torn tail (``problem``, with ``need`` set when more bytes could complete it).
     """
     frames: list[Frame] = []
+    damaged: list[Damage] = []
     pos, size, problem, need = 0, len(data), None, 0
     view = memoryview(data)
     while pos < size:
         if view[pos] == 0:  # no frame starts with 0: reserved space, the end if all zeros
-            if check_tail and data.count(0, pos) != size - pos:
-                problem = f"non-zero bytes after the last frame, from byte {pos}"
-            break
-        if size - pos < HEADER_SIZE:
-            problem = f"truncated frame header at byte {pos}"
-            need = HEADER_SIZE
-            break
-        magic, seq, nrows, length = _HEAD.unpack_from(view, pos)
-        (crc,) = _CRC.unpack_from(view, pos + _HEAD.size)
-        if magic != MAGIC:
-            problem = f"bad frame magic at byte {pos}"
-            break
-        end = pos + HEADER_SIZE + length
-        if end > size:
-            problem = f"truncated frame payload at byte {pos} (seq {seq})"
-            need = HEADER_SIZE + length
-            break
-        payload = view[pos + HEADER_SIZE : end]
-        if zlib.crc32(view[pos : pos + _HEAD.size], zlib.crc32(payload)) != crc:
-            problem = f"CRC mismatch in frame at byte {pos} (seq {seq})"
-            break
-        frames.append(Frame(seq, nrows, pos, bytes(payload)))
-        pos = end
-    return ScanResult(frames, pos, size, problem, need)
+            if not check_tail or data.count(0, pos) == size - pos:
+                break
+            problem = f"non-zero bytes after the last frame, from byte {pos}"
+            seq = nrows = None
+        else:
+            problem, seq, nrows, end, need = _frame_at(view, pos, size)
+            if problem is None:
+                payload = bytes(view[pos + HEADER_SIZE : end])
+                frames.append(Frame(seq, nrows, pos, payload))
+                pos = end
+                continue
+        nxt = _resync(data, view, pos, size)
+        if nxt is None:
+            break  # the torn tail: nothing valid after it
+        if seq is None:
+            problem = f"zeros or garbage where a frame should start, at byte {pos}"
+        damaged.append(Damage(pos, nxt, problem, seq or None, nrows or None))
+        problem, need, pos = None, 0, nxt
+    good_end = frames[-1].offset + HEADER_SIZE + len(frames[-1].payload) if frames else 0
+    if problem is None:
+        need = 0
+    return ScanResult(frames, max(good_end, 0), size, problem, need, tuple(damaged))
 
 
 def scan_file(path: Path) -> ScanResult:
@@ -149,6 +216,7 @@ class JournalFile:
         self.size = 0  # bytes: end of the last frame written
         self.allocated = 0  # bytes: zeros written ahead of ``size``
         self.synced = 0  # bytes known to be on stable storage
+        self.dir_synced = False  # the file's name is durable (its folder was fsynced)
 
     @property
     def dirty(self) -> bool:

@@ -7,6 +7,8 @@ Layout of one run folder (see ``docs/store.md``)::
     samples/seg-000000000000-000000000041.parquet   sealed batches 0..41 (zstd Parquet)
     samples/journal-000000000042.cbj       framed journal, batches from 42 on
     spectra/...  events/...                same, per table
+    damaged/samples/journal-000000000042.cbj   a damaged journal kept as it was, once its valid
+                                           frames are sealed (nothing is deleted by a repair)
 
 Every batch appended to a table gets the next sequence number of that table. A segment's name
 gives the inclusive range of sequence numbers it holds; a journal's name gives the first one it
@@ -29,6 +31,8 @@ from cellbench.core.errors import CellbenchError
 RUN_JSON = "run.json"
 LOCK_FILE = ".writer.lock"
 TMP_SUFFIX = ".tmp"
+DAMAGED_DIR = "damaged"  # damaged journals are kept here (per table) when their rows are sealed
+NOTE_SUFFIX = ".json"  # beside each kept journal: which batches it lost, and why
 SEGMENT_RE = re.compile(r"^seg-(\d{12})-(\d{12})\.parquet$")
 JOURNAL_RE = re.compile(r"^journal-(\d{12})\.cbj$")
 

@@ -34,6 +34,7 @@ good frame) and :func:`reopen_run` repairs.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -52,24 +53,22 @@ from cellbench.core import schema
 from cellbench.core.errors import SchemaError
 from cellbench.core.schema import EVENT_KINDS, RUN_STATUSES, SEVERITIES, Cell, RunMeta
 from cellbench.daq import journal
-from cellbench.daq.batches import conform_batch, stack
+from cellbench.daq.batches import conform_batch
 from cellbench.daq.run_files import (
     LOCK_FILE,
     RUN_JSON,
     TMP_SUFFIX,
     Gap,
-    Segment,
     StoreError,
-    atomic_write,
     atomic_write_bytes,
     cover,
     fsync_dir,
     journal_name,
     list_table,
     remove_durably,
-    segment_name,
 )
 from cellbench.daq.run_reader import (
+    Loss,
     RunReader,
     check_table,
     load_meta,
@@ -77,6 +76,8 @@ from cellbench.daq.run_reader import (
     segment_rows,
     writer_active,
 )
+from cellbench.daq.seal import Quarantined, compact, journal_first, quarantine
+from cellbench.daq.seal import seal_journal as _seal_journal
 
 __all__ = [
     "RunInfo",
@@ -93,8 +94,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SEAL_BYTES = 64 * 2**20  # a journal this large is sealed before its interval is up (bounds memory)
-COMPACT_ROWS = 4_000_000  # segments below this size are merged ...
-COMPACT_FANIN = 8  # ... once this many of them follow each other
 _LOCK_WAIT_S = 1.0  # how long to retry the writer lock (a reader's probe holds it for microseconds)
 
 
@@ -179,6 +178,7 @@ class RunWriter:
         self._closed = False
         self._failed: BaseException | None = None  # fsync failed: data may be lost, stop
         self._doomed: list[Path] = []  # segments merged away, deleted at the next seal
+        self.quarantined: list[Quarantined] = []  # damaged journals kept under damaged/
         self._tables: dict[str, _Table] = {}
         leftovers = leftovers or {}
         for table in schema.TABLES:
@@ -188,6 +188,7 @@ class RunWriter:
             st.journal = journal.JournalFile(table_dir / journal_name(nxt))
             self._tables[table] = st
             fsync_dir(table_dir)
+            st.journal.dir_synced = True
         self._last_seal = time.monotonic()
         self._stop = threading.Event()
         self._seal_wanted = threading.Event()
@@ -290,8 +291,9 @@ class RunWriter:
         """Seal the journals into Parquet segments now (done every ``seal_interval_s`` anyway)."""
         with self._lock:
             self._check_open()
-            for st in self._tables.values():
-                self._rotate(st, reopen=True)
+            detached = [(st, self._rotate(st, reopen=True)) for st in self._tables.values()]
+        for st, jf in detached:
+            self._retire(st, jf)
         self._seal_pending()
 
     def close(self, status: str = "completed") -> None:
@@ -308,13 +310,18 @@ class RunWriter:
             thread.join()
         try:
             with self._lock:
-                for st in self._tables.values():
-                    self._rotate(st, reopen=False)
+                detached = [(st, self._rotate(st, reopen=False)) for st in self._tables.values()]
+            for st, jf in detached:
+                self._retire(st, jf)
             self._seal_pending(final=True)
             if self._failed is not None:
                 raise StoreError(f"{self.path}: fsync failed: {self._failed}")
+            meta = replace(self._meta, status=status, end_time=utc_now_iso())
+            if self.quarantined:
+                damaged = [q.to_dict() for q in self.quarantined]
+                meta = replace(meta, extra={**meta.extra, "damaged": damaged})
             with self._lock:
-                self._write_meta(replace(self._meta, status=status, end_time=utc_now_iso()))
+                self._write_meta(meta)
         finally:
             os.close(self._lock_fd)  # releases the flock
 
@@ -358,9 +365,12 @@ class RunWriter:
             for st in self._tables.values():
                 jf = st.journal
                 if jf is not None and jf.dirty:
-                    todo.append((jf, os.dup(jf.fd), jf.size))
-        for jf, fd, size in todo:
+                    todo.append((jf, os.dup(jf.fd), jf.size, st.dir))
+        for jf, fd, size, folder in todo:
             try:
+                if not jf.dir_synced:  # a journal a rotation just created: its name too
+                    fsync_dir(folder)
+                    jf.dir_synced = True
                 os.fsync(fd)
             except OSError as exc:  # after a failed fsync the page cache cannot be trusted
                 self._failed = exc
@@ -371,26 +381,35 @@ class RunWriter:
             with self._lock:
                 jf.synced = max(jf.synced, size)
 
-    def _rotate(self, st: _Table, *, reopen: bool) -> None:
-        """Close the current journal (fsynced) for sealing; start a new one if ``reopen``.
+    def _rotate(self, st: _Table, *, reopen: bool) -> journal.JournalFile | None:
+        """Detach the current journal for sealing; start a new one if ``reopen``.
 
-        Called with ``self._lock`` held. An empty journal is kept (reopen) or deleted (close).
+        Called with ``self._lock`` held, and quick: it does no fsync. The caller passes what it
+        returns to :meth:`_retire` *after* releasing the lock, which trims, fsyncs and closes the
+        old journal and queues it for sealing, so appends never wait for a rotation's fsync.
+        An empty journal is kept (reopen) or returned for deletion (close).
         """
         jf = st.journal
-        assert st.to_seal is not None
-        if jf is not None:
-            if jf.size == 0:
-                if reopen:
-                    return
-                jf.close()
-                remove_durably([jf.path])
-            else:
-                jf.close()
-                st.to_seal.append(jf.path)
-            st.journal = None
+        if jf is not None and jf.size == 0 and reopen:
+            return None
+        st.journal = None
         if reopen:
             st.journal = journal.JournalFile(st.dir / journal_name(st.next_seq))
+        return jf
+
+    def _retire(self, st: _Table, jf: journal.JournalFile | None) -> None:
+        """Finish what :meth:`_rotate` detached (outside the append lock)."""
+        if st.journal is not None and not st.journal.dir_synced:
             fsync_dir(st.dir)
+            st.journal.dir_synced = True
+        if jf is None:
+            return
+        assert st.to_seal is not None
+        jf.close()
+        if jf.size == 0:
+            remove_durably([jf.path])
+        else:
+            st.to_seal.append(jf.path)
 
     def _background(self) -> None:
         """fsync every ``fsync_interval_s``; every ``seal_interval_s`` (or when a journal is
@@ -405,15 +424,21 @@ class RunWriter:
                 return
             self._sync_all()
             due = time.monotonic() - self._last_seal >= self.seal_interval_s
-            rotated = False
+            detached = []
             with self._lock:
                 if self._closed:
                     return
                 for st in self._tables.values():
                     big = st.journal is not None and st.journal.size >= self.seal_bytes
                     if due or big:
-                        self._rotate(st, reopen=True)
-                        rotated = True
+                        detached.append((st, self._rotate(st, reopen=True)))
+            rotated = False
+            for st, jf in detached:
+                try:
+                    self._retire(st, jf)
+                    rotated = True
+                except OSError as exc:  # the old journal stays; the next seal retries it
+                    log.error("%s: closing journal for sealing failed: %s", self.path, exc)
             if due:
                 self._last_seal = time.monotonic()
             if rotated:
@@ -439,61 +464,23 @@ class RunWriter:
             for st in self._tables.values():
                 assert st.to_seal is not None and st.seg_rows is not None
                 while st.to_seal:
-                    _seal_journal(st.to_seal[0], st.seg_rows)
+                    kept = _seal_journal(st.to_seal[0], st.seg_rows)
                     st.to_seal.pop(0)
-                merged_away = _compact(st.dir, st.seg_rows)
+                    if kept is not None:
+                        self._report_quarantine(kept)
+                merged_away = compact(st.dir, st.seg_rows)
                 if final:
                     remove_durably(merged_away)
                 else:
                     self._doomed.extend(merged_away)
 
-
-# ------------------------------------------------------------------------------- sealing
-
-
-def _write_segment(df: pl.DataFrame, final: Path) -> None:
-    """Write ``df`` as zstd Parquet at ``final``: temp file, fsync, rename, fsync the folder."""
-    atomic_write(final, lambda tmp: df.write_parquet(tmp, compression="zstd", statistics=True))
-
-
-def _seal_journal(path: Path, seg_rows: dict[Path, int]) -> None:
-    """Make a closed journal a segment, then delete it (a reader sees one or both, never none)."""
-    scan = journal.scan_file(path)
-    if scan.frames:
-        df = stack(path.parent.name, [journal.decode(f) for f in scan.frames], rechunk=True)
-        final = path.parent / segment_name(scan.frames[0].seq, scan.frames[-1].seq)
-        _write_segment(df, final)
-        seg_rows[final] = df.height
-    remove_durably([path])
-
-
-def _compact(table_dir: Path, seg_rows: dict[Path, int]) -> list[Path]:
-    """Merge the newest run of small segments once there are COMPACT_FANIN of them.
-
-    Returns the merged-away segments; the caller deletes them later, so that LazyFrames built
-    on them meanwhile stay valid. Readers prefer the wider segment (see ``run_files.cover``).
-    """
-    live = sorted((p for p in seg_rows), key=lambda p: p.name)
-    suffix: list[Path] = []
-    for p in reversed(live):
-        if seg_rows[p] >= COMPACT_ROWS:
-            break
-        suffix.insert(0, p)
-    if len(suffix) < COMPACT_FANIN:
-        return []
-    segs = [Segment(*_seg_range(p), p) for p in suffix]
-    df = stack(table_dir.name, [pl.read_parquet(s.path) for s in segs])
-    final = table_dir / segment_name(segs[0].first, segs[-1].last)
-    _write_segment(df, final)
-    for s in segs:
-        del seg_rows[s.path]
-    seg_rows[final] = df.height
-    return [s.path for s in segs]
-
-
-def _seg_range(path: Path) -> tuple[int, int]:
-    _, first, last = path.stem.split("-")
-    return int(first), int(last)
+    def _report_quarantine(self, kept: Quarantined) -> None:
+        """A damaged journal was kept aside while sealing: record it (event, and run.json)."""
+        if any(q.copy == kept.copy for q in self.quarantined):
+            return
+        self.quarantined.append(kept)
+        with contextlib.suppress(StoreError):  # closing: run.json's extra["damaged"] has it
+            self.event("fault", kept.message(), severity="error", data=kept.to_dict())
 
 
 # --------------------------------------------------------------------------- entry points
@@ -545,18 +532,29 @@ def create_run(
 class Repair:
     """What :func:`repair_files` did to a run folder."""
 
-    truncated: dict[str, int]  # journal file -> bytes cut from its torn tail
+    truncated: dict[str, int]  # journal file -> bytes of its torn tail cut (never a valid frame)
     removed: list[str]  # temp files, journals already sealed, segments already merged
     leftovers: dict[str, tuple[int, list[Path], dict[Path, int]]]  # per table, for the writer
+    quarantined: list[Quarantined]  # damaged journals kept under damaged/ (valid frames stay)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"truncated": self.truncated, "removed": self.removed}
+        return {
+            "truncated": self.truncated,
+            "removed": self.removed,
+            "quarantined": [q.to_dict() for q in self.quarantined],
+        }
 
 
 def repair_files(path: Path) -> Repair:
-    """Bring the files of a run whose writer died to a clean state. Caller holds the lock."""
+    """Bring the files of a run whose writer died to a clean state. Caller holds the lock.
+
+    Only bytes after a journal's last valid frame (a torn tail, reserved zeros) are cut; a journal
+    with damage before valid frames, or a damaged tail followed by a later journal, is copied to
+    ``damaged/`` first and its valid frames are kept for sealing.
+    """
     truncated: dict[str, int] = {}
     removed: list[Path] = []
+    quarantined: list[Quarantined] = []
     leftovers = {}
     for folder in [path, *(path / t for t in schema.TABLES)]:
         folder.mkdir(exist_ok=True)
@@ -572,33 +570,47 @@ def repair_files(path: Path) -> Repair:
         remove_durably([s.path for s in redundant])
         removed.extend(s.path for s in redundant)
         old: list[Path] = []
-        for jr in journals:
+        prev_torn = False  # the journal before this one ended in damage
+        for k, jr in enumerate(journals):
+            newest = k == len(journals) - 1
             with open(jr.path, "r+b") as fh:
                 data = fh.read()
-                scan = journal.scan_bytes(data)
-                if scan.good_end < scan.size:  # a torn frame and/or reserved zeros
+            scan = journal.scan_bytes(data)
+            damaged_tail = scan.torn and not newest  # a later journal exists: not a crash
+            if scan.damaged or damaged_tail:
+                last = journals[k + 1].first - 1 if damaged_tail else None
+                quarantined.append(quarantine(jr.path, scan, last))
+            if scan.good_end < scan.size and not scan.damaged and newest:
+                with open(jr.path, "r+b") as fh:  # a torn frame and/or reserved zeros
                     fh.truncate(scan.good_end)
                     os.fsync(fh.fileno())
-            if scan.torn:  # report the damaged bytes, not the zeros reserved after them
-                damaged = len(data[scan.good_end :].rstrip(b"\0"))
-                truncated[str(jr.path.relative_to(path))] = damaged
+                if scan.torn:  # report the damaged bytes, not the zeros reserved after them
+                    cut = len(data[scan.good_end :].rstrip(b"\0"))
+                    truncated[str(jr.path.relative_to(path))] = cut
             fresh = [f for f in scan.frames if f.seq >= nxt]
-            if not fresh:  # empty, or sealed already (crash before the delete)
-                remove_durably([jr.path])
+            if not fresh and not (scan.damaged or damaged_tail):
+                remove_durably([jr.path])  # empty, or sealed already (crash before the delete)
                 if scan.frames:
                     removed.append(jr.path)
+                prev_torn = False
                 continue
-            if fresh[0].seq != nxt:
-                raise StoreError(
-                    f"cannot repair {jr.path}: batches {nxt}..{fresh[0].seq - 1} are missing"
-                )
-            if len(fresh) != len(scan.frames):  # cannot happen: seals take whole journals
+            start = fresh[0].seq if fresh else journal_first(jr.path)
+            explained = prev_torn or (
+                bool(scan.damaged) and (not fresh or scan.damaged[0].offset < fresh[0].offset)
+            )
+            if start > nxt and not explained:
+                raise StoreError(f"cannot repair {jr.path}: batches {nxt}..{start - 1} are missing")
+            if fresh and len(fresh) != len(scan.frames):  # cannot happen: seals take whole journals
                 raise StoreError(f"cannot repair {jr.path}: it overlaps a sealed segment")
-            nxt = fresh[-1].seq + 1
+            if fresh:
+                nxt = fresh[-1].seq + 1
+            if damaged_tail:
+                nxt = journals[k + 1].first
+            prev_torn = damaged_tail
             old.append(jr.path)
         rows = {s.path: segment_rows(s.path) for s in chosen}
         leftovers[table] = (nxt, old, rows)
-    return Repair(truncated, [str(p.relative_to(path)) for p in removed], leftovers)
+    return Repair(truncated, [str(p.relative_to(path)) for p in removed], leftovers, quarantined)
 
 
 def reopen_run(
@@ -610,9 +622,11 @@ def reopen_run(
     """Recover a run folder and append to it again.
 
     Repairs what a crashed writer left (torn journal tail truncated to the last good frame, temp
-    files and already-sealed leftovers removed). A run left ``running`` is marked ``interrupted``
-    in run.json and an ``events`` row (kind ``status``, severity ``warning``) records what was
-    repaired; the returned writer then sets the status back to ``running`` until it is closed.
+    files and already-sealed leftovers removed; a damaged journal kept under ``damaged/`` with an
+    ``error`` event naming it, and only its valid frames sealed). A run left ``running`` is
+    marked ``interrupted`` in run.json and an ``events`` row (kind ``status``, severity
+    ``warning``) records what was repaired; the returned writer then sets the status back to
+    ``running`` until it is closed.
     """
     path = Path(path)
     meta = load_meta(path)
@@ -635,10 +649,12 @@ def reopen_run(
         os.close(lock_fd)
         raise
     if was == "running":
-        message = "run interrupted: its writer stopped without closing it; recovered and resumed"
+        message = "run interrupted: its writer stopped without closing it; files recovered"
         writer.event("status", message, severity="warning", data=repair.to_dict())
     else:
         writer.event("status", f"run reopened for appending (was {was})", data=repair.to_dict())
+    for kept in repair.quarantined:
+        writer._report_quarantine(kept)
     with writer._lock:
         writer._write_meta(replace(writer.meta, status="running", end_time=None))
     return writer
@@ -650,15 +666,18 @@ class RunInfo:
 
     path: Path
     meta: RunMeta
-    rows: dict[str, int]  # table -> row count
+    rows: dict[str, int]  # table -> row count (empty when the run could not be read)
     writer_active: bool  # a process holds the run open for writing
+    problem: str | None = None  # why the run (or part of it) cannot be read
+    damage: tuple[Loss, ...] = ()  # batches lost to damaged bytes (the rest reads)
 
 
 def list_runs(root: Path) -> list[RunInfo]:
     """The run folders directly inside ``root``, oldest start first.
 
-    Folders without ``run.json`` are not runs and are skipped; a run whose ``run.json`` is
-    unreadable is skipped with a logged warning.
+    Folders without ``run.json`` are not runs and are skipped. A run that cannot be read (its
+    run.json, a segment, a table folder) is still listed, with ``problem`` naming the file; one
+    damaged run never hides the others.
     """
     root = Path(root)
     if not root.is_dir():
@@ -669,8 +688,18 @@ def list_runs(root: Path) -> list[RunInfo]:
             continue
         try:
             reader = RunReader(child)
-            out.append(RunInfo(child, reader.meta, reader.tables(), writer_active(child)))
         except (StoreError, SchemaError) as exc:
-            log.warning("skipping %s: %s", child, exc)
+            log.warning("%s: %s", child, exc)
+            placeholder = RunMeta(run_id=child.name, start_time="")
+            out.append(RunInfo(child, placeholder, {}, writer_active(child), str(exc)))
+            continue
+        meta = reader.meta
+        try:
+            damage = tuple(reader.damage())
+            info = RunInfo(child, meta, reader.tables(), writer_active(child), None, damage)
+        except (StoreError, SchemaError, OSError) as exc:
+            log.warning("%s: %s", child, exc)
+            info = RunInfo(child, meta, {}, writer_active(child), str(exc))
+        out.append(info)
     out.sort(key=lambda info: (info.meta.start_time, info.path.name))
     return out

@@ -49,7 +49,7 @@ def test_cut_anywhere_returns_whole_frames_before_the_cut(sizes, data):
 
 @settings(max_examples=60, deadline=None)
 @given(SIZES, st.data())
-def test_flipped_byte_stops_the_scan_at_the_damaged_frame(sizes, data):
+def test_flipped_byte_loses_only_the_frame_it_hits(sizes, data):
     dfs, blob, ends = encoded(sizes)
     at = data.draw(st.integers(min_value=0, max_value=len(blob) - 1))
     bit = data.draw(st.integers(min_value=0, max_value=7))
@@ -57,10 +57,33 @@ def test_flipped_byte_stops_the_scan_at_the_damaged_frame(sizes, data):
     damaged[at] ^= 1 << bit
     scan = journal.scan_bytes(bytes(damaged))
     hit = next(i for i, e in enumerate(ends) if at < e)  # the frame holding the flipped byte
-    assert [f.seq for f in scan.frames] == list(range(hit))
-    assert scan.problem is not None
-    for f, df in zip(scan.frames, dfs, strict=False):
-        assert journal.decode(f).equals(df)
+    assert [f.seq for f in scan.frames] == [i for i in range(len(dfs)) if i != hit]
+    assert not scan.clean
+    if hit == len(dfs) - 1:  # nothing valid follows: the damage is the tail
+        assert scan.torn and not scan.damaged and scan.good_end == (ends[hit - 1] if hit else 0)
+    else:
+        (d,) = scan.damaged
+        assert d.offset == (ends[hit - 1] if hit else 0) and d.end == ends[hit]
+        assert not scan.torn and scan.good_end == len(blob)
+    for f in scan.frames:
+        assert journal.decode(f).equals(dfs[f.seq])
+
+
+@settings(max_examples=30, deadline=None)
+@given(SIZES, st.data())
+def test_a_block_of_zeros_costs_only_the_frames_it_covers(sizes, data):
+    dfs, blob, ends = encoded([*sizes, 3])  # a last frame, so something valid can follow
+    at = data.draw(st.integers(min_value=0, max_value=ends[-2] - 1))
+    n = data.draw(st.integers(min_value=1, max_value=ends[-2] - at))
+    damaged = bytearray(blob)
+    damaged[at : at + n] = bytes(n)
+    scan = journal.scan_bytes(bytes(damaged))
+    starts = [0, *ends[:-1]]
+    hit = {
+        i for i, (a, e) in enumerate(zip(starts, ends, strict=True)) if damaged[a:e] != blob[a:e]
+    }
+    assert [f.seq for f in scan.frames] == [i for i in range(len(dfs)) if i not in hit]
+    assert bool(scan.damaged) == bool(hit) and not scan.torn
 
 
 def test_header_layout_is_24_bytes_little_endian():

@@ -18,7 +18,7 @@ import pytest
 from cellbench.core import schema
 from cellbench.core.errors import SchemaError
 from cellbench.core.schema import Cell, RunMeta
-from cellbench.daq import journal, store
+from cellbench.daq import journal, seal, store
 from cellbench.daq.run_files import list_table
 from cellbench.daq.store import (
     RunReader,
@@ -286,7 +286,7 @@ def test_seal_interval_turns_journal_into_segment_while_running(tmp_path):
 
 
 def test_compaction_merges_small_segments_and_reader_counts_each_row_once(tmp_path, monkeypatch):
-    monkeypatch.setattr(store, "COMPACT_FANIN", 4)
+    monkeypatch.setattr(seal, "COMPACT_FANIN", 4)
     w = create_run(tmp_path, meta(), seal_interval_s=3600)
     for b in range(10):
         w.append("samples", samples(b * 5, 5))
@@ -384,19 +384,26 @@ def test_torn_tail_and_temp_files_are_read_around_then_repaired(tmp_path):
     assert sorted(detail["removed"]) == sorted(str(p.relative_to(run)) for p in stray)
 
 
-def test_corrupt_frame_stops_reader_at_last_good_frame(tmp_path):
+def test_corrupt_frame_costs_only_its_rows_and_repair_keeps_later_frames(tmp_path):
     run = crashed_run(tmp_path)
     (jr,) = list_table(run / "samples")[1]
     data = bytearray(jr.path.read_bytes())
     scan = journal.scan_bytes(bytes(data))
     data[scan.frames[4].offset + journal.HEADER_SIZE + 10] ^= 0xFF  # flip a bit in frame 4
     jr.path.write_bytes(bytes(data))
-    assert "CRC mismatch" in (journal.scan_file(jr.path).problem or "")
-    assert open_run(run).read("samples").height == 40
+    (damage,) = journal.scan_file(jr.path).damaged
+    assert "CRC mismatch" in damage.reason
+    expect = [t for t in np.arange(60.0) if not 40 <= t < 50]
+    assert open_run(run).read("samples")["test_time_second"].to_list() == expect
     w = reopen_run(run)
-    w.append("samples", samples(40, 10))
+    w.append("samples", samples(60, 10))
     w.close()
-    assert open_run(run).read("samples")["test_time_second"].to_list() == list(np.arange(50.0))
+    assert open_run(run).read("samples")["test_time_second"].to_list() == [
+        *expect,
+        *np.arange(60.0, 70.0),
+    ]
+    kept = (run / "damaged" / "samples" / jr.path.name).read_bytes()
+    assert kept == bytes(data)[: journal.scan_bytes(bytes(data)).good_end]
 
 
 def test_crash_between_segment_rename_and_journal_delete_counts_rows_once(tmp_path):
@@ -443,7 +450,7 @@ def test_reopen_completed_run_appends_and_keeps_status_history(tmp_path):
     assert "reopened" in r.read("events")["message"][0]
 
 
-def test_list_runs_sorted_with_counts_and_skips_broken(tmp_path, caplog):
+def test_list_runs_sorted_with_counts_and_lists_broken_as_damaged(tmp_path, caplog):
     for i, start in enumerate(["2026-03-01T00:00:00Z", "2026-01-01T00:00:00Z"]):
         with create_run(tmp_path, RunMeta(run_id=f"r{i}", start_time=start)) as w:
             w.append("samples", samples(0, 3 + i))
@@ -456,9 +463,11 @@ def test_list_runs_sorted_with_counts_and_skips_broken(tmp_path, caplog):
         runs = list_runs(tmp_path)
     finally:
         live.close()
-    assert [r.meta.run_id for r in runs] == ["r1", "r0", "live"]
-    assert runs[0].rows == {"samples": 4, "spectra": 0, "events": 0}
-    assert runs[2].writer_active and not runs[0].writer_active
+    assert [r.meta.run_id for r in runs] == ["broken", "r1", "r0", "live"]
+    assert runs[1].rows == {"samples": 4, "spectra": 0, "events": 0}
+    assert runs[3].writer_active and not runs[1].writer_active
+    assert "broken/run.json: line 1" in (runs[0].problem or "")
+    assert all(r.problem is None for r in runs[1:])
     assert "broken" in caplog.text
     with pytest.raises(StoreError, match="no such folder"):
         list_runs(tmp_path / "nope")
