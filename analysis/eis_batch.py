@@ -136,3 +136,163 @@ def parameters_frame(
         rows.append(row)
     schema_over = {"poorly_determined": pl.List(pl.String)}
     return pl.DataFrame(rows, schema_overrides=schema_over, infer_schema_length=None)
+
+
+# --------------------------------------------------------------------------- choosing a circuit
+
+#: Circuits tried when none is given: a series resistance and the interface arc, then what may
+#: follow it at low frequency (a blocking electrode, semi-infinite ``W`` or finite-length ``Ws``
+#: diffusion) or further arcs (bulk and grain boundary of a solid electrolyte).
+CANDIDATES: tuple[str, ...] = (
+    "R0-p(R1,CPE1)",
+    "R0-p(R1,CPE1)-CPE2",
+    "R0-p(R1,CPE1)-W1",
+    "R0-p(R1,CPE1)-Ws1",
+    "R0-p(R1,CPE1)-p(R2,CPE2)",
+    "R0-p(R1,CPE1)-p(R2,CPE2)-CPE3",
+    "R0-p(R1,CPE1)-p(R2,CPE2)-p(R3,CPE3)",
+)
+
+#: Relative standard error above which a resistance does not count as determined.
+RESISTANCE_REL_STDERR = 0.10
+
+CHOICE_RULE = (
+    "lowest BIC among the candidates whose resistances are determined (relative standard error "
+    "<= 10 %) and none of whose parameters is undetermined (standard error above the value); "
+    "lowest BIC among those with determined resistances when none qualifies, lowest BIC overall "
+    "when none of those does"
+)
+
+
+def undetermined(res: FitResult) -> list[str]:
+    """Free parameters the data do not fix: standard error at least the value's magnitude
+    (or not finite), so the value is consistent with zero and its digits mean nothing."""
+    out = []
+    for name in res.free:
+        value, err = res.values[name], res.stderr[name]
+        if not (np.isfinite(err) and np.isfinite(value)) or err >= abs(value):
+            out.append(name)
+    return out
+
+
+def _candidate_row(res: FitResult) -> dict[str, Any]:
+    resistances = [el.name for el in parse_circuit(res.circuit).elements if el.kind == "R"]
+    rel = {
+        n: (res.stderr[n] / abs(res.values[n]) if res.values[n] else np.inf) for n in resistances
+    }
+    fixed_r = all(np.isfinite(r) and r <= RESISTANCE_REL_STDERR for r in rel.values())
+    return {
+        "circuit": res.circuit,
+        "bic": _finite(res.bic),
+        "aic": _finite(res.aic),
+        "chi2": _finite(res.chi2),
+        "resistances_determined": bool(fixed_r),
+        "undetermined": undetermined(res),
+    }
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if x is not None and np.isfinite(x) else None
+
+
+def _candidates_for(f: np.ndarray, z: np.ndarray, candidates: Sequence[str]) -> list[str]:
+    # Z'' > 0 at the top of the band: an inductance may explain it (leads), or not (an
+    # instrument artefact); both forms compete then
+    inductive = bool(np.any(z[np.argsort(-f)[:3]].imag > 0))
+    return [f"L0-{c}" for c in candidates] + list(candidates) if inductive else list(candidates)
+
+
+def _pick(rows: Sequence[dict[str, Any]]) -> int | None:
+    """Index of the row :data:`CHOICE_RULE` picks (rows need ``bic``), None if there is none."""
+    tiers = (
+        [i for i, r in enumerate(rows) if r["resistances_determined"] and not r["undetermined"]],
+        [i for i, r in enumerate(rows) if r["resistances_determined"]],
+        list(range(len(rows))),
+    )
+    for pool in tiers:
+        scored = [i for i in pool if rows[i]["bic"] is not None]
+        if scored:
+            return min(scored, key=lambda i: rows[i]["bic"])
+    return None
+
+
+def choose_circuit(
+    frequency_hz: np.ndarray,
+    z: np.ndarray,
+    *,
+    candidates: Sequence[str] = CANDIDATES,
+    weight: str = "modulus",
+) -> tuple[FitResult | None, dict[str, Any]]:
+    """Fit every candidate to one sweep and pick one by :data:`CHOICE_RULE`.
+
+    A circuit that wins BIC by splitting a resistance the data cannot split (two overlapping
+    arcs), or by an element the data do not see (a Warburg coefficient consistent with zero),
+    reads as precise values that are not; the simpler candidate that explains the data with
+    determined values is the answer a user wants. Returns the chosen fit (None when no
+    candidate can be fitted: too few points) and ``chosen_from``: ``criterion``, ``rule`` and
+    ``candidates`` (circuit, bic, aic, chi2, resistances_determined, undetermined) of this sweep.
+    """
+    from cellbench.analysis.eis_fit import FitError
+
+    fits: list[FitResult] = []
+    rows: list[dict[str, Any]] = []
+    for circuit in _candidates_for(frequency_hz, z, candidates):
+        try:
+            res = fit_circuit(circuit, frequency_hz, z, weight=weight)
+        except FitError:  # too few points for this many parameters
+            continue
+        fits.append(res)
+        rows.append(_candidate_row(res))
+    best = _pick(rows)
+    return (fits[best] if best is not None else None), {
+        "criterion": "bic",
+        "rule": CHOICE_RULE,
+        "candidates": rows,
+    }
+
+
+def choose_circuit_for_sweeps(
+    sweeps: Sequence[tuple[np.ndarray, np.ndarray]],
+    *,
+    candidates: Sequence[str] = CANDIDATES,
+    weight: str = "modulus",
+) -> tuple[list[FitResult] | None, dict[str, Any]]:
+    """One circuit for a batch: every candidate fitted to every sweep (warm-started along the
+    batch), ranked by the BIC summed over the sweeps; a candidate counts as determined only if
+    it is on every sweep. Returns the chosen circuit's fit of each sweep (None when no candidate
+    fits every sweep) and ``chosen_from`` as :func:`choose_circuit` with ``scope`` "all sweeps"
+    and each candidate's ``bic`` the sum (``sweeps`` holds (frequency / Hz, Z / ohm) pairs)."""
+    from cellbench.analysis.eis_fit import FitError
+
+    if not sweeps:
+        return None, {"criterion": "bic", "rule": CHOICE_RULE, "candidates": []}
+    inductive = any(bool(np.any(z[np.argsort(-f)[:3]].imag > 0)) for f, z in sweeps if f.size)
+    names = [f"L0-{c}" for c in candidates] + list(candidates) if inductive else list(candidates)
+    all_fits: list[list[FitResult]] = []
+    rows: list[dict[str, Any]] = []
+    for circuit in names:
+        fits: list[FitResult] = []
+        try:
+            for f, z in sweeps:
+                fits.append(warm_fit(circuit, f, z, fits[-1] if fits else None, weight=weight))
+        except FitError:
+            continue
+        per_sweep = [_candidate_row(r) for r in fits]
+        bics = [r["bic"] for r in per_sweep]
+        total = sum(bics) if all(b is not None for b in bics) else None
+        all_fits.append(fits)
+        rows.append(
+            {
+                "circuit": fits[0].circuit,
+                "bic": total,
+                "resistances_determined": all(r["resistances_determined"] for r in per_sweep),
+                "undetermined": sorted({n for r in per_sweep for n in r["undetermined"]}),
+            }
+        )
+    best = _pick(rows)
+    return (all_fits[best] if best is not None else None), {
+        "criterion": "bic",
+        "scope": f"all {len(sweeps)} sweeps together (BIC summed)",
+        "rule": CHOICE_RULE,
+        "candidates": rows,
+    }

@@ -4,12 +4,15 @@ With ``--json`` one JSON object per sweep (a list for a run folder or a file wit
 
     {"circuit": "R0-p(R1,CPE1)", "parameters": {"R0": {"value": 12.1, "stderr": 0.05}, ...},
      "chi2": ..., "reduced_chi2": ..., "weight": "modulus", "aic": ..., "bic": ...,
-     "n_points": ..., "poorly_determined": [...], "sweep_index": 0,
+     "n_points": ..., "poorly_determined": [...], "undetermined": [...], "sweep_index": 0,
      "chosen_from": {"criterion": "bic", "rule": ..., "candidates": [{"circuit": ...,
-                     "bic": ..., "resistances_determined": true}, ...]},
+                     "bic": ..., "resistances_determined": true, "undetermined": []}, ...]},
      "kk": {"passed": true, "rms": ..., "m": ...}}
 
-``chosen_from`` is present only when no ``--circuit`` was given; non-finite numbers are null.
+``chosen_from`` is present only when no ``--circuit`` was given: each sweep's own candidates and
+BICs; with ``--one-circuit`` the batch's (``scope`` says so, each candidate's ``bic`` summed over
+the sweeps). ``poorly_determined``: relative standard error above 10 %; ``undetermined``: standard
+error above the value itself. Non-finite numbers are null.
 """
 
 from __future__ import annotations
@@ -23,16 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from cellbench.analysis.eis_batch import CANDIDATES, undetermined
 from cellbench.cli.report import add_report_option, write_report
-
-CANDIDATES: tuple[str, ...] = (
-    "R0-p(R1,CPE1)",
-    "R0-p(R1,CPE1)-CPE2",
-    "R0-p(R1,CPE1)-W1",
-    "R0-p(R1,CPE1)-p(R2,CPE2)",
-    "R0-p(R1,CPE1)-p(R2,CPE2)-CPE3",
-    "R0-p(R1,CPE1)-p(R2,CPE2)-p(R3,CPE3)",
-)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,12 +37,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Fit an equivalent circuit to each impedance sweep of FILE (a cellbench run folder or "
             "an EIS file: three-column csv of frequency / Hz, Z' / ohm, Z'' / ohm, or a vendor "
-            "export). No initial guess is needed. Without --circuit the circuit is chosen from "
-            f"{len(CANDIDATES)} candidates (each also with an inductance L0 when Z'' > 0 at high "
-            "frequency): the lowest BIC among those whose resistances are determined; the choice "
-            "is reported. A Lin-KK test is run on each sweep."
+            "export). No initial guess is needed. Without --circuit each sweep's circuit is "
+            f"chosen from {len(CANDIDATES)} candidates (each also with an inductance L0 when "
+            "Z'' > 0 at high frequency): the lowest BIC among those whose resistances are "
+            "determined and none of whose values is undetermined; each sweep reports its own "
+            "choice. A value whose standard error exceeds it is printed as undetermined. "
+            "Diffusion elements: W semi-infinite Warburg (sigma), Ws finite-length transmissive "
+            "and Wo finite-length reflective Warburg (R, tau). A Lin-KK test is run on each sweep."
         ),
-        epilog="example: cellbench analyze eis cell.csv --circuit 'R0-p(R1,CPE1)-W1' --json",
+        epilog="example: cellbench analyze eis cell.csv --circuit 'R0-p(R1,CPE1)-Ws1' --json",
     )
     p.add_argument("file", type=Path, metavar="FILE", help="run folder or EIS file")
     p.add_argument(
@@ -64,6 +62,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--drop-inductive",
         action="store_true",
         help="discard points with Z'' > 0 before fitting (as impedance.py's examples do)",
+    )
+    p.add_argument(
+        "--one-circuit",
+        action="store_true",
+        help=(
+            "without --circuit: one circuit for every sweep, chosen on all sweeps together "
+            "(BIC summed), so parameters can be followed from sweep to sweep; implied by "
+            "--report on several sweeps"
+        ),
     )
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     add_report_option(p)
@@ -87,85 +94,65 @@ def _report(res, weight: str) -> dict[str, Any]:
         "bic": _num(res.bic),
         "n_points": res.n_points,
         "poorly_determined": list(res.poorly_determined),
+        "undetermined": undetermined(res),
     }
 
 
-CHOICE_RULE = (
-    "lowest BIC among the candidates whose resistances are all determined (relative standard "
-    "error <= 10 %); lowest BIC overall when none is"
-)
-
-
-def _choose(f: np.ndarray, z: np.ndarray, weight: str):
-    """Fit every candidate; keep the lowest BIC among those whose resistances the data
-    determine. A circuit that wins BIC by splitting a resistance the data cannot split (two
-    overlapping arcs on a dummy cell) reads as precise values that are not; the simpler
-    candidate that explains the data with determined resistances is the answer a user wants."""
-    from cellbench.analysis.circuits import parse_circuit
-    from cellbench.analysis.eis_fit import FitError, fit_circuit
-
-    # Z'' > 0 at the top of the band: an inductance may explain it (leads), or not (an
-    # instrument artefact); both forms compete then
-    inductive = bool(np.any(z[np.argsort(-f)[:3]].imag > 0))
-    circuits = [f"L0-{c}" for c in CANDIDATES] + list(CANDIDATES) if inductive else CANDIDATES
-    tried = []
-    fits = []
-    for circuit in circuits:
-        try:
-            res = fit_circuit(circuit, f, z, weight=weight)
-        except FitError:  # too few points for this many parameters
-            continue
-        resistances = [el.name for el in parse_circuit(circuit).elements if el.kind == "R"]
-        determined = not set(resistances) & set(res.poorly_determined)
-        fits.append((res, determined))
-        tried.append(
-            {
-                "circuit": circuit,
-                "bic": _num(res.bic),
-                "aic": _num(res.aic),
-                "chi2": _num(res.chi2),
-                "resistances_determined": determined,
-            }
-        )
-    pool = [res for res, ok in fits if ok] or [res for res, _ in fits]
-    best = min(pool, key=lambda r: r.bic) if pool else None
-    return best, {"criterion": "bic", "rule": CHOICE_RULE, "candidates": tried}
-
-
 def run(args: argparse.Namespace) -> int:
-    from cellbench.analysis.eis_batch import iter_sweeps, warm_fit
-    from cellbench.analysis.kk import KKError, lin_kk
+    from cellbench.analysis.eis_batch import (
+        choose_circuit,
+        choose_circuit_for_sweeps,
+        iter_sweeps,
+        warm_fit,
+    )
     from cellbench.daq.loaders import is_run, load_spectra
 
     frame = load_spectra(args.file)
     if frame.height == 0:
         raise ValueError(f"{args.file}: no impedance points found")
-    sweeps = list(iter_sweeps(frame))
-    reports = []
-    circuit = args.circuit
-    chosen_from = None
-    for info, f, z in sweeps:
+    sweeps = []
+    for info, f, z in iter_sweeps(frame):
         if args.drop_inductive:
             keep = z.imag <= 0
             f, z = f[keep], z[keep]
-        if circuit is None:
-            res, chosen_from = _choose(f, z, args.weight)
-            if res is None:
+        sweeps.append((info, f, z))
+    # a report draws parameters against cycle: one circuit for every sweep
+    one_circuit = args.one_circuit or (args.report is not None and len(sweeps) > 1)
+    fits: list[Any] = []
+    choices: list[dict[str, Any] | None] = []
+    with np.errstate(all="ignore"):  # trial starts of the optimiser may overflow
+        if args.circuit is not None:
+            for _, f, z in sweeps:
+                previous = fits[-1] if fits else None
+                fits.append(warm_fit(args.circuit, f, z, previous, weight=args.weight))
+                choices.append(None)
+        elif one_circuit:
+            chosen, chosen_from = choose_circuit_for_sweeps(
+                [(f, z) for _, f, z in sweeps], weight=args.weight
+            )
+            if chosen is None:
                 raise ValueError(f"{args.file}: too few points to fit any candidate circuit")
-            circuit = res.circuit  # later sweeps of a run use the same circuit, warm-started
+            fits = chosen
+            choices = [chosen_from] * len(sweeps)
         else:
-            res = warm_fit(circuit, f, z, reports[-1][1] if reports else None, weight=args.weight)
+            for info, f, z in sweeps:
+                res, chosen_from = choose_circuit(f, z, weight=args.weight)
+                if res is None:
+                    where = f" sweep {info['sweep_index']}" if "sweep_index" in info else ""
+                    raise ValueError(
+                        f"{args.file}{where}: too few points to fit any candidate circuit"
+                    )
+                fits.append(res)
+                choices.append(chosen_from)
+    reports = []
+    for (info, f, z), res, chosen_from in zip(sweeps, fits, choices, strict=True):
         out = _report(res, args.weight)
         for key in ("sweep_index", "cycle_count", "test_time_second", "temperature_celsius"):
             if key in info and info[key] is not None:
                 out[key] = info[key]
         if chosen_from is not None:
             out["chosen_from"] = chosen_from
-        try:
-            kk = lin_kk(f, z)
-            out["kk"] = {"passed": kk.passed, "rms": _num(kk.rms), "m": kk.m}
-        except KKError as exc:
-            out["kk"] = {"passed": None, "error": str(exc)}
+        out["kk"] = _kk(f, z)
         reports.append((out, res))
     write_report("eis", args, spectra=frame, fits=[res for _, res in reports])
     many = is_run(Path(args.file)) or len(reports) > 1
@@ -179,6 +166,38 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kk(f: np.ndarray, z: np.ndarray) -> dict[str, Any]:
+    from cellbench.analysis.kk import KKError, lin_kk
+
+    try:
+        kk = lin_kk(f, z)
+    except KKError as exc:
+        return {"passed": None, "error": str(exc)}
+    return {"passed": kk.passed, "rms": _num(kk.rms), "m": kk.m}
+
+
+def _choice_line(chosen_from: dict[str, Any], circuit: str) -> str:
+    """Why this circuit: its BIC, and the best other candidate's (and why that one lost)."""
+    rows = [r for r in chosen_from["candidates"] if r["bic"] is not None]
+    scope = chosen_from.get("scope")
+    where = f"on {scope}" if scope else "for this sweep"
+    mine = next((r for r in rows if r["circuit"] == circuit), None)
+    others = sorted((r for r in rows if r["circuit"] != circuit), key=lambda r: r["bic"])
+    text = f"  (chosen {where} from {len(chosen_from['candidates'])} candidates"
+    if mine is None:
+        return text + ")"
+    text += f", BIC {mine['bic']:.1f}"
+    if others:
+        other = others[0]
+        text += f"; {other['circuit']} {other['bic']:.1f}"
+        if other["bic"] < mine["bic"]:
+            if not other["resistances_determined"]:
+                text += " but its resistances are not determined"
+            elif other["undetermined"]:
+                text += f" but {', '.join(other['undetermined'])} undetermined"
+    return text + ")"
+
+
 def _print_table(path: Path, out: dict[str, Any], res) -> None:
     from cellbench.analysis.circuits import parse_circuit
 
@@ -189,23 +208,39 @@ def _print_table(path: Path, out: dict[str, Any], res) -> None:
     print(title)
     line = f"circuit  {out['circuit']}"
     if "chosen_from" in out:
-        n = len(out["chosen_from"]["candidates"])
-        line += f"  (of {n} candidates: lowest BIC with determined resistances)"
+        line += _choice_line(out["chosen_from"], out["circuit"])
     print(line)
     print(f"{'parameter':<12} {'value':>12} {'stderr':>12} {'rel.':>8}  unit")
+    flagged = False
     for name, pv in out["parameters"].items():
         v, s = pv["value"], pv["stderr"]
+        if name in out["undetermined"]:
+            # the standard error exceeds the value: no digit of it is known
+            print(
+                f"{name:<12} {'undetermined':>12} {_fmt_err(s)} {'>100%':>8}  "
+                f"{units.get(name, '')}  (the data do not fix it; fit value {_fmt_val(v)})"
+            )
+            flagged = True
+            continue
         rel = f"{100 * s / abs(v):7.2f}%" if v and s is not None else "      - "
-        vs = f"{v:12.5g}" if v is not None else f"{'nan':>12}"
-        ss = f"{s:12.3g}" if s is not None else f"{'inf':>12}"
-        flag = "  poorly determined" if name in out["poorly_determined"] else ""
-        print(f"{name:<12} {vs} {ss} {rel}  {units.get(name, '')}{flag}")
+        flag = "  poorly determined (> 10 %)" if name in out["poorly_determined"] else ""
+        print(f"{name:<12} {_fmt_val(v):>12} {_fmt_err(s)} {rel}  {units.get(name, '')}{flag}")
     print(
         f"chi2 {out['chi2']:.6g}  reduced chi2 {out['reduced_chi2']:.6g}  weight {out['weight']}"
         f"  points {out['n_points']}"
     )
+    if flagged:
+        print("undetermined: standard error above the value; fix it or choose a simpler circuit")
     kk = out.get("kk", {})
     if kk.get("passed") is not None:
         verdict = "pass" if kk["passed"] else "FAIL"
         print(f"Lin-KK   {verdict}  (residual rms {100 * kk['rms']:.2f} % of |Z|, M = {kk['m']})")
     print()
+
+
+def _fmt_val(v: float | None) -> str:
+    return "nan" if v is None else f"{v:.5g}"
+
+
+def _fmt_err(s: float | None) -> str:
+    return f"{'inf':>12}" if s is None else f"{s:12.3g}"

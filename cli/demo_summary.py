@@ -12,12 +12,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-#: The demo cell seen from 100 kHz to 1 Hz: series resistance (leads + electrolyte bulk and grain
-#: boundaries, whose arcs lie above 100 kHz), the interface arc, and finite-length diffusion.
-DEMO_CIRCUIT = "R0-p(R1,CPE1)-Ws1"
 
-
-def summarise(run_path: Path | str, *, circuit: str = DEMO_CIRCUIT) -> list[str]:
+def summarise(run_path: Path | str) -> list[str]:
     """Compute and write the summary; returns the lines to print."""
     from cellbench.daq.store import open_run
 
@@ -27,7 +23,7 @@ def summarise(run_path: Path | str, *, circuit: str = DEMO_CIRCUIT) -> list[str]
     out_dir.mkdir(exist_ok=True)
     lines = [f"run: {run_path}"]
     lines += _cycles(reader.read("samples"), out_dir)
-    lines += _eis(reader.read("spectra"), out_dir, circuit)
+    lines += _eis(reader.read("spectra"), out_dir)
     lines += _truth(reader.meta.ground_truth or {})
     return lines
 
@@ -71,43 +67,57 @@ def _cycles(samples: pl.DataFrame, out_dir: Path) -> list[str]:
     ]
 
 
-def _eis(spectra: pl.DataFrame, out_dir: Path, circuit: str) -> list[str]:
-    from cellbench.analysis.eis_fit import fit_circuit
+def _eis(spectra: pl.DataFrame, out_dir: Path) -> list[str]:
+    """Each sweep fitted with the circuit ``cellbench analyze eis`` would choose for it."""
+    from cellbench.analysis.eis_batch import choose_circuit, iter_sweeps, undetermined
 
     if spectra.is_empty():
         return ["EIS fits: no spectra"]
     rows = []
-    for (channel, sweep), sweep_df in spectra.group_by(
-        ["channel", "sweep_index"], maintain_order=True
-    ):
-        f = sweep_df["frequency_hertz"].to_numpy()
-        z = sweep_df["z_real_ohm"].to_numpy() + 1j * sweep_df["z_imag_ohm"].to_numpy()
-        temp = sweep_df["temperature_celsius"].drop_nulls()
+    for info, f, z in iter_sweeps(spectra):
         row = {
-            "channel": channel,
-            "sweep_index": int(sweep),
-            "cycle_count": int(sweep_df["cycle_count"][0]),
-            "temperature_celsius": float(temp.mean()) if temp.len() else math.nan,
+            "channel": info.get("channel"),
+            "sweep_index": int(info.get("sweep_index", 0)),
+            "cycle_count": int(info.get("cycle_count", 0)),
+            "temperature_celsius": float(info.get("temperature_celsius", math.nan)),
         }
-        try:
-            with np.errstate(all="ignore"):  # trial starts of the optimiser may overflow
-                fit = fit_circuit(circuit, f, z)
+        with np.errstate(all="ignore"):  # trial starts of the optimiser may overflow
+            fit, _ = choose_circuit(f, z)
+        if fit is None:
+            row["error"] = "too few points for any candidate circuit"
+        else:
+            row["circuit"] = fit.circuit
             row.update({k: float(v) for k, v in fit.values.items()})
+            row.update({f"{k}_stderr": float(v) for k, v in fit.stderr.items()})
             row["reduced_chi2"] = float(fit.reduced_chi2)
-        except Exception as exc:  # one bad sweep must not hide the others
-            row["error"] = str(exc)
+            row["undetermined"] = ",".join(undetermined(fit))
         rows.append(row)
-    table = pl.DataFrame(rows)
+    table = pl.DataFrame(rows, infer_schema_length=None)
     path = out_dir / "eis_fits.csv"
     table.write_csv(path)
-    lines = [f"EIS fits ({circuit}): {path}"]
+    lines = [f"EIS fits (each sweep's circuit chosen as by cellbench analyze eis): {path}"]
     for row in rows:
         if "R0" in row:
             lines.append(
                 f"  sweep {row['sweep_index']:>2} cycle {row['cycle_count']:>2} "
                 f"T {row['temperature_celsius']:5.1f} degC: R0 {row['R0']:.4g} ohm, "
-                f"R1 (interface) {row['R1']:.4g} ohm"
+                f"R1 (interface) {row['R1']:.4g} ohm  [{row['circuit']}]"
             )
         else:
             lines.append(f"  sweep {row['sweep_index']}: fit failed: {row.get('error')}")
     return lines
+
+
+def next_steps(run_path: Path | str) -> list[str]:
+    """What to try next on the demo's run (printed after the summary; copy-paste into a shell)."""
+    import shlex
+
+    return [
+        "try next:",
+        f"  RUN={shlex.quote(str(run_path))}",
+        '  cellbench runs show "$RUN"                     # what was recorded, the events',
+        '  cellbench analyze eis "$RUN"                   # circuit fits, sweep by sweep',
+        '  cellbench analyze cycling "$RUN"               # the per-cycle table',
+        '  cellbench report "$RUN" --out "$RUN/report"    # HTML report with figures',
+        '  cellbench gui "$RUN"                           # the run in the window (gui extra)',
+    ]
