@@ -67,7 +67,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="recover a run whose writer died and close it as interrupted",
         description=(
             "Recover RUN after a crash (truncate a torn journal tail, remove temporary files, seal "
-            "the journal) and close it with status 'interrupted'. Refused while a writer is live."
+            "the journal) and close it with status 'interrupted'. A damaged journal is kept under "
+            "RUN/damaged/ and only its valid frames are sealed: nothing valid is deleted. "
+            "Refused while a writer is live."
         ),
     )
     p.add_argument("run", type=Path, metavar="RUN", help="run folder")
@@ -128,19 +130,32 @@ def cmd_list(args: argparse.Namespace) -> int:
     rows = [
         (
             r.path.name if r.path.name == r.meta.run_id else f"{r.meta.run_id} ({r.path.name})",
-            _status(r.meta.status, r.writer_active),
+            _list_status(r),
             _when(r.meta.start_time),
             _when(r.meta.end_time),
-            r.rows["samples"],
-            r.rows["spectra"],
-            r.rows["events"],
+            r.rows.get("samples", "?"),
+            r.rows.get("spectra", "?"),
+            r.rows.get("events", "?"),
             _cell(r.meta.cell),
         )
         for r in runs
     ]
     headers = ("run", "status", "start (UTC)", "end (UTC)", "samples", "spectra", "events", "cell")
     print_table(headers, rows)
+    for r in runs:
+        if r.problem is not None:
+            print(f"cellbench: warning: {r.path.name}: {r.problem}", file=sys.stderr)
+        for loss in r.damage:
+            print(f"cellbench: warning: {r.path.name}: {loss.describe()}", file=sys.stderr)
     return 0
+
+
+def _list_status(r: RunInfo) -> str:
+    if r.problem is not None:
+        return "damaged (unreadable, see below)"
+    status = _status(r.meta.status, r.writer_active)
+    lost = [d for d in r.damage if d.last_seq is not None or "torn" not in d.where]
+    return f"{status}, damaged ({len(lost)} unreadable)" if lost else status
 
 
 def _span(df: pl.DataFrame) -> tuple[float, float] | None:
@@ -203,7 +218,18 @@ def cmd_show(args: argparse.Namespace) -> int:
         info.append(("EIS sweeps", sweeps.height))
     if meta.ground_truth:
         info.append(("ground truth", _truth_summary(meta.ground_truth)))
+    damage = reader.damage()
+    for loss in damage:
+        info.append(("unreadable", loss.describe()))
     print_table(("field", "value"), info, title=f"run {meta.run_id}")
+    if damage:
+        lost = sum(1 if d.last_seq is None else d.last_seq - d.first_seq + 1 for d in damage)
+        rows = sum(d.rows_hint or 0 for d in damage)
+        print(
+            f"cellbench: warning: {args.run}: {len(damage)} damaged place(s), {lost} batch(es) "
+            f"unreadable (about {rows} rows where the damaged headers say so); the rest reads",
+            file=sys.stderr,
+        )
 
     events = reader.read("events")
     if events.height:
@@ -245,7 +271,10 @@ def cmd_repair(args: argparse.Namespace) -> int:
     if before != "running":
         raise StoreError(f"{args.run}: status is {before!r}; only a 'running' run needs repair")
     writer = reopen_run(args.run)
+    kept = list(writer.quarantined)
     writer.close("interrupted")
     rows = ", ".join(f"{t} {n}" for t, n in open_run(args.run).tables().items())
     print(f"{args.run}: recovered; status interrupted; rows: {rows}")
+    for q in kept:
+        print(f"cellbench: warning: {q.message()}", file=sys.stderr)
     return 0
