@@ -28,8 +28,9 @@ MPR_TYPES = {
 
 def mpr_module(short: str, data: bytes, version: int = 0, *, new_header: bool = False) -> bytes:
     head = b"MODULE" + short.encode().ljust(10) + short.encode().ljust(25)
-    if new_header:
-        head += struct.pack("<III", 0xFFFFFFFF, len(data), version)
+    if new_header:  # EC-Lab >= 11.50 (galvani's VMPmodule_hdr_v2): a fourth u32, 11 for data
+        fourth = 11 if short == "VMP data" else 10
+        head += struct.pack("<IIII", 0xFFFFFFFF, len(data), version, fourth)
     else:
         head += struct.pack("<II", len(data), version)
     return head + b"03/16/17" + data
@@ -67,13 +68,14 @@ def mpr_file(
     extra: dict[int, str] | None = None,
     log_ole_day: float | None = 42810.5,
 ) -> bytes:
-    settings = mpr_module("VMP Set", b"\0" * 64)
+    settings = mpr_module("VMP Set", b"\0" * 64, new_header=new_header)
     data = mpr_module(
         "VMP data", mpr_data(columns, version=version, extra=extra), version, new_header=new_header
     )
     log = b""
     if log_ole_day is not None:
-        log = mpr_module("VMP LOG", b"\0" * 17 + struct.pack("<d", log_ole_day) + b"\0" * 40)
+        log_data = b"\0" * 17 + struct.pack("<d", log_ole_day) + b"\0" * 40
+        log = mpr_module("VMP LOG", log_data, new_header=new_header)
     return MPR_MAGIC + settings + data + log
 
 

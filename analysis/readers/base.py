@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from cellbench.core.errors import CellbenchError
@@ -272,3 +273,18 @@ def decode(path: str | Path, data: bytes) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         return data.decode("latin-1")
+
+
+def sweep_numbers(freq: np.ndarray, *counters: np.ndarray | None) -> np.ndarray:
+    """Sweep of every impedance point (from 0): from the first of ``counters`` (the file's sweep
+    or cycle counter) that changes, else from the frequencies: a sweep runs one way (down, as a
+    rule) and the next starts where the frequency steps back the other way."""
+    for counter in counters:
+        if counter is not None and counter.size and np.any(counter[1:] != counter[:-1]):
+            return np.cumsum(np.r_[False, counter[1:] != counter[:-1]]).astype(np.int64)
+    freq = np.asarray(freq, dtype=np.float64)
+    if freq.size < 3:
+        return np.zeros(freq.size, dtype=np.int64)
+    step = np.sign(np.diff(freq))
+    way = np.sign(np.sum(step)) or -1.0
+    return np.cumsum(np.r_[False, step == -way]).astype(np.int64)

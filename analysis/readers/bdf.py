@@ -64,6 +64,7 @@ def read_csv_bdf(path: str | Path) -> ReadResult:
     )
     df, have = read_mapped(path, lines, table, BDF, kind=kind, notes=notes, required=required)
     df, start = resolve_times(df)
+    df = per_cycle_totals(df, notes)
     line_of = lambda row: {"line": first + 2 + row}  # noqa: E731
     if kind == "spectra":
         frame = finish_spectra(path, df, start_unix=start, line_of=line_of)
@@ -79,6 +80,58 @@ def read_csv_bdf(path: str | Path) -> ReadResult:
         frame = finish_samples(path, df, start_unix=start, line_of=line_of)
     meta = {"start_time_known": "unix_time_second" in have or start is not None}
     return ReadResult(kind, frame, "bdf-csv", meta, notes.items)
+
+
+_TOTALS = (
+    "charging_capacity_ampere_hour",
+    "discharging_capacity_ampere_hour",
+    "charging_energy_watt_hour",
+    "discharging_energy_watt_hour",
+)
+
+
+def _scaled(rename: dict[str, str]) -> list[pl.Expr]:
+    """Unit factors of the renamed parquet columns (applied pressure in Pa to MPa)."""
+    out = []
+    for source, target in rename.items():
+        col = next((BDF[n] for n in BDF if key(n) == key(source)), None)
+        if col is not None and target != "_skip" and (col.scale != 1.0 or col.offset):
+            out.append((pl.col(target) * col.scale + col.offset).alias(target))
+    return out
+
+
+def per_cycle_totals(df: pl.DataFrame, notes: Notes) -> pl.DataFrame:
+    """Capacities and energies as per-cycle running totals (the canonical frames' meaning).
+
+    The current BDF specification's ``charging_capacity_ah`` (and its siblings) may run on over
+    the whole test; where every cycle after the first starts at the total the one before it
+    ended with, each cycle's start is taken off. Totals that restart each cycle stay as they are.
+    """
+    have = [c for c in _TOTALS if c in df.columns]
+    if not have or "cycle_count" not in df.columns or df["cycle_count"].n_unique() < 2:
+        return df
+    converted = []
+    for name in have:
+        ends = df.group_by("cycle_count", maintain_order=True).agg(
+            pl.col(name).first().alias("_first"), pl.col(name).last().alias("_last")
+        )
+        before = ends["_last"].shift(1)
+        runs_on = ((ends["_first"] - before).abs() <= 1e-9 + 1e-6 * before.abs())[1:]
+        moves = (ends["_last"] - ends["_first"]).abs()[1:] > 0
+        if runs_on.all() and moves.any():
+            base = ends.select("cycle_count", before.fill_null(0.0).alias("_base"))
+            df = (
+                df.join(base, on="cycle_count", how="left", maintain_order="left")
+                .with_columns((pl.col(name) - pl.col("_base")).alias(name))
+                .drop("_base")
+            )
+            converted.append(name)
+    if converted:
+        notes.warn(
+            f"{', '.join(converted)} run on over the test; read as per-cycle totals (each "
+            "cycle's start taken off)"
+        )
+    return df
 
 
 def read_parquet_bdf(path: str | Path) -> ReadResult:
@@ -102,6 +155,7 @@ def read_parquet_bdf(path: str | Path) -> ReadResult:
     for c in unknown:
         notes.warn(f"unknown column {c!r} skipped")
     df = df.select([pl.col(c).alias(t) for c, t in rename.items() if t != "_skip"])
+    df = per_cycle_totals(df.with_columns(_scaled(rename)), notes)
     line_of = lambda row: {}  # noqa: E731
     if kind == "spectra":
         frame = finish_spectra(path, df, line_of=line_of)

@@ -5,7 +5,8 @@ Structure, as far as it matters here (all integers little-endian):
 * a 52-byte file header ``BIO-LOGIC MODULAR FILE\\x1a`` padded with spaces and four zero bytes;
 * modules, each ``MODULE`` + short name (10 bytes) + long name (25 bytes), then either
   ``length u32, version u32, date 8 bytes`` (57-byte header) or, since EC-Lab 11.50,
-  ``0xFFFFFFFF u32, length u32, version u32, date 8 bytes`` (61 bytes); ``length`` bytes of module
+  ``0xFFFFFFFF u32, length u32, version u32, u32 (10; 11 for the data module), date 8 bytes``
+  (65 bytes; galvani's ``VMPmodule_hdr_v2``); ``length`` bytes of module
   data follow. The modules are ``VMP Set`` (settings), ``VMP data``, ``VMP LOG`` and a few optional
   ones (loops, external devices);
 * the data module: row count u32, column count u8, that many column IDs u16, padding up to a
@@ -35,6 +36,7 @@ from .base import (
     capacities_per_cycle,
     finish_samples,
     finish_spectra,
+    sweep_numbers,
 )
 
 MAGIC = b"BIO-LOGIC MODULAR FILE\x1a"
@@ -183,11 +185,13 @@ def modules(path: str | Path, data: bytes) -> list[Module]:
             raise ReaderError(path, "module header cut short", offset=pos, expected="57 bytes")
         short, long_ = _text(data[pos + 6 : pos + 16]), _text(data[pos + 16 : pos + 41])
         (first,) = struct.unpack_from("<I", data, pos + 41)
-        if pos + (61 if first == 0xFFFFFFFF else 57) > len(data):
-            raise ReaderError(path, "module header cut short", offset=pos, expected="57/61 bytes")
-        if first == 0xFFFFFFFF:  # EC-Lab >= 11.50: max points, then the classic fields
+        if pos + (65 if first == 0xFFFFFFFF else 57) > len(data):
+            raise ReaderError(path, "module header cut short", offset=pos, expected="57/65 bytes")
+        if first == 0xFFFFFFFF:
+            # EC-Lab >= 11.50: 0xFFFFFFFF, length, version, a fourth u32 (10, or 11 for the
+            # data module), date: galvani's VMPmodule_hdr_v2
             length, version = struct.unpack_from("<II", data, pos + 45)
-            date, start = data[pos + 53 : pos + 61], pos + 61
+            date, start = data[pos + 57 : pos + 65], pos + 65
         else:
             length, version = struct.unpack_from("<II", data, pos + 41)
             date, start = data[pos + 49 : pos + 57], pos + 57
@@ -384,7 +388,9 @@ def parse_mpr(path: str | Path, data: bytes, kind: str | None = None) -> ReadRes
     is_eis = freq > 0 if freq is not None else np.zeros(n, dtype=bool)
     n_eis = int(is_eis.sum())
     if kind is None:
-        kind = "spectra" if n and n_eis == n else "samples"
+        # An impedance technique (PEIS, GEIS) also logs a few points without a frequency (the
+        # waits and drift checks of a GEIS): read as spectra when most points are impedance.
+        kind = "spectra" if n and 2 * n_eis >= n else "samples"
     meta = {
         "instrument": "BioLogic",
         "modules": [m.long_name for m in mods],
@@ -456,9 +462,9 @@ def _spectra(path, cols: dict[str, np.ndarray], is_eis: np.ndarray, start, locat
         out["z_imag_ohm"] = mag * np.sin(phase)
     else:
         raise ReaderError(path, "no impedance columns", expected="Re(Z)/-Im(Z) or |Z|/Phase(Z)")
-    sweep = _first(pick, "z cycle")
-    if sweep is not None:
-        out["sweep_index"] = sweep.astype(np.int64) - int(sweep.min())
+    out["sweep_index"] = sweep_numbers(
+        out["frequency_hertz"], _first(pick, "z cycle"), _first(pick, "cycle number")
+    )
     volt = _first(pick, "Ewe/V", "<Ewe>/V")
     if volt is not None:
         out["dc_voltage_volt"] = volt.astype(np.float64)

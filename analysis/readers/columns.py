@@ -97,7 +97,37 @@ BDF_HUMAN: dict[str, Col] = {
     "Real Impedance / Ohm": Col("z_real_ohm"),
     "Imaginary Impedance / Ohm": Col("z_imag_ohm"),
 }
-BDF: dict[str, Col] = {**BDF_MACHINE, **BDF_HUMAN}
+# Names of the current BDF specification (battery-data-alliance/battery-data-format, the column
+# model of ``bdf.normalizers``) where they differ from the earlier ``*_ampere_hour`` spellings
+# above; quantities the canonical frames do not hold are known and skipped.
+BDF_CURRENT: dict[str, Col] = {
+    "charging_capacity_ah": Col("charging_capacity_ampere_hour"),
+    "discharging_capacity_ah": Col("discharging_capacity_ampere_hour"),
+    "charging_energy_wh": Col("charging_energy_watt_hour"),
+    "discharging_energy_wh": Col("discharging_energy_watt_hour"),
+    "step_capacity_ah": Col("step_capacity_ampere_hour"),
+    "temperature_t1_celsius": Col("temperature_celsius"),
+    "dc_internal_resistance_ohm": Col("internal_resistance_ohm"),
+    "step_id": Col("step_index"),
+    "applied_pressure_pa": Col("pressure_megapascal", 1e-6),
+    "Applied Pressure / Pa": Col("pressure_megapascal", 1e-6),
+    **dict.fromkeys(
+        (
+            "step_time_second", "net_capacity_ah", "cumulative_capacity_ah", "step_energy_wh",
+            "net_energy_wh", "cumulative_energy_wh", "power_watt", "ambient_temperature_celsius",
+            "ambient_pressure_pa", "record_index", "step_cumulative_capacity_ah",
+            "step_cumulative_energy_wh", "ac_internal_resistance_ohm",
+            *(f"temperature_t{k}_celsius" for k in range(2, 6)),
+            "Step Time / s", "Net Capacity / Ah", "Cumulative Capacity / Ah", "Step Energy / Wh",
+            "Net Energy / Wh", "Cumulative Energy / Wh", "Power / W", "Ambient Pressure / Pa",
+            "Record Index / 1", "Step Cumulative Capacity / Ah", "Step Cumulative Energy / Wh",
+            "AC Internal Resistance / Ohm",
+            *(f"Temperature T{k} / degC" for k in range(2, 6)),
+        ),
+        Col("_skip"),
+    ),
+}  # fmt: skip
+BDF: dict[str, Col] = {**BDF_MACHINE, **BDF_HUMAN, **BDF_CURRENT}
 
 # The "PRIME INSTRUMENT FILE" generic export (the cellpy project's custom test format). The file
 # states no units; the values (mass in g, currents of a milligram-scale half-cell) are those of

@@ -9,6 +9,7 @@ running totals of the data model; Arbin's .res is a Microsoft Access database, r
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
 import subprocess
@@ -18,7 +19,14 @@ import numpy as np
 import polars as pl
 from polars.exceptions import PanicException
 
-from .base import Notes, ReaderError, ReadResult, decode, step_count_from
+from .base import (
+    Notes,
+    ReaderError,
+    ReadResult,
+    capacities_per_cycle,
+    decode,
+    step_count_from,
+)
 from .columns import ARBIN, MACCOR, NEWARE_CSV, Col, key
 from .generic import read_csv
 from .tabular import guess_delimiter
@@ -105,14 +113,40 @@ def read_neware_csv(path: str | Path) -> ReadResult:
 
 
 def sniff_arbin_csv(head: bytes) -> bool:
-    return _has(head, ("Data_Point", "Cycle_Index", "Step_Index")) or _has(
-        head, ("Cycle_Index", "Step_Index", "Test_Time(s)")
+    return (
+        _has(head, ("Data_Point", "Cycle_Index", "Step_Index"))
+        or _has(head, ("Cycle_Index", "Step_Index", "Test_Time(s)"))
+        or _has(head, ("Data_Point", "Test_Time(s)", "Current(A)", "Voltage(V)"))
     )
+
+
+def _arbin_post(df: pl.DataFrame, notes: Notes) -> pl.DataFrame:
+    """An export without cycle and step columns: steps and cycles from the current (see
+    :mod:`cellbench.analysis.segment`), capacities integrated over the derived cycles (the
+    file's running totals do not restart with them), both said in a warning."""
+    if "cycle_count" in df.columns or "step_index" in df.columns:
+        return df
+    from cellbench.analysis.segment import segment  # analysis-level; imported on use
+
+    counters = [c for c in df.columns if c.endswith(("_ampere_hour", "_watt_hour"))]
+    notes.warn(
+        "no Cycle_Index or Step_Index column: steps and cycles derived from the current "
+        "(a cycle starts at the first charge after a discharge); capacities integrated over "
+        "those cycles" + (f" instead of the file's {', '.join(counters)}" if counters else "")
+    )
+    segmented = segment(df.drop(counters)).drop("step_type")
+    return capacities_per_cycle(segmented)
 
 
 def read_arbin_csv(path: str | Path) -> ReadResult:
     """MITS Pro csv export; Charge_/Discharge_Capacity already run over the cycle."""
-    return read_csv(path, ARBIN, format_name="arbin-csv", metadata={"instrument": "Arbin"})
+    return read_csv(
+        path,
+        ARBIN,
+        format_name="arbin-csv",
+        metadata={"instrument": "Arbin"},
+        postprocess=_arbin_post,
+    )
 
 
 def sniff_access(head: bytes) -> bool:
@@ -148,6 +182,26 @@ def mdb_export(path: str | Path, table: str) -> str:
     return run.stdout.decode("utf-8", "replace")
 
 
+def in_data_point_order(path: str | Path, text: str, notes: Notes) -> str:
+    """An exported Arbin table with its rows in ``Data_Point`` order (within each test):
+    ``mdb-export`` returns them in the database's storage order, which is not always that."""
+    try:
+        table = pl.read_csv(io.BytesIO(text.encode("utf-8")), infer_schema=False)
+    except (pl.exceptions.PolarsError, PanicException):
+        return text  # read_csv names the problem with its line
+    if "Data_Point" not in table.columns:
+        return text
+    keys = [c for c in ("Test_ID", "Data_Point") if c in table.columns]
+    order = table.select(pl.col(k).cast(pl.Int64, strict=False) for k in keys)
+    if any(order[k].null_count() for k in keys):
+        return text
+    if order.equals(order.sort(keys, maintain_order=True)):
+        return text
+    notes.warn("records were not in Data_Point order in the database; sorted by Data_Point")
+    rows = order.with_row_index("_row").sort(keys, maintain_order=True)["_row"]
+    return table[rows].write_csv()
+
+
 def read_arbin_res(path: str | Path) -> ReadResult:
     """Arbin .res: ``Channel_Normal_Table`` for the records, ``Global_Table`` for the test."""
     notes = Notes(path)
@@ -169,6 +223,7 @@ def read_arbin_res(path: str | Path) -> ReadResult:
     # The exported table goes through the same checks as the csv exports; line numbers in
     # errors count the table's rows (line 2 = first record).
     meta["line_numbers"] = f"rows of {ARBIN_TABLE} as exported by mdb-export"
+    text = in_data_point_order(path, text, notes)
     return read_csv(
         path,
         ARBIN,

@@ -34,11 +34,21 @@ def sniff(head: bytes) -> bool:
     return head.lstrip(b"\xef\xbb\xbf").startswith(MAGIC)
 
 
+def _number(text: str) -> float:
+    """A Gamry number; Framework writes the Windows locale's decimal comma (``109,009``) where
+    the system uses one (fields are tab-separated, so a comma is never a thousands mark)."""
+    text = text.strip()
+    if "," in text and "." not in text:
+        text = text.replace(",", ".")
+    return float(text)
+
+
 def _start(values: dict[str, str]) -> float | None:
     date, time = values.get("DATE"), values.get("TIME")
     if not date or not time:
         return None
-    for fmt in ("%m/%d/%Y %H:%M:%S", "%d.%m.%Y %H:%M:%S", "%Y-%m-%d %H:%M:%S"):
+    time = time.split(",")[0].split(".")[0] if time.count(":") == 2 else time
+    for fmt in ("%m/%d/%Y %H:%M:%S", "%d.%m.%Y %H:%M:%S", "%Y-%m-%d %H:%M:%S", "%d/%m/%Y %H:%M:%S"):
         try:
             stamp = datetime.strptime(f"{date} {time}", fmt).replace(tzinfo=UTC)
             return stamp.timestamp()
@@ -50,8 +60,8 @@ def _start(values: dict[str, str]) -> float | None:
 def _planned_points(values: dict[str, str]) -> int | None:
     """Points a logarithmic sweep from FREQINIT to FREQFINAL at PTSPERDEC would have."""
     try:
-        f0, f1 = float(values["FREQINIT"]), float(values["FREQFINAL"])
-        per_decade = float(values["PTSPERDEC"])
+        f0, f1 = _number(values["FREQINIT"]), _number(values["FREQFINAL"])
+        per_decade = _number(values["PTSPERDEC"])
     except (KeyError, ValueError):
         return None
     if f0 <= 0 or f1 <= 0 or per_decade <= 0:
@@ -120,7 +130,7 @@ def read_dta(path: str | Path) -> ReadResult:
                     expected="a complete row",
                 )
             try:
-                row.append(float(fields[j]) * scale)
+                row.append(_number(fields[j]) * scale)
             except ValueError:
                 raise ReaderError(
                     path, f"{fields[j]!r} is not a number", line=i + 1, column=name

@@ -298,9 +298,40 @@ def read_mapped(
             num = _to_float(path, s, name, table, lines, n_fields, col.target in required, notes)
             val = num * col.scale + col.offset if (col.scale != 1.0 or col.offset) else num
             if col.target == "_excel_days":
-                val = (val - UNIX_EXCEL_EPOCH_DAYS) * 86400.0
+                val = _excel_or_unix(path, val, name, table, notes)
         cols[col.target] = val.alias(col.target)
     return pl.DataFrame(list(cols.values())), have
+
+
+EXCEL_DAYS = (20000.0, 80000.0)  # spreadsheet day numbers of 1954 .. 2119
+UNIX_SECONDS = (3e8, 7.3e9)  # 1979 .. 2201
+
+
+def _excel_or_unix(
+    path: str | Path, val: pl.Series, name: str, table: Table, notes: Notes
+) -> pl.Series:
+    """A date column as unix seconds: spreadsheet day numbers, or (some Arbin exports) unix
+    seconds already; anything else is an error naming the file, line and column."""
+    found = val.drop_nulls()
+    if found.len() == 0:
+        return (val - UNIX_EXCEL_EPOCH_DAYS) * 86400.0
+    lo, hi = float(found.min()), float(found.max())
+    if EXCEL_DAYS[0] <= lo and hi <= EXCEL_DAYS[1]:
+        return (val - UNIX_EXCEL_EPOCH_DAYS) * 86400.0
+    if UNIX_SECONDS[0] <= lo and hi <= UNIX_SECONDS[1]:
+        notes.warn(f"column {name!r} holds unix seconds, not spreadsheet day numbers; read so")
+        return val
+    inside = val.is_between(*EXCEL_DAYS) | val.is_between(*UNIX_SECONDS) | val.is_null()
+    bad = ~inside if (~inside).any() else val.is_between(*UNIX_SECONDS)
+    row = int(bad.arg_max())
+    raise ReaderError(
+        path,
+        f"{val[row]!r} is neither a spreadsheet day number nor unix seconds of 1979-2200 "
+        f"(or the column mixes them)",
+        line=table.first_line + row,
+        column=name,
+        expected="day numbers 20000-80000 (1954-2119) or unix seconds throughout",
+    )
 
 
 def resolve_times(df: pl.DataFrame) -> tuple[pl.DataFrame, float | None]:
