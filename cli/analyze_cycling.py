@@ -21,6 +21,7 @@ from typing import Any
 import polars as pl
 from polars.exceptions import PanicException
 
+from cellbench.cli.catalog_args import add_catalog_option, catalog_aware
 from cellbench.cli.convert import add_column_map_option
 from cellbench.cli.report import add_report_option, write_report
 from cellbench.core.errors import CellbenchError
@@ -531,6 +532,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 def _add_cycling_inputs(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="FILE", help="run folder or cycler file (any supported format)")
+    add_catalog_option(p)
     add_column_map_option(p)
     p.add_argument("--channel", help="channel to analyse (default: all channels)")
     p.add_argument(
@@ -577,7 +579,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="active material mass, g (adds specific capacity; default from the run's cell)",
     )
     _add_common(p)
-    p.set_defaults(func=cmd_cycling)
+    p.set_defaults(func=catalog_aware(cmd_cycling, "file"))
 
     p = sub.add_parser(
         "fade",
@@ -604,7 +606,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--criterion", choices=("bic", "aic"), default="bic", help="model ranking")
     p.add_argument("--confidence", type=_fraction, default=0.95, help="interval level (0.95)")
     _add_common(p)
-    p.set_defaults(func=cmd_fade)
+    p.set_defaults(func=catalog_aware(cmd_fade, "file"))
 
     p = sub.add_parser(
         "conductivity",
@@ -640,6 +642,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the short.",
     )
     p.add_argument("file", metavar="FILE", help="run folder or cycler file")
+    add_catalog_option(p)
     add_column_map_option(p)
     p.add_argument(
         "--area-cm2", type=_positive, help="electrode area, cm2 (default: the run's cell)"
@@ -664,7 +667,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="consecutive samples a signature must last (3)",
     )
     _add_common(p)
-    p.set_defaults(func=cmd_ccd)
+    p.set_defaults(func=catalog_aware(cmd_ccd, "file"))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -29,6 +29,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cellbench.cli.protocol",
     "cellbench.cli.instruments",
     "cellbench.cli.gui",
+    "cellbench.cli.sync",
+    "cellbench.cli.catalog",
 )
 
 

@@ -34,7 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="one line per run folder in DIR",
         description="List the runs in DIR: id, status, start and end (UTC), rows per table, cell.",
     )
-    p.add_argument("dir", type=Path, metavar="DIR", help="folder holding run folders")
+    p.add_argument("dir", type=Path, nargs="?", metavar="DIR", help="folder holding run folders")
+    p.add_argument("--json", action="store_true", help="print a JSON list of runs")
+    p.add_argument("--catalog", metavar="URL", help="list the runs in the lab catalog instead")
+    p.add_argument("--where", metavar="SQL", help="with --catalog: condition on runs' columns")
     p.set_defaults(func=cmd_list)
 
     p = runs_sub.add_parser(
@@ -42,8 +45,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="metadata, row counts, time span and events of one run",
         description="Show a run's run.json, row counts, time span, channels and events summary.",
     )
-    p.add_argument("run", type=Path, metavar="RUN", help="run folder")
-    p.set_defaults(func=cmd_show)
+    p.add_argument("run", type=Path, metavar="RUN", help="run folder (run id with --catalog)")
+    from cellbench.cli import catalog_args  # --catalog URL RUN_ID (the lab catalog)
+
+    catalog_args.add_catalog_option(p)
+    p.set_defaults(func=catalog_args.catalog_aware(cmd_show, "run"))
 
     p = runs_sub.add_parser(
         "export",
@@ -123,6 +129,10 @@ def _when(iso: str | None) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    if args.json or args.catalog or args.where or args.dir is None:
+        from cellbench.cli import catalog_args  # --json, --catalog URL [--where SQL]
+
+        return catalog_args.cmd_list(args)
     runs: list[RunInfo] = list_runs(args.dir)
     if not runs:
         print(f"no runs in {args.dir}")

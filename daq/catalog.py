@@ -420,7 +420,7 @@ class Catalog:
             f"FROM {SCHEMA}.runs"
         )
         if where:
-            sql += f" WHERE ({where})"
+            sql += f" WHERE ({where.replace('%', '%%')})"  # one statement: parameters follow
         sql += " ORDER BY start_time DESC NULLS LAST, run_id LIMIT %s"
         import psycopg
 
