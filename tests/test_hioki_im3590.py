@@ -45,7 +45,7 @@ def test_identify_and_role(analyzer, sim):
     assert analyzer.identify() == "HIOKI,IM3590,250123456,V2.01"
     assert analyzer.identify() == "HIOKI,IM3590,250123456,V2.01"
     assert isinstance(analyzer, ImpedanceAnalyzer)
-    assert sim.received[:2] == [b":HEAD OFF\r\n", b"*IDN?\r\n"]
+    assert sim.received[:3] == [b":HEAD OFF\r\n", b":TRIG EXT\r\n", b"*IDN?\r\n"]
 
 
 def test_sweep_sends_exact_commands(analyzer, sim):
@@ -57,14 +57,17 @@ def test_sweep_sends_exact_commands(analyzer, sim):
         b":PAR2 OFF\r\n",
         b":PAR3 PHAS\r\n",
         b":PAR4 OFF\r\n",
+        b":MEAS:ITEM 5,0,0\r\n",
         b":LEV V\r\n",
         b":LEV:VOLT 0.01\r\n",
         b":DCB:LEV 0.1\r\n",
         b":DCB ON\r\n",
         b"*ESR?\r\n",
         b":FREQ 1000\r\n",
+        b"*TRG\r\n",
         b":MEAS?\r\n",
         b":FREQ 100\r\n",
+        b"*TRG\r\n",
         b":MEAS?\r\n",
     ]
 
@@ -191,8 +194,77 @@ def test_third_party_style_session_with_bare_pyserial(sim, cell):
         replies = port.readline().decode().strip().split(";")
         esr = port.readline().decode().strip()
     assert replies[:3] == ["SLOW", "4", "1.00000E+03"]
-    z_abs, phase = (float(v) for v in replies[3].split(","))
+    status, z_abs, phase = (float(v) for v in replies[3].split(","))  # :MEAS:VALid's status
+    assert status == 0
     truth = cell.impedance(1000.0)[0]
     assert z_abs == pytest.approx(abs(truth), rel=5 * NOISE)
     assert phase == pytest.approx(np.degrees(np.angle(truth)), abs=0.5)
     assert esr == "0"
+
+
+# --- the instrument's own facts (issue 18) -----------------------------------------------------
+def _connect() -> list[tuple[bytes, bytes | None]]:
+    return [(b":HEAD OFF\r\n", None), (b":TRIG EXT\r\n", None)]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        # status, values, panel number: the shape Hioki's LCR manuals print for :MEASure?
+        # (3504-40: "0,1.23456E-06,0.12345,0" with headers off)
+        b"0,1.00000E+02,-3.00000E+01,0",
+        b"0,1.00000E+02,-3.00000E+01",  # status only
+        b"1.00000E+02,-3.00000E+01",  # values only
+    ],
+)
+def test_measure_reply_with_status_and_panel_fields(reply):
+    """``:MEASure?`` returns what ``:MEASure:VALid`` selects (status, judgments, values, panel
+    number); each point is triggered with ``*TRG`` in external trigger mode."""
+    from cellbench.drivers.replay import replay
+
+    pairs = [
+        *_connect(),
+        (b":FREQ 1000\r\n", None),
+        (b"*TRG\r\n", None),
+        (b":MEAS?\r\n", reply + b"\r\n"),
+    ]
+    with replay(HiokiIM3590, pairs) as analyzer:
+        z = analyzer.measure_point(1000.0)
+    assert z == pytest.approx(100 * np.exp(-1j * np.radians(30)))
+
+
+def test_non_zero_measurement_status_is_a_range_error():
+    from cellbench.drivers.replay import replay
+
+    pairs = [
+        *_connect(),
+        (b":FREQ 10\r\n", None),
+        (b"*TRG\r\n", None),
+        (b":MEAS?\r\n", b"2,1.00000E+02,-3.00000E+01,0\r\n"),
+    ]
+    with (
+        replay(HiokiIM3590, pairs) as analyzer,
+        pytest.raises(InstrumentRangeError, match="measurement status 2 at 10 Hz"),
+    ):
+        analyzer.measure_point(10.0)
+
+
+def test_configure_selects_the_returned_parameters():
+    from cellbench.drivers.replay import replay
+
+    lines = [":MODE LCR", ":PAR1 RS", ":PAR2 OFF", ":PAR3 X", ":PAR4 OFF", ":MEAS:ITEM 0,18,0",
+             ":LEV V", ":LEV:VOLT 0.01", ":DCB OFF"]  # fmt: skip
+    pairs = [*_connect(), *((f"{c}\r\n".encode(), None) for c in lines), (b"*ESR?\r\n", b"0\r\n")]
+    with replay(HiokiIM3590, pairs, parameters="RS-X") as analyzer:
+        analyzer.configure(0.01)
+
+
+def test_internal_trigger_replies_can_predate_the_frequency_change(sim, cell):
+    """Why the driver triggers each point itself: free-running, the simulator (like the
+    instrument) answers with the measurement that was under way when ``:FREQ`` arrived."""
+    with serial.Serial(sim.address, 9600, timeout=1.0) as port:
+        port.write(b":TRIG INT;:FREQ 100000;:MEAS?\r\n")
+        port.readline()
+        port.write(b":FREQ 1;:MEAS?\r\n")
+        _, z_abs, _ = (float(v) for v in port.readline().decode().split(","))
+    assert abs(z_abs - abs(cell.impedance(100e3)[0])) < abs(z_abs - abs(cell.impedance(1.0)[0]))

@@ -194,6 +194,28 @@ class IM3590Simulator(_HiokiSerial):
 
         c.add_command(":DCBias:LEVel", set=set_bias_level, get=lambda a, n: nr3(self.dc_bias_volt))
         c.add_command(":MEASure", get=lambda a, n: self.measure(), locked=False)
+        # :MEASure:ITEM <MR0>,<MR1>,<MR2> selects what :MEASure? returns (bit layout of Hioki's
+        # 3532 manual; power-on: Z and PHASE); :MEASure:VALid selects the extra fields (here:
+        # 1 = leading status field, 16 = trailing panel number; power-on 1 — a model of the
+        # IM3590's "status, judgment results, measurement values, panel number", unverified)
+        self.item = (5, 0, 0)
+        self.valid = 1
+
+        def set_item(args, n):
+            fields = [f for f in args.replace(" ", "").split(",") if f]
+            if not 1 <= len(fields) <= 3:
+                raise ScpiError(-109, f"Missing parameter;{args}")
+            values = [int(parse_number(f, minimum=0, maximum=255)) for f in fields]
+            self.item = (*values, *([0] * (3 - len(values))))
+
+        c.add_command(
+            ":MEASure:ITEM", set=set_item, get=lambda a, n: ",".join(str(v) for v in self.item)
+        )
+        c.add_command(
+            ":MEASure:VALid",
+            set=lambda a, n: setattr(self, "valid", int(parse_number(a, minimum=0, maximum=255))),
+            get=lambda a, n: str(self.valid),
+        )
         # settings third-party drivers send; stored and reported, no effect on the simulated values
         self.settings = {"SPEE": "MED", "AVER": "1", "RANG:AUTO": "ON", "TRIG": "INT"}
         for pattern, key, parse in (
@@ -226,19 +248,51 @@ class IM3590Simulator(_HiokiSerial):
                 set=lambda a, n, key=key, parse=parse: self.settings.__setitem__(key, parse(a)),
                 get=lambda a, n, key=key: self.settings[key],
             )
-        c.add_command("*TRG", set=lambda a, n: None)
+        c.add_command("*TRG", set=lambda a, n: self._trigger(), locked=False)
+        #: the last completed measurement: (frequency it was taken at, impedance, status)
+        self.last: tuple[float, complex, int] | None = None
+
+    #: :MEASure:ITEM order of the parameters (MR0 bits 0-7, MR1 bits 0-5)
+    ITEM_ORDER = (
+        ("Z", 0, 1), ("Y", 0, 2), ("PHAS", 0, 4), ("CS", 0, 8), ("CP", 0, 16), ("D", 0, 32),
+        ("LS", 0, 64), ("LP", 0, 128), ("Q", 1, 1), ("RS", 1, 2), ("G", 1, 4), ("RP", 1, 8),
+        ("X", 1, 16), ("B", 1, 32),
+    )  # fmt: skip
+
+    def _take(self, f: float) -> tuple[float, complex, int]:
+        """One measurement at ``f``: takes at least two periods of simulated time."""
+        self.cell.clock.sleep(max(2.0 / f, 5e-3))
+        z = self._noisy(complex(self.cell.impedance(np.array([f]))[0]))
+        status = 1 if self.faults.take("over_range", ":MEAS?") is not None else 0
+        return f, z, status
+
+    def _trigger(self) -> None:
+        if self.settings["TRIG"] != "EXT":
+            raise ScpiError(-200, "Execution error;*TRG needs :TRIGger EXTernal")
+        self.last = self._take(self.frequency_hertz)
 
     def measure(self) -> str:
         if self.mode != "LCR":
             raise ScpiError(-200, "Execution error;not in LCR mode")
-        f = self.frequency_hertz
-        # measurement time: at least two periods of the signal, and the instrument's minimum
-        self.cell.clock.sleep(max(2.0 / f, 5e-3))
-        if self.faults.take("over_range", ":MEAS?") is not None:
-            return ",".join(IM3590_OVER_RANGE for p in self.parameters if p != "OFF")
-        z = self._noisy(complex(self.cell.impedance(np.array([f]))[0]))
-        values = [self._value(p, z, f) for p in self.parameters if p != "OFF"]
-        return ",".join(nr3(v) for v in values)
+        if self.settings["TRIG"] == "INT":
+            # free-running: the reply is the last *completed* measurement, which may have
+            # begun before a :FREQ change; a new one starts at the present frequency
+            previous, self.last = self.last, self._take(self.frequency_hertz)
+            taken = previous if previous is not None else self.last
+        else:
+            if self.last is None:
+                raise ScpiError(-200, "Execution error;no measurement (send *TRG)")
+            taken = self.last
+        f, z, status = taken
+        names = [name for name, reg, bit in self.ITEM_ORDER if self.item[reg] & bit]
+        if status:
+            values = [IM3590_OVER_RANGE] * len(names)
+        else:
+            values = [nr3(self._value(name, z, f)) for name in names]
+        fields = ([str(status)] if self.valid & 1 else []) + values
+        if self.valid & 16:
+            fields.append("0")  # panel number: no panel loaded
+        return ",".join(fields)
 
     @staticmethod
     def _value(parameter: str, z: complex, f: float) -> float:
