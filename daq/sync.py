@@ -134,6 +134,12 @@ class Syncer:
             self._catalog.close()
             self._catalog = None
 
+    def __enter__(self) -> Syncer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def _drop_connection(self) -> None:
         """Forget a connection that failed; the next call reconnects."""
         self.close()
