@@ -33,7 +33,6 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ from cellbench.core.clock import ScaledClock, WallClock
 from cellbench.core.schema import Cell, RunMeta
 from cellbench.daq import steps as st
 from cellbench.daq.aux import PRESSURE, RESISTANCE, TEMPERATURE, AuxSampler
+from cellbench.daq.engine_options import EngineOptions
 from cellbench.daq.link import InstrumentLink, Outage
 from cellbench.daq.live import LiveBus, LiveMessage, Subscriber, Subscription
 from cellbench.daq.pause import PauseControl
@@ -54,48 +54,7 @@ from cellbench.daq.store import RunWriter, create_run
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FAULT_TIMEOUT_S = 60.0
 MIN_AUX_WALL_INTERVAL_S = 0.05  # never poll a chamber or gauge faster than this in wall time
-
-
-@dataclass(frozen=True)
-class EngineOptions:
-    """Tuning that a station may override (``[engine]`` table) — defaults suit a lab PC."""
-
-    fault_timeout_s: float = DEFAULT_FAULT_TIMEOUT_S  # wall s an instrument may be unreachable
-    retries: int = 2  # immediate retries before reconnecting
-    batch_interval_s: float = 0.25  # wall s between appends to the store
-    aux_interval_s: float | None = None  # s between auxiliary readings (default: sample interval)
-    stop_grace_s: float = 10.0  # wall s channels get to stop before outputs are forced off
-    fsync_interval_s: float = 1.0  # wall s between fsyncs (power-cut durability)
-    sample_interval_s: float | None = None  # overrides the protocol's (coarser trial runs)
-    max_loop_iterations: int | None = None  # caps every loop (a quick trial of a long protocol)
-    gap_threshold_s: float = 1.0  # wall s: a reading slower than this leaves a gap event
-
-    @classmethod
-    def from_station(cls, station: Station, **overrides: Any) -> EngineOptions:
-        """Defaults, then the station's ``[engine]`` table, then ``overrides`` (not None)."""
-        known = set(cls.__dataclass_fields__)
-        raw = dict(station.raw.get("engine", {}) or {})
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            where = station.path or "station"
-            raise st.EngineConfigError(
-                f"{where}: [engine] has unknown keys {unknown}; known: {sorted(known)}"
-            )
-        values = {**raw, **{k: v for k, v in overrides.items() if v is not None}}
-        problems = []
-        for key, value in values.items():
-            whole = key in ("retries", "max_loop_iterations")
-            kind = int if whole else (int, float)
-            ok = isinstance(value, kind) and not isinstance(value, bool)
-            if not ok or not math.isfinite(value) or value < (0 if key == "retries" else 1e-9):
-                what = "a whole number" if whole else "a positive number"
-                problems.append(f"{key} must be {what}, got {value!r}")
-        if problems:
-            where = station.path or "station"
-            raise st.EngineConfigError(f"{where}: [engine]: " + "; ".join(problems))
-        return cls(**values)
 
 
 def _software_version() -> str:

@@ -28,7 +28,6 @@ needs the cell's nominal capacity...) and returns the protocol resolved against 
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from collections.abc import Mapping
@@ -36,20 +35,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from cellbench.core.errors import CellbenchError
 from cellbench.core.schema import Cell
 from cellbench.core.units import FREQUENCY, format_quantity
 from cellbench.daq import simulated
-from cellbench.daq.protocol import (
-    CCD,
-    EIS,
-    Problem,
-    Protocol,
-    ProtocolError,
-    Temperature,
+from cellbench.daq.engine_options import check_engine_table
+from cellbench.daq.protocol import CCD, EIS, Problem, Protocol, ProtocolError, Temperature
+from cellbench.daq.toml_check import (
+    Checker,
+    TomlFileError,
+    did_you_mean,
     parse_toml,
+    read_toml_file,
 )
-from cellbench.daq.toml_lines import KeyLines, format_path, key_lines
+from cellbench.daq.toml_lines import key_lines
 
 __all__ = [
     "DRIVER_ROLES",
@@ -100,15 +98,8 @@ _SHARED_ROLES = frozenset({"temperature"})
 _NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
-class StationError(CellbenchError, ValueError):
+class StationError(TomlFileError):
     """A station file that cannot be used; ``problems`` lists every problem with its line."""
-
-    def __init__(self, problems: list[Problem] | tuple[Problem, ...]):
-        self.problems: tuple[Problem, ...] = tuple(problems)
-        head = f"{len(self.problems)} problem(s)"
-        if self.problems:
-            head += f" in {self.problems[0].file}"
-        super().__init__(head + ":\n" + "\n".join(str(p) for p in self.problems))
 
 
 @dataclass(frozen=True)
@@ -221,25 +212,16 @@ class Station:
 def load_station(path: Path | str) -> Station:
     """Read and check a station file; raises :class:`StationError` listing every problem."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise StationError([Problem(str(path), 0, "", "no such station file")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise StationError([Problem(str(path), 0, "", f"cannot read: {exc}")]) from None
+    text = read_toml_file(path, what="station", error=StationError)
     return parse_station(text, source=str(path), path=path)
 
 
 def parse_station(text: str, *, source: str = "<string>", path: Path | None = None) -> Station:
     """Check station TOML text and build the :class:`Station` (see :func:`load_station`)."""
-    try:
-        data = parse_toml(text, source)
-    except ProtocolError as exc:
-        raise StationError(exc.problems) from None
-    checker = _Checker(source, key_lines(text), path.parent if path else Path.cwd())
+    data = parse_toml(text, source, error=StationError)
+    checker = _Checker(source, text, path.parent if path else Path.cwd())
     station = replace(checker.station(data, path), text=text)
-    if checker.problems:
-        raise StationError(sorted(checker.problems, key=lambda p: (p.line, p.key)))
+    checker.raise_if_any(StationError)
     return station
 
 
@@ -260,28 +242,17 @@ _INSTRUMENT_KEYS = (
 )
 
 
-class _Checker:
-    def __init__(self, source: str, lines: KeyLines, base_dir: Path):
-        self.source = source
-        self.lines = lines
+class _Checker(Checker):
+    """The checker of one station file; relative paths in it are relative to ``base_dir``."""
+
+    def __init__(self, source: str, text: str, base_dir: Path):
+        super().__init__(source, text)
         self.base_dir = base_dir
-        self.problems: list[Problem] = []
-
-    def error(self, path: tuple[str | int, ...], message: str) -> None:
-        self.problems.append(
-            Problem(self.source, self.lines.line(path), format_path(path), message)
-        )
-
-    def unknown(self, data: Mapping[str, Any], path: tuple[str | int, ...], known: tuple) -> None:
-        for key in data:
-            if key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f"did you mean {close[0]!r}?" if close else "known: " + ", ".join(known)
-                self.error((*path, key), f"unknown key; {hint}")
 
     def station(self, data: dict[str, Any], path: Path | None) -> Station:
-        # [engine] belongs to the acquisition engine (its tuning); it is passed through in raw.
-        self.unknown(data, (), _TOP_KEYS)
+        self.unknown_keys(data, (), _TOP_KEYS)
+        # [engine]: the acquisition engine's tuning, checked here (with lines) and kept in raw.
+        check_engine_table(self, data.get("engine"), ("engine",))
         cell = self.cell(data.get("cell"))
         simulation = self.simulation(data.get("simulation"))
         instruments = self.instruments(data.get("instrument"), cell)
@@ -301,7 +272,7 @@ class _Checker:
         if not isinstance(data, dict):
             self.error(("cell",), "must be a table [cell]")
             return Cell()
-        self.unknown(data, ("cell",), _CELL_KEYS)
+        self.unknown_keys(data, ("cell",), _CELL_KEYS)
         values: dict[str, Any] = {}
         for key in ("name", "chemistry", "notes"):
             if key in data:
@@ -329,7 +300,7 @@ class _Checker:
         if not isinstance(data, dict):
             self.error(path, "must be a table [simulation]")
             return None
-        self.unknown(data, path, _SIM_KEYS)
+        self.unknown_keys(data, path, _SIM_KEYS)
         params_path: Path | None = None
         params: dict[str, Any] | None = None
         if "cell" in data and "cell_params" in data:
@@ -399,7 +370,7 @@ class _Checker:
         named_channels: list[str],
     ) -> InstrumentSpec | None:
         """One [[instrument]]; without a channel it joins the bench's only cell channel."""
-        self.unknown(data, path, _INSTRUMENT_KEYS)
+        self.unknown_keys(data, path, _INSTRUMENT_KEYS)
         ok = True
 
         def text(key: str, hint: str) -> str | None:
@@ -420,8 +391,7 @@ class _Checker:
             ok = False
         driver = text("driver", "one of " + ", ".join(DRIVER_ROLES))
         if driver is not None and driver not in DRIVER_ROLES:
-            close = difflib.get_close_matches(driver, list(DRIVER_ROLES), n=1)
-            hint = f"did you mean {close[0]!r}?" if close else "known: " + ", ".join(DRIVER_ROLES)
+            hint = did_you_mean(driver, DRIVER_ROLES)
             self.error((*path, "driver"), f"unknown driver {driver!r}; {hint}")
             ok = False
         address = text("address", '"sim" or e.g. "TCPIP::10.0.0.5::5025::SOCKET", "/dev/ttyUSB0"')
@@ -519,8 +489,7 @@ class _Checker:
         ok = True
         for k, role in enumerate(raw):
             if role not in ROLES:
-                close = difflib.get_close_matches(role, ROLES, n=1)
-                hint = f"did you mean {close[0]!r}?" if close else "known: " + ", ".join(ROLES)
+                hint = did_you_mean(role, ROLES)
                 self.error((*path, "roles", k), f"unknown role {role!r}; {hint}")
                 ok = False
             elif driver in DRIVER_ROLES and role not in DRIVER_ROLES[driver]:

@@ -154,7 +154,7 @@ def test_live_bus_queue_drops_oldest_and_callbacks_cannot_break_it():
 
 def test_engine_options_from_station_table(tmp_path):
     from cellbench.daq.engine import EngineOptions
-    from cellbench.daq.station import parse_station
+    from cellbench.daq.station import StationError, parse_station
     from cellbench.daq.steps import EngineConfigError
 
     text = """
@@ -176,6 +176,19 @@ channel = "cell1"
     options = EngineOptions.from_station(station, retries=4, sample_interval_s=None)
     assert options.fault_timeout_s == 5.0 and options.retries == 4
     assert options.sample_interval_s is None and options.batch_interval_s == 0.25
-    bad = parse_station(text.format(extra="fault_timout_s = 1"), source="s.toml")
-    with pytest.raises(EngineConfigError, match="fault_timout_s"):
-        EngineOptions.from_station(bad)
+    # The station loader checks [engine] like the rest of the file: every problem, with its line.
+    with pytest.raises(StationError) as info:
+        parse_station(
+            text.format(extra='fault_timout_s = 1\nretries = 1.5\nstop_grace_s = "10 s"'),
+            source="s.toml",
+        )
+    assert [str(p) for p in info.value.problems] == [
+        "s.toml:7: engine.fault_timout_s: unknown key; did you mean 'fault_timeout_s'?",
+        "s.toml:8: engine.retries: must be a whole number >= 0, got 1.5",
+        "s.toml:9: engine.stop_grace_s: must be a number of seconds, got '10 s'",
+    ]
+    # Overrides (command line, GUI) are checked too, by name.
+    with pytest.raises(EngineConfigError, match="retries: must be a whole number >= 0, got -1"):
+        EngineOptions.from_station(station, retries=-1)
+    with pytest.raises(TypeError, match="fault_timout_s"):
+        EngineOptions.from_station(station, fault_timout_s=3.0)
