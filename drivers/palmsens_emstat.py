@@ -1,16 +1,44 @@
-"""PalmSens EmStat potentiostats (EmStat Pico, EmStat4 LR/HR, MultiEmStat4) through MethodSCRIPT.
+"""PalmSens EmStat potentiostats (EmStat4 LR/HR, EmStat Pico, MultiEmStat4, Nexus) via MethodSCRIPT.
 
 Follows the PalmSens "MethodSCRIPT v1.6" communication protocol, an open text protocol over the
-instrument's USB (FTDI virtual COM) or UART port. Everything ends in LF:
+instrument's USB (FTDI virtual COM) or UART port, and PalmSens's published examples
+(github.com/PalmSens/MethodSCRIPT_Examples, ``Example_Python/README.adoc``; the battery-cycling
+template ``templates/battery_cycling.mscr`` shipped in the ``pypalmsens`` package). Everything
+ends in LF.
 
-- ``t\\n`` -> two lines: ``t<firmware>`` and ``R...*`` (firmware version and build);
-  ``i\\n`` -> ``i<serial number>``.
-- ``e\\n``, the script lines, an empty line: run a script. The instrument answers ``e``, then
-  streams data packages ``P...`` (see :mod:`cellbench.drivers.methodscript`), ``M<hex>`` at the
-  start of a measurement loop, ``*`` at its end, ``+`` at the end of a plain loop, and an empty
-  line when the script has finished. A rejected script or line answers ``!<4 hex digits>``
-  (with ``: Line n, Col m``), raised as :class:`InstrumentCommandError`.
-- ``Z\\n`` aborts a running script (answer ``Z``; the script's ``on_finished:`` block still runs).
+Command table (MS = the MethodSCRIPT v1.6 manual; EX = the examples' README; BT = the battery
+template):
+
+- Baud rate: 921600 for EmStat4 and Nexus, 230400 for the EmStat Pico (EX, "Connecting to the
+  device"); the default here is 921600 (the other defaults target an EmStat4): pass
+  ``baud_rate=230400`` for a Pico.
+- ``t`` -> ``t<firmware>`` and ``R...*`` (two lines); ``i`` -> ``i<serial number>``. MS.
+- ``e``, the script lines, an empty line: run a script. The instrument answers ``e`` — printed
+  in EX as ``eM0000`` with the first measurement loop's ``M<hex>`` on the same line, so the
+  driver accepts ``e`` followed by anything but ``!`` — then streams data packages ``P...``,
+  ``M<hex>`` at a measurement loop's start, ``*`` at its end, ``+`` at a plain loop's end, and an
+  empty line when the script has finished. A rejected script or line answers ``!<4 hex digits>``
+  (with ``: Line n, Col m``), raised as :class:`InstrumentCommandError`. MS; EX.
+- ``Z`` aborts a running script (answer ``Z``; ``on_finished:`` still runs); ``Z!0006``: nothing
+  was running. MS.
+- Data packages (:mod:`cellbench.drivers.methodscript`): ``Pda84E63DAn;ba82AB973f,14,284`` is
+  "applied potential 0.005137 V, WE current 2.8e-09 A, status UNDERLOAD, range 25 uA (high
+  speed)" (EX). Potentiostatic loops (``meas_loop_ca``) report the *applied* potential as ``da``
+  and the measured current as ``ba``; galvanostatic loops (``meas_loop_cp``) the measured
+  potential as ``ab`` and the applied current as ``db``; the driver accepts ``ab``/``da`` for the
+  potential and ``ba``/``db`` for the current. ``meas_loop_ocp`` reports ``ab``.
+- Galvanostatic steps: ``set_pgstat_mode 6``, ``set_range_minmax ab``, ``set_range db <I>``,
+  ``set_i <I>``, ``cell_on``, ``meas_loop_cp`` — as in every official galvanostatic example and BT
+  (which uses mode 6 with ``set_range db``; earlier versions of this driver sent mode 2 with a
+  ``ba`` range). Potentiostatic steps and EIS: ``set_pgstat_mode 2``/``3``, ``set_range ba``,
+  ``set_e <E>`` before ``cell_on`` (BT: ``set_e potential_max`` then ``cell_on``).
+- Every script the driver generates is accepted by PalmSens's own MethodSCRIPT grammar (the
+  ANTLR parser in ``pypalmsens``; tested).
+
+Not settled by a source we could read: whether ``set_i`` before ``cell_on`` is needed in mode 6
+(BT relies on ``cell_on`` alone or ``cell_on ocp(...)``; the driver sends ``set_i`` with the
+step's current, which the grammar accepts), and the EmStat4's exact ``set_max_bandwidth``
+limits (40 Hz is used for steps, as before).
 
 Roles. EIS is ``meas_loop_eis`` (potentiostatic; amplitude in V rms). A constant-current or
 constant-voltage step is ``meas_loop_cp`` / ``meas_loop_ca`` running in the background for up to
@@ -19,7 +47,8 @@ constant-voltage step is ``meas_loop_cp`` / ``meas_loop_ca`` running in the back
 script itself every sample (``breakloop``), i.e. within one sample interval — not a hardware
 clamp. Once a limit has ended the script, :attr:`step_running` is False. :meth:`output_off`
 aborts the script, whose ``on_finished: cell_off`` opens the cell. With the output off,
-:meth:`measure` runs a short ``meas_loop_ocp``.
+:meth:`measure` runs a short ``meas_loop_ocp``. The instrument has no one-command settings
+outside scripts, so this driver declares no ``line_property``.
 
 Polarity: the cell's positive terminal on WE (working + sense), negative on CE + RE. MethodSCRIPT
 counts anodic (oxidising) WE current positive, which is then charge-positive as cellbench wants.
@@ -44,7 +73,7 @@ from cellbench.drivers.errors import (
     InstrumentReplyError,
     InstrumentTimeout,
 )
-from cellbench.drivers.hioki_im3590 import log_frequencies
+from cellbench.drivers.frequencies import log_frequencies
 from cellbench.drivers.line_driver import LineDriver
 from cellbench.drivers.methodscript import STATUS_OVERLOAD, Package, parse_package, si_literal
 from cellbench.drivers.roles import Reading
@@ -69,7 +98,8 @@ class PalmSensEmStat(LineDriver):
     model = "emstat"
     read_termination = "\n"
     write_termination = "\n"
-    baud_rate = 230400
+    #: EmStat4 / Nexus (the EmStat Pico uses 230400: pass ``baud_rate=230400``)
+    baud_rate = 921600
 
     def __init__(
         self,
@@ -162,7 +192,9 @@ class PalmSensEmStat(LineDriver):
         self.transport.write("")
         reply = self.transport.read()
         self._check_script_reply(reply, command, lines)
-        if reply != "e":
+        # "e" alone, or "e" with the first loop's "M<hex>" on the same line ("eM0000", as
+        # PalmSens's example output prints it)
+        if not reply.startswith("e") or (len(reply) > 1 and not reply[1:].startswith("M")):
             raise self._reply_error(f"expected 'e' acknowledgement, got {reply!r}", command)
 
     def _start_script(self, lines: list[str]) -> None:
@@ -330,15 +362,8 @@ class PalmSensEmStat(LineDriver):
         )
 
     # --- SourceMeter -----------------------------------------------------------------------
-    def _step_script(self, loop: str, limit_lines: list[str]) -> list[str]:
+    def _loop_body(self, loop: str, limit_lines: list[str]) -> list[str]:
         return [
-            *self._script_header("pc"),
-            "set_pgstat_mode 2",
-            "set_max_bandwidth 40",
-            f"set_range ba {si_literal(self.max_current_ampere)}",
-            f"set_autoranging ba {si_literal(self.max_current_ampere)} "
-            f"{si_literal(self.max_current_ampere)}",
-            "cell_on",
             loop,
             "  pck_start",
             "    pck_add p",
@@ -353,39 +378,65 @@ class PalmSensEmStat(LineDriver):
     def cc_script(self, current_ampere: float, voltage_limit_volt: float) -> list[str]:
         """Chronopotentiometry until |V| exceeds the compliance ``voltage_limit_volt`` (> 0).
 
+        Galvanostatic mode 6 with the applied-current range set by ``set_range db`` and the
+        potential range by ``set_range_minmax ab`` (PalmSens's battery-cycling template); the
+        packages carry the measured potential ``ab`` and the applied current ``db``.
+
         The window is symmetric, like a source-measure unit's compliance: a signed bound on
         discharge (``p < limit``) would end the step at once whenever the cell sits above it —
         e.g. a symmetric Li|SE|Li cell near 0 V given the engine's positive compliance.
         """
         limit = abs(voltage_limit_volt)
-        return self._step_script(
-            f"meas_loop_cp p c {si_literal(current_ampere)} {si_literal(self.sample_interval_s)} "
-            f"{si_literal(self.max_step_s)}",
-            [
-                f"  if p > {si_literal(limit)}",
-                "    breakloop",
-                "  endif",
-                f"  if p < {si_literal(-limit)}",
-                "    breakloop",
-                "  endif",
-            ],
-        )
+        i_range = si_literal(max(abs(current_ampere), 1e-9))
+        return [
+            *self._script_header("pc"),
+            "set_pgstat_mode 6",
+            "set_max_bandwidth 40",
+            f"set_range_minmax ab {si_literal(-limit)} {si_literal(limit)}",
+            f"set_range db {i_range}",
+            f"set_i {si_literal(current_ampere)}",
+            "cell_on",
+            *self._loop_body(
+                f"meas_loop_cp p c {si_literal(current_ampere)} "
+                f"{si_literal(self.sample_interval_s)} {si_literal(self.max_step_s)}",
+                [
+                    f"  if p > {si_literal(limit)}",
+                    "    breakloop",
+                    "  endif",
+                    f"  if p < {si_literal(-limit)}",
+                    "    breakloop",
+                    "  endif",
+                ],
+            ),
+        ]
 
     def cv_script(self, voltage_volt: float, current_limit_ampere: float) -> list[str]:
-        """Chronoamperometry; ends when |current| exceeds the limit."""
+        """Chronoamperometry at ``voltage_volt`` (``set_e`` before ``cell_on``); ends when
+        |current| exceeds the limit. Packages carry the applied potential ``da`` and the
+        measured current ``ba``."""
         limit = si_literal(current_limit_ampere)
-        return self._step_script(
-            f"meas_loop_ca p c {si_literal(voltage_volt)} {si_literal(self.sample_interval_s)} "
-            f"{si_literal(self.max_step_s)}",
-            [
-                f"  if c > {limit}",
-                "    breakloop",
-                "  endif",
-                f"  if c < {si_literal(-current_limit_ampere)}",
-                "    breakloop",
-                "  endif",
-            ],
-        )
+        i_max = si_literal(self.max_current_ampere)
+        return [
+            *self._script_header("pc"),
+            "set_pgstat_mode 2",
+            "set_max_bandwidth 40",
+            f"set_range ba {i_max}",
+            f"set_autoranging ba {i_max} {i_max}",
+            f"set_e {si_literal(voltage_volt)}",
+            "cell_on",
+            *self._loop_body(
+                f"meas_loop_ca p c {si_literal(voltage_volt)} "
+                f"{si_literal(self.sample_interval_s)} {si_literal(self.max_step_s)}",
+                [
+                    f"  if c > {limit}",
+                    "    breakloop",
+                    "  endif",
+                    f"  if c < {si_literal(-current_limit_ampere)}",
+                    "    breakloop",
+                    "  endif",
+                ],
+            ),
+        ]
 
     def source_current(self, current_ampere: float, *, voltage_limit_volt: float) -> None:
         """Output on at constant current (charge positive) until output_off() or |V| passes the
@@ -444,7 +495,10 @@ class PalmSensEmStat(LineDriver):
                 except InstrumentError as exc:
                     self._step_error = exc
                     continue
-                p, c = package.get("ab"), package.get("ba")
+                # potential: measured (ab, galvanostatic) or applied (da, potentiostatic);
+                # current: measured (ba) or applied (db)
+                p = package.get("ab") or package.get("da")
+                c = package.get("ba") or package.get("db")
                 if p is None or c is None:
                     continue
                 with self._got_reading:

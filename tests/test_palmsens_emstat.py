@@ -169,7 +169,15 @@ def test_rejected_script_is_a_command_error(pstat, sim):
 def test_constant_current_step(pstat, sim, cell):
     pstat.identify()
     pstat.source_current(1e-4, voltage_limit_volt=5.0)
-    assert sim.scripts[-1][7:14] == [
+    assert sim.scripts[-1][:15] == [
+        "var p",
+        "var c",
+        "set_pgstat_chan 0",
+        "set_pgstat_mode 6",  # galvanostatic, as PalmSens's examples and template
+        "set_max_bandwidth 40",
+        "set_range_minmax ab -5 5",
+        "set_range db 100u",
+        "set_i 100u",  # a set point before cell_on
         "cell_on",
         "meas_loop_cp p c 100u 1 1M",
         "  pck_start",
@@ -315,3 +323,132 @@ def test_a_stalled_step_is_reported_not_papered_over(sim, cell):
         sim.min_package_wall_s = 0.01
         pstat.output_off()
         assert wait_for(lambda: not sim.running)
+
+
+# --- PalmSens's own sources (issue 18) ---------------------------------------------------------
+def _methodscript_validator():
+    """``pypalmsens``'s MethodSCRIPT grammar (PalmSens's ANTLR parser), loaded without the
+    package's ``__init__`` (which starts the .NET runtime the grammar does not need)."""
+    import importlib.util
+    import sys
+    import types
+
+    spec = importlib.util.find_spec("pypalmsens")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("pypalmsens (the dev extra) is not installed")
+    if "pypalmsens" not in sys.modules:
+        stub = types.ModuleType("pypalmsens")
+        stub.__path__ = list(spec.submodule_search_locations)
+        sys.modules["pypalmsens"] = stub
+    from pypalmsens._methodscript import validate
+
+    return validate
+
+
+def _replay_pstat(pairs, **options):
+    from cellbench.drivers.replay import replay
+
+    return replay(PalmSensEmStat, [(b"Z\n", b"Z!0006\n"), *pairs], **options)
+
+
+def test_palmsens_grammar_accepts_every_generated_script():
+    validate = _methodscript_validator()
+    with _replay_pstat([]) as pstat:
+        scripts = {
+            "eis": pstat.eis_script((1e5, 0.1), 31, 0.01, 0.0),
+            "eis at OCV": pstat.eis_script((200e3, 1e-3), 81, 0.25, -2.5),
+            "charge": pstat.cc_script(1e-3, 4.2),
+            "discharge": pstat.cc_script(-2.5e-4, 3.0),
+            "rest": pstat.cc_script(0.0, 4.2),
+            "cv": pstat.cv_script(4.2, 1e-4),
+            "cv negative": pstat.cv_script(-0.5, 3e-6),
+            "ocp": pstat.ocp_script(),
+        }
+    for name, lines in scripts.items():
+        try:
+            validate("\n".join(lines) + "\n")
+        except SyntaxError as exc:
+            pytest.fail(f"PalmSens's grammar rejects the {name} script: {exc}")
+    # the grammar is not a rubber stamp
+    with pytest.raises(SyntaxError):
+        validate("set_pgstat_mode 6\nmeas_loop_cp p c\nbogus_command 1\n")
+
+
+def test_galvanostatic_steps_use_mode_6_and_a_db_range_with_a_set_point():
+    """PalmSens's battery-cycling template and galvanostatic examples: ``set_pgstat_mode 6``
+    and ``set_range db``; ``cell_on`` comes after the set point (``set_i`` / ``set_e``)."""
+    with _replay_pstat([]) as pstat:
+        cc = pstat.cc_script(-1e-3, 4.2)
+        cv = pstat.cv_script(3.9, 1e-4)
+    assert "set_pgstat_mode 6" in cc and "set_range db 1m" in cc
+    assert not any(line.startswith("set_range ba") for line in cc)
+    assert cc.index("set_i -1m") < cc.index("cell_on")
+    assert cv.index("set_e 3900m") < cv.index("cell_on")
+
+
+def test_vendor_example_package_decodes_to_the_stated_values():
+    """``Example_Python/README.adoc``: ``Pda84E63DAn;ba82AB973f,14,284`` is "Applied potential =
+    0.005137 V, WE current = 2.8e-09 A, STATUS: UNDERLOAD, CR: 25 uA (High speed)"."""
+    from cellbench.drivers.methodscript import STATUS_UNDERLOAD
+
+    package = parse_package("Pda84E63DAn;ba82AB973f,14,284")
+    potential, current = package.get("da"), package.get("ba")
+    assert potential.value == pytest.approx(0.005137, abs=5e-7)
+    assert current.value == pytest.approx(2.8e-9, abs=5e-11)
+    assert current.status == STATUS_UNDERLOAD
+    assert current.current_range == 0x84  # 132: "25 uA (High speed)" in PalmSens's table
+
+
+def test_vendor_lsv_transcript_runs_through_the_driver():
+    """The LSV output printed in PalmSens's README (10 kOhm dummy cell), byte for byte: the
+    ``e`` acknowledgement shares its line with the loop's ``M0000``."""
+    script = ["var c", "var p", "set_pgstat_mode 2", "cell_on",
+              "meas_loop_lsv p c -500m 500m 10m 1", "  pck_start", "    pck_add p",
+              "    pck_add c", "  pck_end", "endloop", "on_finished:", "  cell_off"]  # fmt: skip
+    output = (
+        b"eM0000\n"
+        b"Pda7F85F3Fu;ba48D503Dp,10,288\n"
+        b"Pda7F9234Bu;ba4E2C324p,10,288\n"
+        b"Pda806EC24u;baAE16C6Dp,10,288\n"
+        b"Pda807B031u;baB360495p,10,288\n"
+        b"*\n"
+        b"\n"
+    )
+    pairs = [(b"e\n", None), *((f"{line}\n".encode(), None) for line in script), (b"\n", output)]
+    with _replay_pstat(pairs) as pstat:
+        packages = pstat.run_script(script)
+    potentials = [p.get("da").value for p in packages]
+    currents = [p.get("ba").value for p in packages]
+    assert potentials == pytest.approx(
+        [(int(h, 16) - 2**27) * 1e-6 for h in ("7F85F3F", "7F9234B", "806EC24", "807B031")]
+    )
+    assert potentials[0] == pytest.approx(-0.4999, abs=1e-4)
+    # 10 kOhm: I = E / R within the dummy cell's tolerance and the instrument's offset
+    assert currents == pytest.approx([e / 10e3 for e in potentials], rel=0.2, abs=2e-6)
+
+
+def test_step_readings_come_from_da_and_db_packages(pstat, sim, cell):
+    """Potentiostatic loops report the applied potential as ``da``, galvanostatic ones the
+    applied current as ``db``: readings must come from them (not only from ab/ba)."""
+    pstat.source_voltage(float(cell.measure()[0]), current_limit_ampere=1e-2)
+    reading = pstat.measure()
+    assert reading.voltage_volt == pytest.approx(float(cell.measure()[0]), abs=1e-6)
+    pstat.source_current(2e-4, voltage_limit_volt=5.0)
+    assert pstat.measure().current_ampere == pytest.approx(2e-4, rel=1e-6)
+    pstat.output_off()
+    assert sim.loop_setups[0] == ("meas_loop_ca", 2, "set_e")
+    assert sim.loop_setups[1] == ("meas_loop_cp", 6, "set_i")
+
+
+def test_default_baud_rate_is_the_emstat4s(sim):
+    """921600 for EmStat4 and Nexus, 230400 for the EmStat Pico (PalmSens's README)."""
+    driver = PalmSensEmStat(sim.address, timeout_s=TIMEOUT_S)
+    try:
+        assert driver.transport.baud_rate == 921600
+    finally:
+        driver.close()
+    pico = PalmSensEmStat(sim.address, timeout_s=TIMEOUT_S, baud_rate=230400)
+    try:
+        assert pico.transport.baud_rate == 230400
+    finally:
+        pico.close()

@@ -1,5 +1,10 @@
 """Simulated PalmSens EmStat4 running MethodSCRIPT on a pseudo-terminal.
 
+Packages follow PalmSens's examples: ``meas_loop_ca`` reports the applied potential ``da`` and
+the measured current ``ba``, ``meas_loop_cp`` the measured potential ``ab`` and the applied
+current ``db``, ``meas_loop_ocp`` ``ab``; the pgstat mode and the set point sent before
+``cell_on`` are recorded per loop (:attr:`EmStatSimulator.loop_setups`).
+
 Understands the commands :mod:`cellbench.drivers.palmsens_emstat` documents (``t i v Z e``) and
 executes the subset of MethodSCRIPT a potentiostat driver needs: ``var``, the ``set_*``
 configuration commands, ``cell_on``/``cell_off``, ``meas_loop_cp``, ``meas_loop_ca``,
@@ -24,10 +29,12 @@ import numpy as np
 from cellbench.drivers.methodscript import STATUS_OVERLOAD, encode_package, parse_si_literal
 from cellbench.drivers.sim.serial_server import SerialSimulator
 
-# output variable types of each measurement loop, in argument order
+# output variable types of each measurement loop, in argument order: a potentiostatic loop
+# reports the applied potential (da) and the measured current (ba), a galvanostatic loop the
+# measured potential (ab) and the applied current (db)
 _LOOP_OUTPUTS = {
-    "meas_loop_cp": ("ab", "ba"),
-    "meas_loop_ca": ("ab", "ba"),
+    "meas_loop_cp": ("ab", "db"),
+    "meas_loop_ca": ("da", "ba"),
     "meas_loop_ocp": ("ab",),
     "meas_loop_eis": ("dc", "cc", "cd"),
 }
@@ -142,6 +149,10 @@ class EmStatSimulator(SerialSimulator):
         self._runner: threading.Thread | None = None
         self.current_limit_ampere = 0.1
         self.scripts: list[list[str]] = []  # every script received, for tests
+        #: (pgstat mode, set point sent before cell_on) of every measurement loop run
+        self.loop_setups: list[tuple[str, int | None, str | None]] = []
+        self._mode: int | None = None
+        self._setpoint: str | None = None
 
     @property
     def running(self) -> bool:
@@ -214,8 +225,15 @@ class EmStatSimulator(SerialSimulator):
 
     def _execute(self, statement: _Statement) -> None:
         command, args = statement.words[0], statement.words[1:]
+        if command == "set_pgstat_mode" and args:
+            self._mode = int(parse_si_literal(args[0]))
+        elif command in ("set_e", "set_i") and args:
+            self._setpoint = command
+        elif command == "cell_on" and self._setpoint is None:
+            self._setpoint = "none"
         if command == "cell_off":
             self.cell.open_circuit()
+            self._setpoint = None
         elif command == "set_range" and args and args[0] == "ba":
             self.current_limit_ampere = abs(parse_si_literal(args[1]))
         elif command in _LOOP_OUTPUTS:
@@ -226,6 +244,7 @@ class EmStatSimulator(SerialSimulator):
         outputs = _LOOP_OUTPUTS[command]
         names = args[: len(outputs)]
         values = [parse_si_literal(a) for a in args[len(outputs) :]]
+        self.loop_setups.append((command, self._mode, self._setpoint))
         self.send("M0000")
         if command == "meas_loop_eis":
             self._eis(loop, names, values)
@@ -251,7 +270,8 @@ class EmStatSimulator(SerialSimulator):
             if self._abort.wait(wait):
                 break
             voltage, current = self.cell.measure()
-            sample = {"ab": voltage, "ba": current}
+            level = values[0] if command != "meas_loop_ocp" else 0.0
+            sample = {"ab": voltage, "ba": current, "da": level, "db": level}
             env = {name: sample[vt] for name, vt in zip(names, _LOOP_OUTPUTS[command], strict=True)}
             types = dict(zip(names, _LOOP_OUTPUTS[command], strict=True))
             if self._body(loop.body, env, types):
