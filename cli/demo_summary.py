@@ -21,8 +21,7 @@ def summarise(run_path: Path | str) -> list[str]:
     reader = open_run(run_path)
     out_dir = run_path / "summary"
     out_dir.mkdir(exist_ok=True)
-    lines = [f"run: {run_path}"]
-    lines += _cycles(reader.read("samples"), out_dir)
+    lines = _cycles(reader.read("samples"), out_dir)
     lines += _eis(reader.read("spectra"), out_dir)
     lines += _truth(reader.meta.ground_truth or {})
     return lines

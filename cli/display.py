@@ -20,7 +20,7 @@ NOTABLE = ("alarm", "fault", "gap", "reconnect", "note", "run_end", "status")
 
 
 def fmt_duration(seconds: float | None) -> str:
-    """``1d02:03:04`` / ``02:03:04``; ``-`` when unknown."""
+    """``1d02:03:04`` / ``02:03:04``; ``-`` when unknown (the live table's columns)."""
     if seconds is None or not math.isfinite(seconds):
         return "-"
     seconds = max(0.0, seconds)
@@ -30,8 +30,39 @@ def fmt_duration(seconds: float | None) -> str:
     return (f"{days}d" if days else "") + f"{h:02d}:{m:02d}:{s:02d}"
 
 
+def fmt_elapsed(seconds: float) -> str:
+    """A span of time as a person says it: ``42 s``, ``12 min 05 s``, ``9 h 33 min``,
+    ``2 d 9 h 33 min`` (rounded to the second, or to the minute from an hour on)."""
+    seconds = max(0.0, float(seconds))
+    if round(seconds) < 3600:
+        m, s = divmod(round(seconds), 60)
+        return f"{m} min {s:02d} s" if m else f"{s} s"
+    days, rest = divmod(round(seconds / 60), 24 * 60)
+    h, m = divmod(rest, 60)
+    return (f"{days} d " if days else "") + f"{h} h {m:02d} min"
+
+
 def _num(x: float, fmt: str) -> str:
     return "-" if x is None or not math.isfinite(x) else format(x, fmt)
+
+
+#: SI prefixes for currents, largest first: (factor, unit).
+_CURRENT_UNITS = ((1.0, "A"), (1e-3, "mA"), (1e-6, "µA"), (1e-9, "nA"), (1e-12, "pA"))
+
+
+def fmt_current(ampere: float) -> str:
+    """A current with 4 significant digits in the unit that keeps it between 1 and 1000
+    (``-1.000 mA``, ``-632.6 pA`` for a source at rest); ``-`` when unknown."""
+    if ampere is None or not math.isfinite(ampere):
+        return "-"
+    ampere = float(f"{ampere:.4g}")  # -0.99999 mA is -1.000 mA, not -1000 µA
+    if ampere == 0:
+        return "0 A"
+    for factor, unit in _CURRENT_UNITS:
+        if abs(ampere) >= factor:
+            return f"{ampere / factor:#.4g} {unit}".replace(". ", " ")
+    factor, unit = _CURRENT_UNITS[-1]
+    return f"{ampere / factor:.2g} {unit}"
 
 
 class _Events:
@@ -53,14 +84,34 @@ class _Events:
 
 
 def event_line(event: dict) -> str:
+    """One line: where and when (test time), the severity unless it is routine, the message."""
     t = event.get("test_time_second")
     ch = event.get("channel") or "run"
-    sev = event.get("severity", "info").upper()
-    return f"[{fmt_duration(t)}] {ch} {sev} {event.get('kind')}: {event.get('message')}"
+    when = f" at {fmt_elapsed(t)}" if t is not None and math.isfinite(t) else ""
+    sev = str(event.get("severity") or "info").lower()
+    label = "" if sev == "info" else ("ALARM: " if sev == "alarm" else f"{sev}: ")
+    return f"{ch}{when}: {label}{event.get('message')}"
+
+
+def status_line(st: Any) -> str:
+    """A channel's state in one line: where in the protocol, and V, I, T with their units."""
+    parts = [f"{st.voltage_volt:.4f} V" if math.isfinite(st.voltage_volt) else "V -"]
+    parts.append(fmt_current(st.current_ampere))
+    if math.isfinite(st.temperature_celsius):
+        parts.append(f"{st.temperature_celsius:.1f} °C")
+    line = (
+        f"{st.channel} at {fmt_elapsed(st.test_time_second)}: cycle {st.cycle_count}, "
+        f"step {st.step_index} {st.step_label or st.step_kind}: {', '.join(parts)}"
+    )
+    left = st.step_remaining_second
+    if left is not None and math.isfinite(left) and left >= 0.5:
+        line += f"; at most {fmt_elapsed(left)} left in the step"
+    return line
 
 
 class PlainDisplay:
-    """One line per channel every ``every_s`` wall seconds, plus notable events as they come."""
+    """One line per channel every ``every_s`` wall seconds, plus notable events, in test-time
+    order; the run folder is printed once, first."""
 
     def __init__(self, engine: Engine, *, every_s: float = 10.0, stream: TextIO | None = None):
         self.engine = engine
@@ -73,27 +124,27 @@ class PlainDisplay:
         print(f"run folder: {self.engine.run_path}", file=self.stream, flush=True)
 
     def update(self, *, force: bool = False) -> None:
-        for ev in self.events.drain():
-            print(event_line(ev), file=self.stream, flush=True)
+        lines = [(_event_time(ev), 1, event_line(ev)) for ev in self.events.drain()]
         now = time.monotonic()
-        if not force and now - self._last < self.every_s:
-            return
-        self._last = now
-        for st in self.engine.states.values():
-            current_ma = st.current_ampere * 1e3 if math.isfinite(st.current_ampere) else math.nan
-            print(
-                f"[{fmt_duration(st.test_time_second)}] {st.channel} step {st.step_index} "
-                f"{st.step_kind} cycle {st.cycle_count} V={_num(st.voltage_volt, '.4f')} "
-                f"I={_num(current_ma, '.4g')}mA "
-                f"T={_num(st.temperature_celsius, '.1f')}C "
-                f"step_left={fmt_duration(st.step_remaining_second)}",
-                file=self.stream,
-                flush=True,
-            )
+        if force or now - self._last >= self.every_s:
+            self._last = now
+            for st in self.engine.states.values():
+                if st.step_index >= 0:  # nothing to say before the first step
+                    lines.append((st.test_time_second, 0, status_line(st)))
+        # events of several channels and the status lines in the order they happened; at the
+        # same instant the state first, then what happened (the run's end last); sorted is
+        # stable, so events of the same instant keep the order they came in
+        for _, _, line in sorted(lines, key=lambda tl: tl[:2]):
+            print(line, file=self.stream, flush=True)
 
     def stop(self) -> None:
         self.update(force=True)
         self.events.sub.close()
+
+
+def _event_time(event: dict) -> float:
+    t = event.get("test_time_second")
+    return float(t) if t is not None and math.isfinite(t) else math.inf
 
 
 class LiveDisplay:
@@ -112,7 +163,7 @@ class LiveDisplay:
         from rich.table import Table
 
         eng = self.engine
-        title = f"{eng.protocol.name} — {eng.run_path}" if eng.run_path else eng.protocol.name
+        title = eng.protocol.name  # the run folder is printed once, above the table
         table = Table(title=title, expand=False)
         for col in ("channel", "step", "cycle", "V", "I / mA", "T / °C", "elapsed", "step left"):
             table.add_column(col, justify="right" if col not in ("channel", "step") else "left")
@@ -131,6 +182,7 @@ class LiveDisplay:
         return table
 
     def start(self) -> None:
+        self.console.print(f"run folder: {self.engine.run_path}", markup=False, highlight=False)
         self.live.start()
 
     def update(self, *, force: bool = False) -> None:

@@ -267,7 +267,7 @@ def drive(
                     control.close()
     finally:
         session.close()
-    print(f"run {status}: {engine.run_path}", flush=True)
+    print(f"run {status}", flush=True)  # the display printed the run folder when it started
     return status, exit_code(status, signals.received)
 
 

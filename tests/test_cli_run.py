@@ -230,7 +230,7 @@ def test_live_display_shows_each_channel(tmp_path, long_protocol):
     text = buffer.getvalue()
     assert status == "completed"
     assert "cell1" in text and "cycle" in text and "step left" in text
-    assert "run_end: run completed" in text
+    assert "run at " in text and ": run completed" in text  # the run_end event's line
 
 
 def test_time_scale_is_refused_for_real_instruments(tmp_path, long_protocol):
