@@ -1,17 +1,20 @@
-"""What the live view shows, kept without Qt: bounded per-channel buffers fed by live messages.
+"""What the live view shows, kept without Qt: bounded per-channel histories fed by live messages.
 
 Both sources of a live view produce :class:`~cellbench.daq.live.LiveMessage` objects — the
 engine's live bus for a run started in this process, :class:`~cellbench.gui.poller.RunPoller` for
 a run folder written by another process — and :class:`LiveModel` takes them one by one. Memory
-stays bounded however long the run: each channel's samples live in a :class:`TraceBuffer` that
-thins its older half when full (so recent data stays at full resolution and months of history
-keep their shape), only the newest sweeps of each channel are kept, and the event list is a ring.
+stays bounded however long the run: each channel's samples live in a
+:class:`~cellbench.gui.history.History` (recent rows at full resolution, min/max levels back to
+the start, so months of history keep every spike), its cycles in a
+:class:`~cellbench.gui.cycles.CycleTracker`; sweeps are kept up to a bound, and the event list
+is a ring.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -23,106 +26,14 @@ import polars as pl
 
 from cellbench.core.schema import RunMeta
 from cellbench.daq.live import LiveMessage
+from cellbench.gui.cycles import CycleTracker
+from cellbench.gui.history import HISTORY_COLUMNS, History
 
 #: Columns of ``samples`` the live view plots (BDF names from core/schema.py).
-TRACE_COLUMNS: tuple[str, ...] = (
-    "test_time_second",
-    "voltage_volt",
-    "current_ampere",
-    "temperature_celsius",
-)
+TRACE_COLUMNS: tuple[str, ...] = HISTORY_COLUMNS
 #: Event kinds shown highlighted (they stop or endanger a run).
 ALARM_KINDS = ("alarm", "fault")
 ALARM_SEVERITIES = ("alarm", "error")
-
-
-class TraceBuffer:
-    """Samples of one channel (time, V, I, T as float64 columns), at most ``capacity`` rows.
-
-    When an append overflows, the older half is thinned to half its rows by keeping, in each
-    block of four rows, the two with the lowest and the highest voltage (in time order): spikes
-    and steps in the voltage survive, and the history keeps its envelope at a resolution that
-    coarsens with age. Memory grows with the rows held, up to ``capacity`` x 4 x 8 bytes
-    (200 000 rows: 6.4 MB).
-    """
-
-    def __init__(self, capacity: int = 200_000):
-        self.capacity = _check_capacity(capacity)
-        self._data = np.empty((len(TRACE_COLUMNS), min(self.capacity, 1024)), dtype=np.float64)
-        self._n = 0
-        self.rows_seen = 0  # every row ever appended, thinned or not
-
-    def set_capacity(self, capacity: int) -> None:
-        """Change the bound; a smaller one thins what is held now and frees the rest."""
-        self.capacity = _check_capacity(capacity)
-        while self._n > self.capacity:
-            self._thin()
-        if self._data.shape[1] > self.capacity:
-            self._data = self._data[:, : self.capacity].copy()
-
-    def __len__(self) -> int:
-        return self._n
-
-    def append(self, columns: np.ndarray) -> None:
-        """Append rows: ``columns`` has shape (4, n) in :data:`TRACE_COLUMNS` order."""
-        columns = np.asarray(columns, dtype=np.float64)
-        if columns.ndim != 2 or columns.shape[0] != len(TRACE_COLUMNS):
-            raise ValueError(f"expected shape ({len(TRACE_COLUMNS)}, n), got {columns.shape}")
-        self.rows_seen += columns.shape[1]
-        while columns.shape[1]:
-            room = self._data.shape[1] - self._n
-            if room == 0:
-                if self._data.shape[1] < self.capacity:  # grow by doubling up to the bound
-                    size = min(2 * self._data.shape[1], self.capacity)
-                    grown = np.empty((len(TRACE_COLUMNS), size), dtype=np.float64)
-                    grown[:, : self._n] = self._data[:, : self._n]
-                    self._data = grown
-                else:
-                    self._thin()
-                continue
-            take = columns[:, :room]
-            self._data[:, self._n : self._n + take.shape[1]] = take
-            self._n += take.shape[1]
-            columns = columns[:, take.shape[1] :]
-
-    def _thin(self) -> None:
-        """Halve the older half of the buffer (min/max voltage of every block of four rows).
-
-        The first row is never thinned, so the plotted history always starts where the run did.
-        """
-        half = (self._n // 2) // 4 * 4
-        old = self._data[:, 1 : 1 + half]
-        v = old[1].reshape(-1, 4)
-        # A missing voltage (NaN) is never a block's extreme.
-        lo = np.argmin(np.where(np.isnan(v), np.inf, v), axis=1)
-        hi = np.argmax(np.where(np.isnan(v), -np.inf, v), axis=1)
-        same = lo == hi
-        hi = np.where(same, 3, hi)  # a flat block keeps its first and last row
-        lo = np.where(same, 0, lo)
-        first, second = np.minimum(lo, hi), np.maximum(lo, hi)
-        base = np.arange(v.shape[0]) * 4
-        keep = np.column_stack([base + first, base + second]).ravel()
-        kept = old[:, keep]
-        rest = self._data[:, 1 + half : self._n].copy()
-        self._data[:, 1 : 1 + kept.shape[1]] = kept
-        end = 1 + kept.shape[1] + rest.shape[1]
-        self._data[:, 1 + kept.shape[1] : end] = rest
-        self._n = end
-
-    def column(self, name: str) -> np.ndarray:
-        """A copy-free view of one column (valid until the next append)."""
-        return self._data[TRACE_COLUMNS.index(name), : self._n]
-
-    def last(self) -> dict[str, float]:
-        if not self._n:
-            return {}
-        return {name: float(self._data[i, self._n - 1]) for i, name in enumerate(TRACE_COLUMNS)}
-
-
-def _check_capacity(capacity: int) -> int:
-    if capacity < 16:
-        raise ValueError(f"capacity must be at least 16 rows, got {capacity}")
-    return int(capacity)
 
 
 @dataclass
@@ -143,10 +54,13 @@ class ChannelView:
     """What the live view knows about one channel."""
 
     name: str
-    trace: TraceBuffer
+    trace: History
     sweeps: deque[Sweep]
+    cycles: CycleTracker = field(default_factory=CycleTracker)
     last: dict[str, Any] = field(default_factory=dict)  # newest samples row (all its columns)
     step_label: str = ""  # from the newest step_start event ("step 3 CC charge")
+    step_started: float | None = None  # its test time, s
+    alarm_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -175,8 +89,28 @@ def event_row(event: dict[str, Any]) -> EventRow:
         unix_time_second=time.time() if unix is None else float(unix),
         kind=str(event.get("kind") or ""),
         severity=str(event.get("severity") or "info"),
-        message=str(event.get("message") or ""),
+        message=readable_message(str(event.get("message") or "")),
     )
+
+
+_NUMBER_UNIT = re.compile(
+    r"(?<![\w.])(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s?(V|A|Ah|Wh|W|Ω|ohm|Hz|°C|degC|MPa|s)(?![\w/])"
+)
+
+
+def readable_message(message: str) -> str:
+    """Numbers with a unit in ``message`` as ``61.47 µV`` (SI prefix, 4 digits), not ``6.15e-05 V``.
+
+    Temperatures, pressures and seconds keep their unit and get 4 significant digits.
+    """
+
+    def fix(match: re.Match[str]) -> str:
+        value, unit = float(match.group(1)), match.group(2)
+        if unit in ("°C", "degC", "MPa", "s"):
+            return f"{value:.4g} {'°C' if unit == 'degC' else unit}"
+        return fmt_si(value, "Ω" if unit == "ohm" else unit)
+
+    return _NUMBER_UNIT.sub(fix, message)
 
 
 def event_data(event: dict[str, Any]) -> dict[str, Any]:
@@ -191,11 +125,12 @@ def event_data(event: dict[str, Any]) -> dict[str, Any]:
 
 
 class LiveModel:
-    """Per-channel traces, recent sweeps, recent events and the run status, from live messages.
+    """Per-channel histories and cycles, sweeps, recent events, alarms and the run status.
 
-    Samples held: at most ``trace_capacity`` rows per channel and ``trace_budget`` rows in all
-    (2 000 000 rows: 64 MB), shared evenly as channels appear (a 64-channel station keeps
-    31 250 rows each) but never fewer than ``trace_floor`` rows per channel.
+    Samples held per channel: the newest ``recent_rows`` at full resolution (shared from
+    ``recent_budget`` rows in all as channels appear, never fewer than ``recent_floor``) plus
+    min/max levels back to the start of the run (see :class:`~cellbench.gui.history.History`).
+    Sweeps: the newest ``sweeps_kept`` per channel (a sweep of 50 points is about 1.5 kB).
 
     ``version`` grows with every change, so a view redraws only when something arrived.
     Not thread-safe: feed it from the one thread that also reads it (the GUI thread).
@@ -204,35 +139,38 @@ class LiveModel:
     def __init__(
         self,
         *,
-        trace_capacity: int = 200_000,
-        trace_budget: int = 2_000_000,
-        trace_floor: int = 10_000,
-        sweeps_kept: int = 5,
+        recent_rows: int = 100_000,
+        recent_budget: int = 2_000_000,
+        recent_floor: int = 10_000,
+        sweeps_kept: int = 2_000,
         events_kept: int = 5_000,
+        alarms_kept: int = 1_000,
     ):
-        self.trace_capacity = trace_capacity
-        self.trace_budget = trace_budget
-        self.trace_floor = min(trace_floor, trace_capacity)
+        self.recent_rows = recent_rows
+        self.recent_budget = recent_budget
+        self.recent_floor = min(recent_floor, recent_rows)
         self.sweeps_kept = sweeps_kept
         self.channels: dict[str, ChannelView] = {}
         self.events: deque[EventRow] = deque(maxlen=events_kept)
         self.events_total = 0  # events ever added (the list keeps the newest ``events_kept``)
+        self.alarms: deque[EventRow] = deque(maxlen=alarms_kept)
         self.alarm_count = 0
+        self.acknowledged = 0  # alarms acknowledged so far (the first ``acknowledged`` of all)
         self.status = ""
+        self.newest_unix: float | None = None  # wall-clock time of the newest sample row
         self.version = 0
 
     def channel(self, name: str) -> ChannelView:
         view = self.channels.get(name)
         if view is None:
-            view = ChannelView(
-                name, TraceBuffer(self.trace_capacity), deque(maxlen=self.sweeps_kept)
-            )
+            n = len(self.channels) + 1
+            share = max(self.recent_floor, min(self.recent_rows, self.recent_budget // n))
+            buckets = max(1024, min(8192, 262_144 // n))
+            view = ChannelView(name, History(share, buckets), deque(maxlen=self.sweeps_kept))
             self.channels[name] = view
-            share = min(self.trace_capacity, self.trace_budget // len(self.channels))
-            share = max(self.trace_floor, share)
             for other in self.channels.values():
-                if other.trace.capacity != share:
-                    other.trace.set_capacity(share)
+                if other.trace.recent_rows != share:
+                    other.trace.set_recent_rows(share)
         return view
 
     def feed(self, message: LiveMessage) -> None:
@@ -255,7 +193,12 @@ class LiveModel:
         """Rows of the ``samples`` table (any subset of channels; optional columns may lack)."""
         if frame.height == 0:
             return
-        for (name,), part in frame.group_by(["channel"], maintain_order=True):
+        parts = (
+            frame.partition_by("channel", maintain_order=True, as_dict=True)
+            if "channel" in frame.columns
+            else {("",): frame}
+        )
+        for (name,), part in parts.items():
             view = self.channel(str(name))
             cols = np.vstack(
                 [
@@ -266,7 +209,12 @@ class LiveModel:
                 ]
             )
             view.trace.append(cols)
+            view.cycles.add(part)
             view.last = part.row(part.height - 1, named=True)
+        if "unix_time_second" in frame.columns:
+            newest = frame["unix_time_second"].max()
+            if newest is not None and (self.newest_unix is None or newest > self.newest_unix):
+                self.newest_unix = float(newest)
         self.version += 1
 
     def add_spectra(self, frame: pl.DataFrame) -> None:
@@ -310,8 +258,13 @@ class LiveModel:
             self.events_total += 1
             if row.is_alarm:
                 self.alarm_count += 1
+                self.alarms.append(row)
+                if row.channel:
+                    self.channel(row.channel).alarm_count += 1
             if row.kind == "step_start" and row.channel:
-                self.channel(row.channel).step_label = row.message
+                view = self.channel(row.channel)
+                view.step_label = row.message
+                view.step_started = row.test_time_second
             if row.kind == "run_end":
                 status = event_data(event).get("status")
                 if isinstance(status, str) and status:
@@ -321,19 +274,44 @@ class LiveModel:
     def add_event_frame(self, frame: pl.DataFrame) -> None:
         self.add_events(frame.iter_rows(named=True))
 
+    @property
+    def unacknowledged(self) -> int:
+        """Alarms and faults nobody has acknowledged yet."""
+        return self.alarm_count - self.acknowledged
+
+    def acknowledge(self) -> None:
+        """Mark every alarm so far as seen (the banner goes; the list keeps them)."""
+        if self.acknowledged != self.alarm_count:
+            self.acknowledged = self.alarm_count
+            self.version += 1
+
+    def data_age(self, now: float | None = None) -> float | None:
+        """Seconds since the newest sample row was measured (wall clock), None before any."""
+        if self.newest_unix is None:
+            return None
+        return max(0.0, (time.time() if now is None else now) - self.newest_unix)
+
     def readout(self, channel: str) -> dict[str, Any]:
-        """The status-bar figures of ``channel``: step, cycle, V, I, T and elapsed test time."""
+        """The status-bar figures of ``channel`` from one snapshot (its newest sample row and
+        the step that row belongs to): step, cycle, V, I, T, p and test time."""
         view = self.channels.get(channel)
         if view is None:
             return {}
         last = view.last
+        t = _float(last.get("test_time_second"))
+        step = view.step_label
+        if not step or (view.step_started is not None and t < view.step_started):
+            step = _step_text(last.get("step_index"))  # the label names a later step
         return {
-            "step": view.step_label or _step_text(last.get("step_index")),
+            "step": step,
+            "step_index": last.get("step_index"),
             "cycle_count": last.get("cycle_count"),
             "voltage_volt": _float(last.get("voltage_volt")),
             "current_ampere": _float(last.get("current_ampere")),
             "temperature_celsius": _float(last.get("temperature_celsius")),
-            "test_time_second": _float(last.get("test_time_second")),
+            "pressure_megapascal": _float(last.get("pressure_megapascal")),
+            "test_time_second": t,
+            "alarms": view.alarm_count,
         }
 
 

@@ -1,19 +1,44 @@
-"""pyqtgraph views of a :class:`~cellbench.gui.model.ChannelView`: V/I/T against time, Nyquist.
+"""Live time plots of one channel: V, I, T and p against test time, drawn from its history.
 
-Drawing stays cheap however long the run: the curves clip to the visible range and downsample
-with pyqtgraph's peak mode (min/max per pixel column), on top of the model's bounded buffers.
+What is drawn is asked from the channel's :class:`~cellbench.gui.history.History` for the
+visible time range, at about two points per pixel column: the whole run when the view follows
+(auto range), the zoomed range at full resolution when zoomed in, so a refresh costs the same
+after a minute and after a month, and one-sample spikes show at every zoom. The live update
+never fights the user: once they zoom or pan, new data extends the curves but does not move the
+view; *View all* goes back to following the whole run. A crosshair reads out every quantity at
+the mouse position.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtCore import Qt, QTimer
 
 import cellbench.gui.qt_fixes  # noqa: F401 - before any PySide6 call
-from cellbench.gui.model import ChannelView
+from cellbench.gui.history import Window
+from cellbench.gui.model import ChannelView, fmt_duration, fmt_si
 
 # Test-time axis unit by the span of the run: (largest span in s, seconds per unit, label).
 TIME_UNITS = ((2 * 3600.0, 60.0, "min"), (7 * 86400.0, 3600.0, "h"), (float("inf"), 86400.0, "d"))
+
+TRACE_PENS = {
+    "voltage_volt": pg.mkPen("#1f77b4", width=1.5),
+    "current_ampere": pg.mkPen("#d62728", width=1.5),
+    "temperature_celsius": pg.mkPen("#2ca02c", width=1.5),
+    "pressure_megapascal": pg.mkPen("#9467bd", width=1.5),
+}
+#: (column, axis label, unit for pyqtgraph's SI prefix or None, unit in the readout)
+TIME_ROWS = (
+    ("voltage_volt", "voltage", "V", "V"),
+    ("current_ampere", "current", "A", "A"),
+    ("temperature_celsius", "temperature (°C)", None, "°C"),
+    ("pressure_megapascal", "pressure (MPa)", None, "MPa"),
+)
+#: quantities that may be absent (their plot hides until a value arrives)
+OPTIONAL = ("temperature_celsius", "pressure_megapascal")
 
 
 def time_unit(span_second: float) -> tuple[float, str]:
@@ -24,16 +49,7 @@ def time_unit(span_second: float) -> tuple[float, str]:
     return TIME_UNITS[-1][1], TIME_UNITS[-1][2]  # pragma: no cover - inf above
 
 
-# Newest sweep last; older ones fade.
-SWEEP_COLORS = ("#9ecae1", "#6baed6", "#4292c6", "#2171b5", "#08306b")
-TRACE_PENS = {
-    "voltage_volt": pg.mkPen("#1f77b4", width=1.5),
-    "current_ampere": pg.mkPen("#d62728", width=1.5),
-    "temperature_celsius": pg.mkPen("#2ca02c", width=1.5),
-}
-
-
-def _style(plot: pg.PlotItem) -> None:
+def style(plot: pg.PlotItem, *, font_px: int = 11) -> None:
     """Dark axes on the white background (whatever pyqtgraph's global foreground), grid."""
     for side in ("left", "bottom"):
         axis = plot.getAxis(side)
@@ -41,121 +57,158 @@ def _style(plot: pg.PlotItem) -> None:
         axis.setTextPen("k")
     plot.titleLabel.setAttr("color", "k")
     plot.showGrid(x=True, y=True, alpha=0.25)
-    plot.setClipToView(True)
-    plot.setDownsampling(auto=True, mode="peak")
+
+
+def readout_value(column: str, value: float) -> str:
+    unit = {c: u for c, _, _, u in TIME_ROWS}[column]
+    if not math.isfinite(value):
+        return "-"
+    if unit in ("V", "A"):
+        return fmt_si(value, unit)
+    return f"{value:.4g} {unit}"
 
 
 class TimePlots(pg.GraphicsLayoutWidget):
-    """Voltage, current and (when measured) temperature against test time, x axes linked."""
+    """Voltage, current, temperature and pressure (when measured) against test time, x linked."""
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, *, points_per_pixel: float = 2.0):
         super().__init__(parent)
         self.setBackground("w")
+        self.points_per_pixel = points_per_pixel
         self.plots: dict[str, pg.PlotItem] = {}
         self.curves: dict[str, pg.PlotDataItem] = {}
-        rows = (
-            ("voltage_volt", "voltage", "V", True),
-            ("current_ampere", "current", "A", True),
-            ("temperature_celsius", "temperature (°C)", None, False),
-        )
-        for row, (column, label, unit, si) in enumerate(rows):
+        self.cursors: dict[str, pg.InfiniteLine] = {}
+        self.readout = pg.LabelItem(justify="left", color="k")
+        self.addItem(self.readout, row=0, col=0)
+        for row, (column, label, unit, _) in enumerate(TIME_ROWS, start=1):
             plot = self.addPlot(row=row, col=0)
-            _style(plot)
+            style(plot)
             plot.setLabel("left", label, units=unit)
-            plot.getAxis("left").enableAutoSIPrefix(si)
-            plot.getAxis("left").setWidth(70)
-            if row:
+            plot.getAxis("left").enableAutoSIPrefix(unit is not None)
+            plot.getAxis("left").setWidth(64)
+            plot.setDownsampling(auto=False)  # the history hands over what fits the pixels
+            plot.setClipToView(False)
+            plot.vb.setAutoVisible(y=True)  # y follows the visible time range
+            if row > 1:
                 plot.setXLink(self.plots["voltage_volt"])
             self.plots[column] = plot
             self.curves[column] = plot.plot([], [], pen=TRACE_PENS[column])
-        self.unit = "min"
-        self.plots["temperature_celsius"].setLabel("bottom", "test time (min)")
-        for column in ("voltage_volt", "current_ampere"):
-            self.plots[column].getAxis("bottom").setStyle(showValues=False)
-        self._has_temperature = True
+            line = pg.InfiniteLine(
+                angle=90, movable=False, pen=pg.mkPen("#888", style=Qt.PenStyle.DashLine)
+            )
+            line.setVisible(False)
+            plot.addItem(line, ignoreBounds=True)
+            self.cursors[column] = line
+        self.view: ChannelView | None = None
+        self.window: Window | None = None
+        self.unit_s, self.unit = 60.0, "min"
+        self._visible = {c: True for c in self.plots}
+        self._setting = False  # our own setData moves the range: not a user zoom
+        self._requery = QTimer(self)
+        self._requery.setSingleShot(True)
+        self._requery.setInterval(40)
+        self._requery.timeout.connect(self.refresh)
+        self.plots["voltage_volt"].vb.sigXRangeChanged.connect(self._range_changed)
+        self.scene().sigMouseMoved.connect(self._mouse_moved)
+        for column in OPTIONAL:
+            self._set_visible(column, False)
+        self._label_time_axis()
+
+    # ------------------------------------------------------------------------------ public
 
     def show_channel(self, view: ChannelView | None) -> None:
-        """Redraw from the channel's buffer (the temperature row hides when none is measured)."""
-        if view is None or not len(view.trace):
+        """Draw ``view`` (a new channel goes back to showing its whole run)."""
+        if view is not self.view:
+            self.view = view
+            self.view_all()
+            return
+        self.refresh()
+
+    def view_all(self) -> None:
+        """Follow the whole run again (auto range on both axes of every plot)."""
+        for plot in self.plots.values():
+            plot.enableAutoRange()
+        self.refresh()
+
+    @property
+    def following(self) -> bool:
+        """True while the time axis follows the whole run (no user zoom or pan)."""
+        return bool(self.plots["voltage_volt"].vb.autoRangeEnabled()[0])
+
+    def refresh(self) -> None:
+        """Ask the history for the visible range and draw it."""
+        view = self.view
+        if view is None or view.trace.span() is None:
             for curve in self.curves.values():
                 curve.setData([], [])
+            self.window = None
             return
-        t = view.trace.column("test_time_second")
-        seconds, unit = time_unit(float(t[-1] - t[0]))
+        first, last = view.trace.span()
+        seconds, unit = time_unit(last - first)
         if unit != self.unit:
-            self.unit = unit
+            self.unit_s, self.unit = seconds, unit
             self._label_time_axis()
-        x = t / seconds
-        for column, curve in self.curves.items():
-            y = view.trace.column(column)
-            finite = np.isfinite(y)
-            if column == "temperature_celsius":
-                self._set_temperature_visible(bool(finite.any()))
-            if finite.all():
-                curve.setData(x, y)
-            else:
-                curve.setData(x[finite], y[finite])
+            self.plots["voltage_volt"].enableAutoRange(x=True)  # the axis changed meaning
+        if self.following:
+            t0, t1 = None, None
+        else:
+            lo, hi = self.plots["voltage_volt"].vb.viewRange()[0]
+            t0, t1 = lo * self.unit_s, hi * self.unit_s
+        width = max(200, int(self.plots["voltage_volt"].vb.width() or 800))
+        self.window = win = view.trace.window(t0, t1, points=int(width * self.points_per_pixel))
+        self._setting = True
+        try:
+            for column, curve in self.curves.items():
+                x, y = win.x[column], win.y[column]
+                if column in OPTIONAL:
+                    self._set_visible(column, len(y) > 0 or view.trace.has_values(column))
+                curve.setData(x / self.unit_s, y)
+        finally:
+            self._setting = False
 
-    def _set_temperature_visible(self, visible: bool) -> None:
-        if visible == self._has_temperature:
+    # ------------------------------------------------------------------------------ private
+
+    def _range_changed(self, *_) -> None:
+        if not self._setting and not self.following:
+            self._requery.start()  # the user zoomed or panned: fetch that range's detail
+
+    def _set_visible(self, column: str, visible: bool) -> None:
+        if visible == self._visible[column]:
             return
-        self._has_temperature = visible
-        self.plots["temperature_celsius"].setVisible(visible)
+        self._visible[column] = visible
+        self.plots[column].setVisible(visible)
         self._label_time_axis()
 
     def _label_time_axis(self) -> None:
         """Time values and label on the lowest visible plot only."""
-        lowest = "temperature_celsius" if self._has_temperature else "current_ampere"
-        for column in ("current_ampere", "temperature_celsius"):
-            axis = self.plots[column].getAxis("bottom")
+        shown = [c for c, _, _, _ in TIME_ROWS if self._visible.get(c, True)]
+        lowest = shown[-1]
+        for column, plot in self.plots.items():
+            axis = plot.getAxis("bottom")
             axis.setStyle(showValues=column == lowest)
-            text = f"test time ({self.unit})" if column == lowest else ""
-            self.plots[column].setLabel("bottom", text)
+            plot.setLabel("bottom", f"test time ({self.unit})" if column == lowest else "")
 
-
-class NyquistPlot(pg.PlotWidget):
-    """The newest sweeps of a channel: Z' against -Z'' (capacitive arcs up), equal aspect."""
-
-    def __init__(self, parent=None):
-        super().__init__(parent, background="w")
-        item = self.getPlotItem()
-        _style(item)
-        item.setClipToView(False)  # few points; the aspect lock needs every one
-        item.setDownsampling(auto=False)
-        item.setAspectLocked(True)
-        item.setLabel("bottom", "Z′", units="Ω")
-        item.setLabel("left", "−Z″", units="Ω")
-        item.setTitle("Nyquist (newest sweeps)")
-        self.legend = item.addLegend(
-            offset=(-10, 10), labelTextColor="k", brush=(255, 255, 255, 200)
-        )
-        self._shown: tuple = ()
-
-    def show_channel(self, view: ChannelView | None) -> None:
-        sweeps = list(view.sweeps) if view is not None else []
-        key = tuple((s.sweep_index, len(s.frequency_hertz)) for s in sweeps)
-        if key == self._shown:
+    def _mouse_moved(self, pos) -> None:
+        win = self.window
+        for plot in self.plots.values():
+            if plot.isVisible() and plot.sceneBoundingRect().contains(pos):
+                break
+        else:
+            for line in self.cursors.values():
+                line.setVisible(False)
             return
-        self._shown = key
-        item = self.getPlotItem()
-        item.clear()
-        self.legend.clear()
-        colors = SWEEP_COLORS[-len(sweeps) :] if sweeps else ()
-        for sweep, color in zip(sweeps, colors, strict=True):
-            name = f"sweep {sweep.sweep_index}"
-            if np.isfinite(sweep.temperature_celsius):
-                name += f", {sweep.temperature_celsius:.0f} °C"
-            if sweep.cycle_count is not None:
-                name += f", cycle {sweep.cycle_count}"
-            item.plot(
-                sweep.z_real_ohm,
-                -sweep.z_imag_ohm,
-                pen=pg.mkPen(color, width=1.5),
-                symbol="o",
-                symbolSize=5,
-                symbolBrush=color,
-                symbolPen=None,
-                name=name,
-            )
-        if sweeps:
-            item.enableAutoRange()
+        x = plot.vb.mapSceneToView(pos).x()
+        for line in self.cursors.values():
+            line.setPos(x)
+            line.setVisible(True)
+        t = x * self.unit_s
+        parts = [f"t = {fmt_duration(t)}"]
+        if win is not None:
+            for c, _, _, _ in TIME_ROWS:
+                xs = win.x[c]
+                if not len(xs) or not self._visible[c]:
+                    continue
+                i = int(np.clip(np.searchsorted(xs, t), 1, len(xs) - 1))
+                i = i - 1 if abs(xs[i - 1] - t) <= abs(xs[i] - t) else i
+                parts.append(readout_value(c, float(win.y[c][i])))
+        self.readout.setText("   ".join(parts), size="10pt")

@@ -14,14 +14,17 @@ from cellbench.core.schema import RunMeta
 from cellbench.daq.live import LiveMessage
 from cellbench.daq.store import create_run
 from cellbench.gui.engine_run import check_files
+from cellbench.gui.cycles import CycleTracker
+from cellbench.gui.history import History
 from cellbench.gui.model import (
     LiveModel,
-    TraceBuffer,
     event_row,
     fmt_duration,
     fmt_si,
+    readable_message,
     status_text,
 )
+from cellbench.gui.protocol_table import protocol_rows
 from cellbench.gui.poller import RunPoller
 
 
@@ -57,71 +60,142 @@ def spectrum(sweep: int, freqs: np.ndarray, channel: str = "ch1") -> pl.DataFram
     )
 
 
-# --------------------------------------------------------------------------------- TraceBuffer
+# ----------------------------------------------------------------------------------- History
 
 
-def test_trace_buffer_bounded_keeps_recent_rows_and_voltage_extremes():
-    buf = TraceBuffer(capacity=1000)
-    t = np.arange(10_000, dtype=float)
-    v = np.full(10_000, 3.5)
-    v[123] = 4.4  # a spike early in the history must survive thinning
-    v[4567] = 2.6
-    cols = np.vstack([t, v, np.zeros_like(t), np.full_like(t, np.nan)])
-    for start in range(0, 10_000, 370):  # batches of odd sizes
-        buf.append(cols[:, start : start + 370])
-    assert len(buf) <= 1000
-    assert buf.rows_seen == 10_000
-    times = buf.column("test_time_second")
-    assert np.all(np.diff(times) > 0)  # time order kept
-    assert times[0] == 0.0 and times[-1] == 9999.0
-    # the newest rows are all there at full resolution
-    assert np.array_equal(times[-200:], t[-200:])
-    assert buf.column("voltage_volt").max() == 4.4
-    assert buf.column("voltage_volt").min() == 2.6
+def _spiky_run(n: int, seed: int = 1):
+    """(columns, spikes): n rows at irregular intervals; one-sample spikes in V, I, T and p,
+    at least 9000 rows apart (two spikes in one coarsest bucket: only the larger can be kept)."""
+    rng = np.random.default_rng(seed)
+    t = np.cumsum(rng.uniform(0.5, 1.5, n))
+    v = 3.5 + 0.01 * np.sin(t / 1000)
+    i = np.full(n, 1e-3)
+    temp = np.full(n, 25.0)
+    p = np.full(n, 2.0)
+    where = np.arange(1, n // 9000) * 9000 + rng.integers(0, 4000, n // 9000 - 1)
+    where = np.concatenate([[0, 3], where, [n - 1]])
+    kinds = []
+    for k, row in enumerate(where):
+        kind = ("voltage_volt", "current_ampere", "temperature_celsius", "pressure_megapascal")[
+            k % 4
+        ]
+        up = k % 3 != 0
+        col = {"voltage_volt": v, "current_ampere": i, "temperature_celsius": temp,
+               "pressure_megapascal": p}[kind]  # fmt: skip
+        col[row] = col[row] + (1.0 if up else -1.0) * {"voltage_volt": 1.2,
+                    "current_ampere": 6e-3, "temperature_celsius": 45.0,
+                    "pressure_megapascal": 3.0}[kind]  # fmt: skip
+        kinds.append((int(row), kind, float(col[row])))
+    return np.vstack([t, v, i, temp, p]), kinds
 
 
-def test_trace_buffer_without_voltage_thins_evenly():
-    buf = TraceBuffer(capacity=64)
-    t = np.arange(500, dtype=float)
-    nan = np.full_like(t, np.nan)
-    buf.append(np.vstack([t, nan, nan, t]))
-    assert 32 <= len(buf) <= 64
-    assert buf.column("test_time_second")[0] == 0.0
-    assert buf.column("test_time_second")[-1] == 499.0
-    assert buf.last()["temperature_celsius"] == 499.0
+def test_history_every_one_sample_spike_is_visible_at_every_zoom_level():
+    cols, spikes = _spiky_run(300_000)
+    hist = History(recent_rows=5_000, level_buckets=256, fanout=16)  # small: many levels
+    rng = np.random.default_rng(2)
+    pos = 0
+    while pos < cols.shape[1]:  # batches of odd sizes, as a live run sends them
+        k = int(rng.integers(1, 20_000))
+        hist.append(cols[:, pos : pos + k])
+        pos += k
+    assert hist.levels >= 3 and hist.rows_seen == cols.shape[1]
+    t = cols[0]
+    span = t[-1] - t[0]
+    for row, column, value in spikes:
+        for width in (span, span / 7, 3e4, 3e3, 300.0, 20.0):
+            for where in (0.02, 0.5, 0.97):  # spike near the left edge, middle, right edge
+                lo = t[row] - width * where
+                hi = lo + width
+                win = hist.window(lo, hi, points=1000)
+                x, y = win.x[column], win.y[column]
+                seen = y[(x >= lo) & (x <= hi)]
+                assert len(win) <= 1100, (width, len(win))
+                assert value in seen, (row, column, value, width, where, win.level)
+                # and the spike is drawn at the time it happened
+                assert t[row] in x[y == value]
 
 
-def test_model_shares_a_sample_budget_between_channels():
-    model = LiveModel(trace_capacity=1000, trace_budget=1500, trace_floor=100)
+def test_history_whole_run_window_spans_it_with_bounded_points_and_memory():
+    cols, _ = _spiky_run(200_000)
+    hist = History(recent_rows=10_000, level_buckets=512, fanout=16)
+    for start in range(0, cols.shape[1], 7_777):
+        hist.append(cols[:, start : start + 7_777])
+    win = hist.window(points=2_000)
+    for column in ("voltage_volt", "current_ampere"):
+        x = win.x[column]
+        assert len(x) <= 2_200
+        assert x[0] == cols[0, 0] and x[-1] == cols[0, -1]  # the first and the newest row
+        assert np.all(np.diff(x) >= 0)
+    assert hist.nbytes() < 3_000_000  # 200 000 rows would be 8 MB raw
+    # zoomed into the newest rows: full resolution
+    t = cols[0]
+    win = hist.window(t[-500], t[-1])
+    assert win.level == 0 and np.array_equal(win.x["voltage_volt"], t[-501:])
+    # a column never measured is empty, not zeros
+    hist2 = History(recent_rows=100, level_buckets=64)
+    c2 = cols[:, :1000].copy()
+    c2[4] = np.nan
+    hist2.append(c2)
+    assert not hist2.has_values("pressure_megapascal") and hist2.has_values("voltage_volt")
+    assert len(hist2.window().y["pressure_megapascal"]) == 0
+
+
+def test_history_rejects_bad_shape_and_tiny_sizes():
+    with pytest.raises(ValueError, match="at least"):
+        History(recent_rows=4)
+    with pytest.raises(ValueError, match="shape"):
+        History().append(np.zeros((3, 5)))
+
+
+def test_model_shares_recent_rows_between_channels_and_keeps_history():
+    model = LiveModel(recent_rows=1000, recent_budget=1500, recent_floor=100)
     model.add_samples(samples(np.arange(3000.0), "a"))
     assert len(model.channels["a"].trace) <= 1000
-    assert model.channels["a"].trace._data.shape[1] == 1000  # grown to its bound, no more
     model.add_samples(samples(np.arange(3000.0), "b"))
     model.add_samples(samples(np.arange(3000.0), "c"))
     for name in "abc":
         trace = model.channels[name].trace
-        assert trace.capacity == 500 and len(trace) <= 500
-        assert trace._data.shape[1] <= 500  # memory given back, not just rows dropped
-        t = trace.column("test_time_second")
-        assert t[0] == 0.0 and t[-1] == 2999.0
-    floored = LiveModel(trace_capacity=1000, trace_budget=1500, trace_floor=800)
-    for name in "abc":
-        floored.channel(name)
-    assert [v.trace.capacity for v in floored.channels.values()] == [800, 800, 800]
+        assert trace.recent_rows == 500 and len(trace) <= 500
+        assert trace.span() == (0.0, 2999.0)  # the history still reaches the start
+        win = trace.window()
+        assert win.x["voltage_volt"][0] == 0.0
 
 
-def test_trace_buffer_rejects_bad_shape_and_tiny_capacity():
-    with pytest.raises(ValueError, match="capacity"):
-        TraceBuffer(capacity=4)
-    with pytest.raises(ValueError, match="shape"):
-        TraceBuffer(capacity=100).append(np.zeros((3, 5)))
+# ------------------------------------------------------------------------------------ cycles
+
+
+def test_cycle_tracker_capacity_and_efficiency_per_cycle():
+    t = np.arange(0, 3 * 7200, 10.0)
+    current = np.where((t // 3600) % 2 == 0, 1e-3, -0.98e-3)
+    frame = pl.DataFrame(
+        {
+            "test_time_second": t,
+            "voltage_volt": 3.5 + 0.3 * np.sin(t / 3600 * np.pi),
+            "current_ampere": current,
+            "cycle_count": (t // 7200 + 1).astype(np.int32),
+        }
+    )
+    tracker = CycleTracker(points_per_half=100)
+    for start in range(0, frame.height, 77):
+        tracker.add(frame.slice(start, 77))
+    table = tracker.table()
+    assert table["cycle_count"].to_list() == [1, 2, 3]
+    assert table["charge_capacity_ampere_hour"][1] == pytest.approx(1e-3, rel=0.01)
+    assert table["discharge_capacity_ampere_hour"][1] == pytest.approx(0.98e-3, rel=0.01)
+    assert table["coulombic_efficiency_percent"][1] == pytest.approx(98.0, abs=0.5)
+    halves = tracker.curves(2)
+    assert [h.sign for h in halves] == [1, -1]
+    for half in halves:
+        q, v = half.arrays()
+        assert len(q) <= 100 and np.all(np.diff(q) >= 0)  # bounded, capacity rising
+        assert q[-1] == pytest.approx(1e-3, rel=0.05)
 
 
 # ---------------------------------------------------------------------------------- LiveModel
 
 
 def test_model_splits_channels_and_reads_out_last_row():
-    model = LiveModel(trace_capacity=100)
+    model = LiveModel(recent_rows=100)
     frame = pl.concat(
         [
             samples(np.arange(5.0), "a", temperature_celsius=np.full(5, 30.0)),
@@ -215,6 +289,65 @@ def test_formatting():
         "running | cell1 | step 1 rest | cycle 2 | 3.9 V | 0 A | 25.0 °C | elapsed 00:01:30"
     )
     assert "idle" in status_text({}, "", "")
+
+
+def test_alarm_messages_read_with_units_and_sensible_digits():
+    assert readable_message("voltage 6.1474e-05 V below limit 2.5 V") == (
+        "voltage 61.47 µV below limit 2.5 V"
+    )
+    assert readable_message("temperature 70.0312 degC above limit 60 degC") == (
+        "temperature 70.03 °C above limit 60 °C"
+    )
+    assert readable_message("current -0.00512345 A above limit 0.005 A") == (
+        "current -5.123 mA above limit 5 mA"
+    )
+    assert readable_message("step 3 cc 1 mA, 4.2 V cut-off") == "step 3 cc 1 mA, 4.2 V cut-off"
+    row = event_row({"kind": "alarm", "message": "pressure 12.3456789 MPa above limit 10 MPa"})
+    assert row.message == "pressure 12.35 MPa above limit 10 MPa"
+
+
+def test_event_times_do_not_wrap_after_100_days():
+    assert fmt_duration(100 * 86400 + 5) == "100d 00:00:05"
+    assert fmt_duration(400 * 86400 + 3600) == "400d 01:00:00"
+
+
+def test_alarms_stay_unacknowledged_until_acknowledged_and_count_per_channel():
+    model = LiveModel()
+    model.add_events([{"kind": "alarm", "severity": "alarm", "channel": "c1", "message": "V"}])
+    assert model.unacknowledged == 1 and model.channels["c1"].alarm_count == 1
+    model.add_events([{"kind": "note", "message": "fine"}])
+    assert model.unacknowledged == 1  # time passing acknowledges nothing
+    model.acknowledge()
+    assert model.unacknowledged == 0 and len(model.alarms) == 1
+    model.add_events([{"kind": "fault", "channel": "c2", "message": "lost"}])
+    assert model.unacknowledged == 1 and model.readout("c2")["alarms"] == 1
+
+
+def test_data_age_from_the_newest_sample_row():
+    model = LiveModel()
+    assert model.data_age() is None
+    model.add_samples(samples(np.arange(5.0)))  # unix 1.7e9 .. 1.7e9 + 4
+    assert model.data_age(now=1.7e9 + 14) == pytest.approx(10.0)
+
+
+def test_protocol_rows_place_each_problem_at_its_step(fixtures_dir):
+    path = fixtures_dir / "protocols" / "bad" / "typos.toml"
+    text = path.read_text()
+    problems = check_files(path, fixtures_dir / "stations" / "demo_station.toml")
+    rows = protocol_rows(text, problems, path)
+    lines = text.splitlines()
+    steps = [r for r in rows if r.title.startswith("step")]
+    assert len(steps) == sum(1 for ln in lines if ln.strip() == "[[step]]")
+    placed = [p for r in rows for p in r.problems]
+    assert len(placed) == len(problems)
+    rest = steps[0]
+    assert rest.kind == "rest" and any("duraton" in p for p in rest.problems)
+    top = rows[0]
+    assert any("sample_intervall" in p for p in top.problems)  # a top-level key: the header row
+    for row in rows:  # every problem lies within its row's lines
+        for problem in row.problems:
+            line = next(int(x.split(":")[1]) for x in problems if x.endswith(problem))
+            assert row.line <= line <= max(row.end, row.line)
 
 
 # ---------------------------------------------------------------------------------- RunPoller
