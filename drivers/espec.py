@@ -18,6 +18,13 @@ command                reply                                      meaning
 ``ALARM, CLEAR``       ``"OK: ALARM, CLEAR"``                     reset alarms (cause removed)
 =====================  =========================================  ======================
 
+Sources: the command set and replies above are the ESPEC communication manual's (SU/SH/PL
+series controllers); the issue review that checked the drivers against public sources found
+this driver in agreement with them. No third-party driver was run against the simulator. Not
+settled without hardware: whether every controller firmware pads ``TEMP?`` fields with blanks
+(the number parser strips them) and the exact set-point limits per model (the driver reads them
+from ``TEMP?``).
+
 A refused command is answered ``NA:<reason>`` (``NA:COMMAND ERR``, ``NA:PARAMETER ERR``,
 ``NA:DATA NOT READY``...), raised here as :class:`InstrumentCommandError`. An active alarm (the
 chamber's over-temperature protector or another safety device tripped) stops temperature control;
@@ -27,7 +34,7 @@ starting control then raises :class:`InterlockError` with the alarm codes.
 from __future__ import annotations
 
 from cellbench.drivers.errors import InstrumentCommandError, InterlockError
-from cellbench.drivers.line_driver import LineDriver
+from cellbench.drivers.line_driver import LineDriver, line_property
 
 
 class EspecChamber(LineDriver):
@@ -43,6 +50,25 @@ class EspecChamber(LineDriver):
     baud_rate = 9600
     #: Range of the set point the controller accepts, degC (SU/SH series: -40..+150; PL: -70..+180).
     SETPOINT_RANGE_CELSIUS = (-70.0, 180.0)
+
+    # -- one-command settings (each answered "OK: <command>") -----------------------------
+    setpoint_celsius = line_property(
+        None,
+        "TEMP, S{}",
+        name="set point",
+        check=(*SETPOINT_RANGE_CELSIUS, "degC"),
+        to_wire=lambda v: f"{float(v):.1f}",
+        send="_set",
+    )
+    mode = line_property(
+        "MODE?",
+        "MODE, {}",
+        name="mode",
+        values=("CONSTANT", "STANDBY", "OFF"),
+        to_wire=str,
+        parse=lambda s: s.strip().upper(),
+        send="_set",
+    )
 
     def _checked(self, command: str) -> str:
         reply = self._query(command).strip()
@@ -80,7 +106,7 @@ class EspecChamber(LineDriver):
 
     def read_mode(self) -> str:
         """``CONSTANT``, ``STANDBY``, ``OFF`` or ``RUN`` (program)."""
-        return self._checked("MODE?").upper()
+        return self.mode
 
     def set_temperature_celsius(self, setpoint_celsius: float) -> None:
         """New set point, degC, and CONSTANT mode (the chamber starts controlling to it).
@@ -92,9 +118,9 @@ class EspecChamber(LineDriver):
         value = self.check_range("set point", setpoint_celsius, low, high, "degC")
         _, _, upper, lower = self.read_status()
         self.check_range("set point (chamber limits)", value, lower, upper, "degC")
-        self._set(f"TEMP, S{value:.1f}")
+        self.setpoint_celsius = value
         try:
-            self._set("MODE, CONSTANT")
+            self.mode = "CONSTANT"
         except InstrumentCommandError:
             alarms = self.read_alarms()
             if alarms:
@@ -118,7 +144,7 @@ class EspecChamber(LineDriver):
 
     def standby(self) -> None:
         """Stop temperature control (fan only)."""
-        self._set("MODE, STANDBY")
+        self.mode = "STANDBY"
 
     def safe_state(self) -> None:
         self.standby()

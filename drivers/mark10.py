@@ -1,21 +1,23 @@
 """Mark-10 force gauges (Series 5/7, M3/M5 indicators) read as a stack-pressure gauge.
 
-Follows the ASCII command set in the Mark-10 Series 5 / Series 7 force gauge user's guide
-(section "Communications"): 9600 baud 8-N-1 over the USB virtual COM port or RS-232; a command
-ends in CR, the gauge answers with one line ending in CR+LF.
+Follows the ASCII command set in the Mark-10 Series 5 / Series 7 force gauge user's guides
+(section "Communications") and the Mark-10 GCL2 command list: 9600 baud 8-N-1 over the USB
+virtual COM port or RS-232; a command ends in CR, replies end in CR+LF.
 
-=========  ====================  ==============================================
-command    reply                 meaning
-=========  ====================  ==============================================
-``?``      ``"12.34 lbF"``       current reading with its unit
-``N``      ``"N"`` echo/ack      display and report in newtons (``LB``, ``KG``,
-                                 ``G``, ``OZ``, ``KN``, ``MN`` likewise)
-``Z``      ack                   zero (tare) the reading
-=========  ====================  ==============================================
+Command table:
 
-An invalid command is answered ``*10`` (error code) and raised as
-:class:`InstrumentCommandError`. The gauge has no over-range code on the serial line: a reading
-beyond its rated capacity (``capacity_newton``) raises :class:`InstrumentRangeError`.
+- ``?`` -> ``"12.34 lbF"``: the current reading with its unit (user's guide; GCL2 "?").
+- ``N``, ``LB``, ``KG``, ``G``, ``OZ``, ``KN``, ``MN``: select the unit (user's guide). GCL2
+  documents replies only for queries and errors; whether a unit command answers with a line
+  (an echo) is *not documented*, so the driver does not wait for one: it sends the command and
+  looks for an error line during a short window (``ack_window_s``), dropping anything else.
+- ``Z``: zero (tare) the reading; no reply documented; handled like the unit commands.
+- An invalid command answers ``*10`` (an error code; GCL2 "error codes"), raised as
+  :class:`InstrumentCommandError`.
+
+The gauge has no over-range code on the serial line: a reading beyond its rated capacity
+(``capacity_newton``) raises :class:`InstrumentRangeError`. A late echo of a unit command
+that arrives after the window is recognised and skipped when the next reading is read.
 
 Stack pressure on a cell is force / electrode area: ``area_cm2`` (the cell's area, required) turns
 newtons into megapascals, so the gauge fills the ``PressureGauge`` role.
@@ -29,8 +31,9 @@ from cellbench.drivers.errors import (
     ArgumentRangeError,
     InstrumentCommandError,
     InstrumentRangeError,
+    InstrumentTimeout,
 )
-from cellbench.drivers.line_driver import LineDriver
+from cellbench.drivers.line_driver import LineDriver, line_property
 
 #: Newtons per unit of force, for every unit a Mark-10 gauge reports (force units only).
 NEWTON_PER_UNIT = {
@@ -44,6 +47,9 @@ NEWTON_PER_UNIT = {
 }
 #: The command that selects each unit.
 UNIT_COMMANDS = {"N": "N", "KN": "KN", "MN": "MN", "LBF": "LB", "KGF": "KG", "GF": "G", "OZF": "OZ"}
+
+#: lines a gauge might echo after a command with no documented reply
+_ECHOES = frozenset({*UNIT_COMMANDS.values(), "Z"})
 
 _READING = re.compile(
     r"^\s*(?P<value>[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*(?P<unit>[A-Za-z]+)\s*$"
@@ -78,6 +84,9 @@ class Mark10Gauge(LineDriver):
     write_termination = "\r"
     baud_rate = 9600
 
+    #: the unit the gauge displays and reports (write-only: the reading carries the unit)
+    unit = line_property(None, "{}", name="unit", mapping=UNIT_COMMANDS, send="_command")
+
     def __init__(
         self,
         address: str,
@@ -85,9 +94,11 @@ class Mark10Gauge(LineDriver):
         area_cm2: float | None = None,
         capacity_newton: float = 2500.0,
         unit: str | None = "N",
+        ack_window_s: float = 0.1,
         **kwargs,
     ):
         super().__init__(address, **kwargs)
+        self.ack_window_s = self.check_range("ack_window_s", ack_window_s, 0.0, 5.0, "s")
         self.area_cm2 = (
             None if area_cm2 is None else self.check_range("area_cm2", area_cm2, 1e-4, 1e4, "cm^2")
         )
@@ -106,6 +117,27 @@ class Mark10Gauge(LineDriver):
             )
         return reply
 
+    def _command(self, command: str) -> None:
+        """Send a command that has no documented reply; raise on an error line (``*nn``) seen
+        within ``ack_window_s``; drop an echo; never wait for one."""
+        with self.transport.lock:
+            self._write(command)
+            saved = self.transport.timeout_s
+            self.transport.timeout_s = max(self.ack_window_s, 1e-3)
+            try:
+                line = self.transport.read().strip()
+            except InstrumentTimeout:
+                return  # a silent gauge: nothing documented was expected
+            finally:
+                self.transport.timeout_s = saved
+        if line.startswith("*"):
+            raise InstrumentCommandError(
+                f"gauge reports error code {line}",
+                instrument=self.name,
+                address=self.address,
+                command=command,
+            )
+
     def identify(self) -> str:
         """Mark-10 gauges have no identity query; the current reading proves the link."""
         value, unit = self.read_force()
@@ -113,19 +145,14 @@ class Mark10Gauge(LineDriver):
 
     def set_unit(self, unit: str) -> None:
         """Select the gauge's force unit: N, kN, mN, lbF, kgF, gF or ozF."""
-        key = unit.upper()
-        if key not in UNIT_COMMANDS:
-            raise ArgumentRangeError(
-                f"unit {unit!r} is not one of {', '.join(UNIT_COMMANDS)}",
-                instrument=self.name,
-                address=self.address,
-            )
-        self._checked(UNIT_COMMANDS[key])
+        self.unit = unit
 
     def read_force(self) -> tuple[float, str]:
         """The reading as the gauge reports it: (value, unit)."""
         command = "?"
         reply = self._checked(command)
+        if reply.upper() in _ECHOES:  # a late echo of a unit or zero command: skip it
+            reply = self._retrying(self.transport.read).strip()
         try:
             return parse_reading(reply)
         except ValueError as exc:
@@ -156,7 +183,7 @@ class Mark10Gauge(LineDriver):
 
     def zero(self) -> None:
         """Tare the reading."""
-        self._checked("Z")
+        self._command("Z")
 
     def safe_state(self) -> None:
         """A gauge sources nothing; there is no state to make safe."""

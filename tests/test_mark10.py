@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from serial_sim_support import SLACK_S, TIMEOUT_S, make_cell, raises_within
 
@@ -121,3 +123,39 @@ def test_safe_state_sends_nothing_and_the_gauge_stays_usable(gauge, sim):
     gauge.safe_state()  # a gauge drives nothing: no command may reach it
     assert gauge.read_force() == (785.0, "N")
     assert sim.received == [*before, b"?\r"]  # only the reading after it
+
+
+# --- what the documentation settles, and what it does not (issue 18) -------------------------
+@pytest.mark.parametrize("acknowledges", [False, True])
+def test_unit_and_zero_need_no_reply(cell, acknowledges):
+    """GCL2 documents replies only for queries and errors: a silent gauge must not time out
+    the unit or zero command, and an echoing one must not shift the readings."""
+    with Mark10Simulator(cell, acknowledges=acknowledges) as sim:
+        t0 = time.monotonic()
+        gauge = Mark10Gauge(sim.address, timeout_s=TIMEOUT_S, area_cm2=AREA_CM2)
+        try:
+            assert time.monotonic() - t0 < TIMEOUT_S  # no wait for an undocumented ack
+            assert gauge.read_force() == (785.0, "N")
+            gauge.zero()
+            assert gauge.read_force() == (0.0, "N")
+            gauge.set_unit("kN")
+            assert gauge.read_force() == (0.0, "KN")
+        finally:
+            gauge.close()
+
+
+def test_unit_command_answered_by_an_error_code_is_reported():
+    from cellbench.drivers.replay import replay
+
+    pairs = [(b"N\r", None), (b"OZ\r", b"*10\r\n")]
+    with replay(Mark10Gauge, pairs) as gauge, pytest.raises(InstrumentCommandError, match=r"\*10"):
+        gauge.set_unit("ozF")
+
+
+def test_late_echo_is_not_read_as_the_reading():
+    """An echo arriving after the window (here: together with the reading) is skipped."""
+    from cellbench.drivers.replay import replay
+
+    pairs = [(b"N\r", None), (b"?\r", b"N\r\n785.00 N\r\n")]
+    with replay(Mark10Gauge, pairs) as gauge:
+        assert gauge.read_force() == (785.0, "N")

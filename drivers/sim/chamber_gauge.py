@@ -102,6 +102,10 @@ class EspecSimulator(SerialSimulator):
 class Mark10Simulator(SerialSimulator):
     """Mark-10 gauge: ``?`` -> ``"123.4 N"``; unit commands; ``Z`` tare; ``*10`` for others.
 
+    Unit commands and ``Z`` are silent by default: GCL2 documents replies only for queries and
+    errors. ``acknowledges=True`` makes them echo the command instead (the other possibility a
+    driver must tolerate).
+
     Faults: ``over_range`` reports 1.2 x the rated capacity; ``error_queue`` answers ``*10``.
     """
 
@@ -125,11 +129,13 @@ class Mark10Simulator(SerialSimulator):
         *,
         area_cm2: float | None = None,
         capacity_newton: float = 2500.0,
+        acknowledges: bool = False,
         name: str = "",
         faults=None,
         link_dir=None,
     ):
         super().__init__(cell, name=name, faults=faults, link_dir=link_dir)
+        self.acknowledges = bool(acknowledges)
         self.area_cm2 = float(area_cm2 if area_cm2 is not None else cell.params.area_cm2)
         self.capacity_newton = float(capacity_newton)
         self.unit = "LB"  # factory default
@@ -152,8 +158,8 @@ class Mark10Simulator(SerialSimulator):
             return f"{newton / factor:.{decimals}f} {label}"
         if text in self.UNITS:
             self.unit = text
-            return text
+            return text if self.acknowledges else None
         if text == "Z":
             self.tare_newton += self.force_newton()
-            return "Z"
+            return "Z" if self.acknowledges else None
         return "*10"
