@@ -24,6 +24,7 @@ from polars.exceptions import PanicException
 from cellbench.cli.catalog_args import add_catalog_option, catalog_aware
 from cellbench.cli.convert import add_column_map_option
 from cellbench.cli.report import add_report_option, write_report
+from cellbench.cli.table_units import readable
 from cellbench.core.errors import CellbenchError
 from cellbench.core.schema import Cell
 from cellbench.daq import loaders
@@ -159,6 +160,16 @@ _CYCLING_TABLE = [
     ("dc_resistance_ohm", "R_dc/ohm"),
     ("duration_second", "t/s"),
 ]
+# how the table shows them (cellbench.cli.table_units.readable): unit kind, header stem
+_CYCLING_UNITS = {
+    "charge_capacity_ampere_hour": ("Ah", "Q_ch"),
+    "discharge_capacity_ampere_hour": ("Ah", "Q_dis"),
+    "charge_energy_watt_hour": ("Wh", "E_ch"),
+    "discharge_energy_watt_hour": ("Wh", "E_dis"),
+    "coulombic_efficiency": ("%", "CE"),
+    "energy_efficiency": ("%", "EE"),
+    "duration_second": ("time", "t"),
+}
 
 
 def _summary(args: argparse.Namespace) -> pl.DataFrame:
@@ -194,6 +205,7 @@ def cmd_cycling(args: argparse.Namespace) -> int:
         columns.insert(0, ("channel", "channel"))
     if "discharge_specific_capacity_milliampere_hour_per_gram" in summary.columns:
         columns.insert(3, ("discharge_specific_capacity_milliampere_hour_per_gram", "q_dis/mAh/g"))
+    rows, columns = readable(rows, columns, _CYCLING_UNITS)  # mAh for a 2 mAh cell; JSON: SI
     _print_table(rows, columns)
     print(f"\n{summary.height} cycle(s); CE and EE are {args.efficiency}")
     return 0

@@ -77,8 +77,8 @@ def test_cycling_table_and_segment(tmp_path, capsys):
     )
     assert main(["analyze", "cycling", path, "--segment"]) == 0
     out = capsys.readouterr().out
-    assert "Q_ch/Ah" in out and "3 cycle(s)" in out
-    assert "0.6375" in out
+    assert "Q_ch/mAh" in out and "3 cycle(s)" in out  # 0.6375 Ah reads as 637.5 mAh
+    assert "637.5" in out
 
 
 def test_cycling_run_folder_uses_cell_mass(tmp_path, capsys):
