@@ -55,13 +55,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         "export",
         help="write a run's tables as Parquet or CSV files",
         description=(
-            "Write tables of RUN to OUT/<run id>_<table>.<format>. The run may be live: the "
-            "export holds the rows recorded so far."
+            "Write tables of RUN to OUT/<run id>_<table>.<format>, by default beside RUN (in "
+            "the folder that holds it), and print each file's full path. The run may be live: "
+            "the export holds the rows recorded so far."
         ),
     )
     p.add_argument("run", type=Path, metavar="RUN", help="run folder")
     p.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="file format")
-    p.add_argument("--out", type=Path, default=Path("."), help="output folder (default: .)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="output folder (default: the folder that holds RUN, beside it)",
+    )
     p.add_argument(
         "--table", default="all", choices=(*schema.TABLES, "all"), help="table (default: all)"
     )
@@ -256,7 +261,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     reader = open_run(args.run)
     tables = schema.TABLES if args.table == "all" else (args.table,)
-    out: Path = args.out
+    # beside the run by default (not wherever the shell happens to be)
+    out: Path = (args.out or Path(args.run).resolve().parent).resolve()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -52,7 +52,13 @@ def load_meta(path: Path) -> RunMeta:
     try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
+        if not Path(path).exists():
+            raise StoreError(f"{path}: no such run folder (it does not exist)") from None
+        if not Path(path).is_dir():
+            raise StoreError(f"{path}: not a run folder (it is a file)") from None
         raise StoreError(f"{path}: not a cellbench run folder (no {RUN_JSON})") from None
+    except NotADirectoryError:
+        raise StoreError(f"{path}: not a run folder (it is a file)") from None
     except OSError as exc:
         raise StoreError(f"{file}: cannot read: {exc.strerror}") from None
     try:
