@@ -14,13 +14,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="open the window: start a protocol, or attach to a running run, watch it live",
         description=(
             "Open the cellbench window. Choose a protocol and a station (checked with every "
-            "problem listed before anything touches an instrument), start the run in this "
-            "process, watch V/I/T and Nyquist plots and alarms, stop it cleanly. With RUN_DIR, "
-            "attach read-only to a run folder that `cellbench run` writes in another process: "
-            "the window follows it without writing or locking anything."
+            "problem listed before anything touches an instrument), start the run — as its own "
+            "`cellbench run` logger process, which outlives the window — watch V/I/T and "
+            "Nyquist plots and alarms, pause, continue or stop it. With RUN_DIR, attach to a run "
+            "folder (read-only; stop/pause/continue over its logger's control channel). With "
+            "PROTOCOL --station STATION, start that run at once (scripted use)."
         ),
     )
-    p.add_argument("run_dir", nargs="?", type=Path, metavar="RUN_DIR", help="run folder to follow")
+    p.add_argument(
+        "run_dir",
+        nargs="?",
+        type=Path,
+        metavar="RUN_DIR|PROTOCOL",
+        help="run folder to follow, or a protocol file to start at once (needs --station)",
+    )
     p.add_argument("--protocol", type=Path, metavar="FILE", help="protocol TOML to preselect")
     p.add_argument("--station", type=Path, metavar="FILE", help="station TOML to preselect")
     p.add_argument("--out", "-o", type=Path, default=Path("runs"), help="runs folder (./runs)")
@@ -34,6 +41,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
+    start = False
+    if args.run_dir is not None and args.run_dir.is_file():  # a protocol: start it at launch
+        if args.station is None:
+            raise CellbenchError(
+                f"cellbench gui {args.run_dir}: starting a protocol needs --station STATION"
+            )
+        args.protocol, args.run_dir, start = args.run_dir, None, True
     if args.run_dir is not None and not (args.run_dir / "run.json").is_file():
         raise CellbenchError(f"{args.run_dir}: not a cellbench run folder (no run.json)")
     try:
@@ -50,4 +64,5 @@ def cmd_gui(args: argparse.Namespace) -> int:
         station=args.station,
         out_dir=args.out,
         time_scale=args.time_scale,
+        start=start,
     )

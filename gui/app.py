@@ -14,9 +14,12 @@ def main(
     station: Path | str | None = None,
     out_dir: Path | str = "runs",
     time_scale: float | None = None,
+    start: bool = False,
     argv: Sequence[str] | None = None,
 ) -> int:
-    """Open the window (attached read-only to ``run_dir`` if given); returns the exit code."""
+    """Open the window (attached to ``run_dir`` if given; with ``start``, the run of
+    ``protocol`` on ``station`` under ``out_dir`` started at once as its own logger process);
+    returns the exit code."""
     from PySide6.QtWidgets import QApplication
 
     from cellbench.gui.window import MainWindow
@@ -32,4 +35,12 @@ def main(
     if run_dir is not None:
         window.attach(run_dir)
     window.show()
+    if start:  # scripted: exactly this protocol, station and folder, a new run name
+        window.form.out.set_path(out_dir)
+        window.form.run_name.clear()
+        window.check()
+        window.start_run()
+        if window.run is None:
+            for line in window.problems:
+                print(f"cellbench gui: {line}", file=sys.stderr)
     return int(app.exec())
