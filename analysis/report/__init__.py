@@ -17,7 +17,6 @@ from .figures_conductivity import plot_arrhenius
 from .figures_cycling import plot_capacity, plot_ccd, plot_dqdv, plot_fade, plot_time_series
 from .figures_eis import EisCurve, plot_bode, plot_drt, plot_eis_parameters, plot_nyquist
 from .reports import (
-    CANDIDATE_CIRCUITS,
     EisAnalysis,
     RunData,
     analysis_from_fits,
@@ -41,7 +40,6 @@ from .reports import (
 from .style import ReportError, png_bytes
 
 __all__ = [
-    "CANDIDATE_CIRCUITS",
     "EisAnalysis",
     "EisCurve",
     "Report",
