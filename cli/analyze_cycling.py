@@ -16,7 +16,7 @@ import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 from polars.exceptions import PanicException
@@ -28,6 +28,9 @@ from cellbench.cli.table_units import readable
 from cellbench.core.errors import CellbenchError
 from cellbench.core.schema import Cell
 from cellbench.daq import loaders
+
+if TYPE_CHECKING:
+    from cellbench.analysis.conductivity_table import ConductivityPoints
 
 SUMMARY_CSV_KEYS = ("capacity_retention", "discharge_capacity_ampere_hour")
 
@@ -324,71 +327,23 @@ def cmd_fade(args: argparse.Namespace) -> int:
 # -------------------------------------------------------------------------------- conductivity
 
 
-def _sigma_from_resistance(
-    path: Path, df: pl.DataFrame, thickness_cm: float, area_cm2: float
-) -> tuple[list[float], list[float] | None]:
-    """sigma = L / (R A) per row, S/cm, with its standard error where the table gives
-    ``resistance_stderr_ohm`` (else None)."""
-    from cellbench.analysis.solid_state import ionic_conductivity
-
-    r = df["resistance_ohm"].cast(pl.Float64).to_list()
-    has_se = "resistance_stderr_ohm" in df.columns
-    r_se = df["resistance_stderr_ohm"].cast(pl.Float64).to_list() if has_se else [0.0] * len(r)
-    sigma, stderr = [], []
-    for row, (ri, si) in enumerate(zip(r, r_se, strict=True), start=1):
-        try:
-            s, e = ionic_conductivity(ri, thickness_cm, area_cm2, r_stderr_ohm=si or 0.0)
-        except CellbenchError as exc:
-            raise CellbenchError(f"{path}: data row {row}: {exc}") from None
-        sigma.append(s)
-        stderr.append(e)
-    return sigma, stderr if has_se else None
-
-
 def _conductivity_points(
     path: Path, thickness_cm: float | None, area_cm2: float | None
-) -> tuple[list[float], list[float], str, list[float] | None]:
-    """(temperatures, conductivities in S/cm, temperature unit, their standard errors or None)
-    from a CSV."""
+) -> ConductivityPoints:
+    """The points of a conductivity CSV (:mod:`cellbench.analysis.conductivity_table`)."""
+    from cellbench.analysis.conductivity import ConductivityError
+    from cellbench.analysis.conductivity_table import conductivity_points
+
     if not path.is_file():
         raise CellbenchError(f"{path}: {'not a file' if path.exists() else 'no such file'}")
     try:
         df = pl.read_csv(path, comment_prefix="#", infer_schema_length=None)
     except (pl.exceptions.PolarsError, PanicException) as exc:
         raise CellbenchError(f"{path}: cannot read as CSV: {exc}") from None
-    if "temperature_celsius" in df.columns:
-        t_col, unit = "temperature_celsius", "celsius"
-    elif "temperature_kelvin" in df.columns:
-        t_col, unit = "temperature_kelvin", "kelvin"
-    else:
-        raise CellbenchError(
-            f"{path}: needs a temperature_celsius or temperature_kelvin column; has {df.columns}"
-        )
-    stderr = None
-    if "conductivity_siemens_per_centimeter" in df.columns:
-        sigma = df["conductivity_siemens_per_centimeter"].cast(pl.Float64).to_numpy()
-        if "conductivity_stderr_siemens_per_centimeter" in df.columns:
-            col = df["conductivity_stderr_siemens_per_centimeter"].cast(pl.Float64)
-            stderr = col.to_list()
-    elif "resistance_ohm" in df.columns:
-        thick = thickness_cm
-        area = area_cm2
-        if thick is None and "thickness_cm" in df.columns:
-            thick = float(df["thickness_cm"][0])
-        if area is None and "area_cm2" in df.columns:
-            area = float(df["area_cm2"][0])
-        if thick is None or area is None:
-            raise CellbenchError(
-                f"{path}: resistance_ohm needs the pellet geometry: give --thickness-cm and "
-                "--area-cm2 (or thickness_cm and area_cm2 columns)"
-            )
-        sigma, stderr = _sigma_from_resistance(path, df, thick, area)
-    else:
-        raise CellbenchError(
-            f"{path}: needs a conductivity_siemens_per_centimeter or resistance_ohm column; "
-            f"has {df.columns}"
-        )
-    return df[t_col].cast(pl.Float64).to_list(), [float(s) for s in sigma], unit, stderr
+    try:
+        return conductivity_points(df, thickness_cm=thickness_cm, area_cm2=area_cm2)
+    except ConductivityError as exc:
+        raise CellbenchError(f"{path}: {exc}") from None
 
 
 def cmd_conductivity(args: argparse.Namespace) -> int:
@@ -398,8 +353,9 @@ def cmd_conductivity(args: argparse.Namespace) -> int:
     datasets = []  # for --report
     for name in args.files:
         path = Path(name)
-        t, sigma, unit, stderr = _conductivity_points(path, args.thickness_cm, args.area_cm2)
-        common = {"temperature_unit": unit, "confidence": args.confidence}
+        points = _conductivity_points(path, args.thickness_cm, args.area_cm2)
+        t, sigma, stderr = points.temperature, points.conductivity_s_per_cm, points.stderr_s_per_cm
+        common = {"temperature_unit": points.temperature_unit, "confidence": args.confidence}
         if args.model == "auto":
             fits = fit_all(t, sigma, stderr_s_per_cm=stderr, **common)
             best = choose_model(fits)
@@ -411,10 +367,9 @@ def cmd_conductivity(args: argparse.Namespace) -> int:
         d["chosen_from"] = [f.model for f in fits] if args.model == "auto" else [args.model]
         d["alternatives"] = {f.model: f.aic for f in fits}
         results.append(d)
-        t_c = [x - 273.15 for x in t] if unit == "kelvin" else t
         datasets.append(
             {
-                "temperature_celsius": t_c,
+                "temperature_celsius": points.temperature_celsius,
                 "conductivity_s_per_cm": sigma,
                 "fit": best,
                 "alternatives": [f for f in fits if f is not best],
