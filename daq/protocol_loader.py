@@ -34,6 +34,10 @@ shared checker, :mod:`cellbench.daq.toml_check`). It builds the model of
 :mod:`cellbench.daq.protocol_model`: one builder per step type returns that type's fields, or
 None after reporting its problems; the checks that need the whole file (a target voltage inside
 the safety window, a current under the safety ``current_max``) run as the steps are read.
+
+Why one module of about 770 lines: the twelve step builders are the bulk of it, and each reads
+the same context (safety window, sample interval, the cell that resolves C-rates, step numbering)
+and the same value parsers; split, each part would import all of the other's internals.
 """
 
 from __future__ import annotations
