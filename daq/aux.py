@@ -3,9 +3,13 @@ on the sample timeline.
 
 A chamber or a pressure gauge is read every ``interval_s`` (simulated seconds on a scaled clock)
 by one thread per instrument. Each channel's samples carry the latest reading of the instruments
-that serve it; a reading older than ``stale_after_s`` is reported as missing (NaN) rather than
-repeated as if it were fresh. Run-wide temperature and pressure limits are checked on every
-reading here too, so a hot chamber aborts the run even while a channel sits in a long EIS sweep.
+that serve it; a reading older than ``stale_after_s`` (and, so that a stall of a loaded PC running
+a fast simulation is not taken for a dead sensor, older than ``stale_wall_s`` wall seconds) is
+reported as missing (NaN) rather than repeated as if it were fresh. Run-wide temperature and
+pressure limits are checked on every reading here too, so a hot chamber aborts the run even while
+a channel sits in a long EIS sweep; a NaN reading of a limited quantity is a breach, and so is a
+stale one (:meth:`AuxSampler.stale_breach`, polled by the engine's supervisor, because this
+thread is itself stuck in the call to a silent instrument).
 """
 
 from __future__ import annotations
@@ -28,12 +32,14 @@ log = logging.getLogger(__name__)
 TEMPERATURE = "temperature"
 PRESSURE = "pressure"
 RESISTANCE = "resistance"  # AC internal resistance (a battery tester such as the Hioki BT3562)
+STALE_WALL_S = 2.0  # wall s a reading must also be old for before it counts as stale
 
 
 @dataclass
 class Latest:
     value: float = math.nan
     time_s: float = -math.inf  # clock seconds of the reading
+    wall_s: float = -math.inf  # time.monotonic() of the reading
 
 
 class AuxSampler:
@@ -65,6 +71,7 @@ class AuxSampler:
         self.on_lost = on_lost
         self.stop = stop
         self.stale_after_s = stale_after_s if stale_after_s is not None else 5 * self.interval_s
+        self.stale_wall_s = STALE_WALL_S
         self.latest = Latest()
         self.on_gap = on_gap  # (instrument, quantity, clock s without readings, wall s of the call)
         self.gap_threshold_s = gap_threshold_s
@@ -78,15 +85,31 @@ class AuxSampler:
         """One reading, stored as the latest; raises the link's errors."""
         fn = getattr(self.link.driver, _READ[self.quantity])
         value = float(self.link.call(fn))
-        self.latest = Latest(value, self.clock.now())
+        self.latest = Latest(value, self.clock.now(), time.monotonic())
         return value
+
+    def stale(self) -> bool:
+        """The latest reading is older than ``stale_after_s`` (clock) and ``stale_wall_s``."""
+        latest = self.latest
+        return (
+            self.clock.now() - latest.time_s > self.stale_after_s
+            and time.monotonic() - latest.wall_s > self.stale_wall_s
+        )
 
     def value(self) -> float:
         """Latest reading, NaN if none or stale."""
-        latest = self.latest
-        if self.clock.now() - latest.time_s > self.stale_after_s:
-            return math.nan
-        return latest.value
+        return math.nan if self.stale() else self.latest.value
+
+    def age_second(self) -> float:
+        """Clock seconds since the latest reading (inf before the first)."""
+        return self.clock.now() - self.latest.time_s
+
+    def stale_breach(self) -> Breach | None:
+        """A breach if this quantity is limited and its reading is stale (or NaN)."""
+        kw = _LIMITED.get(self.quantity)
+        if kw is None or not self.stale():
+            return None
+        return check(self.limits, **{kw: math.nan})
 
     def start(self) -> None:
         self.thread.start()

@@ -5,6 +5,15 @@ writer thread turns what has accumulated into one polars frame every ``batch_int
 or every ``max_rows`` rows, appends it to the store — after which the rows survive ``kill -9`` —
 and then publishes it to live subscribers. Events and spectra are written at once: an alarm must
 be on disk before the engine goes on.
+
+Durability: an ``alarm``, ``fault``, ``run_end`` or stop event first appends the samples pending
+before it, then itself, then fsyncs (:data:`DURABLE_KINDS`), so a power cut right after an abort
+keeps the alarm and the rows that led to it.
+
+A failed append (disk full, I/O error) loses nothing: the rows stay in the buffer, in order, and
+are tried again at the next batch. If appends keep failing for ``give_up_s`` (wall), the recorder
+reports a :class:`RecorderError` (``error``) saying how many rows are not written; the engine then
+aborts the run safely, and ``unwritten`` still counts them for the final event.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from typing import Any
 import polars as pl
 
 from cellbench.core import schema
+from cellbench.core.errors import CellbenchError
 from cellbench.daq.live import LiveBus, LiveMessage
 from cellbench.daq.store import RunWriter
 
@@ -43,6 +53,14 @@ SAMPLE_FIELDS: tuple[str, ...] = (
     "internal_resistance_ohm",
 )
 _SAMPLE_SCHEMA = pl.Schema({name: schema.schema("samples")[name] for name in SAMPLE_FIELDS})
+
+#: Events made durable (fsynced, with the samples before them) before ``event`` returns.
+DURABLE_KINDS = frozenset({"alarm", "fault", "run_end", "status"})
+DEFAULT_GIVE_UP_S = 10.0  # wall s of failing appends before the run is stopped
+
+
+class RecorderError(CellbenchError):
+    """Rows could not be written for too long (disk full ...): the run must stop safely."""
 
 
 class LatencyLog:
@@ -73,8 +91,10 @@ class Recorder:
         batch_interval_s: float = 0.25,
         max_rows: int = 20_000,
         latency: LatencyLog | None = None,
+        give_up_s: float = DEFAULT_GIVE_UP_S,
     ):
         self.writer = writer
+        self.give_up_s = float(give_up_s)
         self.bus = bus
         self.batch_interval_s = float(batch_interval_s)
         self.max_rows = int(max_rows)
@@ -82,6 +102,8 @@ class Recorder:
         self._rows: list[tuple] = []
         self._walls: list[float] = []
         self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()  # one append of samples at a time, in order
+        self._failing_since: float | None = None  # monotonic s of the first failed append
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="cellbench-recorder", daemon=True)
@@ -106,11 +128,25 @@ class Recorder:
         self.writer.append("spectra", frame)
         self.bus.publish(LiveMessage("spectra", frame=frame))
 
+    @property
+    def unwritten(self) -> int:
+        """Rows handed over that are not in the store yet (all of them after failed appends)."""
+        with self._lock:
+            return len(self._rows)
+
     def event(self, kind: str, message: str, **fields: Any) -> None:
-        """An ``events`` row, written now, then published (same fields as RunWriter.event)."""
+        """An ``events`` row, written now, then published (same fields as RunWriter.event).
+
+        Alarms, faults, stops and the run's end are fsynced with the samples before them.
+        """
         fields = {k: v for k, v in fields.items() if v is not None or k == "test_time_second"}
+        durable = kind in DURABLE_KINDS or fields.get("severity") in ("alarm", "error")
+        if durable:
+            self._flush_guarded()  # the rows that led to it go first
         try:
             self.writer.event(kind, message, **fields)
+            if durable:
+                self.writer.flush()
         except Exception as exc:  # never lose the reason a run stops because a write failed
             log.error("could not record %s event %r: %s", kind, message, exc)
             if self.error is None:
@@ -118,14 +154,22 @@ class Recorder:
         self.bus.publish(LiveMessage("event", event={"kind": kind, "message": message, **fields}))
 
     def flush(self) -> None:
-        """Append what is pending now (from any thread)."""
-        with self._lock:
-            rows, self._rows = self._rows, []
-            walls, self._walls = self._walls, []
-        if not rows:
-            return
-        frame = pl.DataFrame(rows, schema=_SAMPLE_SCHEMA, orient="row")
-        self.writer.append("samples", frame)
+        """Append what is pending now (from any thread). On failure the rows stay pending (in
+        order, ahead of newer ones) and the error is raised."""
+        with self._flush_lock:
+            with self._lock:
+                rows, self._rows = self._rows, []
+                walls, self._walls = self._walls, []
+            if not rows:
+                return
+            frame = pl.DataFrame(rows, schema=_SAMPLE_SCHEMA, orient="row")
+            try:
+                self.writer.append("samples", frame)
+            except BaseException:
+                with self._lock:
+                    self._rows[:0] = rows
+                    self._walls[:0] = walls
+                raise
         if walls and self.latency is not None:
             done = time.monotonic()
             self.latency.measured.extend(walls)
@@ -139,15 +183,37 @@ class Recorder:
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join()
+        if not self.try_flush() and self.error is None:
+            self.error = RecorderError(f"{self.unwritten} rows could not be written at the end")
+
+    def try_flush(self) -> bool:
+        """Flush now without raising (see :meth:`_flush_guarded`); True if nothing is pending."""
         self._flush_guarded()
+        return self.unwritten == 0
 
     def _flush_guarded(self) -> None:
+        """Flush; a failure is logged once, retried at the next batch, and after ``give_up_s``
+        of failures becomes :attr:`error` (the engine then stops the run safely)."""
         try:
             self.flush()
         except Exception as exc:
-            log.exception("writing samples failed")
-            if self.error is None:
-                self.error = exc
+            now = time.monotonic()
+            if self._failing_since is None:
+                self._failing_since = now
+                log.error("writing samples failed, keeping them and retrying: %s", exc)
+            failing = now - self._failing_since
+            if failing >= self.give_up_s and self.error is None:
+                self.error = RecorderError(
+                    f"{self.unwritten} rows could not be written for {failing:.1f} s: {exc}"
+                )
+                self.error.__cause__ = exc
+        else:
+            if self._failing_since is not None:
+                log.warning(
+                    "writing samples works again after %.1f s; nothing lost",
+                    time.monotonic() - self._failing_since,
+                )
+                self._failing_since = None
 
     def _loop(self) -> None:
         while not self._stop.is_set():

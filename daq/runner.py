@@ -96,6 +96,13 @@ class ChannelState:
     samples: int = 0
     finished: bool = False
     end_reason: str = ""
+    measured_monotonic: float = math.nan  # time.monotonic() of the newest V/I reading
+
+    @property
+    def reading_age_second(self) -> float:
+        """Wall seconds since V and I were last read (NaN before the first reading); a display
+        shows the values as stale once this exceeds a sample interval or two."""
+        return time.monotonic() - self.measured_monotonic
 
     @property
     def step_remaining_second(self) -> float | None:
@@ -190,7 +197,10 @@ class ChannelRunner:
         except Exception as exc:  # the engine aborts the run and records the fault
             self.error = exc
             self.state.end_reason = f"{type(exc).__name__}: {exc}"
-            log.exception("channel %s failed", self.channel)
+            # One line per fault in the log (the traceback only at debug level): a lost
+            # instrument is an event of the run, not a crash of the program.
+            log.error("channel %s failed: %s: %s", self.channel, type(exc).__name__, exc)
+            log.debug("channel %s failure", self.channel, exc_info=True)
             self.ctx.fault(exc, self.channel)
 
     def _off(self) -> None:
@@ -538,6 +548,7 @@ class ChannelRunner:
         pres = self.io.pressure.value() if self.io.pressure is not None else math.nan
         s.test_time_second, s.voltage_volt, s.current_ampere = t, v, i
         s.temperature_celsius, s.pressure_megapascal = temp, pres
+        s.measured_monotonic = wall
         s.samples += 1
         self._record(
             (
@@ -566,12 +577,21 @@ class ChannelRunner:
             self._limits,
             voltage_volt=v,
             current_ampere=i,
-            temperature_celsius=temp,
-            pressure_megapascal=pres,
+            **self._aux_readings(temp, pres),
         )
         if breach is not None:
             self._breach(breach)
         return t, v, i
+
+    def _aux_readings(self, temp: float, pres: float) -> dict[str, float]:
+        """Temperature and pressure to check: those of the instruments serving this channel. A
+        NaN from one of them (dead sensor, or its reading stale) is a breach of its limit."""
+        out = {}
+        if self.io.temperature is not None:
+            out["temperature_celsius"] = temp
+        if self.io.pressure is not None:
+            out["pressure_megapascal"] = pres
+        return out
 
     def _resistance(self) -> float | None:
         if self.io.resistance is None:
@@ -587,7 +607,7 @@ class ChannelRunner:
         temp = self.io.temperature.value() if self.io.temperature is not None else math.nan
         pres = self.io.pressure.value() if self.io.pressure is not None else math.nan
         s.test_time_second, s.temperature_celsius, s.pressure_megapascal = t, temp, pres
-        breach = check(self._limits, temperature_celsius=temp, pressure_megapascal=pres)
+        breach = check(self._limits, **self._aux_readings(temp, pres))
         if breach is not None:
             self._breach(breach)
         return t, math.nan, math.nan

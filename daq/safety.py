@@ -1,17 +1,26 @@
 """Safety limits: the run-wide window every sample must stay in, tightened by a step's own limits.
 
 The limits themselves are :class:`cellbench.daq.protocol.Limits` (``[safety]`` of the protocol,
-``limits`` of a step, combined with ``Limits.merged``). A breach is reported, not acted on, here:
-the engine puts every output of the run in its safe state, records an alarm event and marks the
-run ``aborted``.
+``limits`` of a step, combined with ``Limits.merged``). A breach is reported here and acted on by
+the engine: it puts every output of the run in its safe state (:func:`all_safe`: in parallel, the
+breaching instrument's first), records an alarm event and marks the run ``aborted``.
+
+A reading that cannot be shown to be inside the window is a breach: a NaN or infinite value of a
+limited quantity (a dead sensor, an over-range reply), and a reading gone stale (an auxiliary
+sampler reports NaN once its reading is older than its ``stale_after_s``). Quantities that have
+no instrument on a channel are not checked (the caller passes None).
 """
 
 from __future__ import annotations
 
 import math
+import threading
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Any
 
+from cellbench.daq.link import InstrumentLink
 from cellbench.daq.protocol import Limits
 
 
@@ -28,6 +37,11 @@ class Breach:
     def message(self) -> str:
         unit = {"voltage": "V", "current": "A", "temperature": "degC", "pressure": "MPa"}
         u = unit.get(self.quantity, "")
+        if not math.isfinite(self.value):
+            return (
+                f"no valid {self.quantity} reading ({self.value}: sensor failed or reading stale); "
+                f"limit {self.bound:.6g} {u} cannot be shown to hold"
+            )
         side = "below" if "_min_" in self.limit else "above"
         return f"{self.quantity} {self.value:.6g} {u} {side} limit {self.bound:.6g} {u}"
 
@@ -63,21 +77,66 @@ def check(
         and not abs(i) <= lim.current_max_ampere
     ):
         return Breach("current", i, lim.current_max_ampere, "current_max_ampere")
-    if (
-        t is not None
-        and not math.isnan(t)
-        and lim.temperature_max_celsius is not None
-        and t > lim.temperature_max_celsius
-    ):
-        return Breach("temperature", t, lim.temperature_max_celsius, "temperature_max_celsius")
-    if (
-        p is not None
-        and not math.isnan(p)
-        and lim.pressure_max_megapascal is not None
-        and p > lim.pressure_max_megapascal
-    ):
-        return Breach("pressure", p, lim.pressure_max_megapascal, "pressure_max_megapascal")
+    tmax = lim.temperature_max_celsius
+    if t is not None and tmax is not None and not t <= tmax:  # NaN (dead, stale) breaches
+        return Breach("temperature", t, tmax, "temperature_max_celsius")
+    pmax = lim.pressure_max_megapascal
+    if p is not None and pmax is not None and not p <= pmax:
+        return Breach("pressure", p, pmax, "pressure_max_megapascal")
     return None
+
+
+SAFE_WAIT_S = 5.0  # wall s: the longest an abort waits for the instruments to report safe
+
+
+def all_safe(
+    links: Iterable[InstrumentLink],
+    *,
+    first: InstrumentLink | None = None,
+    block_wait_s: float = 0.2,
+    wait_s: float = SAFE_WAIT_S,
+) -> dict[str, BaseException | None]:
+    """Put every link's instrument in its safe state at once, one thread each, ``first`` (the
+    breaching instrument) started first; returns each link's error (None: safe).
+
+    Each link first refuses new output-on commands and waits up to ``block_wait_s`` for one in
+    flight, then calls ``safe_state()``. Done in parallel, the time until every output is off is
+    that of the slowest instrument, not the sum: one slow or silent instrument (a query in
+    flight up to its timeout) delays only itself. Waits at most ``wait_s`` in all; a link still
+    busy then is reported as a TimeoutError (its thread goes on trying).
+    """
+    order = list(links)
+    if first is not None and first in order:
+        order.remove(first)
+        order.insert(0, first)
+    for link in order:
+        link.blocked = True
+    results: dict[str, BaseException | None] = {}
+
+    def make_safe(link: InstrumentLink) -> None:
+        if block_wait_s > 0:
+            link.block(wait_s=block_wait_s)
+        results[link.name] = link.safe_state()
+
+    threads = []
+    for link in order:
+        if link is first:  # no wait for the gate: its runner is the one that saw the breach
+            thread = threading.Thread(target=lambda lk=link: _safe_now(lk, results), daemon=True)
+        else:
+            thread = threading.Thread(target=make_safe, args=(link,), daemon=True)
+        thread.name = f"cellbench-safe-{link.name}"
+        thread.start()
+        threads.append((link, thread))
+    deadline = time.monotonic() + wait_s
+    for link, thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            results[link.name] = TimeoutError(f"{link.name}: not safe after {wait_s:g} s")
+    return results
+
+
+def _safe_now(link: InstrumentLink, results: dict[str, BaseException | None]) -> None:
+    results[link.name] = link.safe_state()
 
 
 def describe(limits: Limits) -> str:

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import polars as pl
 import pytest
 
+from cellbench.core.clock import WallClock
 from cellbench.daq.live import LiveBus, LiveMessage
 from cellbench.daq.protocol import Limits, parse_protocol
 from cellbench.daq.resume import ResumeError, checkpoints, restart_point
@@ -59,7 +60,7 @@ def protocol():
 
 
 def runner(protocol) -> ChannelRunner:
-    ctx = SimpleNamespace(sample_interval_s=1.0, limits=protocol.safety)
+    ctx = SimpleNamespace(sample_interval_s=1.0, limits=protocol.safety, clock=WallClock())
     return ChannelRunner(ctx, ChannelIO("c1", None), protocol)
 
 
@@ -123,9 +124,14 @@ def test_safety_check():
     assert check(lim, current_ampere=-5.1e-3).limit == "current_max_ampere"
     assert check(lim, temperature_celsius=61.0).limit == "temperature_max_celsius"
     assert check(lim, pressure_megapascal=21.0).limit == "pressure_max_megapascal"
-    # a NaN voltage cannot be shown to be inside the window; a missing aux reading is not a breach
+    # a NaN reading (dead sensor, stale reading) cannot be shown to be inside the window
     assert check(lim, voltage_volt=float("nan")) is not None
-    assert check(lim, temperature_celsius=float("nan")) is None
+    breach = check(lim, temperature_celsius=float("nan"))
+    assert breach is not None and breach.limit == "temperature_max_celsius"
+    assert "no valid temperature reading" in breach.message
+    assert check(lim, pressure_megapascal=float("inf")).limit == "pressure_max_megapascal"
+    # a quantity nobody measures on the channel is not passed, so not checked
+    assert check(lim, voltage_volt=3.0) is None
     tight = lim.merged(Limits(voltage_max_volt=3.6))
     assert check(tight, voltage_volt=3.7).bound == 3.6
 
