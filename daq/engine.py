@@ -48,7 +48,7 @@ from cellbench.daq.pause import PauseControl
 from cellbench.daq.protocol import Limits, Protocol
 from cellbench.daq.recorder import LatencyLog, Recorder
 from cellbench.daq.runner import ChannelIO, ChannelRunner, ChannelState, Checkpoint
-from cellbench.daq.safety import Breach, describe
+from cellbench.daq.safety import Breach, all_safe, describe
 from cellbench.daq.station import SIM_ADDRESS, Station, validate_run
 from cellbench.daq.store import RunWriter, create_run
 
@@ -316,6 +316,11 @@ class Engine:
                 break
             if self.recorder is not None and self.recorder.error is not None and not self._aborted:
                 self.fault(self.recorder.error, "")
+            for sampler in self.aux:  # a silent chamber: its own thread is stuck in the call
+                ended = self._aborted or self.stop_event.is_set()
+                breach = None if ended else sampler.stale_breach()
+                if breach is not None:
+                    self._on_aux_breach(breach, sampler.link.name)
             if self.stop_event.is_set() and self._stopping_given_up():
                 break
             if deadline is not None and time.monotonic() > deadline:
@@ -373,9 +378,7 @@ class Engine:
                 "channels did not stop within %.0f s; forcing outputs off",
                 self.options.stop_grace_s,
             )
-            for link in self.links.values():
-                link.block(0.0)
-                link.safe_state()
+            all_safe(self.links.values(), block_wait_s=0.0)
         return waited > 2 * self.options.stop_grace_s
 
     # --------------------------------------------------------------------- faults and safety
@@ -388,8 +391,10 @@ class Engine:
         severity: str = "alarm",
         channel: str = "",
         data: dict[str, Any] | None = None,
+        instrument: str | None = None,
     ) -> None:
-        """Every output to its safe state now, then record why; the run ends ``aborted``."""
+        """Every output to its safe state now — in parallel, the breaching ``instrument`` (or
+        ``channel``'s source) first — then record why (fsynced); the run ends ``aborted``."""
         with self._abort_lock:
             if self._aborted:
                 return
@@ -399,9 +404,10 @@ class Engine:
         for link in self.links.values():  # refuse new output-on commands first ...
             link.blocked = True
         self.stop_event.set()
-        for link in self.links.values():  # ... then make every output safe
-            link.block(wait_s=0.2)
-            link.safe_state()
+        first = self.links.get(instrument or "")
+        if first is None and channel in self.runners:
+            first = self.runners[channel].io.source
+        all_safe(self.links.values(), first=first)  # ... then make every output safe at once
         log.error("run aborted: %s", reason)
         if self.recorder is not None:
             self.recorder.event(
@@ -413,12 +419,21 @@ class Engine:
                 data=data,
             )
 
-    def abort_on_breach(self, breach: Breach, channel: str, state: ChannelState | None) -> None:
+    def abort_on_breach(
+        self,
+        breach: Breach,
+        channel: str,
+        state: ChannelState | None,
+        instrument: str | None = None,
+    ) -> None:
         data = breach.as_dict()
         if state is not None:
             data.update(step_index=state.step_index, cycle_count=state.cycle_count)
         self.abort(
-            f"safety limit on {channel or 'run'}: {breach.message}", channel=channel, data=data
+            f"safety limit on {channel or 'run'}: {breach.message}",
+            channel=channel,
+            data=data,
+            instrument=instrument,
         )
 
     def fault(self, exc: BaseException, channel: str) -> None:
@@ -592,7 +607,7 @@ class Engine:
             )
 
     def _on_aux_breach(self, breach: Breach, instrument: str) -> None:
-        self.abort_on_breach(breach, self._channel_of(instrument), None)
+        self.abort_on_breach(breach, self._channel_of(instrument), None, instrument)
 
     def _on_aux_gap(self, instrument: str, quantity: str, gap_s: float, wall_s: float) -> None:
         if self.recorder is not None:
@@ -617,15 +632,14 @@ class Engine:
         """Safe state, stop threads, close the run with ``status`` (None: leave it as it is —
         no run was made, or a resume failed to start)."""
         self.stop_event.set()
-        for link in self.links.values():
-            link.blocked = True
-            # Always, even after an abort made it safe: a rest may have been sourced as 0 A with the
-            # output on (Keithley 2450) through a call that does not count as enabling it.
-            link.safe_state()
+        # Always, even after an abort made it safe: a rest may have been sourced as 0 A with the
+        # output on (Keithley 2450) through a call that does not count as enabling it.
+        all_safe(self.links.values(), block_wait_s=0.0)
         for sampler in self.aux:
             if sampler.thread.is_alive():
                 sampler.thread.join(timeout=5.0)
         if status is not None and self.recorder is not None:
+            self.recorder.try_flush()  # what is pending now; unwritten after it goes in run_end
             failed = [(c, r) for c, r in self.runners.items() if r.error is not None]
             summary = {c: r.state.end_reason for c, r in self.runners.items()}
             self.recorder.event(
@@ -639,6 +653,8 @@ class Engine:
                     "failed": [c for c, _ in failed],
                     # simulated time given up to stalls of this process (PacedClock), s
                     "clock_behind_second": getattr(self.clock, "behind_s", 0.0),
+                    # rows that could not be written (disk full ...), after a last try
+                    "rows_not_written": self.recorder.unwritten,
                 },
             )
         if self.recorder is not None:
