@@ -143,8 +143,8 @@ def _use_counters(
     The schema's counters restart at zero each cycle, so the cycle's total is the counter's
     last (largest) value, also where it does not start at zero: a file that begins inside a
     step (a paused and resumed test's export) shows the step's count as the cycler kept it. A
-    counter that runs on over the whole test (each cycle starting where the one before it
-    ended) gives the cycle's own part: its largest value less the one it started from.
+    counter that runs on over the whole test (each cycle starting at or above the total the one
+    before it ended with) gives the cycle's own part: its largest value less that total.
     """
     if not counters:
         return sums
@@ -157,8 +157,8 @@ def _use_counters(
     def own_part(c: str) -> pl.Expr:
         top, first = pl.col(f"_max_{c}"), pl.col(f"_first_{c}")
         before = top.shift(1).over(group) if group else top.shift(1)
-        runs_on = (first - before).abs() <= 1e-12 + 1e-6 * before.abs()
-        return (top - pl.when(runs_on).then(first).otherwise(0.0)).alias(f"_total_{c}")
+        runs_on = first >= before - (1e-12 + 1e-6 * before.abs())
+        return (top - pl.when(runs_on).then(before).otherwise(0.0)).alias(f"_total_{c}")
 
     totals = (
         samples.filter(pl.col(CYCLE).is_not_null())

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from vendor_files import (
     nda_protocol,
     nda_v29_bytes,
+    nda_v91_bytes,
     nda_v130_bytes,
     ndax_bytes,
     ndax_members,
@@ -125,18 +126,22 @@ def test_fuzz_mpr(small_mpr):
 
 
 NDAX_MEMBERS = ndax_members(n=300, record_every=10)
+NDAX_VERSIONS = {v: ndax_members(n=300, record_every=10, version=v) for v in (14, 16, 17)}
 
 
+@pytest.mark.parametrize("version", list(NDAX_VERSIONS))
 @pytest.mark.parametrize("member", ["data.ndc", "data_step.ndc", "data_runInfo.ndc"])
-def test_fuzz_ndax_tables(member):
-    """Mutations inside one table of an otherwise intact archive: exercises the ndc parsing."""
-    seed = NDAX_MEMBERS[member]
+def test_fuzz_ndax_tables(member, version):
+    """Mutations inside one table of an otherwise intact archive: exercises the ndc parsing of
+    each version's record layout (bit masks, 37/55/100-byte records)."""
+    base = NDAX_VERSIONS[version]
+    seed = base[member]
 
-    # 10,002 inputs over the three tables, beside the 10,000 mutated archives below.
-    @settings(FUZZ, max_examples=EXAMPLES // 3 + 1)
+    # 10,008 inputs over the three tables of three versions, beside the 10,000 mutated archives.
+    @settings(FUZZ, max_examples=EXAMPLES // 9 + 1)
     @given(KEYS)
     def run(key):
-        members = {**NDAX_MEMBERS, member: mutate(seed, key)}
+        members = {**base, member: mutate(seed, key)}
         _reads_or_reader_error(read_members, "fuzz.ndax", members)
 
     run()
@@ -161,21 +166,23 @@ _NDA_SMALL = {k: v[::4] for k, v in nda_protocol().items()}
 NDA_SEEDS = {
     "v29": nda_v29_bytes(_NDA_SMALL, header_len=256),
     "v130": nda_v130_bytes(_NDA_SMALL, aux_every=5),
+    "bts91": nda_v91_bytes(_NDA_SMALL),
 }
 
 
 @pytest.mark.parametrize("version", list(NDA_SEEDS))
 def test_fuzz_nda(version):
-    """Mutated .nda files of version 29 (86-byte records, aux temperatures, range codes) and 130
-    (88-byte records, closing block): 10,000 inputs over the two, as for the .ndax archive
-    above (~3 ms per read: most reads end in a whole frame). Off-suite runs of 10,000 per version
-    (30 to 55 s each on the 2-core development machine) found nothing either."""
+    """Mutated .nda files of version 29 (86-byte records, aux temperatures, range codes), 130
+    (BTS 9.0: 88-byte records, closing block) and BTS 9.1 (variable record length): 10,000
+    inputs over the three, as for the .ndax archive above (~3 ms per read: most reads end in a
+    whole frame). Off-suite runs of 10,000 per version (30 to 55 s each on the 2-core
+    development machine) found nothing either."""
     seed = NDA_SEEDS[version]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert parse_nda("seed.nda", seed).frame.height == 35
 
-    @settings(FUZZ, max_examples=EXAMPLES // 2)
+    @settings(FUZZ, max_examples=EXAMPLES // len(NDA_SEEDS) + 1)
     @given(KEYS)
     def run(key):
         _reads_or_reader_error(parse_nda, "fuzz.nda", mutate(seed, key))

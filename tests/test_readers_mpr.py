@@ -157,3 +157,61 @@ def test_nan_in_binary_named_by_offset(tmp_path):
     path.write_bytes(mpr_file(cols))
     with pytest.raises(ReaderError, match=r"byte offset \d+: value nan in voltage_volt"):
         read(path)
+
+
+def test_eclab_1150_module_headers_carry_a_fourth_field(tmp_path):
+    """EC-Lab >= 11.50 writes 0xFFFFFFFF, length, version and a fourth u32 before the date in
+    every module header (galvani's VMPmodule_hdr_v2; 65 bytes): the modules after the first
+    were misread by 4 bytes (`found b'\\x00\\x00\\x00\\x00MO'`)."""
+    cols = gcpl_columns(n_cycles=2)
+    path = tmp_path / "v1150.mpr"
+    blob = mpr_file(cols, new_header=True, version=3)
+    path.write_bytes(blob)
+    at = blob.index(b"MODULE")
+    assert blob[at + 41 : at + 45] == b"\xff\xff\xff\xff"
+    assert blob[at + 65 :].startswith(b"\0" * 64 + b"MODULE")  # the settings module's data
+    df = read(path).frame
+    assert df.height == len(cols[4])
+    assert df["cycle_count"].max() == 2
+
+
+def _sweeps(n_sweeps: int, points: int = 41):
+    freq = np.tile(np.logspace(5, -1, points), n_sweeps)
+    k = np.arange(freq.size)
+    return {
+        4: k * 1.0,
+        6: np.full(freq.size, 3.7),
+        32: freq,
+        37: 1.0 + 0.1 * (k % points),
+        38: 0.05 * (k % points),
+        469: np.zeros(freq.size),  # the sweep counter EC-Lab left at 0 for every sweep
+    }
+
+
+def test_multi_sweep_peis_gets_one_sweep_index_per_sweep(tmp_path):
+    """61 sweeps of 41 points in one file: 61 spectra, not one of 2,501 points."""
+    path = tmp_path / "peis61.mpr"
+    path.write_bytes(mpr_file(_sweeps(61), new_header=True, version=3))
+    df = read(path).frame
+    assert df.height == 61 * 41
+    assert df["sweep_index"].n_unique() == 61
+    assert df["sweep_index"].to_list() == np.repeat(np.arange(61), 41).tolist()
+    # a file whose cycle number counts the sweeps gives the same split
+    cols = _sweeps(3)
+    cols[24] = np.repeat(np.arange(3.0), 41)
+    path.write_bytes(mpr_file(cols))
+    assert read(path).frame["sweep_index"].to_list() == np.repeat(np.arange(3), 41).tolist()
+
+
+def test_geis_with_points_outside_the_sweep_reads_as_spectra(tmp_path):
+    """A GEIS file also logs points without a frequency (waits before a sweep): still spectra
+    by default; the samples stay available on request."""
+    cols = _sweeps(2, points=21)
+    cols[32][[0, 21]] = 0.0
+    path = tmp_path / "geis.mpr"
+    path.write_bytes(mpr_file(cols))
+    result = read(path)
+    assert result.kind == "spectra"
+    assert result.frame.height == 40
+    assert result.frame["sweep_index"].n_unique() == 2
+    assert read_samples(path).height == 42

@@ -10,7 +10,13 @@ import warnings
 import numpy as np
 import polars as pl
 import pytest
-from vendor_files import NDA_START_UNIX, nda_protocol, nda_v29_bytes, nda_v130_bytes
+from vendor_files import (
+    NDA_START_UNIX,
+    nda_protocol,
+    nda_v29_bytes,
+    nda_v91_bytes,
+    nda_v130_bytes,
+)
 
 from cellbench.analysis.readers import ReaderError, ReaderWarning, detect_format, read
 from cellbench.analysis.readers.neware_nda import parse_nda
@@ -289,11 +295,44 @@ def test_v130_garbage_between_records_and_non_finite_values():
         parse_nda("t.nda", bytes(data))
 
 
-def test_v130_bts91_layout_is_refused_clearly():
-    data = bytearray(nda_v130_bytes())
-    data[1024] = 0x55
-    with pytest.raises(ReaderError, match=r"byte offset 1024: .*BTS 9\.1"):
+def test_v130_discharge_counters_stored_negative_read_as_magnitudes():
+    """BTS 9.0 keeps the discharge capacity and energy negative (the signed capacity fastnda
+    reads at byte 60): the per-cycle discharge is the counter's magnitude, as BTSDA shows it."""
+    data = nda_v130_bytes(aux_every=0)
+    (raw,) = struct.unpack_from("<f", data, 1024 + 88 * 139 + 60)
+    assert raw < 0  # the last record, inside the discharge step
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        df = parse_nda("t.nda", data).frame
+    per = df.group_by("cycle_count").agg(pl.col("discharging_capacity_ampere_hour").max())
+    assert per["discharging_capacity_ampere_hour"].to_list() == pytest.approx([10 / 3600] * 2)
+    assert (df["discharging_energy_watt_hour"] >= 0).all()
+
+
+def test_bts91_variable_length_records_read():
+    """BTS 9.1 (version 130, records of the file's own length with a signed step capacity):
+    the same protocol as the BTS 7 and 9.0 files gives the same frame."""
+    ref = _read(nda_v29_bytes()).frame
+    for temperature in (True, False):
+        result = parse_nda("t.nda", nda_v91_bytes(temperature=temperature))
+        df = result.frame
+        assert result.metadata["record_length"] == (56 if temperature else 52)
+        assert result.metadata["closing_block_offset"] == 1024 + 140 * (56 if temperature else 52)
+        for col in ("test_time_second", "voltage_volt", "current_ampere", "cycle_count",
+                    "step_index", "step_count", "charging_capacity_ampere_hour",
+                    "discharging_capacity_ampere_hour",
+                    "discharging_energy_watt_hour"):  # fmt: skip
+            assert df[col].to_numpy() == pytest.approx(ref[col].to_numpy(), rel=1e-5, abs=1e-9)
+        assert ("temperature_celsius" in df.columns) is temperature
+
+
+def test_bts91_damage_is_named():
+    data = bytearray(nda_v91_bytes())
+    data[1024 + 56 * 3 : 1024 + 56 * 3 + 2] = b"\x12\x50"  # a foreign record among the data
+    with pytest.raises(ReaderError, match=r"byte offset 1192: a record without the identifier"):
         parse_nda("t.nda", bytes(data))
+    with pytest.raises(ReaderError, match=r"byte offset 1024: the record identifier 5501 does"):
+        parse_nda("t.nda", bytes(data[:1024]) + (b"\x55\x01" + bytes(600)) * 2)
 
 
 def test_repeated_and_disordered_records_warn():

@@ -122,27 +122,32 @@ def ndc_table(file_type: int, records: np.ndarray, first: int, tail: int, versio
     return bytes(out)
 
 
-def ndax_members(n: int = 600, record_every: int = 10, start_unix: int = 1_700_000_000):
-    """Members of a small .ndax: rest (100 samples), then charge 1 A, 1 s per sample."""
-    from cellbench.analysis.readers.neware_ndax import _RUN, _STEP
+def ndax_members(
+    n: int = 600, record_every: int = 10, start_unix: int = 1_700_000_000, version: int = 17
+):
+    """Members of a small .ndax: rest (100 samples), then charge 1 A, 1 s per sample; ndc
+    ``version`` 14, 16 or 17 (record sizes and units of :mod:`.neware_ndax`)."""
+    from cellbench.analysis.readers import neware_ndax as nx
 
-    volt = np.linspace(3.0, 4.0, n).astype("<f4")
-    cur = np.where(np.arange(n) < 100, 0.0, 1.0).astype("<f4")
+    step_dtype, run_dtype = (nx._STEP14, nx._RUN14) if version == 14 else (nx._STEP, nx._RUN)
+    v_unit, i_unit, q_unit = (1e4, 1e3, 3.6e6) if version == 16 else (1.0, 1.0, 1.0)
+    volt = np.linspace(3.0, 4.0, n)
+    cur = np.where(np.arange(n) < 100, 0.0, 1.0)
     data = np.zeros(n, dtype=[("v", "<f4"), ("i", "<f4")])
-    data["v"], data["i"] = volt, cur
-    steps = np.zeros(2, dtype=_STEP)
+    data["v"], data["i"] = volt * v_unit, cur * i_unit
+    steps = np.zeros(2, dtype=step_dtype)
     steps["cycle"] = 0
     steps["step_id"] = [1, 2]
     steps["status"] = [4, 1]
     steps["first"] = [1, 101]
     anchors = np.r_[np.arange(1, n + 1, record_every), 101]
     anchors = np.unique(anchors)
-    runs = np.zeros(len(anchors), dtype=_RUN)
+    runs = np.zeros(len(anchors), dtype=run_dtype)
     runs["sample"] = anchors
     runs["step"] = np.where(anchors < 101, 1, 2)
     runs["unix"] = start_unix + anchors - 1
     charged = np.clip(anchors - 101, 0, None) / 3600.0  # Ah at 1 A, 1 s per sample
-    runs["chg_ah"] = charged
+    runs["chg_ah"] = charged * q_unit
     runs["step_ms"] = np.where(anchors < 101, anchors - 1, anchors - 101) * 1000
     runs["dt_ms"] = 1000
     xml = (
@@ -151,9 +156,9 @@ def ndax_members(n: int = 600, record_every: int = 10, start_unix: int = 1_700_0
     )
     return {
         "TestInfo.xml": xml,
-        "data.ndc": ndc_table(1, data, 132, 1),
-        "data_step.ndc": ndc_table(7, steps, 132, 1),
-        "data_runInfo.ndc": ndc_table(18, runs, 132, 1),
+        "data.ndc": ndc_table(1, data, 132, 1, version),
+        "data_step.ndc": ndc_table(7, steps, 132, 1, version),
+        "data_runInfo.ndc": ndc_table(18, runs, 132, 1, version),
     }
 
 
@@ -335,6 +340,40 @@ def nda_v29_bytes(
 NDA_V130_TAG = b"\x12\x50\x00\x07"
 
 
+def nda_v91_bytes(
+    proto: dict[str, np.ndarray] | None = None, *, temperature: bool = True, closing: bool = True
+) -> bytes:
+    """A BTS 9.1 .nda (version 130, variable record length; the layout fastnda's
+    ``_read_nda_130_91`` describes): 1024-byte header, 52-byte records (56 with a temperature)
+    starting 0x55 0x01, signed step capacity and energy (negative on discharge)."""
+    p = nda_protocol() if proto is None else proto
+    header = bytearray(1024)
+    header[0:6] = b"NEWARE"
+    header[14] = 130
+    out = bytearray(header)
+    size = 56 if temperature else 52
+    for k in range(p["index"].size):
+        rec = bytearray(size)
+        rec[0:2] = b"\x55\x01"
+        rec[2], rec[3] = int(p["step"][k]), int(p["status"][k])
+        struct.pack_into("<I", rec, 8, int(p["index"][k]))
+        whole, frac = divmod(p["test_time"][k], 1.0)
+        struct.pack_into("<II", rec, 12, int(whole), round(frac * 1e9))
+        struct.pack_into("<ff", rec, 20, p["curr"][k], p["volt"][k])
+        sign = -1.0 if p["dchg_cap"][k] > 0 else 1.0
+        cap = (p["chg_cap"][k] + p["dchg_cap"][k]) * 3600.0 * sign
+        energy = (p["chg_en"][k] + p["dchg_en"][k]) * 3600.0 * sign
+        struct.pack_into("<ffI", rec, 28, cap, energy, int(p["cycle"][k]))
+        unix = NDA_START_UNIX + p["test_time"][k]
+        struct.pack_into("<II", rec, 44, int(unix), round((unix % 1.0) * 1e9))
+        if temperature:
+            struct.pack_into("<f", rec, 52, 25.0 + 0.1 * (k % 50))
+        out += rec
+    if closing:
+        out += b"\x06\x00\xf0\x1d\x81\x00\x03\x00" + bytes(range(200))
+    return bytes(out)
+
+
 def nda_v130_bytes(
     proto: dict[str, np.ndarray] | None = None, *, aux_every: int = 10, closing: bool = True
 ) -> bytes:
@@ -354,6 +393,7 @@ def nda_v130_bytes(
         struct.pack_into("<Q", rec, 28, round(p["step_time"][k] * 1e6))
         struct.pack_into("<ff", rec, 36, p["volt"][k], p["curr"][k])
         mas = [p[n][k] * 3600.0 for n in ("chg_cap", "chg_en", "dchg_cap", "dchg_en")]
+        mas[2:] = [-mas[2], -mas[3]]  # BTS 9.0 stores the discharge counters negative
         struct.pack_into("<ffff", rec, 52, *mas)
         struct.pack_into("<Q", rec, 68, round((NDA_START_UNIX + p["test_time"][k]) * 1e6))
         out += rec

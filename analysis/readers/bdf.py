@@ -25,7 +25,11 @@ def header_kind(names: list[str]) -> str | None:
     keys = {key(n) for n in names}
     if keys & _SPECTRA_KEYS and {key("z_real_ohm"), key("Real Impedance / Ohm")} & keys:
         return "spectra"
-    time_keys = {key(n) for n in ("test_time_second", "Test Time / s", "unix_time_second")}
+    time_keys = {
+        key(n)
+        for n in ("test_time_second", "Test Time / s", "Test Time / h", "Test Time / min",
+                  "unix_time_second", "Unix Time / s")
+    }  # fmt: skip
     current_keys = {key(n) for n in ("current_ampere", "Current / A")}
     if keys & _SAMPLES_KEYS and keys & time_keys and keys & current_keys:
         return "samples"
@@ -104,8 +108,9 @@ def per_cycle_totals(df: pl.DataFrame, notes: Notes) -> pl.DataFrame:
     """Capacities and energies as per-cycle running totals (the canonical frames' meaning).
 
     The current BDF specification's ``charging_capacity_ah`` (and its siblings) may run on over
-    the whole test; where every cycle after the first starts at the total the one before it
-    ended with, each cycle's start is taken off. Totals that restart each cycle stay as they are.
+    the whole test; where every cycle after the first starts at or above the total the one
+    before it ended with, that total is taken off each cycle. Totals that restart each cycle
+    stay as they are.
     """
     have = [c for c in _TOTALS if c in df.columns]
     if not have or "cycle_count" not in df.columns or df["cycle_count"].n_unique() < 2:
@@ -116,9 +121,10 @@ def per_cycle_totals(df: pl.DataFrame, notes: Notes) -> pl.DataFrame:
             pl.col(name).first().alias("_first"), pl.col(name).last().alias("_last")
         )
         before = ends["_last"].shift(1)
-        runs_on = ((ends["_first"] - before).abs() <= 1e-9 + 1e-6 * before.abs())[1:]
-        moves = (ends["_last"] - ends["_first"]).abs()[1:] > 0
-        if runs_on.all() and moves.any():
+        # each cycle starts at (or, sampled after its first step began, above) the total the
+        # cycle before it ended with; totals that restart start near zero, below it
+        runs_on = (ends["_first"] >= before - (1e-9 + 1e-6 * before.abs()))[1:]
+        if runs_on.all() and (before[1:] > 0).any():
             base = ends.select("cycle_count", before.fill_null(0.0).alias("_base"))
             df = (
                 df.join(base, on="cycle_count", how="left", maintain_order="left")

@@ -110,6 +110,15 @@ BDF_CURRENT: dict[str, Col] = {
     "dc_internal_resistance_ohm": Col("internal_resistance_ohm"),
     "step_id": Col("step_index"),
     "applied_pressure_pa": Col("pressure_megapascal", 1e-6),
+    # earlier human-readable spellings (BDF drafts of 2024, as in cellpy's batmo_bdf.csv)
+    "Test Time / h": Col("test_time_second", 3600.0),
+    "Test Time / min": Col("test_time_second", 60.0),
+    "Charge Capacity / Ah": Col("charging_capacity_ampere_hour"),
+    "Discharge Capacity / Ah": Col("discharging_capacity_ampere_hour"),
+    "Charge Energy / Wh": Col("charging_energy_watt_hour"),
+    "Discharge Energy / Wh": Col("discharging_energy_watt_hour"),
+    "Protocol Name / 1": Col("_skip"),
+    "Step Type / 1": Col("_skip"),
     "Applied Pressure / Pa": Col("pressure_megapascal", 1e-6),
     **dict.fromkeys(
         (

@@ -132,7 +132,8 @@ def read_csv(
         frame = finish_spectra(path, df, start_unix=start, line_of=locate)
     else:
         if "cycle_count" in df.columns:
-            check_cycles(path, df["cycle_count"], have["cycle_count"], table.first_line)
+            column = have.get("cycle_count", "cycle_count (derived)")
+            check_cycles(path, df["cycle_count"], column, table.first_line)
         frame = finish_samples(path, df, start_unix=start, line_of=locate)
     return ReadResult(kind, frame, format_name, meta, notes.items)
 

@@ -31,10 +31,12 @@ Version 130 (BTS 9.0): a 1024-byte header, then 88-byte records
 * data record: protocol step at 9 (from 1), step type at 10, ``u32`` record number at 16, ``u64``
   step time / us at 28, ``f32`` voltage / V at 36, ``f32`` current / mA at 40, ``f32`` charge
   capacity, charge energy, discharge capacity, discharge energy of the step (mA s, mW s) at 52,
-  56, 60, 64, ``u64`` unix time / us at 68. (fastnda reads a single capacity at 60 and energy at
-  64 for these files; NewareNDA the four fields read here.) The records carry no cycle number:
+  56, 60, 64 (the discharge ones stored negative, read as magnitudes), ``u64`` unix time / us
+  at 68. (fastnda reads a single signed capacity at 60 and energy at 64 for these files;
+  NewareNDA the four fields read here.) The records carry no cycle number:
   a cycle starts at the first charge step after a discharge step (BTSDA's "charge first").
-  Files whose first record starts with 0x55 (BTS 9.1, variable record length) are not read.
+  Files whose first record starts with 0x55 are BTS 9.1 (variable record length):
+  :mod:`.neware_nda91`.
 
 The canonical frame is that of :func:`.neware_ndax.read_ndax` (cycle from 1, step index from 0,
 a new step count at every step) plus the energies; the per-step capacities and energies become
@@ -493,14 +495,10 @@ def _read_130(path, data: bytes, notes: Notes, meta: dict) -> pl.DataFrame:
             offset=len(data),
             expected=f"a {V130_HEADER}-byte header, then 88-byte records",
         )
-    if len(data) > V130_HEADER and data[V130_HEADER] == DATA:
-        raise ReaderError(
-            path,
-            "version 130 records starting with 0x55 (BTS 9.1, variable record length) are not "
-            "supported",
-            offset=V130_HEADER,
-            expected="BTS 9.0 records (88 bytes, type byte 0x55 at +4)",
-        )
+    from .neware_nda91 import is_bts91, read_91
+
+    if is_bts91(data):
+        return read_91(path, data, notes, meta, _finish)
     slots = _slots(data, V130_HEADER, V130_SIZE)
     kind = slots[:, 4]
     if kind.size == 0 or kind[0] != DATA:
@@ -579,7 +577,9 @@ def _read_130(path, data: bytes, notes: Notes, meta: dict) -> pl.DataFrame:
                       ("dchg_cap", "discharging_capacity_ampere_hour"),
                       ("chg_en", "charging_energy_watt_hour"),
                       ("dchg_en", "discharging_energy_watt_hour")):  # fmt: skip
-        columns[name] = rec[src].astype(np.float64) * to_ah
+        # BTS 9.0 stores the discharge counters negative (fastnda reads one signed capacity
+        # at 60); the canonical counters are magnitudes
+        columns[name] = np.abs(rec[src].astype(np.float64)) * to_ah
     meta.update(
         {
             "start_time_known": True,
