@@ -15,8 +15,15 @@ Where a channel restarts:
   iteration; outside a loop the resume is refused and ``--close`` closes the run as
   ``interrupted``.
 
-Time goes on from the run's last record: ``test_time_second`` continues from the newest row (plus
-the real time that passed, on real instruments), and a ``gap`` event records the outage.
+Time goes on from the run's last record, and never goes backwards: ``test_time_second``
+continues from the newest row (plus the real time that passed, on real instruments; simulated
+instruments restart from their initial state, so there the simulated time just goes on), and
+``unix_time_second`` is never earlier than the newest row's. The outage is measured in wall time
+from the last write to the run's files (their modification time: on a scaled clock the rows' unix
+times run ahead of the wall) to the moment the resumed engine starts, and a ``gap`` event records
+it with the last recorded and the first new times (:class:`ResumeGap`). The cycle's capacity and
+energy counters carry on from the channel's last recorded sample when the step restarts within
+the same cycle.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +40,7 @@ import polars as pl
 from cellbench.core.errors import CellbenchError
 from cellbench.daq.protocol import Loop, Protocol, Step, parse_protocol
 from cellbench.daq.run_reader import load_meta
-from cellbench.daq.runner import Checkpoint
+from cellbench.daq.runner import ACCUMULATORS, Checkpoint
 from cellbench.daq.session import Session, build
 from cellbench.daq.station import Station, parse_station
 from cellbench.daq.steps import RESTARTABLE
@@ -132,6 +140,103 @@ def _reopen(run_path: Path) -> RunWriter:
     return reopen_run(run_path)
 
 
+@dataclass
+class LastRecord:
+    """Where a run's record stops (read before the repair writes its own event)."""
+
+    test_time_second: float  # newest test time of any row (samples, events)
+    unix_time_second: float  # newest unix time of any row (may run ahead of the wall, simulated)
+    wall_second: float  # last modification of the run's table files (time.time() scale)
+    samples: dict[str, dict[str, Any]]  # channel -> its newest sample row
+
+
+def last_record(run_path: Path) -> LastRecord:
+    """The newest times recorded in ``run_path`` and each channel's newest sample."""
+    from cellbench.daq.store import open_run
+
+    reader = open_run(run_path)
+    samples = reader.scan("samples")
+    events = reader.read("events")
+    t = samples.select(pl.col("test_time_second").max()).collect().item()
+    u = samples.select(pl.col("unix_time_second").max()).collect().item()
+    last_t = max(float(t or 0.0), float(events["test_time_second"].max() or 0.0))
+    last_u = max(float(u or 0.0), float(events["unix_time_second"].max() or 0.0))
+    newest = (
+        samples.sort("test_time_second").group_by("channel", maintain_order=True).last().collect()
+    )
+    mtimes = [
+        f.stat().st_mtime
+        for table in ("samples", "events", "spectra")
+        for f in (run_path / table).glob("*")
+        if f.is_file()
+    ]
+    wall = max(mtimes) if mtimes else last_u
+    rows = {row["channel"]: row for row in newest.iter_rows(named=True)}
+    return LastRecord(last_t, last_u, wall, rows)
+
+
+def carry_counters(cp: Checkpoint, last: dict[str, Any] | None) -> Checkpoint:
+    """The checkpoint with the cycle's accumulators from the channel's newest sample, when that
+    sample is of the same cycle (the step restarts, but the charge it passed is not undone)."""
+    if last is None or last.get("cycle_count") != cp.cycle_count:
+        return cp
+    acc = {
+        k: float(last[k]) for k in ACCUMULATORS if last.get(k) is not None and last[k] == last[k]
+    }
+    return replace(cp, accumulators={**cp.accumulators, **acc})
+
+
+@dataclass
+class ResumeGap:
+    """The outage of a resumed run; :meth:`begin` runs when the resumed engine starts."""
+
+    last: LastRecord
+    simulated: bool
+    resume_points: dict[str, list[dict[str, int]]]
+    meta_extra: dict[str, Any]
+
+    def begin(self, engine: Any) -> None:
+        """Fix the engine's time origin (test time and unix time go on from the last record)
+        and record the outage as a ``gap`` event and in run.json's ``extra["resumes"]``."""
+        now = time.time()
+        last = self.last
+        outage = max(0.0, now - last.wall_second)
+        # never backwards: a scaled clock's unix times may be ahead of the wall
+        unix0 = max(now, last.unix_time_second + 1e-3)
+        if self.simulated:
+            offset = last.test_time_second  # the simulated cell restarted: its time goes on
+        else:  # real instruments: test time is time since the run began, the outage included
+            offset = last.test_time_second + max(0.0, unix0 - last.unix_time_second)
+        engine._offset = offset
+        engine._unix0 = unix0
+        engine.recorder.event(
+            "gap",
+            f"run resumed after {outage:.1f} s (wall) without recording: last record at test "
+            f"time {last.test_time_second:.3f} s, first new at {offset:.3f} s"
+            + (
+                "; simulated instruments restarted from their initial state"
+                if self.simulated
+                else ""
+            ),
+            severity="warning",
+            test_time_second=offset,
+            duration_second=outage,
+            data={
+                "outage_wall_second": outage,
+                "last_test_time_second": last.test_time_second,
+                "last_unix_time_second": last.unix_time_second,
+                "last_write_unix_second": last.wall_second,
+                "first_test_time_second": offset,
+                "first_unix_time_second": unix0,
+                "resume_points": self.resume_points,
+            },
+        )
+        engine.recorder.writer.flush()
+        this = {"at_test_time_second": offset, "outage_wall_second": outage}
+        resumes = [*self.meta_extra.get("resumes", []), this]
+        engine.recorder.writer.update_meta(extra={**self.meta_extra, "resumes": resumes})
+
+
 def prepare_resume(
     run_path: Path | str,
     *,
@@ -147,45 +252,18 @@ def prepare_resume(
             "running, no process writing it) can be resumed"
         )
     protocol, station = _loaded(meta, run_path)
+    last = last_record(run_path)  # before the repair writes its own event
     writer = reopen_run(run_path)
     try:
         from cellbench.daq.store import open_run
 
-        reader = open_run(run_path)
-        events = reader.read("events")
-        samples_time = reader.scan("samples").select(pl.col("test_time_second").max()).collect()
-        last_t = max(
-            float(samples_time.item() or 0.0),
-            float(events["test_time_second"].max() or 0.0),
-        )
-        last_unix = max(
-            float(
-                reader.scan("samples").select(pl.col("unix_time_second").max()).collect().item()
-                or 0.0
-            ),
-            float(events["unix_time_second"].max() or 0.0),
-        )
+        events = open_run(run_path).read("events")
         found = checkpoints(events)
-        resume = {ch: restart_point(protocol, cp) for ch, cp in found.items()}
+        resume = {
+            ch: carry_counters(restart_point(protocol, cp), last.samples.get(ch))
+            for ch, cp in found.items()
+        }
         simulated = bool(station.simulated)
-        outage = max(0.0, time.time() - last_unix) if last_unix else 0.0
-        # Real instruments: test time is time since the run began, so the outage counts.
-        offset = last_t if simulated else last_t + outage
-        writer.event(
-            "gap",
-            f"run resumed after {outage:.1f} s (wall) without recording"
-            + ("; simulated instruments restarted from their initial state" if simulated else ""),
-            severity="warning",
-            test_time_second=offset,
-            duration_second=offset - last_t if not simulated else outage,
-            data={
-                "resume_points": {ch: cp.frames for ch, cp in resume.items()},
-                "last_test_time_second": last_t,
-            },
-        )
-        this = {"at_test_time_second": offset, "outage_wall_second": outage}
-        resumes = [*meta.extra.get("resumes", []), this]
-        writer.update_meta(extra={**meta.extra, "resumes": resumes})
         session = build(
             protocol,
             station,
@@ -194,7 +272,10 @@ def prepare_resume(
             options=options,
             writer=writer,
             resume=resume,
-            test_time_offset_s=offset,
+            test_time_offset_s=last.test_time_second,
+        )
+        session.engine.resume_gap = ResumeGap(
+            last, simulated, {ch: cp.frames for ch, cp in resume.items()}, dict(meta.extra)
         )
     except BaseException:
         writer.close("interrupted")

@@ -133,7 +133,7 @@ class Checkpoint:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
-_ACCUMULATORS = (
+ACCUMULATORS = (
     "charging_capacity_ampere_hour",
     "discharging_capacity_ampere_hour",
     "charging_energy_watt_hour",
@@ -217,7 +217,7 @@ class ChannelRunner:
         s.step_count = cp.step_count
         s.sweep_index = cp.sweep_index
         s.cycle_has_current = cp.cycle_has_current
-        for k in _ACCUMULATORS:
+        for k in ACCUMULATORS:
             setattr(s, k, float(cp.accumulators.get(k, 0.0)))
         self._loop_first = dict(cp.loop_first_discharge)
 
@@ -291,7 +291,7 @@ class ChannelRunner:
         s = self.state
         s.cycle_count += 1
         s.cycle_has_current = False
-        for k in _ACCUMULATORS:
+        for k in ACCUMULATORS:
             setattr(s, k, 0.0)
 
     def _due(self, step: Any, frames: list[dict[str, int]]) -> bool:
@@ -320,7 +320,7 @@ class ChannelRunner:
             step_count=s.step_count,
             sweep_index=s.sweep_index,
             cycle_has_current=s.cycle_has_current,
-            accumulators={k: getattr(s, k) for k in _ACCUMULATORS},
+            accumulators={k: getattr(s, k) for k in ACCUMULATORS},
             loop_first_discharge=dict(self._loop_first),
         )
         s.step_count += 1
