@@ -81,6 +81,10 @@ class Engine:
     e.g. with a simulator's). The engine closes only the drivers it opened.
     """
 
+    #: Set on a resumed run (:class:`cellbench.daq.resume.ResumeGap`): at start it fixes the time
+    #: origin so that time columns go on from the last record, and records the outage.
+    resume_gap: Any = None
+
     def __init__(
         self,
         protocol: Protocol,
@@ -294,6 +298,8 @@ class Engine:
         self.status = "running"
         self._t0 = self.clock.now()  # test time 0 (or the resume offset) is now
         self._unix0 = time.time()
+        if self.resume_gap is not None:  # a resumed run: time goes on; the outage is recorded
+            self.resume_gap.begin(self)
         self.recorder.event(
             "run_start",
             f"run started: protocol {self.protocol.name!r} on {', '.join(self.runners)}",
