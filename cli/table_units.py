@@ -1,8 +1,8 @@
 """Readable units for the command line's tables: a 2 mAh cell's capacity as ``1.883`` under
 ``Q_dis/mAh``, not ``0.00188312`` under ``Q_dis/Ah``. JSON output keeps SI units.
 
-One unit per column, chosen from the column's typical (median) magnitude, so that the numbers of
-a column line up and compare at a glance.
+One unit per kind of quantity in a table, chosen from the typical (median) magnitude of its
+columns, so that the numbers line up and compare at a glance.
 """
 
 from __future__ import annotations
@@ -59,16 +59,20 @@ def readable(
 
     ``units`` maps a key to (kind, header stem): kind is an SI unit (``"Ah"``, ``"Wh"``), ``"%"``
     for a fraction shown in percent, or ``"time"`` for seconds; the header becomes
-    ``stem/unit``. Columns not in ``units`` and the input rows are left as they are.
+    ``stem/unit``; columns of the same kind share one unit. Columns not in ``units`` and the
+    input rows are left as they are.
     """
     out = [dict(r) for r in rows]
     cols = []
+    shown = [key for key, _ in columns]
     for key, header in columns:
         if key not in units:
             cols.append((key, header))
             continue
         kind, stem = units[key]
-        values = [r.get(key) for r in rows]
+        # columns of one unit share it (charge and discharge capacity compare at a glance)
+        same = [k for k in shown if k in units and units[k][0] == kind]
+        values = [r.get(k) for r in rows for k in same]
         if kind == "%":
             factor, unit = 0.01, "%"
         elif kind == "time":
