@@ -19,8 +19,12 @@ Addresses are written the way users write them::
     TCPIP::192.168.0.5::5025::SOCKET, TCPIP::host::INSTR, USB0::0x05E6::0x2450::SN::INSTR,
     GPIB0::24::INSTR                                                               -> pyvisa
 
-VISA uses the pure-Python pyvisa-py backend (``"@py"``) unless ``CELLBENCH_VISA_LIBRARY`` names
-another (e.g. ``"@ivi"`` or a path to a vendor VISA library).
+Raw LAN sockets (``TCPIP::host::port::SOCKET``) are opened with the standard library
+(:class:`~cellbench.drivers.socket_transport.SocketTransport`: the bytes pyvisa-py would send,
+plus ``TCP_NODELAY`` and lost-connection detection, which pyvisa-py does not expose publicly)
+unless a VISA library is named. VISA uses the pure-Python pyvisa-py backend (``"@py"``) unless
+``CELLBENCH_VISA_LIBRARY`` names another (e.g. ``"@ivi"`` or a path to a vendor VISA library);
+:class:`VisaTransport` uses pyvisa's public API only.
 """
 
 from __future__ import annotations
@@ -29,7 +33,6 @@ import contextlib
 import errno
 import os
 import re
-import select
 import socket
 import sys
 import threading
@@ -512,55 +515,40 @@ class VisaTransport(Transport):
         self._resource = resource
         # Without TCP_NODELAY, a few writes followed by a query wait ~40 ms each on Nagle's
         # algorithm meeting the instrument's delayed ACK (a source set-up took 45 ms, not 0.5).
-        sock = self._raw_socket()
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        # pyvisa-py reports a refused TCP connection only at the first send; check now
-        if self._socket_error():
+        # VI_ATTR_TCPIP_NODELAY is the public VISA attribute for it (other interfaces refuse
+        # it, harmlessly).
+        import pyvisa
+
+        with contextlib.suppress(Exception):  # pyvisa-py 0.8 registers no setter for it
+            resource.set_visa_attribute(
+                pyvisa.constants.ResourceAttribute.tcpip_nodelay, pyvisa.constants.VI_TRUE
+            )
+        # pyvisa-py connects raw sockets without waiting and reports a refused connection only
+        # at the first I/O; ask the port directly (stdlib socket, then closed) so that opening
+        # an absent instrument fails here, naming it
+        endpoint = _socket_endpoint(self.address)
+        if endpoint is not None and not _reachable(*endpoint, self.timeout_s):
             self._disconnect()
-            raise self._error(InstrumentConnectionError, "connection refused or reset", "")
+            raise self._error(
+                InstrumentConnectionError,
+                f"connection to {endpoint[0]}:{endpoint[1]} refused or timed out",
+                "",
+            )
 
     def _disconnect(self) -> None:
         resource, self._resource = self._resource, None
         if resource is not None:
             resource.close()
 
-    def _raw_socket(self) -> socket.socket | None:
-        """The TCP socket under a pyvisa-py SOCKET session, else None (best effort)."""
-        resource = self._resource
-        try:
-            session = resource.visalib.sessions[resource.session]  # type: ignore[union-attr]
-            sock = session.interface
-        except Exception:
-            return None
-        return sock if isinstance(sock, socket.socket) else None
-
-    def _socket_error(self) -> bool:
-        """True if the peer refused, reset or closed the TCP connection (pyvisa-py only)."""
-        sock = self._raw_socket()
-        if sock is None:
-            return False
-        try:
-            if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
-                return True
-            readable, _, _ = select.select([sock], [], [], 0)
-            if not readable:
-                return False
-            data = sock.recv(1, socket.MSG_PEEK)  # readable: does not block
-        except (BlockingIOError, InterruptedError):
-            return False
-        except (OSError, ValueError):
-            return True
-        return data == b""  # orderly shutdown by the peer
+    def _peer_gone(self) -> bool:
+        """After a silent read on a raw socket: is the instrument's port still accepting?
+        (A fresh stdlib connection, closed at once; no pyvisa-py internals are read.)"""
+        endpoint = _socket_endpoint(self.address)
+        return endpoint is not None and not _reachable(*endpoint, min(self.timeout_s, 0.5))
 
     def _send(self, data: bytes) -> None:
         import pyvisa
 
-        if self._socket_error():
-            raise self._error(
-                InstrumentConnectionError, "connection closed by the instrument", self._last_command
-            )
         try:
             self._resource.write_raw(data)
         except pyvisa.errors.VisaIOError as exc:
@@ -585,7 +573,7 @@ class VisaTransport(Transport):
             return resource.read_bytes(size) if size is not None else resource.read_raw()
         except pyvisa.errors.VisaIOError as exc:
             if exc.error_code == pyvisa.constants.StatusCode.error_timeout:
-                if self._socket_error():
+                if self._peer_gone():
                     raise self._error(
                         InstrumentConnectionError,
                         "connection closed by the instrument",
@@ -612,6 +600,24 @@ class VisaTransport(Transport):
 
     def _receive_exact(self, size: int, timeout_s: float) -> bytes:
         return self._read_with_timeout(timeout_s, size)
+
+
+_SOCKET_RESOURCE = re.compile(r"^TCPIP\d*::(?P<host>[^:]+)::(?P<port>\d+)::SOCKET$", re.I)
+
+
+def _socket_endpoint(resource: str) -> tuple[str, int] | None:
+    """``(host, port)`` of a ``TCPIP::host::port::SOCKET`` resource, else None."""
+    match = _SOCKET_RESOURCE.match(resource.strip())
+    return (match["host"], int(match["port"])) if match else None
+
+
+def _reachable(host: str, port: int, timeout_s: float) -> bool:
+    """True if ``host:port`` accepts a TCP connection within ``timeout_s`` (closed at once)."""
+    try:
+        with socket.create_connection((host, port), timeout=max(timeout_s, 0.05)):
+            return True
+    except OSError:
+        return False
 
 
 def open_transport(
@@ -653,6 +659,14 @@ def open_transport(
             **common,
             **options,
         )
+    elif (
+        _socket_endpoint(parsed.resource) is not None
+        and "library" not in options
+        and not os.environ.get(VISA_LIBRARY_ENV, "").strip()
+    ):
+        from cellbench.drivers.socket_transport import SocketTransport
+
+        transport = SocketTransport(parsed.resource, **common, **options)
     else:
         transport = VisaTransport(parsed.resource, **common, **options)
     return transport.open()

@@ -401,9 +401,9 @@ def test_require_interlock_turns_on_only_when_asserted():
     from cellbench.drivers.replay import replay
 
     pairs = [*_connect_transcript(), (b":OUTP:INT:TRIP?\n", b"0\n")]
-    with replay(Keithley2450, pairs, require_interlock=True) as smu:
-        with pytest.raises(InterlockError, match="not engaged"):
-            smu.source_current(1e-3, voltage_limit_volt=4.2)
+    refused = pytest.raises(InterlockError, match="not engaged")
+    with replay(Keithley2450, pairs, require_interlock=True) as smu, refused:
+        smu.source_current(1e-3, voltage_limit_volt=4.2)
 
 
 def test_a_2450_in_tsp_mode_is_refused_with_the_fix(sim):
@@ -421,6 +421,7 @@ def test_a_2450_in_tsp_mode_is_refused_with_the_fix(sim):
     )
     try:
         inst.write("*LANG SCPI")
+        assert inst.query("*LANG?") == "TSP"  # until the power cycle
         sim.power_cycle()
         assert inst.query("*LANG?") == "SCPI"
     finally:

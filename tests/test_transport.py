@@ -16,6 +16,7 @@ from cellbench.drivers.errors import (
 )
 from cellbench.drivers.sim.faults import FaultInjector
 from cellbench.drivers.sim.scpi_server import ScpiServer, compile_header, split_messages
+from cellbench.drivers.socket_transport import SocketTransport
 from cellbench.drivers.transport import (
     SerialTransport,
     VisaTransport,
@@ -41,9 +42,11 @@ def server():
         yield srv
 
 
-@pytest.fixture
-def visa(server):
-    transport = open_transport(server.address, name="echo", timeout_s=TIMEOUT)
+@pytest.fixture(params=["socket", "pyvisa"])
+def visa(server, request):
+    """A raw-socket session, as opened by default (stdlib) and through pyvisa-py."""
+    options = {"library": "@py"} if request.param == "pyvisa" else {}
+    transport = open_transport(server.address, name="echo", timeout_s=TIMEOUT, **options)
     yield transport
     transport.close()
 
@@ -88,7 +91,7 @@ def test_scpi_header_matching():
 
 
 def test_visa_round_trip_and_error_queue(visa, server):
-    assert isinstance(visa, VisaTransport)
+    assert isinstance(visa, (SocketTransport, VisaTransport))
     assert visa.query("*IDN?") == "CELLBENCH,ECHO,1,1.0"
     assert visa.query(":ECHO? 1.5") == "1.5"
     visa.write(":NOPE 1")
@@ -157,16 +160,20 @@ def test_error_queue_fault(visa, server):
 
 
 def test_disconnect_then_reconnect_recovers(visa, server):
-    server.faults.inject("disconnect", delay_s=0.3)
+    # Through pyvisa-py a closed connection shows only as a silent read: VisaTransport then
+    # asks the port (public socket API) and reports a lost connection if it refuses, so the
+    # outage must outlast the read timeout there; the stdlib transport sees the close at once.
+    refuse_s = 0.3 if isinstance(visa, SocketTransport) else TIMEOUT + 0.7
+    server.faults.inject("disconnect", delay_s=refuse_s)
     with pytest.raises(InstrumentConnectionError):
         visa.query("*IDN?")
     t0 = time.monotonic()
-    visa.reconnect()  # refused for 0.3 s, then accepted: back-off must ride it out
-    assert time.monotonic() - t0 < 0.3 + 3.0
+    visa.reconnect()  # refused for a while, then accepted: back-off must ride it out
+    assert time.monotonic() - t0 < refuse_s + 3.0
     assert visa.query(":ECHO? back") == "back"
     assert visa.reconnects == 1
     start, end = visa.last_outage
-    assert 0.0 <= end - start < 3.5
+    assert 0.0 <= end - start < refuse_s + 3.5
 
 
 def test_reconnect_gives_up_when_instrument_stays_away(server):
@@ -362,3 +369,46 @@ def test_timeout_can_be_changed_per_transport(visa, server):
     with pytest.raises(InstrumentTimeout, match=r"0\.1 s"):
         visa.query("*IDN?")
     assert time.monotonic() - t0 < 0.1 + SLACK
+
+
+# --- issue 10: public APIs only ----------------------------------------------------------------
+def test_visa_transport_reads_no_private_pyvisa_py_session(server, monkeypatch):
+    """VisaTransport uses pyvisa's public API only: it never looks up a pyvisa-py session
+    (``visalib.sessions[...]``, whose ``interface`` is the raw socket) itself."""
+    import sys
+
+    from cellbench.drivers.transport import resource_manager
+
+    visalib = resource_manager("@py").visalib
+    looked_up: list[str] = []
+
+    class Watched(dict):
+        def __getitem__(self, key):
+            caller = sys._getframe(1).f_globals.get("__name__", "")
+            if caller.startswith("cellbench"):
+                looked_up.append(caller)
+            return super().__getitem__(key)
+
+    monkeypatch.setattr(visalib, "sessions", Watched(visalib.sessions))
+    transport = open_transport(server.address, timeout_s=TIMEOUT, library="@py")
+    try:
+        assert isinstance(transport, VisaTransport)
+        assert transport.query("*IDN?") == "CELLBENCH,ECHO,1,1.0"
+        server.faults.inject("no_reply")
+        with pytest.raises(InstrumentTimeout):
+            transport.query("*IDN?")
+    finally:
+        transport.close()
+    assert looked_up == []
+
+
+def test_raw_socket_default_is_stdlib_with_nodelay(server):
+    import socket
+
+    transport = open_transport(server.address, timeout_s=TIMEOUT)
+    try:
+        assert isinstance(transport, SocketTransport)
+        assert transport._socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        assert transport.query("*IDN?") == "CELLBENCH,ECHO,1,1.0"
+    finally:
+        transport.close()

@@ -405,6 +405,11 @@ class ScpiServer:
     def _close_listener(self) -> None:
         listener, self._listener = self._listener, None
         if listener is not None:
+            # shutdown first: a close() alone leaves the socket listening until the accept
+            # thread's pending accept() returns, so a client could connect (and be dropped)
+            # inside the refusal window instead of being refused
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(OSError):
                 listener.close()
 
