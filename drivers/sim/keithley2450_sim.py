@@ -5,7 +5,8 @@ third-party drivers (e.g. PyMeasure's ``Keithley2450``) use: source function, le
 limit-tripped queries, sense function and NPLC, output state and output-off mode (HIMP, NORMal,
 ZERO, GUARd), ``:OUTPut:INTerlock:TRIPped?`` (1 = interlock asserted, manual p. 6-33),
 ``*LANG?`` (other command sets refuse the SCPI commands), ``:READ?`` /
-``:MEASure:<function>?`` with buffer elements, and the reading buffer (``:TRACe:ACTual? :TRACe:CLEar :TRACe:DATA? :TRACe:POINts``).
+``:MEASure:<function>?`` with buffer elements, and the reading buffer (``:TRACe:ACTual?
+:TRACe:CLEar :TRACe:DATA? :TRACe:POINts``).
 
 What reaches the cell depends on the output state, as on the instrument: output on sources the
 programmed level with its limit; output off in HIMP (and GUARd) opens the cell; the default
