@@ -59,7 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Read FILE and summarise it: detected format, kind of data, columns with "
         "dtypes, rows, time span, cycles and steps, and every warning the reader raised.",
     )
-    insp.add_argument("file", type=Path, metavar="FILE")
+    insp.add_argument(
+        "file", type=Path, metavar="FILE", help="vendor file (format detected from its content)"
+    )
     insp.add_argument("--json", action="store_true", help="print the summary as JSON")
     add_column_map_option(insp, spectra=True)
     insp.set_defaults(func=run_inspect)

@@ -114,7 +114,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "until Ctrl-C or SIGTERM."
         ),
     )
-    serve.add_argument("station", type=Path, help="station file (TOML)")
+    serve.add_argument("station", type=Path, metavar="STATION", help="station file (TOML)")
     serve.add_argument(
         "--time-scale",
         type=float,
