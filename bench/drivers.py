@@ -145,6 +145,11 @@ def main() -> None:
         rows.append(row("`*IDN?`, cellbench Transport", ours, ref, "raw socket"))
         ours, ref = timed_pair(lambda: resource.query("*IDN?"), lambda: raw.query("*IDN?"), n)
         rows.append(row("`*IDN?`, plain pyvisa-py (not cellbench)", ours, ref, "raw socket"))
+        # the same resource through VisaTransport (what a named VISA library gets)
+        visa_t = open_transport(smu_address, timeout_s=2.0, library=visa_library())
+        ours, ref = timed_pair(lambda: visa_t.query("*IDN?"), lambda: resource.query("*IDN?"), n)
+        rows.append(row("`*IDN?`, cellbench VisaTransport", ours, ref, "plain pyvisa-py query"))
+        visa_t.close()
         transport.close()
         resource.close()
 
@@ -157,6 +162,31 @@ def main() -> None:
         smu.safe_state()
         smu.close()
         raw.close()
+
+        # 2b. a source set-up (6 writes and a query): the default raw-socket transport sets
+        # TCP_NODELAY; through pyvisa-py's public API it cannot (0.8: no setter registered),
+        # so each write after the first waits on Nagle's algorithm and the delayed ACK
+        timings = {}
+        for label, options in (("SocketTransport", {}), ("VisaTransport", {"library": "@py"})):
+            smu = Keithley2450(
+                smu_address, transport=open_transport(smu_address, timeout_s=2.0, **options)
+            )
+            samples = []
+            for k in range(max(10, n // 20)):
+                t0 = time.perf_counter()
+                smu.source_current(1e-5 * (1 + k % 2), voltage_limit_volt=1.0 + 0.1 * (k % 2))
+                samples.append(time.perf_counter() - t0)
+            timings[label] = np.asarray(samples)
+            smu.safe_state()
+            smu.close()
+        rows.append(
+            row(
+                "Keithley2450.source_current(), SocketTransport",
+                timings["SocketTransport"],
+                timings["VisaTransport"],
+                "VisaTransport (pyvisa-py)",
+            )
+        )
 
         # 3. E4990A sweep, 50 points
         eis = KeysightE4990A(eis_address, timeout_s=5.0)

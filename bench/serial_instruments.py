@@ -79,8 +79,8 @@ def main() -> None:
             ref = median_time(lambda: raw_query(port, b"*IDN?\r\n", b"\r\n"), args.repeat)
 
             def raw_sweep() -> None:
-                for f in frequencies:
-                    port.write(f":FREQ {format_number(f)}\r\n".encode())
+                for f in frequencies:  # the driver's lines: external trigger, *TRG per point
+                    port.write(f":FREQ {format_number(f)}\r\n*TRG\r\n".encode())
                     raw_query(port, b":MEAS?\r\n", b"\r\n")
 
             ref_sweep = median_time(raw_sweep, args.sweeps)
