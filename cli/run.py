@@ -74,7 +74,10 @@ def _add_display_args(
     p.add_argument(
         "--plain",
         action="store_true",
-        help="plain log lines instead of the live table (for services and journald)",
+        help=(
+            "plain log lines instead of the live table (for services and journald; the default "
+            "when the output is not a terminal)"
+        ),
     )
     p.add_argument(
         "--log-every",
