@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _HOUR = 3600.0
+#: wall s a source that times itself (EmStat script) may run past the step's planned end
+SOURCE_TIME_MARGIN_WALL_S = 60.0
 _SHORT_WAIT_S = 0.2  # wall s: shorter waits between samples sleep instead of waiting on the stop
 
 
@@ -165,6 +167,7 @@ class ChannelRunner:
         self._actor = register_actor(ctx.clock)
         self.error: BaseException | None = None
         self.resume: Checkpoint | None = None
+        self._max_step_s: float | None = None  # the source's own run-time bound, as configured
 
     # --------------------------------------------------------------------------- thread body
 
@@ -377,6 +380,7 @@ class ChannelRunner:
         self.state.cycle_has_current = True  # driven current makes this cycle a cycle
 
         def drive() -> None:
+            self._bound_source_time(src)
             src.enable(
                 src.driver.source_current, current_ampere, voltage_limit_volt=voltage_limit_volt
             )
@@ -389,12 +393,33 @@ class ChannelRunner:
         self.state.cycle_has_current = True
 
         def drive() -> None:
+            self._bound_source_time(src)
             src.enable(
                 src.driver.source_voltage, voltage_volt, current_limit_ampere=current_limit_ampere
             )
 
         self._drive = drive
         drive()
+
+    def _bound_source_time(self, src: InstrumentLink) -> None:
+        """Where the instrument itself runs a source for a set time (a PalmSens EmStat's
+        MethodSCRIPT run time, the driver's ``max_step_s``), set it to what is left of the step
+        plus a margin: a logger that dies then leaves the cell sourced no longer than the step
+        would have lasted (the script also keeps checking its |V| or |I| limit by itself). Steps
+        without a time limit keep the driver's configured run time. Clock seconds: simulated
+        instruments run their scripts on the simulated clock, real ones on the wall (scale 1).
+        """
+        driver = src.driver
+        if not hasattr(driver, "max_step_s"):
+            return
+        if self._max_step_s is None:
+            self._max_step_s = float(driver.max_step_s)  # as configured (station options)
+        left = self.state.step_remaining_second
+        bound = self._max_step_s
+        if left is not None:
+            scale = float(getattr(self.ctx.clock, "time_scale", 1.0) or 1.0)
+            bound = min(bound, left * 1.05 + SOURCE_TIME_MARGIN_WALL_S * scale)
+        driver.max_step_s = max(bound, 1.0)
 
     def _source(self) -> InstrumentLink:
         if self.io.source is None:

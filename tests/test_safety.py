@@ -228,3 +228,35 @@ def test_safe_state_in_parallel_does_not_wait_for_a_stuck_instrument():
     assert all(r is None for r in results.values())
     fast = [d.done - t0 for d in drivers[1:]]
     assert max(fast) < 0.5, f"a stuck instrument delayed the others by {max(fast):.2f} s"
+
+
+def test_a_source_that_times_itself_is_bounded_to_the_step(tmp_path):
+    """The EmStat runs each CC/CV step as an on-instrument script with a run time: the engine
+    sets it to the step's remaining time plus a margin, so a dead logger cannot leave the cell
+    sourced for the driver's default 11 days."""
+    protocol = tmp_path / "p.toml"
+    protocol.write_text(
+        """
+name = "bounded"
+sample_interval = "10 s"
+[safety]
+voltage_min = "-2 V"
+voltage_max = "2 V"
+[[step]]
+type = "cc"
+current = "0.05 mA"
+until = { time = "2 min" }
+""",
+        encoding="utf-8",
+    )
+    session = prepare(
+        protocol, FX / "stations" / "symmetric_station.toml", tmp_path, time_scale=100
+    )
+    try:
+        status = session.engine.run()
+        driver = session.engine.links["pstat"].driver
+    finally:
+        session.close()
+    assert status == "completed"
+    margin = 60.0 * 100  # SOURCE_TIME_MARGIN_WALL_S on the simulated clock
+    assert 120.0 <= driver.max_step_s <= 120.0 * 1.05 + margin + 1.0
