@@ -6,6 +6,9 @@ that quotes the reply, and recovers from a lost connection: a command that hits
 :class:`InstrumentConnectionError` reopens the port once (the transport backs off) and is sent
 again.
 Only idempotent commands (queries and settings) go through that retry.
+
+:func:`line_property` declares a setting that is one command (PyMeasure's ``control`` in a
+line): an explicit name, and a range, a discrete set or a value map checked before the wire.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ From the PalmSens "MethodSCRIPT v1.6" communication protocol:
 - A literal in a script is an integer with an optional SI prefix: ``100m`` = 0.1, ``-1500u`` =
   -1.5e-3, ``200k`` = 2e5 (prefixes a f p n u m k M G T P E; ``i`` marks a plain integer).
 - A data package is one line ``P<var>;<var>;...\\n``. Each variable is a two-letter type (``ab``
-  WE vs RE potential, ``ba`` WE current, ``cc`` Z', ``cd`` Z'', ``dc`` applied frequency, ...),
+  WE vs RE potential, ``ba`` WE current, ``da`` applied potential, ``db`` applied current,
+  ``cc`` Z', ``cd`` Z'', ``dc`` applied frequency, ...),
   seven hex digits holding the value offset by 2**27, and an SI prefix character; optional
   metadata follow after commas: ``1<hex>`` status flags (1 timing error, 2 overload,
   4 underload, 8 overload warning), ``2<hex><hex>`` current range.
@@ -44,6 +45,8 @@ VAR_TYPES = {
     "ba": ("WE current", "A"),
     "cc": ("Z real", "ohm"),
     "cd": ("Z imaginary", "ohm"),
+    "da": ("applied potential", "V"),
+    "db": ("applied current", "A"),
     "dc": ("applied frequency", "Hz"),
     "eb": ("time", "s"),
 }

@@ -113,3 +113,30 @@ def test_reply_later_than_the_timeout_is_not_read_as_the_next_reply(chamber, sim
         chamber.read_temperature_celsius()
     assert chamber.identify() == "ESPEC SH-241,T,S2,150.0 P5.01 SIMULATED"
     assert chamber.read_temperature_celsius() == pytest.approx(25.0, abs=0.5)
+
+
+# --- replayed as the ESPEC communication manual prints the exchanges ---------------------------
+def test_set_point_and_mode_replayed_from_the_manual_exchanges():
+    """``TEMP?`` -> measured, set point, upper and lower limit; ``TEMP, S25.0`` ->
+    ``OK: TEMP, S25.0``; ``MODE, CONSTANT`` -> ``OK: MODE, CONSTANT``; ``MODE?`` -> mode."""
+    from cellbench.drivers.replay import replay
+
+    pairs = [
+        (b"TEMP?\r\n", b"23.5,20.0,100.0,-40.0\r\n"),
+        (b"TEMP, S25.0\r\n", b"OK: TEMP, S25.0\r\n"),
+        (b"MODE, CONSTANT\r\n", b"OK: MODE, CONSTANT\r\n"),
+        (b"MODE?\r\n", b"CONSTANT\r\n"),
+        (b"MODE, STANDBY\r\n", b"OK: MODE, STANDBY\r\n"),
+    ]
+    with replay(EspecChamber, pairs) as chamber:
+        chamber.set_temperature_celsius(25.0)
+        assert chamber.read_mode() == "CONSTANT"
+        chamber.safe_state()
+
+
+def test_mode_setting_is_declared_with_its_values():
+    from cellbench.drivers.errors import ArgumentRangeError
+    from cellbench.drivers.replay import replay
+
+    with replay(EspecChamber, []) as chamber, pytest.raises(ArgumentRangeError, match="RUN"):
+        chamber.mode = "RUN"
