@@ -97,10 +97,14 @@ def _eis(spectra: pl.DataFrame, out_dir: Path) -> list[str]:
     lines = [f"EIS fits (each sweep's circuit chosen as by cellbench analyze eis): {path}"]
     for row in rows:
         if "R0" in row:
+            lost = row["undetermined"].split(",")
+            r0, r1 = (
+                "undetermined" if name in lost else f"{row[name]:.4g} ohm" for name in ("R0", "R1")
+            )
             lines.append(
                 f"  sweep {row['sweep_index']:>2} cycle {row['cycle_count']:>2} "
-                f"T {row['temperature_celsius']:5.1f} degC: R0 {row['R0']:.4g} ohm, "
-                f"R1 (interface) {row['R1']:.4g} ohm  [{row['circuit']}]"
+                f"T {row['temperature_celsius']:5.1f} degC: R0 {r0}, "
+                f"R1 (interface) {r1}  [{row['circuit']}]"
             )
         else:
             lines.append(f"  sweep {row['sweep_index']}: fit failed: {row.get('error')}")
