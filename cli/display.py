@@ -97,6 +97,9 @@ def status_line(st: Any) -> str:
     """A channel's state in one line: where in the protocol, and V, I, T with their units."""
     parts = [f"{st.voltage_volt:.4f} V" if math.isfinite(st.voltage_volt) else "V -"]
     parts.append(fmt_current(st.current_ampere))
+    stale = getattr(st, "stale_age_second", None)
+    if stale is not None:  # the instrument is not answering: not a live reading
+        parts[-1] += f" (STALE: read {stale:.0f} s ago)"
     if math.isfinite(st.temperature_celsius):
         parts.append(f"{st.temperature_celsius:.1f} °C")
     line = (
@@ -107,6 +110,12 @@ def status_line(st: Any) -> str:
     if left is not None and math.isfinite(left) and left >= 0.5:
         line += f"; at most {fmt_elapsed(left)} left in the step"
     return line
+
+
+def _stale(st: Any) -> str:
+    """`` (stale N s)`` when the channel's reading is stale (its instrument not answering)."""
+    age = getattr(st, "stale_age_second", None)
+    return "" if age is None else f" (stale {age:.0f} s)"
 
 
 class PlainDisplay:
@@ -173,7 +182,7 @@ class LiveDisplay:
                 st.channel,
                 f"{st.step_index} {st.step_label}"[:48],
                 str(st.cycle_count),
-                _num(st.voltage_volt, ".4f"),
+                _num(st.voltage_volt, ".4f") + _stale(st),
                 _num(current_ma, ".4g"),
                 _num(st.temperature_celsius, ".1f"),
                 fmt_duration(st.test_time_second),

@@ -101,6 +101,7 @@ class InstrumentLink:
         self.gate = threading.Lock()
         self.blocked = False
         self.safe_ok = False  # the last safe_state() succeeded and nothing was enabled since
+        self._safe_error: str | None = None  # the last safe_state() error logged
         self.outages: list[Outage] = []
         self.calls = 0
 
@@ -187,10 +188,13 @@ class InstrumentLink:
         try:
             self.driver.safe_state()
             self.safe_ok = True
+            self._safe_error = None
             return None
         except Exception as exc:  # report, never mask the reason the run is stopping
             self.safe_ok = False
-            log.error("%s: safe_state failed: %s", self.name, exc)
+            if str(exc) != self._safe_error:  # one line per fault, not one per attempt
+                log.error("%s: safe_state failed: %s", self.name, exc)
+            self._safe_error = str(exc)
             return exc
 
 

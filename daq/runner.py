@@ -99,12 +99,19 @@ class ChannelState:
     finished: bool = False
     end_reason: str = ""
     measured_monotonic: float = math.nan  # time.monotonic() of the newest V/I reading
+    stale_after_wall_s: float = 2.0  # a reading older than this (wall s) is shown as stale
 
     @property
     def reading_age_second(self) -> float:
-        """Wall seconds since V and I were last read (NaN before the first reading); a display
-        shows the values as stale once this exceeds a sample interval or two."""
+        """Wall seconds since V and I were last read (NaN before the first reading)."""
         return time.monotonic() - self.measured_monotonic
+
+    @property
+    def stale_age_second(self) -> float | None:
+        """The reading's age when it is stale (an instrument not answering), else None: a
+        display shows this beside V and I instead of showing them as if live."""
+        age = self.reading_age_second
+        return age if age > self.stale_after_wall_s and not self.finished else None
 
     @property
     def step_remaining_second(self) -> float | None:
@@ -168,6 +175,9 @@ class ChannelRunner:
         self.error: BaseException | None = None
         self.resume: Checkpoint | None = None
         self._max_step_s: float | None = None  # the source's own run-time bound, as configured
+        wall = getattr(ctx.clock, "wall_seconds", None)
+        interval_wall = float(wall(self.interval_s)) if wall is not None else self.interval_s
+        self.state.stale_after_wall_s = max(2.0, 3.0 * interval_wall)
 
     # --------------------------------------------------------------------------- thread body
 
@@ -200,9 +210,9 @@ class ChannelRunner:
         except Exception as exc:  # the engine aborts the run and records the fault
             self.error = exc
             self.state.end_reason = f"{type(exc).__name__}: {exc}"
-            # One line per fault in the log (the traceback only at debug level): a lost
-            # instrument is an event of the run, not a crash of the program.
-            log.error("channel %s failed: %s: %s", self.channel, type(exc).__name__, exc)
+            # The engine logs the fault once ("run aborted: ..."), and records it as an event;
+            # a lost instrument is an event of the run, not a crash: no traceback unless debug.
+            log.info("channel %s failed: %s: %s", self.channel, type(exc).__name__, exc)
             log.debug("channel %s failure", self.channel, exc_info=True)
             self.ctx.fault(exc, self.channel)
 

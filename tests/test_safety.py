@@ -260,3 +260,53 @@ until = { time = "2 min" }
     assert status == "completed"
     margin = 60.0 * 100  # SOURCE_TIME_MARGIN_WALL_S on the simulated clock
     assert 120.0 <= driver.max_step_s <= 120.0 * 1.05 + margin + 1.0
+
+
+def test_a_lost_instrument_is_one_log_line_and_its_reading_shows_its_age(tmp_path, caplog):
+    from cellbench.cli.display import status_line
+
+    protocol = tmp_path / "p.toml"
+    protocol.write_text(
+        """
+name = "lost smu"
+sample_interval = "10 s"
+[safety]
+voltage_min = "2.5 V"
+voltage_max = "4.4 V"
+[[step]]
+type = "cc"
+current = "0.2 mA"
+until = { time = "10 h" }
+""",
+        encoding="utf-8",
+    )
+    session = prepare(
+        protocol,
+        FX / "stations" / "demo_station.toml",
+        tmp_path,
+        time_scale=100,
+        options={"fault_timeout_s": 4.0},
+    )
+    engine = session.engine
+    lines = []
+    try:
+        engine.start()
+        time.sleep(0.5)
+        caplog.clear()
+        session.bench.faults("smu1").inject("no_reply", count=None)
+        deadline = time.monotonic() + 3.5
+        while time.monotonic() < deadline:
+            lines.append(status_line(engine.states["cell1"]))
+            time.sleep(0.25)
+        status = engine.wait(timeout=30)
+    finally:
+        if engine.status == "running":
+            engine.request_stop("test over")
+            engine.wait()
+        session.close()
+    assert status == "aborted"
+    assert "STALE: read" in lines[-1] and "STALE" not in lines[0]
+    tracebacks = [r for r in caplog.records if r.exc_info and r.levelno >= 30]
+    assert not tracebacks, f"{len(tracebacks)} tracebacks logged for one lost instrument"
+    loud = [r for r in caplog.records if r.levelno >= 30]
+    assert len(loud) <= 3, [r.getMessage() for r in loud]  # not responding, safe state, abort
