@@ -130,6 +130,21 @@ class HiokiIM3590(HiokiDriver):
     dc_bias_enabled = line_property(
         ":DCB?", ":DCB {}", name="DC bias", mapping={True: "ON", False: "OFF"}
     )
+    dc_bias_volt = line_property(
+        ":DCB:LEV?",
+        ":DCB:LEV {}",
+        name="DC bias",
+        check=(*DC_BIAS_RANGE_VOLT, "V"),
+        to_wire=lambda v: format_number(v),
+    )
+    measurement_mode = line_property(
+        ":MODE?", ":MODE {}", name="measurement mode", values=("LCR", "ANAL", "CONT"),
+        to_wire=str, parse=lambda s: s.strip().upper(),
+    )  # fmt: skip
+    level_mode = line_property(
+        ":LEV?", ":LEV {}", name="signal level mode", values=tuple(LEVEL_RANGES), to_wire=str,
+        parse=lambda s: s.strip().upper(),
+    )  # fmt: skip
     read_termination = "\r\n"
     write_termination = "\r\n"
     baud_rate = 9600
@@ -180,24 +195,19 @@ class HiokiIM3590(HiokiDriver):
             bias = self.check_range("DC bias", dc_bias_volt, *DC_BIAS_RANGE_VOLT, "V")
         first, second = PARAMETER_SETS[self.parameters]
         mr0, mr1, mr2 = item_registers(first, second)
-        commands = [
-            ":MODE LCR",
-            f":PAR1 {first}",
-            ":PAR2 OFF",
-            f":PAR3 {second}",
-            ":PAR4 OFF",
-            f":MEAS:ITEM {mr0},{mr1},{mr2}",
-            f":LEV {mode}",
-            f"{LEVEL_COMMANDS[mode]} {format_number(level)}",
-        ]
-        if dc_bias_volt is None:
-            commands.append(":DCB OFF")
-        else:
-            commands += [f":DCB:LEV {format_number(bias)}", ":DCB ON"]
         with self.transport.lock:
-            for command in commands:
-                self._write(command)
-            self.check_errors(after="; ".join(commands))
+            self.measurement_mode = "LCR"
+            for index, parameter in enumerate((first, "OFF", second, "OFF"), start=1):
+                self._write(f":PAR{index} {parameter}")  # four numbered settings
+            self._write(f":MEAS:ITEM {mr0},{mr1},{mr2}")
+            self.level_mode = mode
+            self._write(f"{LEVEL_COMMANDS[mode]} {format_number(level)}")
+            if dc_bias_volt is None:
+                self.dc_bias_enabled = False
+            else:
+                self.dc_bias_volt = bias
+                self.dc_bias_enabled = True
+            self.check_errors(after=":MODE; :PAR1..4; :MEAS:ITEM; :LEV; :DCB")
 
     def measure_point(self, frequency_hertz: float) -> complex:
         """Set the frequency and measure once; the impedance, ohm (Z'' negative = capacitive)."""
