@@ -1,22 +1,35 @@
-"""Read time of binary cycler files: cellbench beside the reference readers, in the same run.
+"""Read time of cycler files: cellbench beside the public readers of the same file, in one run.
 
-    python bench/readers.py [--repeat 15] [--data ../shared/data]
+    python bench/readers.py [--repeat 9] [--data ../shared/data]
 
-* BioLogic .mpr (``cycling/biol.mpr``, 23.5 k rows): cellbench ``read`` (canonical frame:
-  units, sign, per-cycle capacities, checks) beside galvani's ``BioLogic.MPRfile`` (a numpy
-  record array of the raw columns).
-* Neware .ndax (``cycling/*.ndax``, 253 k rows): cellbench ``read`` beside ``fastnda.read``
-  (a polars frame with time, capacities and cycle numbers).
+Files (the real ones of ``../shared/data`` and ``tests/corpus``) and the readers compared:
 
-Each tool reads the file from the page cache (one warm-up read first); the runs alternate
-between the tools so that load from other processes hits both alike; the table gives medians.
-galvani and fastnda are installed for this script only (``pip install galvani fastnda``); when
-absent their rows say "n/a (not installed)".
+* BioLogic .mpr (``cycling/biol.mpr``, 23.5 k rows): galvani's ``BioLogic.MPRfile`` (a numpy
+  record array of the raw columns);
+* Neware .nda, BTS 7 (``tests/corpus/new_nda_file.nda``) and .ndax of ndc versions 17
+  (``cycling/*.ndax``, 253 k rows) and 14 (``tests/corpus/nw4-120-1-6-53.ndax``): ``fastnda.read``
+  (a polars frame) and ``NewareNDA.read`` (a pandas frame);
+* Maccor text (``field/maccor_one.txt``) and Arbin .res (``cycling/*.res``, through
+  mdb-export): cellpy's loaders (``cellpy.get``, which also builds its step and summary tables).
+
+cellbench's time is ``read(path)``: the canonical frame (SI units, sign, per-cycle capacities
+from the cycler's counters, schema checks) and the checks behind its error messages. Every tool
+reads from the page cache (one warm-up read first); the reads alternate between the tools, so
+load from other processes hits all alike; the table gives medians. The reference readers are
+installed for this script only, in a separate environment::
+
+    python3 -m venv /tmp/benchvenv
+    /tmp/benchvenv/bin/pip install -e . galvani fastnda NewareNDA cellpy
+    /tmp/benchvenv/bin/python bench/readers.py
+
+A reader that is not installed, or cannot read the file, says so in its column.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import logging
 import statistics
 import time
@@ -26,10 +39,22 @@ from pathlib import Path
 
 from cellbench.analysis.readers import read
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data"
+CORPUS = ROOT / "tests" / "corpus"
+Reader = Callable[[Path], object]
 
 
-def _galvani() -> Callable[[Path], object] | None:
+def _quiet(f: Reader) -> Reader:
+    def run(path: Path) -> object:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            return f(path)
+
+    return run
+
+
+def _galvani() -> Reader | None:
     try:
         from galvani import BioLogic
     except ImportError:
@@ -37,72 +62,105 @@ def _galvani() -> Callable[[Path], object] | None:
     return lambda path: BioLogic.MPRfile(str(path)).data
 
 
-def _fastnda() -> Callable[[Path], object] | None:
+def _fastnda() -> Reader | None:
     try:
         import fastnda
     except ImportError:
         return None
-    # fastnda logs a notice on every read of this file (its own unix time runs backwards by
-    # about 0.4 s at 8 places; cellbench's does not); keep the table readable.
     logging.getLogger("fastnda").setLevel(logging.ERROR)
     return lambda path: fastnda.read(path)
 
 
+def _newarenda() -> Reader | None:
+    try:
+        import NewareNDA
+    except ImportError:
+        return None
+    logging.getLogger("NewareNDA").setLevel(logging.ERROR)
+    return lambda path: NewareNDA.read(str(path))
+
+
+def _cellpy(instrument: str, **kwargs) -> Reader | None:
+    try:
+        import cellpy
+    except ImportError:
+        return None
+    logging.getLogger("cellpy").setLevel(logging.ERROR)
+    return lambda path: cellpy.get(str(path), instrument=instrument, **kwargs).data.raw
+
+
+def _cellbench(path: Path) -> object:
+    return read(path).frame
+
+
 def _rows(obj: object) -> int:
-    return len(obj) if not hasattr(obj, "height") else obj.height  # type: ignore[attr-defined]
+    if hasattr(obj, "height"):
+        return obj.height  # type: ignore[attr-defined]
+    if isinstance(obj, tuple):
+        return _rows(obj[0])
+    return len(obj)  # type: ignore[arg-type]
 
 
-def _cellbench(path: Path):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return read(path).frame
-
-
-def compare(path: Path, reference: Callable[[Path], object] | None, repeat: int):
-    """Medians (s) and row counts of cellbench and the reference on ``path``, runs alternated."""
-    tools = {"cellbench": _cellbench}
-    if reference is not None:
-        tools["reference"] = reference
-    times: dict[str, list[float]] = {k: [] for k in tools}
-    rows = {k: _rows(f(path)) for k, f in tools.items()}  # warm-up (page cache, imports)
+def compare(path: Path, tools: dict[str, Reader | None], repeat: int):
+    """Median seconds and rows per tool on ``path`` (None: not installed; str: its error)."""
+    ready: dict[str, Reader] = {}
+    rows: dict[str, int | str | None] = {}
+    for name, f in tools.items():
+        if f is None:
+            rows[name] = None
+            continue
+        try:
+            rows[name] = _rows(_quiet(f)(path))  # warm-up: page cache, imports
+            ready[name] = _quiet(f)
+        except Exception as exc:  # a reference reader refusing the file is a result too
+            rows[name] = f"cannot read: {type(exc).__name__}"
+    times: dict[str, list[float]] = {k: [] for k in ready}
     for _ in range(repeat):
-        for name, f in tools.items():
+        for name, f in ready.items():
             t0 = time.perf_counter()
             f(path)
             times[name].append(time.perf_counter() - t0)
     return {k: statistics.median(v) for k, v in times.items()}, rows
 
 
+def cases(data: Path) -> list[tuple[str, Path, dict[str, Reader | None]]]:
+    cycling, field = data / "cycling", data / "field"
+    ndax = sorted(cycling.glob("*.ndax"))
+    res = sorted(cycling.glob("*.res"))
+    neware = {"fastnda": _fastnda(), "NewareNDA": _newarenda()}
+    return [
+        ("BioLogic .mpr", cycling / "biol.mpr", {"galvani": _galvani()}),
+        ("Neware .nda (BTS 7)", CORPUS / "new_nda_file.nda", neware),
+        ("Neware .ndax (ndc 17)", ndax[0] if ndax else cycling / "none.ndax", neware),
+        ("Neware .ndax (ndc 14)", CORPUS / "nw4-120-1-6-53.ndax", neware),
+        ("Maccor .txt", field / "maccor_one.txt", {"cellpy": _cellpy("maccor_txt", model="one")}),
+        ("Arbin .res", res[0] if res else cycling / "none.res", {"cellpy": _cellpy("arbin_res")}),
+    ]
+
+
+def _cell(name: str, med: dict[str, float], rows: dict, ours: float) -> str:
+    if rows[name] is None:
+        return f"{name}: not installed"
+    if isinstance(rows[name], str):
+        return f"{name}: {rows[name]}"
+    return f"{name} {med[name] * 1e3:.1f} ms ({med['cellbench'] / med[name]:.2f}x)"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=15, help="timed reads per tool")
+    parser.add_argument("--repeat", type=int, default=9, help="timed reads per tool")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data folder")
     args = parser.parse_args(argv)
-    cycling = args.data / "cycling"
-    ndax = sorted(cycling.glob("*.ndax"))
-    cases = [
-        ("BioLogic .mpr", cycling / "biol.mpr", "galvani", _galvani()),
-        ("Neware .ndax", ndax[0] if ndax else cycling / "missing.ndax", "fastnda", _fastnda()),
-    ]
-    print(f"median of {args.repeat} reads each, alternating tools\n")
-    header = f"{'file':16s} {'rows':>8s} | {'cellbench':>12s} | {'reference':>24s} | ratio"
-    print(header)
-    print("-" * len(header))
-    for label, path, ref_name, ref in cases:
+    print(f"median of {args.repeat} reads each, tools alternating; (ratio) = cellbench / reference")
+    print("\n| file | rows | cellbench | references |\n| --- | --- | --- | --- |")
+    for label, path, refs in cases(args.data):
         if not path.is_file():
-            print(f"{label:16s} n/a (no file at {path})")
+            print(f"| {label} | n/a | no file at {path} | |")
             continue
-        med, rows = compare(path, ref, args.repeat)
-        ours = f"{med['cellbench'] * 1e3:9.1f} ms"
-        if ref is None:
-            theirs, ratio = f"{ref_name}: n/a (not installed)", ""
-        else:
-            theirs = f"{ref_name} {med['reference'] * 1e3:9.1f} ms"
-            ratio = f"{med['cellbench'] / med['reference']:.2f}x"
-            if rows["reference"] != rows["cellbench"]:
-                ratio += f"  (rows: ref {rows['reference']})"
-        print(f"{label:16s} {rows['cellbench']:>8d} | {ours:>12s} | {theirs:>24s} | {ratio}")
-    print("\nratio = cellbench time / reference time (below 1: cellbench faster)")
+        med, rows = compare(path, {"cellbench": _cellbench, **refs}, args.repeat)
+        ours = med["cellbench"]
+        others = "; ".join(_cell(name, med, rows, ours) for name in refs)
+        print(f"| {label} (`{path.name}`) | {rows['cellbench']} | {ours * 1e3:.1f} ms | {others} |")
     return 0
 
 

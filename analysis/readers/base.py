@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from cellbench.core.errors import CellbenchError
-from cellbench.core.schema import conform
+from cellbench.core.schema import SAMPLES, SPECTRA, conform, validate_frame
 
 KINDS = ("samples", "spectra")
 # Row index -> where that row is in the file, as ReaderError keywords ({"line": 12}).
@@ -102,8 +102,16 @@ def _check_finite(path: str | Path, df: pl.DataFrame, names: list[str], line_of:
 
     ``line_of(row)`` maps a row index to a location keyword dict for the error (line or offset).
     """
-    for name in names:
-        if name not in df.columns:
+    present = [n for n in names if n in df.columns]
+
+    def bad_of(name: str) -> pl.Expr:
+        c = pl.col(name)
+        return (c.is_null() | ~c.is_finite()) if df.schema[name].is_float() else c.is_null()
+
+    # one pass over all columns; the row is looked up only where something is wrong
+    flags = df.select(bad_of(n).any().alias(n) for n in present).row(0) if present else ()
+    for name, flagged in zip(present, flags, strict=True):
+        if not flagged:
             continue
         s = df[name]
         bad = (s.is_null() | ~s.is_finite()) if s.dtype.is_float() else s.is_null()
@@ -119,12 +127,57 @@ def _check_finite(path: str | Path, df: pl.DataFrame, names: list[str], line_of:
 
 
 INT32 = (-(2**31), 2**31 - 1)
+COUNTERS = ("cycle_count", "step_count", "step_index", "sweep_index")
+
+
+def _counter_bad(df: pl.DataFrame, name: str) -> pl.Expr:
+    c = pl.col(name)
+    bad = c.is_null() | (c < INT32[0]) | (c > INT32[1])
+    if df.schema[name].is_float():
+        bad = bad | ~c.is_finite() | (c != c.round(0))
+    return bad.fill_null(True)
+
+
+def _int32_bad(s: pl.Series) -> bool:
+    """A counter column with a missing, fractional or out-of-Int32 value."""
+    if s.null_count():
+        return True
+    if len(s) == 0:
+        return False
+    if s.dtype.is_integer():
+        return bool(s.min() < INT32[0] or s.max() > INT32[1])
+    a = s.to_numpy()
+    if not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
+        return True
+    return bool(a.min() < INT32[0] or a.max() > INT32[1])
+
+
+def _finite_bad(s: pl.Series) -> bool:
+    return bool(s.null_count()) or (s.dtype.is_float() and not np.all(np.isfinite(s.to_numpy())))
+
+
+def _flags(df: pl.DataFrame, finite: list[str]) -> tuple[bool, ...]:
+    """Is any counter no whole Int32 number, any of ``finite`` missing or not finite? (Series
+    kernels and numpy, no query plan: this runs on every read; the checks that then find the
+    row run only where a flag is up.)"""
+    counters = [
+        _int32_bad(df[n])
+        for n in COUNTERS
+        if n in df.columns and (df.schema[n].is_integer() or df.schema[n].is_float())
+    ]
+    return (*counters, *(_finite_bad(df[n]) for n in finite if n in df.columns))
 
 
 def _check_counters(path: str | Path, df: pl.DataFrame, line_of: Locator) -> None:
     """Counters (cycle, step, sweep) must be whole numbers that fit the model's Int32."""
-    for name in ("cycle_count", "step_count", "step_index", "sweep_index"):
-        if name not in df.columns:
+    present = [
+        n
+        for n in COUNTERS
+        if n in df.columns and (df.schema[n].is_float() or df.schema[n].is_integer())
+    ]
+    flags = df.select(_counter_bad(df, n).any() for n in present).row(0) if present else ()
+    for name, flagged in zip(present, flags, strict=True):
+        if not flagged:
             continue
         s = df[name]
         if s.dtype.is_float():
@@ -153,6 +206,42 @@ def step_count_from(step_index: pl.Expr, cycle: pl.Expr | None = None) -> pl.Exp
     return changed.fill_null(True).cast(pl.Int32).cum_sum().cast(pl.Int32)
 
 
+def cycle_capacities(dq: np.ndarray, cycle: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cycle running charging and discharging capacities (Ah) from the signed charge of
+    each record (Ah), for cycles that follow one another (``cycle`` non-decreasing or None)."""
+    n = dq.size
+    starts = np.r_[0, np.flatnonzero(np.diff(cycle)) + 1] if cycle is not None and n else [0]
+    lengths = np.diff(np.r_[starts, n])
+
+    def per_cycle(x: np.ndarray) -> np.ndarray:
+        total = np.cumsum(x)
+        return total - np.repeat(total[starts] - x[starts], lengths) if n else total
+
+    return per_cycle(np.maximum(dq, 0.0)), per_cycle(np.maximum(-dq, 0.0))
+
+
+def _capacities_numpy(df: pl.DataFrame) -> pl.DataFrame | None:
+    """:func:`capacities_per_cycle` for the usual frame whose cycles follow one another (the
+    same sums, without polars' window machinery); None where cycles interleave or values miss."""
+    cycle = df["cycle_count"].to_numpy() if "cycle_count" in df.columns else None
+    if cycle is not None and (df["cycle_count"].null_count() or np.any(np.diff(cycle) < 0)):
+        return None
+    if "_dq" in df.columns:
+        dq = df["_dq"].fill_null(0.0).cast(pl.Float64).to_numpy()
+    else:
+        if df["test_time_second"].null_count() or df["current_ampere"].null_count():
+            return None
+        t = df["test_time_second"].cast(pl.Float64).to_numpy()
+        i = df["current_ampere"].cast(pl.Float64).to_numpy()
+        dq = np.zeros(t.size)
+        dq[1:] = 0.5 * (i[1:] + i[:-1]) * np.maximum(np.diff(t), 0.0) / 3600.0
+    charge, discharge = cycle_capacities(dq, cycle)
+    return df.with_columns(
+        pl.Series("charging_capacity_ampere_hour", charge),
+        pl.Series("discharging_capacity_ampere_hour", discharge),
+    ).drop("_dq", strict=False)
+
+
 def capacities_per_cycle(df: pl.DataFrame) -> pl.DataFrame:
     """Add the per-cycle running charging/discharging capacities (Ah) unless the file gave them.
 
@@ -162,6 +251,9 @@ def capacities_per_cycle(df: pl.DataFrame) -> pl.DataFrame:
     """
     if "charging_capacity_ampere_hour" in df.columns:
         return df.drop("_dq", strict=False)
+    fast = _capacities_numpy(df)
+    if fast is not None:
+        return fast
     if "_dq" in df.columns:
         dq = pl.col("_dq").fill_null(0.0)
     else:
@@ -195,29 +287,44 @@ def finish_samples(
             raise ReaderError(
                 path, f"no {name} could be derived", expected="time, voltage and current"
             )
-    exprs: list[pl.Expr] = []
-    if "channel" not in df.columns:
-        exprs.append(pl.lit("").alias("channel"))
-    if "unix_time_second" not in df.columns:
-        exprs.append((pl.col("test_time_second") + (start_unix or 0.0)).alias("unix_time_second"))
-    if "cycle_count" not in df.columns:
-        exprs.append(pl.lit(1, pl.Int32).alias("cycle_count"))
-    if "step_index" not in df.columns:
-        exprs.append(pl.lit(0, pl.Int32).alias("step_index"))
-    if exprs:
-        df = df.with_columns(exprs)
-    _check_counters(path, df, line_of)
-    if "step_count" not in df.columns:
-        df = df.with_columns(
-            step_count_from(pl.col("step_index"), pl.col("cycle_count")).alias("step_count")
-        )
-    _check_finite(
-        path,
-        df,
-        ["test_time_second", "unix_time_second", "voltage_volt", "current_ampere"],
-        line_of,
-    )
-    return conform("samples", df)
+    if start_unix is not None and not np.isfinite(start_unix):
+        raise ReaderError(path, f"start time {start_unix!r} is not a finite number")
+    # The checks in one pass; each raises with the row only where its flag is up.
+    finite = ["test_time_second", "unix_time_second", "voltage_volt", "current_ampere"]
+    if any(_flags(df, finite)):
+        _check_counters(path, df, line_of)
+        _check_finite(path, df, finite, line_of)
+    n = df.height
+    columns = dict(zip(df.columns, df.get_columns(), strict=True))
+    if "channel" not in columns:
+        columns["channel"] = pl.repeat("", n, dtype=pl.String, eager=True)
+    if "unix_time_second" not in columns:
+        columns["unix_time_second"] = columns["test_time_second"] + (start_unix or 0.0)
+    if "cycle_count" not in columns:
+        columns["cycle_count"] = pl.repeat(1, n, dtype=pl.Int32, eager=True)
+    if "step_index" not in columns:
+        columns["step_index"] = pl.repeat(0, n, dtype=pl.Int32, eager=True)
+    if "step_count" not in columns:
+        step = columns["step_index"].to_numpy()
+        cycle = columns["cycle_count"].to_numpy()
+        new = np.ones(n, dtype=bool)
+        new[1:] = (step[1:] != step[:-1]) | (cycle[1:] != cycle[:-1])
+        columns["step_count"] = pl.Series(np.cumsum(new, dtype=np.int32))
+    return _conformed(columns, "samples")
+
+
+def _conformed(columns: dict[str, pl.Series], table: str) -> pl.DataFrame:
+    """:func:`cellbench.core.schema.conform` with Series casts (no query plan): the model's
+    columns first in its order and dtypes, then the vendor's extras."""
+    cols = SAMPLES if table == "samples" else SPECTRA
+    known = {c.name for c in cols}
+    series = [
+        columns[c.name].cast(c.dtype, strict=False).alias(c.name) for c in cols if c.name in columns
+    ]
+    extra = [s.alias(name) for name, s in columns.items() if name not in known]
+    out = pl.DataFrame([*series, *extra])
+    validate_frame(table, out)
+    return out
 
 
 def finish_spectra(
@@ -288,3 +395,21 @@ def sweep_numbers(freq: np.ndarray, *counters: np.ndarray | None) -> np.ndarray:
     step = np.sign(np.diff(freq))
     way = np.sign(np.sum(step)) or -1.0
     return np.cumsum(np.r_[False, step == -way]).astype(np.int64)
+
+
+def steps_to_cycle_totals(
+    values: np.ndarray, step_count: np.ndarray, cycle: np.ndarray
+) -> np.ndarray:
+    """Per-step running totals (restarting at every step) to per-cycle ones: each step adds to
+    what the cycle's earlier steps ended with. Rows run in step order (``step_count`` rises)."""
+    n = values.size
+    if n == 0:
+        return values.astype(np.float64)
+    last = np.r_[np.flatnonzero(step_count[1:] != step_count[:-1]), n - 1]
+    ends = values[last].astype(np.float64)
+    cyc = cycle[last]
+    total = np.cumsum(ends)
+    first = np.r_[True, cyc[1:] != cyc[:-1]]
+    opening = np.maximum.accumulate(np.where(first, np.arange(last.size), 0))
+    before = total - ends - (total[opening] - ends[opening])
+    return values + np.repeat(before, np.diff(np.r_[-1, last]))

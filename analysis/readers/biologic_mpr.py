@@ -34,6 +34,7 @@ from .base import (
     ReaderError,
     ReadResult,
     capacities_per_cycle,
+    cycle_capacities,
     finish_samples,
     finish_spectra,
     sweep_numbers,
@@ -440,6 +441,13 @@ def _samples(path, cols: dict[str, np.ndarray], start, notes: Notes, locate) -> 
     temp = _first(cols, "Temperature/°C")
     if temp is not None:
         out["temperature_celsius"] = temp.astype(np.float64)
+    cycles = out.get("cycle_count")
+    if "_dq" in out and (cycles is None or np.all(cycles[1:] >= cycles[:-1])):
+        dq = out.pop("_dq")  # finite checked with the other columns below
+        charge, discharge = cycle_capacities(np.where(np.isfinite(dq), dq, 0.0), cycles)
+        out["charging_capacity_ampere_hour"] = charge
+        out["discharging_capacity_ampere_hour"] = discharge
+        return finish_samples(path, pl.DataFrame(out), start_unix=start, line_of=locate)
     df = capacities_per_cycle(pl.DataFrame(out))
     return finish_samples(path, df, start_unix=start, line_of=locate)
 

@@ -53,8 +53,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from .base import Notes, ReaderError, ReadResult, finish_samples
-from .cyclers import step_to_cycle_capacity
+from .base import Notes, ReaderError, ReadResult, finish_samples, steps_to_cycle_totals
 
 NDA_MAGIC = b"NEWARE"
 VERSION_AT = 14
@@ -299,11 +298,13 @@ def _cycles_from_steps(status: np.ndarray, starts: np.ndarray) -> np.ndarray:
 
 
 def _finish(path, columns: dict, offsets: np.ndarray, temperature, meta: dict, status):
-    frame = pl.DataFrame(columns)
     # the records carry per-step running totals; the canonical frame per-cycle ones
     for name in ("charging_capacity_ampere_hour", "discharging_capacity_ampere_hour",
                  "charging_energy_watt_hour", "discharging_energy_watt_hour"):  # fmt: skip
-        frame = step_to_cycle_capacity(frame.rename({name: "_step"}), "_step", name).drop("_step")
+        columns[name] = steps_to_cycle_totals(
+            columns[name], columns["step_count"], columns["cycle_count"]
+        )
+    frame = pl.DataFrame(columns)
     if temperature is not None:
         column = pl.Series("temperature_celsius", temperature)
         frame = frame.with_columns(column.fill_nan(None) if np.isnan(temperature).any() else column)

@@ -46,8 +46,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from .base import Notes, ReaderError, ReadResult, finish_samples
-from .cyclers import step_to_cycle_capacity
+from .base import Notes, ReaderError, ReadResult, finish_samples, steps_to_cycle_totals
 from .neware_nda import STEP_TYPES, cycles_from_steps
 
 Getter = Callable[[str], bytes]
@@ -206,49 +205,55 @@ def _read(path: str | Path, names: list[str], get: Getter, notes: Notes) -> Read
     # A sample can carry two runInfo records (the first sample of a test: step time 0 and 1 s);
     # the first is the sample's own, as BTSDA shows it.
     runs = runs[np.unique(runs["sample"], return_index=True)[1]]
-    # Step of every sample: the last step that started at or before it; likewise its runInfo.
-    which = np.searchsorted(steps["first"], index, side="right") - 1
-    anchor = np.searchsorted(runs["sample"], index, side="right") - 1
-    if which[0] < 0 or anchor[0] < 0:
+    if steps["first"][0] > index[0] or runs["sample"][0] > index[0]:
         raise ReaderError(
             path,
             f"sample {int(index[0])} comes before the first step and runInfo record "
             f"(sample {int(steps['first'][0])}, {int(runs['sample'][0])})",
             expected="step 1 and a runInfo record at the first sample",
         )
+    # Step of every sample: the last step that started at or before it; likewise its runInfo
+    # record. Both tables rise, so each covers a run of samples: repeat its values over them.
+    step_rows = _rows_covered(steps["first"], index)
+    run_rows = _rows_covered(runs["sample"], index)
+    which = np.repeat(np.arange(steps.size), step_rows)
     v_scale, i_scale, q_scale = _SCALE[version]
     volt = samples["v"].astype(np.float64) * v_scale
     current = samples["i"].astype(np.float64) * i_scale
-    run = runs[anchor]
-    dt = run["dt_ms"].astype(np.float64) / 1000.0
-    after = (index - run["sample"]).astype(np.float64)  # samples since the runInfo record
-    unix = run["unix"].astype(np.float64) + run["ms"].astype(np.float64) / 1000.0 + after * dt
-    step_time = run["step_ms"].astype(np.float64) / 1000.0 + after * dt
+
+    def run_at(field: str, scale: float = 1.0) -> np.ndarray:  # at every sample's record
+        return np.repeat(runs[field].astype(np.float64) * scale, run_rows)
+
+    dt = run_at("dt_ms", 1e-3)
+    after = index - run_at("sample")  # samples since the runInfo record
+    unix = np.repeat(runs["unix"] + runs["ms"] / 1000.0, run_rows) + after * dt
+    step_time = run_at("step_ms", 1e-3) + after * dt
     # Charge and energy since the runInfo record: each later sample adds current x interval.
     dq, de = current * dt / 3600.0, current * volt * dt / 3600.0
     at_run = after == 0
     dq[at_run] = de[at_run] = 0.0
-    q, e = _since_anchor(dq, anchor), _since_anchor(de, anchor)
+    q, e = _since_record(dq, run_rows), _since_record(de, run_rows)
     step_count = which.astype(np.int64) + 1
     status = steps["status"]
     charge_first = cycles_from_steps(status)
+    cycle = np.repeat(steps["cycle"].astype(np.int64) + 1, step_rows)
     columns = {
         "test_time_second": _total_time(step_time, step_count),
         "unix_time_second": unix,
         "voltage_volt": volt,
         "current_ampere": current,
-        "cycle_count": steps["cycle"][which].astype(np.int64) + 1,
-        "step_index": steps["step_id"][which].astype(np.int64) - 1,
+        "cycle_count": cycle,
+        "step_index": np.repeat(steps["step_id"].astype(np.int64) - 1, step_rows),
         "step_count": step_count,
-        "charging_capacity_ampere_hour": np.abs(run["chg_ah"]) * q_scale + np.clip(q, 0, None),
-        "discharging_capacity_ampere_hour": np.abs(run["dchg_ah"]) * q_scale + np.clip(-q, 0, None),
-        "charging_energy_watt_hour": np.abs(run["chg_wh"]) * q_scale + np.clip(e, 0, None),
-        "discharging_energy_watt_hour": np.abs(run["dchg_wh"]) * q_scale + np.clip(-e, 0, None),
     }
+    # the step's counters at its runInfo record, then each later sample's share
+    for field, name, inc in (("chg_ah", "charging_capacity_ampere_hour", q),
+                             ("dchg_ah", "discharging_capacity_ampere_hour", -q),
+                             ("chg_wh", "charging_energy_watt_hour", e),
+                             ("dchg_wh", "discharging_energy_watt_hour", -e)):  # fmt: skip
+        per_step = np.abs(run_at(field, q_scale)) + np.maximum(inc, 0.0)
+        columns[name] = steps_to_cycle_totals(per_step, step_count, cycle)
     frame = pl.DataFrame(columns)
-    for name in ("charging_capacity_ampere_hour", "discharging_capacity_ampere_hour",
-                 "charging_energy_watt_hour", "discharging_energy_watt_hour"):  # fmt: skip
-        frame = step_to_cycle_capacity(frame.rename({name: "_step"}), "_step", name).drop("_step")
     meta = _metadata(path, names, get)
     temperature = _temperature(path, get, names, meta, index, notes)
     if temperature is not None:
@@ -272,12 +277,14 @@ def _read(path: str | Path, names: list[str], get: Getter, notes: Notes) -> Read
     return ReadResult("samples", frame, "neware-ndax", meta, notes.items)
 
 
-def _since_anchor(d: np.ndarray, anchor: np.ndarray) -> np.ndarray:
-    """Running sum of ``d`` restarting at every runInfo record (``anchor`` rises by groups)."""
+def _since_record(d: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Running sum of ``d`` restarting at every runInfo record (``rows`` samples each)."""
     total = np.cumsum(d)
-    starts = np.r_[0, np.flatnonzero(np.diff(anchor)) + 1]
-    before = total[starts] - d[starts]
-    return total - np.repeat(before, np.diff(np.r_[starts, d.size]))
+    starts = np.r_[0, np.cumsum(rows)[:-1]]
+    keep = rows > 0
+    before = np.zeros(rows.size)
+    before[keep] = total[starts[keep]] - d[starts[keep]]
+    return total - np.repeat(before, rows)
 
 
 def _total_time(step_time: np.ndarray, step_count: np.ndarray) -> np.ndarray:
@@ -330,9 +337,19 @@ def _metadata(path, names: list[str], get: Getter) -> dict:
     return meta
 
 
+def _rows_covered(starts: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """How many of the samples (numbers ``index``, rising) each record covers: from its own
+    sample number (``starts``, rising, the first at or before ``index[0]``) to the next's."""
+    pos = np.searchsorted(index, starts, side="left")
+    pos[0] = 0
+    return np.diff(np.r_[pos, index.size])
+
+
 def _on_samples(values: np.ndarray, slots: np.ndarray, index: np.ndarray) -> np.ndarray | None:
     """Values of an auxiliary table (by slot number) at the samples' numbers; None if the table
     does not cover them."""
+    if slots.size >= index.size and np.array_equal(slots[: index.size], index):
+        return values[: index.size]  # the usual case: the same slots as data.ndc
     pos = np.clip(np.searchsorted(slots, index), 0, max(slots.size - 1, 0))
     if slots.size == 0 or not np.all(slots[pos] == index):
         return None
