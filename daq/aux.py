@@ -118,7 +118,7 @@ class AuxSampler:
         if self._actor is None:
             self._poll()
             return
-        self._actor.bind()
+        self._actor.bind(self.stop)  # stopped meanwhile: the loop below ends at once
         try:
             self._poll()
         finally:

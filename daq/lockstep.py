@@ -58,16 +58,19 @@ class ActorToken:
         self.started = False
         self.done = False
 
-    def bind(self) -> None:
-        """Call first thing in the actor's thread: from now on it counts as busy until it waits."""
-        self.clock._bind(self)
+    def bind(self, cancel: threading.Event | None = None) -> bool:
+        """Call first thing in the actor's thread: waits for the actor's first turn, after which
+        it counts as busy until it waits; True if ``cancel`` was set first."""
+        return self.clock._bind(self, cancel)
 
     def finish(self) -> None:
         """Call when the actor's thread ends (idempotent): the clock no longer waits for it."""
         self.clock._finish(self)
 
     def wait_until(self, clock_s: float, cancel: threading.Event | None = None) -> bool:
-        """Wait until the clock reads ``clock_s``; True if ``cancel`` was set first."""
+        """Wait until the clock reads ``clock_s`` (and it is this actor's turn: waiting for the
+        present instant lets actors registered earlier act first); True if ``cancel`` was set
+        first."""
         return self.clock._wait(clock_s, self.seq, actor=True, cancel=cancel)
 
 
@@ -120,15 +123,18 @@ class LockstepClock(ScaledClock):
             self._pending += 1
             return ActorToken(self, next(self._seq))
 
-    def _bind(self, token: ActorToken) -> None:
+    def _bind(self, token: ActorToken, cancel: threading.Event | None) -> bool:
         with self._cond:
             if token.started:
-                return
+                return False
             token.started = True
             self._pending -= 1
             self._busy += 1
             self._local.token = token
             self._cond.notify_all()
+        # the first act too waits for its turn: actors due at the same instant act one at a
+        # time, in registration order, whichever thread the OS started first
+        return self._wait(self._t, token.seq, actor=True, cancel=cancel)
 
     def _finish(self, token: ActorToken) -> None:
         with self._cond:
@@ -146,7 +152,7 @@ class LockstepClock(ScaledClock):
     # ------------------------------------------------------------------------------ waiting
     def _wait(self, clock_s: float, seq: int, *, actor: bool, cancel: threading.Event | None):
         with self._cond:
-            if clock_s <= self._t:
+            if clock_s < self._t:
                 return False
             me = _Sleeper(clock_s, seq, actor)
             self._sleepers.append(me)
@@ -188,8 +194,11 @@ class LockstepClock(ScaledClock):
         first = min(self._sleepers)
         if self._busy > self._proxies():
             return None
-        if self._pending and first.actor:
-            return None  # an actor not started yet: its first act comes before anyone's next
+        if self._pending and (first.actor or self._busy):
+            # an actor not started yet: its first act comes before anyone's next; only a
+            # simulator answering the thread that starts the actors (the engine's set-up
+            # readings) may move the clock meanwhile
+            return None
         due_wall = self._pace_wall + (first.wake_s - self._pace_sim) / self.time_scale
         now_wall = time.monotonic()
         if due_wall > now_wall:

@@ -183,7 +183,7 @@ class ChannelRunner:
 
     def run(self) -> None:
         if self._actor is not None:
-            self._actor.bind()
+            self._actor.bind(self.ctx.stop)  # a stop is seen by the first step
         try:
             self._run()
         finally:
