@@ -23,7 +23,7 @@ EXPORT_FORMATS = ("parquet", "csv")
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "runs",
-        help="list, show, export and repair recorded runs",
+        help="list, show, export and repair recorded runs; stop, pause or continue a live one",
         description="Inspect run folders written by cellbench (also while they are being written).",
     )
     runs_sub = parser.add_subparsers(dest="runs_command", metavar="ACTION")
