@@ -194,7 +194,11 @@ def _choice_line(chosen_from: dict[str, Any], circuit: str) -> str:
             if not other["resistances_determined"]:
                 text += " but its resistances are not determined"
             elif other["undetermined"]:
-                text += f" but {', '.join(other['undetermined'])} undetermined"
+                names = other["undetermined"]
+                verb = "is" if len(names) == 1 else "are"
+                text += f" but its {', '.join(names)} {verb} undetermined"
+                if scope:
+                    text += " on some sweep"
     return text + ")"
 
 
