@@ -103,6 +103,7 @@ class AlarmList(QTableWidget):
         super().__init__(0, 4, parent)
         self.setHorizontalHeaderLabels(["test time", "channel", "kind", "message"])
         self.verticalHeader().setVisible(False)
+        self.verticalHeader().setDefaultSectionSize(22)
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         header = self.horizontalHeader()

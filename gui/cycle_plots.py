@@ -135,7 +135,7 @@ class DqdvPlot(pg.PlotWidget):
         item = self.getPlotItem()
         style(item)
         item.setLabel("bottom", "voltage", units="V")
-        item.setLabel("left", "dQ/dV (Ah/V)")
+        item.setLabel("left", "dQ/dV", units="Ah/V")
         item.getAxis("left").setWidth(70)
         self.legend = item.addLegend(offset=(10, 10), labelTextColor="k")
         self.message = pg.TextItem("", color="#a00")

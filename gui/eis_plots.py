@@ -104,11 +104,22 @@ class NyquistPlot(pg.PlotWidget):
             item.plot(x, y, pen=pen, name=name)
         if sweeps:
             newest = sweeps[-1]
+            x, y = newest.z_real_ohm, -newest.z_imag_ohm
+            span = max(float(np.ptp(x)), float(np.ptp(y)), 1e-12)
+            middle = float(np.nanmean(x))
+            placed: list[tuple[float, float]] = []
             for i in decade_labels(newest.frequency_hertz):
+                px, py = float(x[i]), float(y[i])
+                if any(abs(px - qx) + abs(py - qy) < 0.08 * span for qx, qy in placed):
+                    continue  # too close to a label already placed: it would cover it
+                placed.append((px, py))
+                right = px > middle  # labels point away from the arc's centre, inside the plot
                 label = pg.TextItem(
-                    fmt_hz(float(newest.frequency_hertz[i])), color="#333", anchor=(0, 1)
+                    fmt_hz(float(newest.frequency_hertz[i])),
+                    color="#333",
+                    anchor=(1.1 if right else -0.1, 1.0),
                 )
-                label.setPos(float(newest.z_real_ohm[i]), float(-newest.z_imag_ohm[i]))
+                label.setPos(px, py)
                 item.addItem(label)
                 self.labels.append(label)
             item.enableAutoRange()
@@ -144,6 +155,11 @@ class BodePlot(pg.GraphicsLayoutWidget):
         self._shown = key
         self.mag.clear()
         self.phase.clear()
+        mags = [np.abs(s.z_real_ohm + 1j * s.z_imag_ohm) for s in sweeps]
+        wide = bool(mags) and np.nanmax([m.max() for m in mags]) > 10 * np.nanmin(
+            [m.min() for m in mags]
+        )
+        self.mag.setLogMode(x=True, y=bool(wide))  # log |Z| only where it spans a decade
         for sweep, color in zip(sweeps, sweep_colors(len(sweeps)), strict=True):
             z = sweep.z_real_ohm + 1j * sweep.z_imag_ohm
             kw = dict(

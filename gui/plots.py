@@ -146,9 +146,18 @@ class TimePlots(pg.GraphicsLayoutWidget):
         first, last = view.trace.span()
         seconds, unit = time_unit(last - first)
         if unit != self.unit:
+            old = self.unit_s
             self.unit_s, self.unit = seconds, unit
             self._label_time_axis()
-            self.plots["voltage_volt"].enableAutoRange(x=True)  # the axis changed meaning
+            if not self.following:  # the same stretch of the run, in the new unit
+                lo, hi = self.plots["voltage_volt"].vb.viewRange()[0]
+                self._setting = True
+                try:
+                    self.plots["voltage_volt"].setXRange(
+                        lo * old / seconds, hi * old / seconds, padding=0
+                    )
+                finally:
+                    self._setting = False
         if self.following:
             t0, t1 = None, None
         else:

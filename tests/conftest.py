@@ -12,6 +12,14 @@ FIXTURES = ROOT / "fixtures"
 SHARED_DATA = Path(os.environ.get("CELLBENCH_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
+@pytest.fixture(autouse=True)
+def _gui_settings_in_tmp(tmp_path_factory, monkeypatch):
+    """The window remembers its last choices (QSettings): never in the user's own settings,
+    and never carried from one test to the next."""
+    folder = tmp_path_factory.mktemp("gui-settings")
+    monkeypatch.setenv("CELLBENCH_GUI_SETTINGS", str(folder / "settings.ini"))
+
+
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     return FIXTURES
