@@ -160,10 +160,11 @@ def _flags(df: pl.DataFrame, finite: list[str]) -> tuple[bool, ...]:
     """Is any counter no whole Int32 number, any of ``finite`` missing or not finite? (Series
     kernels and numpy, no query plan: this runs on every read; the checks that then find the
     row run only where a flag is up.)"""
+    schema = df.schema
     counters = [
         _int32_bad(df[n])
         for n in COUNTERS
-        if n in df.columns and (df.schema[n].is_integer() or df.schema[n].is_float())
+        if n in schema and (schema[n].is_integer() or schema[n].is_float())
     ]
     return (*counters, *(_finite_bad(df[n]) for n in finite if n in df.columns))
 
@@ -297,13 +298,15 @@ def finish_samples(
     n = df.height
     columns = dict(zip(df.columns, df.get_columns(), strict=True))
     if "channel" not in columns:
-        columns["channel"] = pl.repeat("", n, dtype=pl.String, eager=True)
+        columns["channel"] = pl.Series("channel", [""] if n else [], dtype=pl.String)
+        if n > 1:
+            columns["channel"] = columns["channel"].extend_constant("", n - 1)
     if "unix_time_second" not in columns:
         columns["unix_time_second"] = columns["test_time_second"] + (start_unix or 0.0)
     if "cycle_count" not in columns:
-        columns["cycle_count"] = pl.repeat(1, n, dtype=pl.Int32, eager=True)
+        columns["cycle_count"] = pl.Series("cycle_count", np.ones(n, dtype=np.int32))
     if "step_index" not in columns:
-        columns["step_index"] = pl.repeat(0, n, dtype=pl.Int32, eager=True)
+        columns["step_index"] = pl.Series("step_index", np.zeros(n, dtype=np.int32))
     if "step_count" not in columns:
         step = columns["step_index"].to_numpy()
         cycle = columns["cycle_count"].to_numpy()
@@ -323,7 +326,13 @@ def _conformed(columns: dict[str, pl.Series], table: str) -> pl.DataFrame:
     ]
     extra = [s.alias(name) for name, s in columns.items() if name not in known]
     out = pl.DataFrame([*series, *extra])
-    validate_frame(table, out)
+    schema = out.schema  # once: each DataFrame.schema access builds it anew
+    if any(
+        (c.name in schema and schema[c.name] != c.dtype)
+        or (c.required and (c.name not in schema or out[c.name].null_count()))
+        for c in cols
+    ):
+        validate_frame(table, out)  # raises, listing every problem
     return out
 
 

@@ -22,6 +22,7 @@ error naming the byte offset.
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -321,17 +322,42 @@ def _columns(path, data: bytes, mod: Module, notes: Notes):
     n_rows, row, _, masks = _layout(path, data, mod, notes)
     start = mod.offset + masks.pop("_start")
     rec = np.frombuffer(data, dtype=row, count=n_rows, offset=start)
-    cols: dict[str, np.ndarray] = {}
-    for name in row.names:
-        if name.startswith("unknown#"):
-            continue
-        if name == "flags":
-            for flag, mask in masks.items():
+    return _Columns(rec, masks), lambda r: {"offset": start + int(r) * row.itemsize}
+
+
+class _Columns(Mapping):
+    """The data module's columns by name, each unpacked from the packed rows when first asked
+    for (a read needs a handful of the file's tens of columns)."""
+
+    def __init__(self, rec: np.ndarray, masks: dict[str, int]):
+        self._rec, self._masks, self._done = rec, masks, {}
+        names = [n for n in rec.dtype.names if not n.startswith("unknown#")]
+        self._names = [m for n in names for m in (masks if n == "flags" else [n])]
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._done:
+            if name in self._masks:
+                mask = self._masks[name]
                 shift = (mask & -mask).bit_length() - 1
-                cols[flag] = (rec["flags"] & mask) >> shift
-        else:
-            cols[name] = rec[name]
-    return cols, lambda r: {"offset": start + int(r) * row.itemsize}
+                self._done[name] = (self._rec["flags"] & mask) >> shift
+            elif name in self._names:
+                self._done[name] = self._rec[name]
+            else:
+                raise KeyError(name)
+        return self._done[name]
+
+    def __iter__(self):
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+    @property
+    def rows(self) -> int:
+        return self._rec.size
 
 
 def _counter(path, values: np.ndarray, name: str, locate) -> np.ndarray:
@@ -355,7 +381,7 @@ def vendor_columns(path: str | Path) -> dict[str, np.ndarray]:
     mod = next((m for m in modules(path, data) if m.short_name == "VMP data"), None)
     if mod is None:
         raise ReaderError(path, "no 'VMP data' module", expected="a data module")
-    return _columns(path, data, mod, Notes(path))[0]
+    return dict(_columns(path, data, mod, Notes(path))[0])
 
 
 def _first(cols: dict[str, np.ndarray], *names: str) -> np.ndarray | None:
@@ -383,7 +409,7 @@ def parse_mpr(path: str | Path, data: bytes, kind: str | None = None) -> ReadRes
         if m.short_name not in KNOWN_MODULES:
             notes.warn(f"module {m.long_name!r} at offset {m.offset} skipped")
     cols, locate = _columns(path, data, data_mods[0], notes)
-    n = len(next(iter(cols.values()))) if cols else 0
+    n = cols.rows
     start = _ole_start(data, mods)
     freq = _first(cols, "freq/Hz")
     is_eis = freq > 0 if freq is not None else np.zeros(n, dtype=bool)
@@ -415,19 +441,19 @@ FLAGS_NAMES = {name for name, _ in FLAGS.values()}
 
 
 def _samples(path, cols: dict[str, np.ndarray], start, notes: Notes, locate) -> pl.DataFrame:
-    out: dict[str, np.ndarray] = {"test_time_second": cols["time/s"].astype(np.float64)}
+    out: dict[str, np.ndarray] = {"test_time_second": cols["time/s"].astype(np.float64, copy=False)}
     volt = _first(cols, "Ewe/V", "<Ewe>/V", "Ecell/V")
     if volt is None:
         raise ReaderError(path, "no voltage column (Ewe/V, <Ewe>/V)", expected="ID 6 or 77")
-    out["voltage_volt"] = volt.astype(np.float64)
+    out["voltage_volt"] = volt.astype(np.float64, copy=False)
     cur = _first(cols, "I/mA", "<I>/mA")
     if cur is None:
         notes.warn("no current column (an open-circuit technique?): current set to 0")
         cur = np.zeros(len(volt))
-    out["current_ampere"] = cur.astype(np.float64) * 1e-3
+    out["current_ampere"] = cur.astype(np.float64, copy=False) * 1e-3
     dq = _first(cols, "dq/mA.h", "dQ/mA.h")
     if dq is not None:
-        out["_dq"] = dq.astype(np.float64) * 1e-3
+        out["_dq"] = dq.astype(np.float64, copy=False) * 1e-3
     cycle = _first(cols, "cycle number")
     half = _first(cols, "half cycle")
     if cycle is not None:
@@ -440,7 +466,7 @@ def _samples(path, cols: dict[str, np.ndarray], start, notes: Notes, locate) -> 
         out["step_index"] = ns.astype(np.int64)
     temp = _first(cols, "Temperature/°C")
     if temp is not None:
-        out["temperature_celsius"] = temp.astype(np.float64)
+        out["temperature_celsius"] = temp.astype(np.float64, copy=False)
     cycles = out.get("cycle_count")
     if "_dq" in out and (cycles is None or np.all(cycles[1:] >= cycles[:-1])):
         dq = out.pop("_dq")  # finite checked with the other columns below
