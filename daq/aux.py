@@ -89,7 +89,8 @@ class AuxSampler:
         return value
 
     def stale(self) -> bool:
-        """The latest reading is older than ``stale_after_s`` (clock) and ``stale_wall_s``."""
+        """For safety: the latest reading is older than ``stale_after_s`` (clock) and
+        ``stale_wall_s`` (wall), so it cannot vouch for the limit any more."""
         latest = self.latest
         return (
             self.clock.now() - latest.time_s > self.stale_after_s
@@ -97,7 +98,15 @@ class AuxSampler:
         )
 
     def value(self) -> float:
-        """Latest reading, NaN if none or stale."""
+        """Latest reading for the record: NaN if none, or older than ``stale_after_s`` (clock
+        seconds), rather than repeated as if it were fresh."""
+        latest = self.latest
+        if self.clock.now() - latest.time_s > self.stale_after_s:
+            return math.nan
+        return latest.value
+
+    def checked_value(self) -> float:
+        """Latest reading for the safety check: NaN (a breach of a limit) once :meth:`stale`."""
         return math.nan if self.stale() else self.latest.value
 
     def age_second(self) -> float:

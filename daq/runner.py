@@ -612,20 +612,20 @@ class ChannelRunner:
             self._limits,
             voltage_volt=v,
             current_ampere=i,
-            **self._aux_readings(temp, pres),
+            **self._aux_readings(),
         )
         if breach is not None:
             self._breach(breach)
         return t, v, i
 
-    def _aux_readings(self, temp: float, pres: float) -> dict[str, float]:
+    def _aux_readings(self) -> dict[str, float]:
         """Temperature and pressure to check: those of the instruments serving this channel. A
         NaN from one of them (dead sensor, or its reading stale) is a breach of its limit."""
         out = {}
         if self.io.temperature is not None:
-            out["temperature_celsius"] = temp
+            out["temperature_celsius"] = self.io.temperature.checked_value()
         if self.io.pressure is not None:
-            out["pressure_megapascal"] = pres
+            out["pressure_megapascal"] = self.io.pressure.checked_value()
         return out
 
     def _resistance(self) -> float | None:
@@ -642,7 +642,7 @@ class ChannelRunner:
         temp = self.io.temperature.value() if self.io.temperature is not None else math.nan
         pres = self.io.pressure.value() if self.io.pressure is not None else math.nan
         s.test_time_second, s.temperature_celsius, s.pressure_megapascal = t, temp, pres
-        breach = check(self._limits, **self._aux_readings(temp, pres))
+        breach = check(self._limits, **self._aux_readings())
         if breach is not None:
             self._breach(breach)
         return t, math.nan, math.nan
