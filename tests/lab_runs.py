@@ -117,6 +117,8 @@ def live_writer(root: Path, channels: int, hz: float, seconds: float, seal_every
             ),
         )
         n += channels
+        if n // channels % 10 == 1:
+            w.event("note", f"{n} rows", data={"rows": n})
         print(f"ack {n} {now:.3f}", flush=True)
         tick += period
         time.sleep(max(0.0, tick - time.monotonic()))
