@@ -116,6 +116,7 @@ class _Cached:
     frames: list[journal.Frame]
     damaged: list[journal.Damage]
     tail: str | None = None  # why the bytes after ``end`` are not (yet) a frame
+    read_to: int = -1  # file size when it was last read to its end as a closed journal
 
 
 class JournalCache:
@@ -148,7 +149,9 @@ class JournalCache:
                 cached = _Cached(st.st_ino, 0, [], [])
                 self._drop_decoded({path})
             if st.st_size > cached.end and closed:
-                cached = _read_rest(fh, cached)
+                if cached.read_to != st.st_size:  # not again for the same bytes (crashed runs)
+                    cached = _read_rest(fh, cached)
+                    cached.read_to = st.st_size
             elif st.st_size > cached.end:
                 cached = _read_new_frames(fh, cached, st.st_size)
             elif st.st_size == cached.end:
