@@ -100,6 +100,7 @@ def test_station_model(fixtures_dir: Path) -> None:
 
 def test_driver_names_match_the_registry() -> None:
     from cellbench.drivers import registry
+
     assert set(DRIVER_ROLES) == set(registry.DRIVERS)
 
 
@@ -107,6 +108,7 @@ def test_frequency_ranges_match_the_drivers() -> None:
     from cellbench.drivers import e4990a
     from cellbench.drivers import hioki_im3590 as im3590
     from cellbench.drivers import palmsens_emstat as emstat
+
     assert EIS_FREQUENCY_RANGE_HERTZ["e4990a"] == (
         e4990a.MIN_FREQUENCY_HERTZ,
         e4990a.MAX_FREQUENCY_HERTZ,
