@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cellbench.cli.gui",
     "cellbench.cli.sync",
     "cellbench.cli.catalog",
+    "cellbench.cli.batch",
 )
 
 

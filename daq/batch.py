@@ -1,0 +1,210 @@
+"""Batch reanalysis of many runs, on one machine or a Dask cluster.
+
+One task per run. A task reads its run's samples itself: from the lab archive (the segments the
+catalog lists for it, through fsspec, so a worker on another machine needs the archive's
+location, not the catalog's credentials) or from a local run folder, computes the per-cycle
+summary, and returns it. The client gathers results as they complete, reports progress, stores
+the summaries in the catalog (``cycle_summaries``) when it may, and reports a failing run with
+its reason without stopping the batch.
+
+``scheduler="tcp://host:8786"`` uses a running Dask cluster (``dask scheduler`` and
+``dask worker`` on the lab's machines); ``workers=N`` starts a local cluster of N processes;
+neither runs the tasks one after another in this process.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from cellbench.core.errors import CellbenchError
+
+log = logging.getLogger("cellbench.batch")
+
+
+@dataclass(frozen=True)
+class RunTask:
+    """What a worker needs to analyse one run: an archived run, or a local run folder."""
+
+    run_id: str
+    archive: str | None = None  # archive location
+    segments: tuple[tuple[int, int, int, str, str], ...] = ()  # samples segments, in order
+    folder: str | None = None  # local run folder
+    rows_total: int | None = None  # samples rows the catalog holds (archived or not)
+
+
+@dataclass
+class RunResult:
+    """One run's outcome: its per-cycle summary, or why it failed."""
+
+    run_id: str
+    ok: bool
+    summary: pl.DataFrame | None = None
+    error: str | None = None
+    rows: int = 0  # samples rows analysed
+    rows_total: int | None = None
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "ok": self.ok,
+            "error": self.error,
+            "rows": self.rows,
+            "rows_total": self.rows_total,
+            "cycles": None if self.summary is None else self.summary.height,
+            "summary": None if self.summary is None else self.summary.to_dicts(),
+        }
+
+
+def read_samples(task: RunTask) -> pl.DataFrame:
+    """The samples of a task's run (archive segments or local folder)."""
+    if task.folder is not None:
+        from cellbench.daq.run_reader import RunReader
+
+        return RunReader(Path(task.folder)).read("samples")
+    if not task.segments:
+        raise CellbenchError(f"run {task.run_id}: no archived samples segments")
+    from cellbench.daq.archive import Archive
+    from cellbench.daq.catalog_run import read_archived_table
+
+    return read_archived_table(Archive(task.archive or ""), list(task.segments), "samples")
+
+
+def summarise_run(task: RunTask) -> RunResult:
+    """Per-cycle summary of one run; never raises (the failure is the result)."""
+    t0 = time.perf_counter()
+    try:
+        from cellbench.analysis.cycling import cycle_summary
+
+        samples = read_samples(task)
+        summary = cycle_summary(samples, capacity_source="integration")
+        return RunResult(
+            task.run_id,
+            True,
+            summary,
+            rows=samples.height,
+            rows_total=task.rows_total,
+            seconds=time.perf_counter() - t0,
+        )
+    except Exception as exc:  # reported and skipped: one bad run never stops a batch
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return RunResult(
+            task.run_id, False, error=text, rows_total=task.rows_total,
+            seconds=time.perf_counter() - t0,
+        )  # fmt: skip
+
+
+def catalog_tasks(
+    catalog_url: str,
+    *,
+    where: str | None = None,
+    run_ids: Iterable[str] | None = None,
+    archive: str | None = None,
+) -> list[RunTask]:
+    """A task per catalog run (``where`` filters ``runs``; ``run_ids`` picks)."""
+    from cellbench.daq.catalog import Catalog
+    from cellbench.daq.catalog_run import archived_cover
+
+    tasks = []
+    with Catalog(catalog_url) as cat:
+        runs = cat.list_runs(where)
+        wanted = set(run_ids) if run_ids is not None else None
+        for r in runs:
+            if wanted is not None and r["run_id"] not in wanted:
+                continue
+            try:
+                segs = archived_cover(cat, r["run_id"])["samples"]
+            except CellbenchError as exc:
+                log.warning("%s: %s", r["run_id"], exc)
+                segs = []
+            tasks.append(
+                RunTask(
+                    r["run_id"],
+                    archive=archive or r["archive"],
+                    segments=tuple(segs),
+                    rows_total=int(r["samples_rows"]),
+                )
+            )
+    return tasks
+
+
+def folder_tasks(paths: Iterable[Path]) -> list[RunTask]:
+    """A task per local run folder among ``paths`` (folders of runs are expanded)."""
+    from cellbench.daq.run_reader import load_meta
+    from cellbench.daq.sync import find_runs
+
+    return [RunTask(load_meta(p).run_id, folder=str(p)) for p in find_runs(paths)]
+
+
+def run_batch(
+    tasks: list[RunTask],
+    *,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    processes: bool = True,
+    progress: Callable[[int, int, RunResult], None] | None = None,
+    func: Callable[[RunTask], RunResult] = summarise_run,
+) -> list[RunResult]:
+    """Run ``func`` over ``tasks``; results in completion order."""
+    if scheduler and workers:
+        raise CellbenchError("give either a scheduler address or a number of local workers")
+    results: list[RunResult] = []
+    total = len(tasks)
+    if not scheduler and not workers:
+        for task in tasks:
+            results.append(func(task))
+            if progress:
+                progress(len(results), total, results[-1])
+        return results
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    try:
+        if scheduler:
+            client = Client(scheduler, timeout="20s")
+        else:
+            cluster = LocalCluster(
+                n_workers=int(workers or 1),
+                threads_per_worker=1,
+                processes=processes,
+                dashboard_address=None,
+            )
+            client = Client(cluster)
+    except OSError as exc:
+        raise CellbenchError(f"cannot reach the Dask scheduler {scheduler}: {exc}") from None
+    try:
+        futures = client.map(func, tasks, pure=False)
+        for fut in as_completed(futures):
+            try:
+                res = fut.result()
+            except Exception as exc:  # a worker died under the task: report and go on
+                res = RunResult(str(getattr(fut, "key", "?")), False, error=f"worker: {exc}")
+            results.append(res)
+            if progress:
+                progress(len(results), total, res)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return results
+
+
+def store_summaries(catalog_url: str, results: list[RunResult]) -> int:
+    """Put the summaries of the successful runs into the catalog; returns runs stored."""
+    from cellbench.daq.catalog import Catalog
+
+    n = 0
+    with Catalog(catalog_url) as cat:
+        for res in results:
+            if res.ok and res.summary is not None and res.summary.height:
+                cat.upsert_cycle_summaries(res.run_id, res.summary)
+                n += 1
+    return n
