@@ -87,9 +87,11 @@ def _cellpy(instrument: str, **kwargs) -> Reader | None:
     except ImportError:
         return None
     logging.getLogger("cellpy").setLevel(logging.ERROR)
-    return lambda path: cellpy.get(
-        str(path), instrument=instrument, auto_summary=False, logging_mode="CRITICAL", **kwargs
-    ).data.raw
+    return lambda path: (
+        cellpy.get(
+            str(path), instrument=instrument, auto_summary=False, logging_mode="CRITICAL", **kwargs
+        ).data.raw
+    )
 
 
 def _cellbench(path: Path) -> object:
