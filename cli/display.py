@@ -174,16 +174,15 @@ class LiveDisplay:
         eng = self.engine
         title = eng.protocol.name  # the run folder is printed once, above the table
         table = Table(title=title, expand=False)
-        for col in ("channel", "step", "cycle", "V", "I / mA", "T / °C", "elapsed", "step left"):
+        for col in ("channel", "step", "cycle", "V", "I", "T / °C", "elapsed", "step left"):
             table.add_column(col, justify="right" if col not in ("channel", "step") else "left")
         for st in eng.states.values():
-            current_ma = st.current_ampere * 1e3 if math.isfinite(st.current_ampere) else math.nan
             table.add_row(
                 st.channel,
                 f"{st.step_index} {st.step_label}"[:48],
                 str(st.cycle_count),
                 _num(st.voltage_volt, ".4f") + _stale(st),
-                _num(current_ma, ".4g"),
+                fmt_current(st.current_ampere),  # -1.000 mA, -843.9 pA: never -8.4e-07 mA
                 _num(st.temperature_celsius, ".1f"),
                 fmt_duration(st.test_time_second),
                 fmt_duration(st.step_remaining_second),

@@ -368,3 +368,18 @@ def test_a_plain_run_prints_its_folder_once(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.count(str(tmp_path / "runs" / "t1")) == 1, out
     assert out.rstrip().endswith("run completed")
+
+
+def test_live_table_current_in_a_readable_unit(tmp_path):
+    from rich.console import Console
+
+    from cellbench.cli.display import LiveDisplay
+
+    engine = _FakeEngine(tmp_path / "run1", {"cell1": _state()})
+    engine.protocol = SimpleNamespace(name="demo")
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=100, force_terminal=False)
+    display = LiveDisplay(engine, console=console)
+    console.print(display._table())
+    text = buffer.getvalue()
+    assert "-632.6 pA" in text and "e-0" not in text
