@@ -21,6 +21,8 @@ error naming the byte offset.
 
 from __future__ import annotations
 
+import mmap
+import os
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -171,7 +173,7 @@ def _text(raw: bytes) -> str:
 
 def modules(path: str | Path, data: bytes) -> list[Module]:
     """The modules of an .mpr file, checked against the file's length."""
-    if not data.startswith(MAGIC):
+    if data[: len(MAGIC)] != MAGIC:
         raise ReaderError(path, "not a BioLogic .mpr file", offset=0, expected=repr(MAGIC))
     out: list[Module] = []
     pos = FILE_HEADER
@@ -392,8 +394,20 @@ def _first(cols: dict[str, np.ndarray], *names: str) -> np.ndarray | None:
 
 
 def read_mpr(path: str | Path, kind: str | None = None) -> ReadResult:
-    """Read an .mpr file; ``kind`` picks samples or spectra from a file holding both."""
-    return parse_mpr(path, Path(path).read_bytes(), kind)
+    """Read an .mpr file; ``kind`` picks samples or spectra from a file holding both.
+
+    The file is mapped, not copied: the rows are read where the page cache holds them (the
+    frame's columns are copies; the mapping closes when the last view of it goes)."""
+    try:
+        with open(path, "rb") as f:
+            data = (
+                mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                if os.fstat(f.fileno()).st_size
+                else b""
+            )
+    except (OSError, ValueError) as exc:
+        raise ReaderError(path, f"cannot read the file: {exc}") from None
+    return parse_mpr(path, data, kind)
 
 
 def parse_mpr(path: str | Path, data: bytes, kind: str | None = None) -> ReadResult:
@@ -441,19 +455,19 @@ FLAGS_NAMES = {name for name, _ in FLAGS.values()}
 
 
 def _samples(path, cols: dict[str, np.ndarray], start, notes: Notes, locate) -> pl.DataFrame:
-    out: dict[str, np.ndarray] = {"test_time_second": cols["time/s"].astype(np.float64, copy=False)}
+    out: dict[str, np.ndarray] = {"test_time_second": cols["time/s"].astype(np.float64)}
     volt = _first(cols, "Ewe/V", "<Ewe>/V", "Ecell/V")
     if volt is None:
         raise ReaderError(path, "no voltage column (Ewe/V, <Ewe>/V)", expected="ID 6 or 77")
-    out["voltage_volt"] = volt.astype(np.float64, copy=False)
+    out["voltage_volt"] = volt.astype(np.float64)
     cur = _first(cols, "I/mA", "<I>/mA")
     if cur is None:
         notes.warn("no current column (an open-circuit technique?): current set to 0")
         cur = np.zeros(len(volt))
-    out["current_ampere"] = cur.astype(np.float64, copy=False) * 1e-3
+    out["current_ampere"] = cur.astype(np.float64) * 1e-3
     dq = _first(cols, "dq/mA.h", "dQ/mA.h")
     if dq is not None:
-        out["_dq"] = dq.astype(np.float64, copy=False) * 1e-3
+        out["_dq"] = dq.astype(np.float64) * 1e-3
     cycle = _first(cols, "cycle number")
     half = _first(cols, "half cycle")
     if cycle is not None:
@@ -466,7 +480,7 @@ def _samples(path, cols: dict[str, np.ndarray], start, notes: Notes, locate) -> 
         out["step_index"] = ns.astype(np.int64)
     temp = _first(cols, "Temperature/°C")
     if temp is not None:
-        out["temperature_celsius"] = temp.astype(np.float64, copy=False)
+        out["temperature_celsius"] = temp.astype(np.float64)
     cycles = out.get("cycle_count")
     if "_dq" in out and (cycles is None or np.all(cycles[1:] >= cycles[:-1])):
         dq = out.pop("_dq")  # finite checked with the other columns below
