@@ -97,7 +97,7 @@ def encode_rows(df: pl.DataFrame, columns: list[PgColumn]) -> bytes:
             fields.append(_fixed_field(series, col.pgtype))
     width = 2 + sum(4 + mat.shape[1] for mat, _ in fields)
     matrix = np.zeros((n, width), dtype=np.uint8)
-    mask = np.ones((n, width), dtype=bool)
+    mask: np.ndarray | None = None  # bytes that exist; None while every byte does
     matrix[:, 0:2] = np.frombuffer(struct.pack(">h", len(columns)), np.uint8)
     off = 2
     for mat, lens in fields:
@@ -106,9 +106,12 @@ def encode_rows(df: pl.DataFrame, columns: list[PgColumn]) -> bytes:
         off += 4
         if w:
             matrix[:, off : off + w] = mat
-            mask[:, off : off + w] = np.arange(w)[None, :] < lens[:, None]
+            if (lens != w).any():  # NULLs or shorter strings leave bytes out
+                if mask is None:
+                    mask = np.ones((n, width), dtype=bool)
+                mask[:, off : off + w] = np.arange(w)[None, :] < lens[:, None]
         off += w
-    return matrix[mask].tobytes()
+    return matrix.tobytes() if mask is None else matrix[mask].tobytes()
 
 
 def copy_chunks(df: pl.DataFrame, columns: list[PgColumn]) -> Iterator[bytes]:

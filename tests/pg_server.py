@@ -50,7 +50,8 @@ def _free_port() -> int:
 class PgServer:
     """One throw-away PostgreSQL cluster."""
 
-    def __init__(self, bindir: Path):
+    def __init__(self, bindir: Path, *, durable: bool = False):
+        self.durable = durable  # fsync on (benchmarks); tests run without it
         self.bindir = bindir
         self.root = Path(tempfile.mkdtemp(prefix="cellbench-pg-"))
         self.data = self.root / "data"
@@ -90,9 +91,10 @@ class PgServer:
     def start(self) -> None:
         opts = (
             f"-c listen_addresses={self.host} -c port={self.port} "
-            f"-c unix_socket_directories={self.root} -c fsync=off -c synchronous_commit=off "
-            "-c full_page_writes=off"
+            f"-c unix_socket_directories={self.root}"
         )
+        if not self.durable:
+            opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run("pg_ctl", "-D", str(self.data), "-o", opts, "-l", str(self.root / "log"),
                   "-w", "-t", "30", "start")  # fmt: skip
 
