@@ -241,7 +241,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="report folder (created; files in it are overwritten)",
     )
     p.add_argument("--title", help="report title (default: the run id)")
-    p.add_argument("--circuit", help="equivalent circuit for the spectra (default: chosen by BIC)")
+    p.add_argument(
+        "--circuit",
+        help=(
+            "equivalent circuit for every sweep (default: one chosen by BIC on all sweeps "
+            "together, as analyze eis --one-circuit does)"
+        ),
+    )
     p.add_argument(
         "--threshold",
         type=float,

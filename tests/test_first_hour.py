@@ -383,3 +383,13 @@ def test_live_table_current_in_a_readable_unit(tmp_path):
     console.print(display._table())
     text = buffer.getvalue()
     assert "-632.6 pA" in text and "e-0" not in text
+
+
+def test_the_report_chooses_its_circuit_on_all_sweeps_not_the_first(tmp_path):
+    from cellbench.analysis.report import fit_sweeps
+    from cellbench.daq.store import open_run
+
+    run = _eis_run(tmp_path, [ONE_ARC, TWO_ARCS, TWO_ARCS])
+    analysis = fit_sweeps(open_run(run).read("spectra"))
+    assert analysis.circuit == TWO_ARCS[0]  # the first sweep alone would pick one arc
+    assert [f.circuit for f in analysis.fits] == [TWO_ARCS[0]] * 3

@@ -82,13 +82,19 @@ def analysis_from_fits(spectra: pl.DataFrame, fits: Sequence[FitResult]) -> EisA
 
 
 def fit_sweeps(spectra: pl.DataFrame, circuit: str | None = None) -> EisAnalysis:
-    """Fit every sweep (warm-started in sweep order); without ``circuit`` choose one on the first
-    sweep with :func:`choose_circuit`."""
-    from cellbench.analysis.eis_batch import fit_spectra, iter_sweeps
+    """Fit every sweep (warm-started in sweep order); without ``circuit`` one circuit chosen on
+    all sweeps together (:func:`cellbench.analysis.eis_batch.choose_circuit_for_sweeps`, as
+    ``cellbench analyze eis --one-circuit`` does), so that a later sweep that the first one's
+    circuit does not fit is not forced into it."""
+    from cellbench.analysis.eis_batch import choose_circuit_for_sweeps, fit_spectra, iter_sweeps
 
     if circuit is None:
-        _, f, z = next(iter_sweeps(spectra))
-        circuit = choose_circuit(f, z).circuit
+        sweeps = list(iter_sweeps(spectra))
+        with np.errstate(all="ignore"):
+            chosen, _ = choose_circuit_for_sweeps([(f, z) for _, f, z in sweeps])
+        if chosen is None:
+            raise ReportError("no candidate circuit can be fitted to every spectrum")
+        return analysis_from_fits(spectra, chosen)
     fits: list[FitResult] = []
     with np.errstate(all="ignore"):
         table = fit_spectra(spectra, circuit, results=fits)
