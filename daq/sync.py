@@ -113,12 +113,14 @@ class Syncer:
         loader: str = "copy",
         max_load_rows: int = MAX_LOAD_ROWS,
         summary_interval_s: float = 60.0,
+        summaries: bool = True,
     ):
         self.catalog_url = catalog_url
         self.archive = Archive(archive_location)
         self.loader = loader
         self.max_load_rows = int(max_load_rows)
         self.summary_interval_s = float(summary_interval_s)
+        self.summaries = summaries  # per-cycle summaries into the catalog as runs go
         self._catalog: Catalog | None = None
         self._states: dict[Path, _RunState] = {}
         self._seg_rows: dict[Path, int] = {}
@@ -272,6 +274,8 @@ class Syncer:
         self, cat: Catalog, path: Path, run_id: str, state: _RunState, final: bool
     ) -> None:
         """Per-cycle summaries into the catalog: when a run is finished and every so often."""
+        if not self.summaries:
+            return
         rows = cat.positions(run_id)["samples"].rows
         due = time.monotonic() - state.summarised_at >= self.summary_interval_s
         if rows == 0 or rows == state.summarised_rows or not (final or due):
