@@ -523,6 +523,9 @@ class ChannelRunner:
 
     def _wait_paused(self, clock_t: float) -> None:
         """Wait until ``clock_t`` or a continue; a stop is seen within a quarter second."""
+        if self._actor is not None:  # lockstep clock: time goes on; the continue is seen next
+            self._sleep_until(clock_t)  # interval, a few wall ms at a demo's time scale
+            return
         clock = self.ctx.clock
         while True:
             self._check_stop()
