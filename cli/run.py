@@ -256,6 +256,11 @@ def drive(
             control = serve(engine, engine.run_path)
             if control is not None:
                 print(f"control channel: {control.path}", flush=True)
+            if engine.run_path is not None:  # station [sync]: upload in a process of its own
+                from cellbench.daq.sync_config import start_for_run
+
+                if (uploader := start_for_run(engine.run_path)) is not None:
+                    print(f"sync: uploading to the lab catalog (pid {uploader.pid})", flush=True)
             use_plain = plain or not sys.stdout.isatty()
             display = PlainDisplay(engine, every_s=log_every) if use_plain else LiveDisplay(engine)
             display.start()

@@ -40,6 +40,7 @@ from cellbench.core.units import FREQUENCY, format_quantity
 from cellbench.daq import simulated
 from cellbench.daq.engine_options import check_engine_table
 from cellbench.daq.protocol import CCD, EIS, Problem, Protocol, ProtocolError, Temperature
+from cellbench.daq.sync_config import check_sync_table
 from cellbench.daq.toml_check import (
     Checker,
     TomlFileError,
@@ -225,7 +226,7 @@ def parse_station(text: str, *, source: str = "<string>", path: Path | None = No
     return station
 
 
-_TOP_KEYS = ("cell", "simulation", "instrument", "engine")
+_TOP_KEYS = ("cell", "simulation", "instrument", "engine", "sync")
 _CELL_NUMBERS = ("area_cm2", "thickness_cm", "active_mass_g", "nominal_capacity_ah")
 _CELL_KEYS = ("name", "chemistry", "notes", *_CELL_NUMBERS)
 _SIM_KEYS = ("cell", "cell_params", "time_scale", "seed")
@@ -253,6 +254,8 @@ class _Checker(Checker):
         self.unknown_keys(data, (), _TOP_KEYS)
         # [engine]: the acquisition engine's tuning, checked here (with lines) and kept in raw.
         check_engine_table(self, data.get("engine"), ("engine",))
+        # [sync]: upload to the lab catalog while recording (daq/sync_config.py); kept in raw.
+        check_sync_table(self, data.get("sync"), ("sync",))
         cell = self.cell(data.get("cell"))
         simulation = self.simulation(data.get("simulation"))
         instruments = self.instruments(data.get("instrument"), cell)
