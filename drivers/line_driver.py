@@ -320,7 +320,7 @@ def _unmap(driver: LineDriver, mapping: Mapping[Any, str], reply: str, command: 
         if _same(wire, reply):
             return key
     if set(mapping) == {True, False}:  # SCPI booleans answer 1/0 whichever spelling was sent
-        word = reply.strip().upper()
+        word = reply.strip().upper().lstrip("+")  # Keysight signs <NR1>: "+1"
         if word in ("1", "ON", "0", "OFF"):
             return word in ("1", "ON")
     raise driver._reply_error(f"reply {reply!r} is none of {', '.join(mapping.values())}", command)

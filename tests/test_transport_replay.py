@@ -54,7 +54,7 @@ def test_a_scripted_conversation_runs_without_threads_or_sockets():
         (b":NPLC?\n", b"+5.000000E-01\n"),
         (b":SPE SLOW\n", None),
         (b":OUTP ON\n", None),
-        (b":OUTP?\n", b"1\n"),  # a boolean mapping accepts 1/0 too
+        (b":OUTP?\n", b"+1\n"),  # a boolean mapping accepts 1/0 (and signed +1) too
         (b":APER 5\n", None),
         (b":APER?\n", b"+5\n"),
     ]
