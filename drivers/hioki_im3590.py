@@ -19,7 +19,9 @@ the same LCR command family, which prints the ``:MEASure:ITEM`` register bits):
   on an IM3590*: the driver therefore also checks the reply shape (exactly two NR3 values).
 - ``:TRIG EXT`` once, then per point ``:FREQ <f>``, ``*TRG``, ``:MEAS?``. In internal trigger
   mode the instrument free-runs and a reply can hold a measurement begun before the ``:FREQ``
-  change; the public IM35xx drivers use external trigger with ``*TRG`` per point, as here.
+  change. The driver review (cellbench issue 18) found public drivers using external trigger
+  with ``*TRG`` per point, as here; one public Hioki LCR script we read instead sets
+  ``:TRIGger INTernal`` and reads ``:MEASure?`` directly, which carries that risk.
 - ``:MEAS?`` -> what ``:MEASure:VALid`` selects: status, judgment results, measurement values,
   panel number (CM). The bit layout of ``:MEASure:VALid`` is not in the pages we could read, so
   the driver leaves it as the instrument has it and reads the reply tolerantly: NR3 fields
