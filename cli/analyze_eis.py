@@ -48,6 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="example: cellbench analyze eis cell.csv --circuit 'R0-p(R1,CPE1)-Ws1' --json",
     )
     p.add_argument("file", type=Path, metavar="FILE", help="run folder or EIS file")
+    from cellbench.cli import catalog_args  # --catalog URL RUN_ID (the lab catalog)
+
+    catalog_args.add_catalog_option(p)
     p.add_argument(
         "--circuit",
         help="circuit string, e.g. 'R0-p(R1,CPE1)-p(R2-Wo1,C2)' (elements R C L CPE W Wo Ws G TLM)",
@@ -74,7 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     add_report_option(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=catalog_args.catalog_aware(run, "file"))
 
 
 def _num(x: float) -> float | None:

@@ -232,6 +232,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="example: cellbench report runs/20260301T120000Z-cell7 --out reports/cell7",
     )
     p.add_argument("source", type=Path, metavar="RUN_OR_FILE", help="run folder or vendor file")
+    from cellbench.cli import catalog_args  # --catalog URL RUN_ID (the lab catalog)
+
+    catalog_args.add_catalog_option(p)
     p.add_argument(
         "--out",
         "-o",
@@ -274,4 +277,4 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(default: when the run's protocol has a ccd step)",
     )
     p.add_argument("--channel", help="report only this channel (default: every channel)")
-    p.set_defaults(func=cmd_report)
+    p.set_defaults(func=catalog_args.catalog_aware(cmd_report, "source"))

@@ -69,8 +69,34 @@ def cycling_frame(
     return pl.concat(frames)
 
 
+def spectrum_frame(
+    r0: float = 20.0, r1: float = 50.0, c1: float = 1e-6, *, t0_unix: float = 1.7e9
+) -> pl.DataFrame:
+    """One impedance sweep of R0 + (R1 || C1), 1 MHz to 1 Hz, 10 points per decade."""
+    f = np.logspace(6, 0, 61)
+    z = r0 + r1 / (1 + 2j * np.pi * f * r1 * c1)
+    t = np.arange(f.size, dtype=float)
+    return pl.DataFrame(
+        {
+            "channel": "ch1",
+            "sweep_index": np.zeros(f.size, dtype=np.int32),
+            "test_time_second": t,
+            "unix_time_second": t0_unix + t,
+            "frequency_hertz": f,
+            "z_real_ohm": z.real,
+            "z_imag_ohm": z.imag,
+        }
+    )
+
+
 def make_run(
-    root: Path, *, run_id: str | None = None, cycles: int = 3, pieces: int = 3, close: bool = True
+    root: Path,
+    *,
+    run_id: str | None = None,
+    cycles: int = 3,
+    pieces: int = 3,
+    close: bool = True,
+    spectra: bool = False,
 ):
     """A recorded cycling run in ``root``: samples in ``pieces`` sealed segments, events too.
 
@@ -79,6 +105,8 @@ def make_run(
     df = cycling_frame(cycles)
     w = create_run(root, meta(run_id))
     w.event("run_start", "started")
+    if spectra:
+        w.append("spectra", spectrum_frame(t0_unix=float(df["unix_time_second"][0])))
     for i, part in enumerate(np.array_split(np.arange(df.height), pieces)):
         w.append("samples", df[int(part[0]) : int(part[-1]) + 1])
         w.event("note", f"piece {i}", data={"i": i})

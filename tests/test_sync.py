@@ -138,7 +138,7 @@ def test_live_run_at_64_channels_10_hz_is_in_the_catalog_within_5_s(catalog_url,
 
 def test_cli_sync_twice_list_and_analyze_equal_local(catalog_url, tmp_path):  # noqa: F811
     root, archive = tmp_path / "runs", tmp_path / "archive"
-    run = make_run(root, cycles=4)
+    run = make_run(root, cycles=4, spectra=True)
     sync = [*CLI, "sync", str(root), "--catalog", catalog_url["writer"], "--archive", str(archive)]
     first = subprocess.run(sync, capture_output=True, text=True, timeout=120)
     assert first.returncode == 0, first.stderr
@@ -156,11 +156,14 @@ def test_cli_sync_twice_list_and_analyze_equal_local(catalog_url, tmp_path):  # 
                       "--where", f"run_id = '{run_id}'")  # fmt: skip
     local = cli_json("runs", "list", str(root), "--json")
     assert [r["rows"] for r in remote] == [r["rows"] for r in local]
-    assert remote[0]["rows"] == {"samples": 1600, "spectra": 0, "events": 4}
+    assert remote[0]["rows"] == {"samples": 1600, "spectra": 61, "events": 4}
     assert remote[0]["status"] == local[0]["status"] == "completed"
     a = cli_json("analyze", "cycling", "--catalog", catalog_url["reader"], run_id, "--json")
     b = cli_json("analyze", "cycling", str(run), "--json")
     assert a == b and len(a) == 4
+    eis = [cli_json("analyze", "eis", *src, "--circuit", "R0-p(R1,C1)", "--json")
+           for src in (["--catalog", catalog_url["reader"], run_id], [str(run)])]  # fmt: skip
+    assert eis[0] == eis[1] and eis[0]
     with psycopg.connect(catalog_url["reader"]) as conn:  # summaries went to the catalog
         n = conn.execute(
             "SELECT count(*) FROM cellbench.cycle_summaries WHERE run_id = %s", (run_id,)
