@@ -128,12 +128,16 @@ class PlainDisplay:
         self.stream = stream or sys.stdout
         self.events = _Events(engine)
         self._last = -math.inf
+        self._held: list[dict] = []  # events printed at the end (the run's end)
 
     def start(self) -> None:
         print(f"run folder: {self.engine.run_path}", file=self.stream, flush=True)
 
     def update(self, *, force: bool = False) -> None:
-        lines = [(_event_time(ev), 1, event_line(ev)) for ev in self.events.drain()]
+        events = self._held + self.events.drain()
+        # the run's end is the last line: held back until the final state lines are printed
+        self._held = [] if force else [ev for ev in events if ev.get("kind") == "run_end"]
+        lines = [(_event_time(ev), 1, event_line(ev)) for ev in events if ev not in self._held]
         now = time.monotonic()
         if force or now - self._last >= self.every_s:
             self._last = now

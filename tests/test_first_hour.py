@@ -320,6 +320,7 @@ def test_plain_output_reads_well_and_comes_in_order(tmp_path):
         kind="alarm", message="voltage 4.36 V above 4.35 V", test_time_second=st.test_time_second,
         severity="alarm", channel="cell1",
     )  # fmt: skip
+    display.update()  # the run has ended: its last update, then the final state lines
     display.stop()
     lines = stream.getvalue().splitlines()
     text = "\n".join(lines)
@@ -328,7 +329,8 @@ def test_plain_output_reads_well_and_comes_in_order(tmp_path):
     assert lines[1] == (
         "cell1 at 2 d 9 h 33 min: cycle 20, step 12 rest 5 min: 3.0852 V, -632.6 pA, 25.0 °C"
     )
-    assert "ALARM: voltage 4.36 V above 4.35 V" in lines[-2]
+    assert "ALARM: voltage 4.36 V above 4.35 V" in lines[2]
+    assert lines[3].startswith("cell1 at 2 d 9 h 34 min: cycle 20")  # the final state
     assert lines[-1] == "run at 2 d 9 h 34 min: run completed"  # the end comes last
     assert text.count(str(tmp_path / "run1")) == 1
 
