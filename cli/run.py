@@ -153,6 +153,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="DURATION",
         help='override the protocol\'s sample interval, e.g. "10 s"',
     )
+    p.add_argument(
+        "--repeatable",
+        action="store_true",
+        help=(
+            "simulated stations only: simulated time waits for every sample, so the data depend "
+            "only on the protocol and the station's seed, not on the machine's load (as in "
+            "cellbench demo); not with a simulated EmStat"
+        ),
+    )
     _add_display_args(p)
     p.set_defaults(func=cmd_run)
 
@@ -328,6 +337,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     setup = SessionOptions(
         time_scale=args.time_scale,
+        repeatable=args.repeatable,
         run_dir_name=args.name,
         engine={
             "max_loop_iterations": args.max_iterations,

@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 #: Wall seconds a waiting thread polls its cancel event (a stop is seen within this).
 _POLL_WALL_S = 0.05
 
+#: Simulators that wait in wall time for simulated time to pass (the EmStat runs its
+#: MethodSCRIPT on its own thread): a lockstep clock would stand still under them.
+WALL_TIMED_SIMULATORS: tuple[str, ...] = ("emstat",)
+
 
 @dataclass(order=True)
 class _Sleeper:

@@ -181,6 +181,11 @@ def build(
     ground_truth = None
     uses_simulators = any(spec.address == SIM_ADDRESS for spec in station.instruments)
     time_scale = setup.time_scale
+    if setup.repeatable and not uses_simulators:
+        raise SessionError(
+            f"{station.path or 'station'}: a repeatable run needs simulated instruments "
+            '(address = "sim"); real ones answer in real time'
+        )
     if time_scale is not None and not uses_simulators:
         raise SessionError(
             f"{station.path or 'station'}: a time scale applies to simulated instruments only "
@@ -196,8 +201,18 @@ def build(
         # stall of this process, not something a real bench would see.
         interval = engine_options.sample_interval_s or protocol.sample_interval_second
         if setup.repeatable:
-            from cellbench.daq.lockstep import LockstepClock
+            from cellbench.daq.lockstep import WALL_TIMED_SIMULATORS, LockstepClock
 
+            wall_timed = [
+                f"{spec.name} ({spec.driver})"
+                for spec in station.instruments
+                if spec.address == SIM_ADDRESS and spec.driver in WALL_TIMED_SIMULATORS
+            ]
+            if wall_timed:
+                raise SessionError(
+                    f"{station.path or 'station'}: a repeatable run cannot use the simulated "
+                    f"{', '.join(wall_timed)}: it times its scripts in wall time"
+                )
             clock = LockstepClock(scale)
         else:
             clock = PacedClock(scale, max_jump_s=max(2.0 * interval, 1.0))

@@ -395,3 +395,56 @@ def test_the_report_chooses_its_circuit_on_all_sweeps_not_the_first(tmp_path):
     analysis = fit_sweeps(open_run(run).read("spectra"))
     assert analysis.circuit == TWO_ARCS[0]  # the first sweep alone would pick one arc
     assert [f.circuit for f in analysis.fits] == [TWO_ARCS[0]] * 3
+
+
+CHARGE = """
+name = "short charge"
+sample_interval = "10 s"
+
+[safety]
+voltage_min = "2.5 V"
+voltage_max = "4.35 V"
+current_max = "5 mA"
+
+[[step]]
+type = "cc"
+current = "C/5"
+until = { time = "20 min" }
+
+[[step]]
+type = "rest"
+duration = "5 min"
+"""
+
+
+def test_run_repeatable_records_the_same_samples_at_any_time_scale(tmp_path, capsys):
+    from cellbench.daq.store import open_run
+
+    protocol = tmp_path / "charge.toml"
+    protocol.write_text(CHARGE, encoding="utf-8")
+    base = ["run", str(protocol), "--station", str(DEMO_STATION), "--out", str(tmp_path)]
+    for name, scale in (("a", "500"), ("b", "20000")):
+        argv = [*base, "--name", name, "--plain", "--repeatable", "--time-scale", scale]
+        assert main(argv) == 0
+    capsys.readouterr()
+    a, b = (open_run(tmp_path / n).read("samples").drop("unix_time_second") for n in "ab")
+    assert a.height > 100 and a.equals(b)
+
+
+def test_run_repeatable_is_refused_where_it_cannot_hold(tmp_path, capsys):
+    protocol = tmp_path / "charge.toml"
+    protocol.write_text(CHARGE, encoding="utf-8")
+    emstat = FX / "stations" / "symmetric_station.toml"
+    argv = ["run", str(protocol), "--station", str(emstat), "--out", str(tmp_path), "--repeatable"]
+    assert main(argv) == 1
+    assert "a repeatable run cannot use the simulated" in capsys.readouterr().err
+    real = tmp_path / "real.toml"
+    real.write_text(
+        '[cell]\nnominal_capacity_ah = 0.002\n[[instrument]]\nname = "smu1"\n'
+        'driver = "keithley2450"\naddress = "TCPIP::127.0.0.1::5025::SOCKET"\n'
+        'roles = ["source"]\nchannel = "cell1"\n',
+        encoding="utf-8",
+    )
+    argv = ["run", str(protocol), "--station", str(real), "--out", str(tmp_path), "--repeatable"]
+    assert main(argv) == 1
+    assert "a repeatable run needs simulated instruments" in capsys.readouterr().err
