@@ -15,6 +15,7 @@ neither runs the tasks one after another in this process.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -152,8 +153,13 @@ def run_batch(
     processes: bool = True,
     progress: Callable[[int, int, RunResult], None] | None = None,
     func: Callable[[RunTask], RunResult] = summarise_run,
+    chunk_size: int | None = None,
 ) -> list[RunResult]:
-    """Run ``func`` over ``tasks``; results in completion order."""
+    """Run ``func`` over ``tasks``; results in completion order.
+
+    On a cluster, runs travel in chunks of ``chunk_size`` (default: about four chunks per
+    worker thread, at most 32 runs each); each run still succeeds or fails on its own.
+    """
     if scheduler and workers:
         raise CellbenchError("give either a scheduler address or a number of local workers")
     results: list[RunResult] = []
@@ -181,20 +187,31 @@ def run_batch(
     except OSError as exc:
         raise CellbenchError(f"cannot reach the Dask scheduler {scheduler}: {exc}") from None
     try:
-        futures = client.map(func, tasks, pure=False)
+        # A few runs per task: a run's summary takes milliseconds, a task's round trip about
+        # as long, so one run per task would leave the workers waiting on the scheduler.
+        slots = max(1, sum(client.nthreads().values()))
+        size = chunk_size or max(1, min(32, math.ceil(total / (slots * 4))))
+        chunks = [tasks[i : i + size] for i in range(0, total, size)]
+        futures = client.map(_run_chunk, chunks, [func] * len(chunks), pure=False)
+        pending = {fut.key: chunk for fut, chunk in zip(futures, chunks, strict=True)}
         for fut in as_completed(futures):
             try:
-                res = fut.result()
+                got = fut.result()
             except Exception as exc:  # a worker died under the task: report and go on
-                res = RunResult(str(getattr(fut, "key", "?")), False, error=f"worker: {exc}")
-            results.append(res)
-            if progress:
-                progress(len(results), total, res)
+                got = [RunResult(t.run_id, False, error=f"worker: {exc}") for t in pending[fut.key]]
+            for res in got:
+                results.append(res)
+                if progress:
+                    progress(len(results), total, res)
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
     return results
+
+
+def _run_chunk(chunk: list[RunTask], func: Callable[[RunTask], RunResult]) -> list[RunResult]:
+    return [func(task) for task in chunk]
 
 
 def store_summaries(catalog_url: str, results: list[RunResult]) -> int:
