@@ -274,6 +274,7 @@ class Engine:
             self._open_instruments()
             self._build()
             self._create_or_resume_run()
+            self._program_instrument_limits()
             for link in self.links.values():  # known state before anything is sourced
                 link.safe_state()
             self.recorder.start()
@@ -544,6 +545,19 @@ class Engine:
                 self._link_channels.setdefault(link_name, []).append(channel)
         self.aux = list(samplers.values())
         self.pause.set_channels(self.runners)
+
+    def _program_instrument_limits(self) -> None:
+        """Instruments that keep safety limits of their own (a cycler channel's) get the
+        protocol's, before anything is sourced: a dead logger then cannot exceed them."""
+        for link in self.links.values():
+            program = getattr(link.driver, "program_safety_limits", None)
+            if program is not None:
+                link.call(
+                    program,
+                    voltage_min_volt=self.limits.voltage_min_volt,
+                    voltage_max_volt=self.limits.voltage_max_volt,
+                    current_max_ampere=self.limits.current_max_ampere,
+                )
 
     def _create_or_resume_run(self) -> None:
         self._t0 = self.clock.now()  # provisional: events while starting get sensible times

@@ -77,6 +77,8 @@ DRIVER_ROLES: dict[str, frozenset[str]] = {
     "emstat": frozenset({"source", "impedance"}),
     "espec": frozenset({"temperature"}),
     "mark10": frozenset({"pressure"}),
+    "maccor": frozenset({"source"}),
+    "neware": frozenset({"source"}),
 }
 
 #: Frequency range of each impedance-capable driver, Hz (from the drivers' manuals; the E4990A

@@ -20,6 +20,8 @@ DRIVERS: dict[str, str] = {
     "emstat": "cellbench.drivers.palmsens_emstat:PalmSensEmStat",
     "espec": "cellbench.drivers.espec:EspecChamber",
     "mark10": "cellbench.drivers.mark10:Mark10Gauge",
+    "maccor": "cellbench.drivers.maccor:MaccorChannel",
+    "neware": "cellbench.drivers.neware:NewareChannel",
 }
 
 

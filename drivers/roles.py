@@ -78,3 +78,18 @@ class TemperatureController(Instrument, Protocol):
 @runtime_checkable
 class PressureGauge(Instrument, Protocol):
     def read_pressure_megapascal(self) -> float: ...
+
+
+@runtime_checkable
+class SafetyProgrammable(Protocol):
+    """An instrument that keeps safety limits of its own (a cycler channel): the engine programs
+    the protocol's before anything is sourced, so that a dead logger cannot exceed them. A limit
+    the protocol does not set is None; a driver that needs it refuses (one clear error)."""
+
+    def program_safety_limits(
+        self,
+        *,
+        voltage_min_volt: float | None,
+        voltage_max_volt: float | None,
+        current_max_ampere: float | None,
+    ) -> None: ...

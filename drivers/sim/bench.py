@@ -42,6 +42,8 @@ SIMULATORS: dict[str, str] = {
     "emstat": "cellbench.drivers.sim.emstat:EmStatSimulator",
     "espec": "cellbench.drivers.sim.chamber_gauge:EspecSimulator",
     "mark10": "cellbench.drivers.sim.chamber_gauge:Mark10Simulator",
+    "maccor": "cellbench.drivers.sim.maccor_sim:MaccorSimulator",
+    "neware": "cellbench.drivers.sim.neware_sim:NewareSimulator",
 }
 
 
