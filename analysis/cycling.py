@@ -361,6 +361,7 @@ def cycle_summary(
     active_mass_g: float | None = None,
     dcr_min_step_ampere: float | None = None,
     capacity_source: CapacitySource = "integration",
+    step_resistance_delays_second: Sequence[float] | None = None,
 ) -> pl.DataFrame:
     """One row per cycle (and channel, when the frame has a ``channel`` column).
 
@@ -381,6 +382,15 @@ def cycle_summary(
             frame's running totals ``charging_capacity_ampere_hour`` etc. — a cycler's own
             counters, integrated at its internal rate, so what its software shows (a vendor
             reader keeps them). Cycles without counter values stay integrated.
+        step_resistance_delays_second: adds the step resistance at every current step edge
+            (:func:`cellbench.analysis.pulses.step_resistance_by_cycle`: the cycle's median of
+            ``(V - V_rest) / (I - I_rest)`` at the first sample after the edge and at these
+            delays, s): ``step_edge_count``, ``step_resistance_ohmic_ohm``,
+            ``step_resistance_<d>s_ohm``, ``step_resistance_end_ohm``.
+
+    Where the frame carries the cycler's own resistance (``internal_resistance_ohm``, the BDF
+    ``dc_internal_resistance_ohm``), its per-cycle median is added as
+    ``dc_internal_resistance_ohm``.
 
     Returns:
         Columns (units in the names): ``cycle_count``, ``charge_capacity_ampere_hour``,
@@ -407,7 +417,51 @@ def cycle_summary(
         return cycle_summary_lazy(df, efficiency=efficiency, active_mass_g=active_mass_g).collect()
     sums = _kernel_sums(df, by_channel, dcr_min_step_ampere).lazy()
     sums = _use_counters(sums, df.lazy(), keys, counters)
-    return _finish(sums, keys, efficiency, active_mass_g).collect()
+    out = _finish(sums, keys, efficiency, active_mass_g).collect()
+    return _with_resistances(out, lf, columns, keys, step_resistance_delays_second)
+
+
+def _with_resistances(
+    out: pl.DataFrame,
+    lf: pl.LazyFrame,
+    columns: list[str],
+    keys: list[str],
+    delays: Sequence[float] | None,
+) -> pl.DataFrame:
+    """The summary with the cycler's DC resistance (where logged) and, when ``delays`` is given,
+    the step resistance at every edge (:mod:`cellbench.analysis.pulses`)."""
+    ir = "internal_resistance_ohm"
+    if ir in columns:
+        dcir = (
+            lf.filter(pl.col(CYCLE).is_not_null())
+            .group_by(keys)
+            .agg(
+                pl.col(ir)
+                .cast(pl.Float64)
+                .fill_nan(None)
+                .median()
+                .alias("dc_internal_resistance_ohm")
+            )
+            .collect()
+        )
+        if dcir.get_column("dc_internal_resistance_ohm").null_count() < dcir.height:
+            out = out.join(
+                dcir.with_columns(pl.col(k).cast(out.schema[k]) for k in keys), on=keys, how="left"
+            )
+    if delays is None:
+        return out
+    from cellbench.analysis.pulses import step_resistance_by_cycle
+
+    wanted = [c for c in (CHANNEL, TIME, VOLTAGE, CURRENT, CYCLE, "step_index") if c in columns]
+    df = lf.select(wanted).filter(pl.col(CYCLE).is_not_null()).collect()
+    parts = df.partition_by(CHANNEL, as_dict=True) if CHANNEL in keys else {(None,): df}
+    frames = []
+    for (name, *_), part in parts.items():
+        per = step_resistance_by_cycle(part, delays_second=delays)
+        if name is not None:
+            per = per.with_columns(pl.lit(name, dtype=pl.String).alias(CHANNEL))
+        frames.append(per.with_columns(pl.col(CYCLE).cast(out.schema[CYCLE])))
+    return out.join(pl.concat(frames), on=keys, how="left")
 
 
 def gravimetric_energy_density(

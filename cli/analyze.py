@@ -11,6 +11,7 @@ import importlib
 ANALYZE_MODULES: tuple[str, ...] = (
     "cellbench.cli.analyze_eis",
     "cellbench.cli.analyze_cycling",
+    "cellbench.cli.analyze_titration",
 )
 
 
