@@ -267,8 +267,12 @@ class Catalog:
                     self._ensure_partitions(self.conn, keyed)
                 cols = _data_columns(table)
                 names = ", ".join(c.name for c in cols)
-                with self.conn.cursor().copy(
-                    f"COPY {SCHEMA}.{table} ({names}) FROM STDIN (FORMAT BINARY)"
+                from psycopg.copy import QueuedLibpqWriter
+
+                cur = self.conn.cursor()
+                with cur.copy(
+                    f"COPY {SCHEMA}.{table} ({names}) FROM STDIN (FORMAT BINARY)",
+                    writer=QueuedLibpqWriter(cur),  # sends while the next chunk is encoded
                 ) as copy:
                     for chunk in copy_chunks(keyed, cols):
                         copy.write(chunk)
