@@ -36,5 +36,8 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+# The lab catalog's tests share one throw-away PostgreSQL server per session (tests/pg_server.py).
+from pg_server import catalog_url, pg_server  # noqa: E402, F401
+
 # GUI tests never need a screen.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")

@@ -8,7 +8,6 @@ import sys
 import psycopg
 import pytest
 from lab_runs import make_run
-from pg_server import catalog_url, pg_server  # noqa: F401
 
 from cellbench.analysis.cycling import cycle_summary
 from cellbench.daq.batch import catalog_tasks, folder_tasks, run_batch, store_summaries
@@ -18,7 +17,7 @@ from cellbench.daq.sync import Syncer
 pytest.importorskip("distributed", reason="dask[distributed] is in the 'lab' extra")
 
 
-def test_batch_on_a_local_dask_cluster_skips_a_broken_run(catalog_url, tmp_path):  # noqa: F811
+def test_batch_on_a_local_dask_cluster_skips_a_broken_run(catalog_url, tmp_path):
     root, archive = tmp_path / "runs", tmp_path / "archive"
     runs = [make_run(root, cycles=c, pieces=2) for c in (2, 3, 4)]
     with Syncer(catalog_url["writer"], str(archive)) as s:

@@ -13,7 +13,7 @@ import polars as pl
 import psycopg
 import pytest
 from lab_runs import make_run
-from pg_server import READER, WRITER, catalog_url, pg_server  # noqa: F401
+from pg_server import READER, WRITER
 
 from cellbench.daq.catalog import Catalog, CatalogError, Position, check_url, redact
 from cellbench.daq.catalog_admin import init_catalog
@@ -44,14 +44,14 @@ def test_password_file_readable_by_others_is_an_error(tmp_path, monkeypatch):
     assert check_url("postgresql://pc@db/lab?sslmode=require")["sslmode"] == "require"
 
 
-def test_migrations_are_versioned_and_idempotent(catalog_url):  # noqa: F811
+def test_migrations_are_versioned_and_idempotent(catalog_url):
     assert init_catalog(catalog_url["admin"]) == []  # the fixture applied version 1 already
     with psycopg.connect(catalog_url["admin"]) as conn:
         versions = conn.execute("SELECT version FROM cellbench.schema_migrations").fetchall()
     assert versions == [(1,)]
 
 
-def test_binary_copy_round_trips_nulls_text_and_times(catalog_url):  # noqa: F811
+def test_binary_copy_round_trips_nulls_text_and_times(catalog_url):
     df = pl.DataFrame(
         {
             "a": [1.5, None, -2.25, float("inf")],
@@ -78,7 +78,7 @@ def test_binary_copy_round_trips_nulls_text_and_times(catalog_url):  # noqa: F81
 
 
 @pytest.mark.parametrize("loader", ["copy", "adbc"])
-def test_loads_move_the_position_with_the_rows(catalog_url, tmp_path, loader):  # noqa: F811
+def test_loads_move_the_position_with_the_rows(catalog_url, tmp_path, loader):
     run = open_run(make_run(tmp_path))
     samples = run.read("samples")
     with Catalog(catalog_url["writer"], loader=loader) as cat:
@@ -97,7 +97,7 @@ def test_loads_move_the_position_with_the_rows(catalog_url, tmp_path, loader):  
     assert back.drop("row_no").equals(samples.select(back.columns[1:]))
 
 
-def test_reader_cannot_write_and_writer_cannot_delete(catalog_url, tmp_path):  # noqa: F811
+def test_reader_cannot_write_and_writer_cannot_delete(catalog_url, tmp_path):
     path = make_run(tmp_path)
     with Syncer(catalog_url["writer"], str(tmp_path / "archive")) as s:
         s.sync_once([path])
@@ -126,7 +126,7 @@ def test_reader_cannot_write_and_writer_cannot_delete(catalog_url, tmp_path):  #
         assert cat.run_meta(run_id)[1]["samples"] == 1200
 
 
-def test_catalog_run_with_live_rows_reads_like_the_local_folder(catalog_url, tmp_path):  # noqa: F811
+def test_catalog_run_with_live_rows_reads_like_the_local_folder(catalog_url, tmp_path):
     path, writer = make_run(tmp_path / "runs", close=False)  # last piece still in the journal
     try:
         with Syncer(catalog_url["writer"], str(tmp_path / "archive")) as s:
@@ -141,7 +141,7 @@ def test_catalog_run_with_live_rows_reads_like_the_local_folder(catalog_url, tmp
         writer.close()
 
 
-def test_no_password_in_ps_logs_or_run_json(pg_server, catalog_url, tmp_path):  # noqa: F811
+def test_no_password_in_ps_logs_or_run_json(pg_server, catalog_url, tmp_path):
     path = make_run(tmp_path / "runs")
     secret = pg_server.passwords[WRITER]
     proc = subprocess.Popen(

@@ -16,7 +16,6 @@ from pathlib import Path
 import polars as pl
 import psycopg
 from lab_runs import make_run
-from pg_server import catalog_url, pg_server  # noqa: F401
 
 from cellbench.daq.catalog import Catalog
 from cellbench.daq.catalog_run import archived_cover
@@ -57,8 +56,8 @@ def _assert_exact(url: str, run: Path, archive: Path) -> None:
 
 
 def test_kill9_and_server_restart_mid_sync_leave_exactly_the_local_rows(
-    pg_server,  # noqa: F811
-    catalog_url,  # noqa: F811
+    pg_server,
+    catalog_url,
     tmp_path,
 ):
     root, archive = tmp_path / "runs", tmp_path / "archive"
@@ -93,7 +92,7 @@ def test_kill9_and_server_restart_mid_sync_leave_exactly_the_local_rows(
     assert "samples +0, spectra +0, events +0 rows; 0 segment(s)" in again.stdout
 
 
-def test_live_run_at_64_channels_10_hz_is_in_the_catalog_within_5_s(catalog_url, tmp_path):  # noqa: F811
+def test_live_run_at_64_channels_10_hz_is_in_the_catalog_within_5_s(catalog_url, tmp_path):
     root = tmp_path / "runs"
     writer = subprocess.Popen(
         [sys.executable, str(WRITER), str(root), "--channels", "64", "--hz", "10",
@@ -136,7 +135,7 @@ def test_live_run_at_64_channels_10_hz_is_in_the_catalog_within_5_s(catalog_url,
     assert lags and max(lags) < 5.0, f"slowest batch reached the catalog after {max(lags):.1f} s"
 
 
-def test_cli_sync_twice_list_and_analyze_equal_local(catalog_url, tmp_path):  # noqa: F811
+def test_cli_sync_twice_list_and_analyze_equal_local(catalog_url, tmp_path):
     root, archive = tmp_path / "runs", tmp_path / "archive"
     run = make_run(root, cycles=4, spectra=True)
     sync = [*CLI, "sync", str(root), "--catalog", catalog_url["writer"], "--archive", str(archive)]

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-from pg_server import catalog_url, pg_server  # noqa: F401
 
 from cellbench.daq.catalog import Catalog
 from cellbench.daq.station import StationError, parse_station
@@ -59,7 +58,7 @@ def test_sync_table_is_checked_with_lines():
     assert all(ln.split(":")[1].isdigit() for ln in lines), text
 
 
-def test_logger_uploads_its_run_through_station_sync(catalog_url, tmp_path):  # noqa: F811
+def test_logger_uploads_its_run_through_station_sync(catalog_url, tmp_path):
     station = tmp_path / "station.toml"
     station.write_text(
         _station_text(
