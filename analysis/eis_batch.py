@@ -222,6 +222,7 @@ def choose_circuit(
     *,
     candidates: Sequence[str] = CANDIDATES,
     weight: str = "modulus",
+    previous: dict[str, FitResult] | None = None,
 ) -> tuple[FitResult | None, dict[str, Any]]:
     """Fit every candidate to one sweep and pick one by :data:`CHOICE_RULE`.
 
@@ -231,6 +232,9 @@ def choose_circuit(
     determined values is the answer a user wants. Returns the chosen fit (None when no
     candidate can be fitted: too few points) and ``chosen_from``: ``criterion``, ``rule`` and
     ``candidates`` (circuit, bic, aic, chi2, resistances_determined, undetermined) of this sweep.
+
+    ``previous``: pass the same dict for every sweep of a batch, in sweep order; each candidate
+    then starts from its fit of the sweep before (:func:`warm_fit`), which it updates.
     """
     from cellbench.analysis.eis_fit import FitError
 
@@ -238,9 +242,12 @@ def choose_circuit(
     rows: list[dict[str, Any]] = []
     for circuit in _candidates_for(frequency_hz, z, candidates):
         try:
-            res = fit_circuit(circuit, frequency_hz, z, weight=weight)
+            before = previous.get(circuit) if previous is not None else None
+            res = warm_fit(circuit, frequency_hz, z, before, weight=weight)
         except FitError:  # too few points for this many parameters
             continue
+        if previous is not None:
+            previous[circuit] = res
         fits.append(res)
         rows.append(_candidate_row(res))
     best = _pick(rows)

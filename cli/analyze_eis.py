@@ -138,8 +138,9 @@ def run(args: argparse.Namespace) -> int:
             fits = chosen
             choices = [chosen_from] * len(sweeps)
         else:
+            warm: dict[str, Any] = {}  # each candidate starts from its fit of the sweep before
             for info, f, z in sweeps:
-                res, chosen_from = choose_circuit(f, z, weight=args.weight)
+                res, chosen_from = choose_circuit(f, z, weight=args.weight, previous=warm)
                 if res is None:
                     where = f" sweep {info['sweep_index']}" if "sweep_index" in info else ""
                     raise ValueError(

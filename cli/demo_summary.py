@@ -73,6 +73,7 @@ def _eis(spectra: pl.DataFrame, out_dir: Path) -> list[str]:
     if spectra.is_empty():
         return ["EIS fits: no spectra"]
     rows = []
+    warm: dict = {}  # as analyze eis: each candidate starts from its fit of the sweep before
     for info, f, z in iter_sweeps(spectra):
         row = {
             "channel": info.get("channel"),
@@ -81,7 +82,7 @@ def _eis(spectra: pl.DataFrame, out_dir: Path) -> list[str]:
             "temperature_celsius": float(info.get("temperature_celsius", math.nan)),
         }
         with np.errstate(all="ignore"):  # trial starts of the optimiser may overflow
-            fit, _ = choose_circuit(f, z)
+            fit, _ = choose_circuit(f, z, previous=warm)
         if fit is None:
             row["error"] = "too few points for any candidate circuit"
         else:
