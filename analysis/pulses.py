@@ -165,6 +165,7 @@ class PulseResult:
     r_ohmic_ohm: float
     r_2s_ohm: float
     r_end_ohm: float
+    r_end_at_second: float  # time of the pulse's last sample after its first
     edge_interval_second: float  # t_k - t_{k-1}
     sampling_interval_second: float  # median interval inside the pulse
     r_at_ohm: dict[str, float] = field(default_factory=dict)  # extra delays, "10s" -> R
@@ -185,7 +186,7 @@ def _coarse_warning(edge_dt: float, samp_dt: float, resolution: float) -> str | 
     )
 
 
-def _soc(tr: Trace, capacity_ah: float | None, initial_soc: float | None) -> np.ndarray | None:
+def soc_trace(tr: Trace, capacity_ah: float | None, initial_soc: float | None) -> np.ndarray | None:
     if capacity_ah is None:
         return None
     if not capacity_ah > 0:
@@ -203,6 +204,55 @@ def _edges(tr: Trace, min_step_ampere: float | None) -> np.ndarray:
     if not thr > 0:
         return np.zeros(0, dtype=np.int64)
     return np.flatnonzero(np.abs(np.diff(tr.i)) >= thr) + 1
+
+
+def pulse_spans(
+    tr: Trace,
+    *,
+    max_duration_second: float = math.inf,
+    min_step_ampere: float | None = None,
+    rest_fraction: float = 0.02,
+    level_tolerance: float = 0.05,
+) -> list[tuple[int, int]]:
+    """(first, last) sample index of every pulse out of rest (module rules): the sample before
+    ``first`` is at rest, ``first..last`` hold one constant current for at most
+    ``max_duration_second``."""
+    if tr.t.size < 3:
+        return []
+    rest_tol = rest_fraction * float(np.max(np.abs(tr.i)))
+    edges = _edges(tr, min_step_ampere)
+    n = tr.t.size
+    out = []
+    for e_pos, k in enumerate(edges):
+        k = int(k)
+        if abs(tr.i[k - 1]) > rest_tol or abs(tr.i[k]) <= rest_tol:
+            continue
+        stop = int(edges[e_pos + 1]) if e_pos + 1 < edges.size else n
+        end = _level_end(tr, k, stop, level_tolerance)
+        if end <= k or tr.t[end] - tr.t[k] > max_duration_second:
+            continue
+        out.append((k, end))
+    return out
+
+
+def pulse_duration(tr: Trace, k: int, end: int) -> float:
+    """How long the current of the pulse ``k..end`` flowed, s: from its first sample to the
+    first sample of the next level (a cycler logs a step's first point at its start); to its
+    last sample where none follows."""
+    nxt = end + 1 if end + 1 < tr.t.size else end
+    return float(tr.t[nxt] - tr.t[k])
+
+
+def rest_after(tr: Trace, end: int, rest_fraction: float = 0.02) -> tuple[int, int] | None:
+    """(first, last) index of the rest that follows sample ``end`` (None if none follows)."""
+    rest_tol = rest_fraction * float(np.max(np.abs(tr.i)))
+    first = end + 1
+    if first >= tr.t.size or abs(tr.i[first]) > rest_tol:
+        return None
+    last = first
+    while last + 1 < tr.t.size and abs(tr.i[last + 1]) <= rest_tol:
+        last += 1
+    return first, last
 
 
 def find_pulses(
@@ -238,24 +288,19 @@ def find_pulses(
         ocv_correction: add ``r_end_ocv_corrected_ohm`` (module docstring).
     """
     tr = Trace.from_frame(samples, "pulses")
-    if tr.t.size < 3:
-        return []
-    imax = float(np.max(np.abs(tr.i)))
-    rest_tol = rest_fraction * imax
-    soc = _soc(tr, capacity_ah, initial_soc)
-    edges = _edges(tr, min_step_ampere)
+    soc = soc_trace(tr, capacity_ah, initial_soc)
     out: list[PulseResult] = []
-    n = tr.t.size
-    for e_pos, k in enumerate(edges):
-        k = int(k)
+    spans = pulse_spans(
+        tr,
+        max_duration_second=max_duration_second,
+        min_step_ampere=min_step_ampere,
+        rest_fraction=rest_fraction,
+        level_tolerance=level_tolerance,
+    )
+    for k, end in spans:
         i0, v0 = float(tr.i[k - 1]), float(tr.v[k - 1])
-        if abs(i0) > rest_tol or abs(tr.i[k]) <= rest_tol:
-            continue
-        stop = int(edges[e_pos + 1]) if e_pos + 1 < edges.size else n
-        end = _level_end(tr, k, stop, level_tolerance)
-        duration = float(tr.t[end] - tr.t[k])
-        if end <= k or duration > max_duration_second:
-            continue
+        duration = pulse_duration(tr, k, end)
+        last = float(tr.t[end] - tr.t[k])
         level = float(np.median(tr.i[k : end + 1]))
         edge_dt = float(tr.t[k] - tr.t[k - 1])
         samp_dt = float(np.median(np.diff(tr.t[k : end + 1])))
@@ -274,32 +319,31 @@ def find_pulses(
             pressure_megapascal=tr.at(tr.pressure_mpa, k - 1),
             r_ohmic_ohm=_r_at(tr, k, end, 0.0, v0, i0),
             r_2s_ohm=_r_at(tr, k, end, 2.0, v0, i0),
-            r_end_ohm=_r_at(tr, k, end, duration, v0, i0),
+            r_end_ohm=_r_at(tr, k, end, last, v0, i0),
+            r_end_at_second=last,
             edge_interval_second=edge_dt,
             sampling_interval_second=samp_dt,
             r_at_ohm={f"{d:g}s": _r_at(tr, k, end, float(d), v0, i0) for d in delays_second},
         )
         if (w := _coarse_warning(edge_dt, samp_dt, ohmic_resolution_second)) is not None:
             res.warnings.append(w)
-        if duration < 2.0:
-            res.warnings.append(f"pulse of {duration:.3g} s: no 2 s value")
+        if last < 2.0:
+            res.warnings.append(f"pulse logged for {last:.3g} s: no 2 s value")
         if ocv_correction:
-            res.r_end_ocv_corrected_ohm = _ocv_corrected(tr, end, v0, i0, rest_tol, res)
+            res.r_end_ocv_corrected_ohm = _ocv_corrected(tr, end, v0, i0, rest_fraction, res)
         out.append(res)
     return out
 
 
 def _ocv_corrected(
-    tr: Trace, end: int, v0: float, i0: float, rest_tol: float, res: PulseResult
+    tr: Trace, end: int, v0: float, i0: float, rest_fraction: float, res: PulseResult
 ) -> float | None:
     """R at the pulse end less the OCV drift across it (the following rest's last voltage)."""
-    after = end + 1
-    if after >= tr.t.size or abs(tr.i[after]) > rest_tol:
+    rest = rest_after(tr, end, rest_fraction)
+    if rest is None:
         res.warnings.append("no rest after the pulse: no OCV correction")
         return None
-    last = after
-    while last + 1 < tr.t.size and abs(tr.i[last + 1]) <= rest_tol:
-        last += 1
+    last = rest[1]
     d_ocv = float(tr.v[last] - v0)
     di = tr.i[end] - i0
     return float((tr.v[end] - v0 - d_ocv) / di) if di != 0 else None

@@ -15,7 +15,6 @@ import polars as pl
 
 from cellbench.cli.analyze_cycling import (
     _cell,
-    _count,
     _fraction,
     _pick_channel,
     _positive,
@@ -25,6 +24,7 @@ from cellbench.cli.analyze_cycling import (
 )
 from cellbench.cli.catalog_args import add_catalog_option, catalog_aware
 from cellbench.cli.convert import add_column_map_option
+from cellbench.core.errors import CellbenchError
 
 
 def _samples(args: argparse.Namespace) -> pl.DataFrame:
@@ -100,7 +100,137 @@ def cmd_pulses(args: argparse.Namespace) -> int:
     return 0
 
 
+# -------------------------------------------------------------------------------- gitt, ici
+
+
+_GEOMETRY_KEYS = (
+    "thickness_cm",
+    "particle_radius_cm",
+    "molar_volume_cm3_per_mol",
+    "mass_g",
+    "molar_mass_g_per_mol",
+    "area_cm2",
+)
+
+
+def _geometry(args: argparse.Namespace, required: bool):
+    from cellbench.analysis.gitt import DiffusionGeometry
+
+    values = {k: getattr(args, k) for k in _GEOMETRY_KEYS}
+    if not required and all(v is None for v in values.values()):
+        return None
+    if all(v is None for v in values.values()):
+        raise CellbenchError(
+            f"{args.file}: D needs the diffusion geometry: --thickness-cm (film), "
+            "--particle-radius-cm (spheres), or --molar-volume-cm3-per-mol with --mass-g, "
+            "--molar-mass-g-per-mol and --area-cm2"
+        )
+    return DiffusionGeometry(**values)
+
+
+def cmd_gitt(args: argparse.Namespace) -> int:
+    from cellbench.analysis.gitt import gitt
+
+    geometry = _geometry(args, required=True)
+    steps = gitt(
+        _samples(args),
+        geometry,
+        capacity_ah=_capacity(args),
+        initial_soc=args.initial_soc,
+        min_r2=args.min_r2,
+        relax_start_fraction=args.relax_start_fraction,
+    )
+    rows = [s.to_dict() for s in steps]
+    if args.json:
+        _print_json({"geometry": geometry.to_dict(), "steps": rows})
+        return 0
+    if not rows:
+        print(f"{args.file}: no titration step (a pulse out of rest followed by a rest)")
+        return 0
+    _print_table(
+        rows,
+        [
+            ("step_index", "step"),
+            ("soc", "SOC"),
+            ("current_ampere", "I/A"),
+            ("pulse_second", "tau/s"),
+            ("delta_es_volt", "dEs/V"),
+            ("delta_et_volt", "dEt/V"),
+            ("r2_sqrt_t", "R2(sqrt t)"),
+            ("d_weppner_huggins_cm2_per_second", "D_WH/cm2 s-1"),
+            ("d_sqrt_t_cm2_per_second", "D_sqrt/cm2 s-1"),
+            ("d_relaxation_cm2_per_second", "D_relax/cm2 s-1"),
+        ],
+    )
+    print(f"\ndiffusion length L = {geometry.length_cm:.4g} cm ({geometry.kind})")
+    _warn(rows)
+    return 0
+
+
+def cmd_ici(args: argparse.Namespace) -> int:
+    from cellbench.analysis.ici import ici
+
+    geometry = _geometry(args, required=False)
+    found = ici(
+        _samples(args),
+        geometry,
+        capacity_ah=_capacity(args),
+        initial_soc=args.initial_soc,
+        max_interruption_second=args.max_interruption_second,
+        fit_end_second=args.fit_end_second,
+        drift_correction=not args.no_drift_correction,
+    )
+    rows = [s.to_dict() for s in found]
+    if args.json:
+        _print_json(
+            {"geometry": None if geometry is None else geometry.to_dict(), "interruptions": rows}
+        )
+        return 0
+    if not rows:
+        print(f"{args.file}: no current interruption (<= {args.max_interruption_second:g} s)")
+        return 0
+    _print_table(
+        rows,
+        [
+            ("step_index", "step"),
+            ("test_time_second", "t/s"),
+            ("soc", "SOC"),
+            ("current_ampere", "I/A"),
+            ("interruption_second", "off/s"),
+            ("r_ohm", "R/ohm"),
+            ("k_ohm_per_sqrt_second", "k/ohm s-1/2"),
+            ("r2", "R2"),
+            ("d_cm2_per_second", "D/cm2 s-1"),
+        ],
+    )
+    _warn(rows)
+    return 0
+
+
 # ----------------------------------------------------------------------------------- register
+
+
+def _geometry_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("diffusion geometry (give one)")
+    g.add_argument("--thickness-cm", type=_positive, help="film thickness, cm")
+    g.add_argument("--particle-radius-cm", type=_positive, help="particle radius, cm (L = r/3)")
+    g.add_argument("--molar-volume-cm3-per-mol", type=_positive, help="molar volume, cm3/mol")
+    g.add_argument("--mass-g", type=_positive, help="active mass, g (with the molar volume)")
+    g.add_argument("--molar-mass-g-per-mol", type=_positive, help="molar mass, g/mol")
+    g.add_argument("--area-cm2", type=_positive, help="electrode area, cm2")
+
+
+def _soc_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--capacity-ah",
+        type=_positive,
+        help="capacity for the SOC, Ah (default: the run's nominal capacity)",
+    )
+    p.add_argument(
+        "--initial-soc",
+        type=_fraction,
+        help="SOC of the first sample (default: the most charged point of the file is SOC 1)",
+    )
 
 
 def _inputs(p: argparse.ArgumentParser) -> None:
@@ -154,7 +284,60 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also report r_end_ocv_corrected_ohm (OCV drift from the following rest removed)",
     )
     p.set_defaults(func=catalog_aware(cmd_pulses, "file"))
-    _ = _count  # used by the titration commands
+
+    p = sub.add_parser(
+        "gitt",
+        help="GITT: Weppner-Huggins D per pulse, sqrt(t) check, relaxation D, pseudo-OCV",
+        description="Per titration step (a current pulse out of rest, then a rest): dEs (relaxed "
+        "voltage step), dEt (voltage change during the pulse without the IR step), the "
+        "linearity of E against sqrt(t) during the pulse (R^2), D = 4/(pi tau) L^2 (dEs/dEt)^2 "
+        "(Weppner-Huggins), the same with dEt from the sqrt(t) slope, and D from the time "
+        "constant of the relaxation; L from the geometry. With --json prints "
+        '{"geometry": ..., "steps": [...]}.',
+    )
+    _inputs(p)
+    _soc_options(p)
+    _geometry_options(p)
+    p.add_argument(
+        "--min-r2",
+        type=_fraction,
+        default=0.98,
+        help="R^2 of E against sqrt(t) below which a step is flagged (0.98)",
+    )
+    p.add_argument(
+        "--relax-start-fraction",
+        type=float,
+        default=0.2,
+        help="fit the relaxation from this fraction of the rest on (0.2)",
+    )
+    p.set_defaults(func=catalog_aware(cmd_gitt, "file"))
+
+    p = sub.add_parser(
+        "ici",
+        help="ICI: R and diffusion resistance coefficient k per current interruption",
+        description="Per short current interruption: (V(t) - V_I) / (I_0 - I_I) = R + k sqrt(t) "
+        "fitted over the interruption (the voltage's drift on current extrapolated and "
+        "removed), and with a geometry D = (4/pi) (L dE/dQ / k)^2, dE/dQ from neighbouring "
+        'interruptions. With --json prints {"geometry": ..., "interruptions": [...]}.',
+    )
+    _inputs(p)
+    _soc_options(p)
+    _geometry_options(p)
+    p.add_argument(
+        "--max-interruption-second",
+        type=_positive,
+        default=30.0,
+        help="longer rests are not interruptions (30)",
+    )
+    p.add_argument(
+        "--fit-end-second", type=_positive, help="fit only t <= this after the interruption"
+    )
+    p.add_argument(
+        "--no-drift-correction",
+        action="store_true",
+        help="do not remove the voltage's drift on current from the interruption",
+    )
+    p.set_defaults(func=catalog_aware(cmd_ici, "file"))
 
 
 if __name__ == "__main__":  # pragma: no cover

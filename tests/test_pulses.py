@@ -71,8 +71,9 @@ def test_pulses_recover_r0_rc_at_edge_2s_and_end():
         assert p.r_ohmic_ohm == pytest.approx(R0, rel=1e-6)
         assert p.r_2s_ohm == pytest.approx(r_true(2.0), rel=2e-3)
         assert p.r_at_ohm["0.5s"] == pytest.approx(r_true(0.5), rel=2e-3)
-        assert p.r_end_ohm == pytest.approx(r_true(p.duration_second), rel=1e-2)
-        assert p.duration_second == pytest.approx(10.0 - 0.001)
+        assert p.r_end_ohm == pytest.approx(r_true(10.0 - 0.001), rel=1e-2)  # + OCV drift
+        assert p.r_end_at_second == pytest.approx(10.0 - 0.001)
+        assert p.duration_second == pytest.approx(10.0)  # to the first sample of the rest
         assert p.temperature_kelvin == pytest.approx(298.15)
         assert p.sampling_interval_second == pytest.approx(0.001)
         assert not p.warnings
@@ -259,9 +260,9 @@ count = 1
     assert first.r_2s_ohm == pytest.approx(r_sim(2.0), abs=0.3)
     # the uncorrected end value holds the OCV's drift over the pulse (0.8 V per unit SOC here)
     drift = 0.8 * 10 * 2e-3 / 3600 / 2e-3 / 2e-3
-    assert first.r_end_ohm == pytest.approx(r_sim(first.duration_second) + drift, abs=0.3)
+    assert first.r_end_ohm == pytest.approx(r_sim(first.r_end_at_second) + drift, abs=0.3)
     # corrected from the following rest (eta_w not fully relaxed after 40 s: ~0.4 ohm)
-    assert first.r_end_ocv_corrected_ohm == pytest.approx(r_sim(first.duration_second), abs=0.6)
+    assert first.r_end_ocv_corrected_ohm == pytest.approx(r_sim(first.r_end_at_second), abs=0.6)
     assert first.warnings  # a 1 s log: the ohmic value is flagged
 
 
