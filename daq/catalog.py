@@ -501,6 +501,29 @@ class Catalog:
             )
         return summary.height
 
+    def upsert_eis_fits(self, run_id: str, circuit: str, fits: pl.DataFrame) -> int:
+        """Store one row per sweep of ``fits`` (from ``analysis.eis_batch.fit_spectra``)."""
+        if fits.height == 0:
+            return 0
+        with self.conn.transaction(), self.conn.cursor() as cur:
+            cur.executemany(
+                f"INSERT INTO {SCHEMA}.eis_fits (run_id, channel, sweep_index, circuit, "
+                "parameters) VALUES (%s, %s, %s, %s, %s) ON CONFLICT (run_id, channel, "
+                "sweep_index, circuit) DO UPDATE SET parameters = excluded.parameters, "
+                "updated_at = now()",
+                [
+                    (
+                        run_id,
+                        str(r.get("channel") or ""),
+                        int(r["sweep_index"]),
+                        circuit,
+                        json.dumps({k: _finite(v) for k, v in r.items()}, default=str),
+                    )
+                    for r in fits.iter_rows(named=True)
+                ],
+            )
+        return fits.height
+
 
 def _finite(v: Any) -> Any:
     """NaN and infinities as None (JSON and SQL NULL)."""

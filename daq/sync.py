@@ -37,6 +37,7 @@ from cellbench.daq.run_reader import JournalCache, load_meta, segment_rows, snap
 log = logging.getLogger("cellbench.sync")
 
 MAX_LOAD_ROWS = 500_000  # rows per transaction: bounds memory and the work a crash repeats
+EIS_CIRCUIT = "R0-p(R1,CPE1)"  # fitted to each sweep for the catalog's eis_fits
 
 
 class SyncError(CellbenchError):
@@ -85,7 +86,7 @@ class _RunState:
     )
     meta_stamp: tuple[int, int] | None = None
     archived_stamp: tuple[int, int] | None = None
-    summarised_rows: int = -1
+    summarised_rows: tuple[int, int] = (0, 0)  # samples, spectra rows summarised
     summarised_at: float = 0.0
 
 
@@ -273,25 +274,35 @@ class Syncer:
     def _summarise(
         self, cat: Catalog, path: Path, run_id: str, state: _RunState, final: bool
     ) -> None:
-        """Per-cycle summaries into the catalog: when a run is finished and every so often."""
+        """Per-cycle summaries and EIS fits into the catalog: when a run is finished, and every
+        ``summary_interval_s`` while it runs (only if rows came in since)."""
         if not self.summaries:
             return
-        rows = cat.positions(run_id)["samples"].rows
+        pos = cat.positions(run_id)
+        rows = (pos["samples"].rows, pos["spectra"].rows)
         due = time.monotonic() - state.summarised_at >= self.summary_interval_s
-        if rows == 0 or rows == state.summarised_rows or not (final or due):
+        if rows == state.summarised_rows or not (final or due):
             return
-        from cellbench.analysis.cycling import cycle_summary
         from cellbench.daq.run_reader import RunReader
 
         state.summarised_at = time.monotonic()
-        try:
-            samples = RunReader(path).read("samples")
-            summary = cycle_summary(samples, capacity_source="integration")
-        except (CellbenchError, pl.exceptions.PolarsError, ValueError) as exc:
-            log.info("%s: no cycle summary: %s", run_id, exc)
-            state.summarised_rows = rows
-            return
-        cat.upsert_cycle_summaries(run_id, summary)
+        reader = RunReader(path)
+        if rows[0] and rows[0] != state.summarised_rows[0]:
+            from cellbench.analysis.cycling import cycle_summary
+
+            try:
+                summary = cycle_summary(reader.read("samples"), capacity_source="integration")
+                cat.upsert_cycle_summaries(run_id, summary)
+            except (CellbenchError, pl.exceptions.PolarsError, ValueError) as exc:
+                log.info("%s: no cycle summary: %s", run_id, exc)
+        if rows[1] and rows[1] != state.summarised_rows[1]:
+            from cellbench.analysis.eis_batch import fit_spectra
+
+            try:
+                fits = fit_spectra(reader.read("spectra"), EIS_CIRCUIT)
+                cat.upsert_eis_fits(run_id, EIS_CIRCUIT, fits)
+            except (CellbenchError, pl.exceptions.PolarsError, ValueError) as exc:
+                log.info("%s: no EIS fits: %s", run_id, exc)
         state.summarised_rows = rows
 
     # ---------------------------------------------------------------------------- drivers

@@ -163,9 +163,13 @@ def test_cli_sync_twice_list_and_analyze_equal_local(catalog_url, tmp_path):
     eis = [cli_json("analyze", "eis", *src, "--circuit", "R0-p(R1,C1)", "--json")
            for src in (["--catalog", catalog_url["reader"], run_id], [str(run)])]  # fmt: skip
     assert eis[0] == eis[1] and eis[0]
-    with psycopg.connect(catalog_url["reader"]) as conn:  # summaries went to the catalog
+    with psycopg.connect(catalog_url["reader"]) as conn:  # summaries and fits went there too
         n = conn.execute(
             "SELECT count(*) FROM cellbench.cycle_summaries WHERE run_id = %s", (run_id,)
         ).fetchone()[0]
+        fit = conn.execute(
+            "SELECT parameters FROM cellbench.eis_fits WHERE run_id = %s", (run_id,)
+        ).fetchall()
     assert n == 4
+    assert len(fit) == 1 and abs(fit[0][0]["R1"] - 50.0) < 0.5  # the sweep's R1 is 50 ohm
     assert sorted(os.listdir(archive / run_id / "samples")) == sorted(os.listdir(run / "samples"))
