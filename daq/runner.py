@@ -196,7 +196,13 @@ class ChannelRunner:
             resume = self.resume
             if resume is not None:
                 self._restore(resume)
-            self._block(self.protocol.steps, [], resume.frames if resume else None)
+            source = self.io.source.driver if self.io.source is not None else None
+            if getattr(source, "runs_own_schedule", False) is True:  # Neware; harvest
+                from cellbench.daq.cycler_runs import run_on_cycler
+
+                run_on_cycler(self)
+            else:
+                self._block(self.protocol.steps, [], resume.frames if resume else None)
             self.state.finished = True
             self.state.end_reason = "completed"
             self._off()

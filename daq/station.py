@@ -663,6 +663,10 @@ def validate_run(protocol: Protocol, station: Station) -> Protocol:
                         f"instrument ({station_file})",
                     )
                 )
+    if not problems:  # cyclers that run their own schedule: what their step files can say
+        from cellbench.daq.cycler_runs import check_fit
+
+        problems.extend(check_fit(resolved, station))
     if problems:
         raise ProtocolError(problems)
     return resolved

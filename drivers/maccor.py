@@ -56,7 +56,7 @@ from cellbench.drivers.errors import (
     InstrumentTimeout,
     InterlockError,
 )
-from cellbench.drivers.roles import Reading
+from cellbench.drivers.roles import CyclerPoll, CyclerRecord, Reading
 from cellbench.drivers.socket_transport import SocketTransport
 from cellbench.drivers.transport import Transport, _socket_endpoint
 
@@ -606,6 +606,38 @@ class MaccorChannel:
                 command="rest",
             )
         self._mode = "R"
+
+    # -- harvest: a channel running its own procedure (cellbench.daq.cycler_runs) ---------------
+    @property
+    def runs_own_schedule(self) -> bool:
+        """Monitored channels run Maccor's own procedure; the engine records them by polling."""
+        return self.control == "monitor"
+
+    def attach(self) -> None:
+        """Record from now on (MacNet status gives the present reading, not the data file)."""
+        self._last_poll_time = -1.0
+
+    def poll(self) -> CyclerPoll:
+        """The channel's state and, if its test time moved on, the present reading."""
+        s = self.status()
+        state = (
+            "running"
+            if s.stat == 2
+            else "finished"
+            if s.stat == 4
+            else "faulted"
+            if s.faulted
+            else "idle"
+        )
+        records = []
+        if s.test_time_second > getattr(self, "_last_poll_time", -1.0) and s.stat in (2, 4):
+            self._last_poll_time = s.test_time_second
+            records.append(
+                CyclerRecord(
+                    s.test_time_second, s.voltage_volt, s.current_ampere, s.cycle, s.step, "step"
+                )
+            )
+        return CyclerPoll(state, records, s.state)
 
     # -- the source role ------------------------------------------------------------------------
     def identify(self) -> str:

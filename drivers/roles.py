@@ -7,7 +7,7 @@ names: seconds, volts, amperes, hertz, degrees Celsius, megapascals. Current is 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import polars as pl
@@ -93,3 +93,41 @@ class SafetyProgrammable(Protocol):
         voltage_max_volt: float | None,
         current_max_ampere: float | None,
     ) -> None: ...
+
+
+@dataclass(frozen=True)
+class CyclerRecord:
+    """One record of a cycler channel. Units: s, V, A (positive on charge)."""
+
+    test_time_second: float
+    voltage_volt: float
+    current_ampere: float
+    cycle: int
+    step: int
+    step_kind: str
+
+
+@dataclass
+class CyclerPoll:
+    """What a poll of a schedule-running channel found: its state and the new records.
+
+    ``state``: ``running``, ``finished``, ``stopped``, ``faulted`` or ``idle``.
+    """
+
+    state: str
+    records: list[CyclerRecord] = field(default_factory=list)
+    detail: str = ""
+
+
+@runtime_checkable
+class ScheduleChannel(Instrument, Protocol):
+    """A cycler channel that runs a schedule by itself (a Neware BTS step file, a Maccor
+    procedure) and is logged by polling: ``runs_own_schedule`` is True. The engine starts a
+    translated protocol with ``start_schedule`` (or, monitoring, calls ``attach``) and then
+    records what ``poll`` returns."""
+
+    runs_own_schedule: bool
+
+    def attach(self) -> None: ...
+
+    def poll(self) -> CyclerPoll: ...

@@ -208,7 +208,7 @@ class SimChannel:
             interval = self.schedule[self.position].record_second or interval
         if not force and now + 1e-9 < self.next_record:
             return
-        v, i = self.last_v, self.last_i
+        v, i = self.cell.measure()
         self.records.append(
             Record(
                 len(self.records) + 1,
@@ -270,8 +270,7 @@ class SimChannel:
                     self.cell.set_current(step.current_ampere)
             self._record(self.now(), force=True)
             return
-        self._record(self.now(), force=True)
-        self.cell.open_circuit()
+        self.cell.open_circuit()  # the end: the last step's end was recorded as it ended
         self.state = "finished"
 
     def _check_ends(self, now: float, v: float, i: float) -> None:

@@ -83,6 +83,7 @@ class MaccorSimulator:
         channels: int = 8,
         cell_channel: int = 0,
         procedures: dict[str, dict[str, Any]] | None = None,
+        running: dict[str, str] | None = None,
         host: str = "127.0.0.1",
         tick_s: float = 1e-3,
     ):
@@ -105,6 +106,10 @@ class MaccorSimulator:
         self.procedures = {
             str(n): procedure_steps(str(n), dict(v)) for n, v in (procedures or {}).items()
         }
+        self.running = {int(k): str(v) for k, v in (running or {}).items()}
+        for chan, proc in self.running.items():
+            if not 0 <= chan < len(self.channels) or proc not in self.procedures:
+                raise ValueError(f"running: channel {chan} / procedure {proc!r} unknown")
         self.messages: list[dict[str, Any]] = []  # every JSON request, for protocol tests
         self.binary_messages: list[tuple] = []
         self._json = FramedServer(json_framer, self._on_json, name=f"{name}-json",
@@ -135,6 +140,10 @@ class MaccorSimulator:
                 self._binary._close_listener()
         else:  # pragma: no cover - a machine with no free port pair
             raise OSError("no free pair of ports P, P + 10 on loopback")
+        with self.lock:  # procedures "started on the Maccor PC" before anyone connects
+            for chan, proc in self.running.items():
+                steps = self.procedures[proc]
+                self.channels[chan].start_schedule(steps, steps[0].record_second or 30.0)
         self._json.start()
         self._binary.start()
         self._ticker.start()
