@@ -17,6 +17,7 @@ import polars as pl
 import psycopg
 from lab_runs import make_run
 
+from cellbench.cli.main import main
 from cellbench.daq.catalog import Catalog
 from cellbench.daq.catalog_run import archived_cover
 from cellbench.daq.store import open_run
@@ -135,21 +136,23 @@ def test_live_run_at_64_channels_10_hz_is_in_the_catalog_within_5_s(catalog_url,
     assert lags and max(lags) < 5.0, f"slowest batch reached the catalog after {max(lags):.1f} s"
 
 
-def test_cli_sync_twice_list_and_analyze_equal_local(catalog_url, tmp_path):
+def test_cli_sync_twice_list_and_analyze_equal_local(catalog_url, tmp_path, capsys):
+    """The command line in this process (each ``cellbench`` start costs about 2 s here)."""
     root, archive = tmp_path / "runs", tmp_path / "archive"
     run = make_run(root, cycles=4, spectra=True)
-    sync = [*CLI, "sync", str(root), "--catalog", catalog_url["writer"], "--archive", str(archive)]
-    first = subprocess.run(sync, capture_output=True, text=True, timeout=120)
-    assert first.returncode == 0, first.stderr
-    assert "samples +1600" in first.stdout
-    second = subprocess.run(sync, capture_output=True, text=True, timeout=120)
-    assert "samples +0, spectra +0, events +0 rows; 0 segment(s) archived" in second.stdout
+
+    def cli(*args: str) -> str:
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        return out
 
     def cli_json(*args: str):
-        out = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120)
-        assert out.returncode == 0, out.stderr
-        return json.loads(out.stdout)
+        return json.loads(cli(*args))
 
+    sync = ["sync", str(root), "--catalog", catalog_url["writer"], "--archive", str(archive)]
+    assert "samples +1600" in cli(*sync)
+    assert "samples +0, spectra +0, events +0 rows; 0 segment(s) archived" in cli(*sync)
     run_id = open_run(run).meta.run_id
     remote = cli_json("runs", "list", "--catalog", catalog_url["reader"], "--json",
                       "--where", f"run_id = '{run_id}'")  # fmt: skip
