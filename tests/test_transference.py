@@ -1,0 +1,110 @@
+"""DC polarisation (electronic conductivity) and the Bruce-Vincent transference number on
+synthetic potentiostatic holds with known truth."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+
+from cellbench.analysis.transport_numbers import (
+    TransportError,
+    bruce_vincent,
+    bruce_vincent_value,
+    electronic_conductivity,
+    hold_from_samples,
+    polarisation_currents,
+)
+
+
+def _hold(i0: float, iss: float, tau_s: float, hours: float, noise: float, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(0.0, hours * 3600.0, 10.0)
+    i = iss + (i0 - iss) * np.exp(-t / tau_s)
+    return t, i + noise * iss * rng.standard_normal(t.size)
+
+
+def test_bruce_vincent_recovers_known_transference_number():
+    # Li | PEO-LiTFSI | Li at 70 degC: R_b 120 ohm, R0 400 ohm, Rss 520 ohm (interface grew)
+    t_true, dv, rb, r0, rss = 0.22, 0.010, 120.0, 400.0, 520.0
+    i0 = dv / (rb + r0)
+    iss = t_true * dv / (rb + t_true * rss)  # what the model gives for this t+
+    t, i = _hold(i0, iss, tau_s=1800.0, hours=6.0, noise=0.002)
+    pol = polarisation_currents(t, i, dv)
+    assert pol.steady
+    assert pol.steady_current_ampere == pytest.approx(iss, rel=2e-3)
+    res = bruce_vincent(pol, r0, rss, r_bulk_ohm=rb, r0_stderr_ohm=4.0, rss_stderr_ohm=5.0)
+    assert res.initial_current_source == "impedance"
+    assert res.transference_number == pytest.approx(t_true, abs=0.003)
+    assert 0 < res.transference_number_stderr < 0.05
+    assert res.current_ratio == pytest.approx(iss / i0, rel=3e-3)
+    assert res.warnings == ()
+    # the measured first sample is the same I0 here (no under-sampled spike)
+    measured = bruce_vincent(pol, r0, rss)
+    assert measured.initial_current_source == "measured"
+    assert measured.transference_number == pytest.approx(t_true, abs=0.01)
+
+
+def test_bruce_vincent_formula_and_uncorrected_ratio_differ():
+    # with R0 = Rss = 0 the formula reduces to Iss / I0
+    assert bruce_vincent_value(0.01, 1e-5, 4e-6, 0.0, 0.0) == pytest.approx(0.4)
+    assert bruce_vincent_value(0.01, 1e-5, 4e-6, 300.0, 300.0) == pytest.approx(
+        4e-6 * (0.01 - 3e-3) / (1e-5 * (0.01 - 1.2e-3))
+    )
+
+
+def test_short_hold_is_flagged_not_steady():
+    t, i = _hold(2e-5, 4e-6, tau_s=3600.0, hours=1.0, noise=0.0)
+    pol = polarisation_currents(t, i, 0.01)
+    assert not pol.steady and pol.drift_fraction > 0.02
+    res = bruce_vincent(pol, 300.0, 320.0, r_bulk_ohm=200.0)
+    assert any("hold longer" in w for w in res.warnings)
+
+
+def test_electronic_conductivity_hebb_wagner():
+    # LLZO between Au: sigma_e 1e-9 S/cm, L 0.1 cm, A 0.785 cm2, 1 V hold
+    sigma_e, L, A, dv = 1e-9, 0.1, 0.785, 1.0
+    iss = sigma_e * A * dv / L
+    r_total = 2000.0  # ionic, from the EIS fit
+    t, i = _hold(dv / r_total, iss, tau_s=600.0, hours=5.0, noise=0.01)
+    res = electronic_conductivity(polarisation_currents(t, i, dv), L, A, r_total_ohm=r_total)
+    assert res.sigma_electronic_siemens_per_centimeter == pytest.approx(sigma_e, rel=0.01)
+    assert res.r_electronic_ohm == pytest.approx(dv / iss, rel=0.01)
+    assert res.electronic_transference_number == pytest.approx(iss * r_total / dv, rel=0.01)
+    assert res.ionic_transference_number > 0.999
+    assert res.warnings == ()
+    d = res.to_dict()
+    assert d["polarisation"]["steady"] is True
+
+
+def test_hold_from_samples_takes_the_longest_step_and_the_voltage_step():
+    t, i = _hold(1e-5, 2e-6, 300.0, 2.0, 0.0)
+    n = t.size
+    df = pl.DataFrame(
+        {
+            "test_time_second": np.concatenate([[-20.0, -10.0], t]),
+            "voltage_volt": np.concatenate([[3.300, 3.300], np.full(n, 3.310)]),
+            "current_ampere": np.concatenate([[0.0, 0.0], i]),
+            "step_index": np.concatenate([[0, 0], np.ones(n, dtype=int)]),
+        }
+    )
+    tt, ii, dv = hold_from_samples(df)
+    assert tt.size == n and dv == pytest.approx(0.010)
+    assert ii[0] == pytest.approx(1e-5)
+
+
+def test_bad_inputs_raise_one_clear_error():
+    with pytest.raises(TransportError, match="at least 10"):
+        polarisation_currents(np.arange(5.0), np.ones(5), 0.01)
+    t, i = _hold(1e-5, 2e-6, 300.0, 2.0, 0.0)
+    with pytest.raises(TransportError, match="non-zero"):
+        polarisation_currents(t, i, 0.0)
+    pol = polarisation_currents(t, i, 0.01)
+    with pytest.raises(TransportError, match="thickness_cm"):
+        electronic_conductivity(pol, -1.0, 1.0)
+    with pytest.raises(TransportError, match="r0_interface_ohm"):
+        bruce_vincent(pol, math.nan, 1.0)
+    with pytest.raises(TransportError, match="missing column"):
+        hold_from_samples(pl.DataFrame({"x": [1.0]}))
