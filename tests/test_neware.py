@@ -287,3 +287,39 @@ def test_monitor_only_protocol_must_not_drive(tmp_path):
     with pytest.raises(Exception, match=r"only monitors its channel"):
         prepare(FX / "protocols" / "demo_cycling.toml", FX / "stations" / "maccor_harvest.toml",
                 tmp_path)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("station", "driver"),
+    [("maccor_station.toml", "maccor"), ("neware_station.toml", "neware")],
+)
+def test_sim_serve_prints_addresses_that_answer(station, driver):
+    """``cellbench sim serve`` of each cycler station prints an address a driver opens."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cellbench.cli", "sim", "serve", str(FX / "stations" / station)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        name, shown, address = proc.stdout.readline().strip().split("\t")
+        assert (
+            name in ("maccor1", "bts1")
+            and shown == driver
+            and address.startswith("TCPIP::127.0.0.1::")
+        )
+        if driver == "maccor":
+            from cellbench.drivers.maccor import MaccorChannel
+
+            ch = MaccorChannel(address, channel=15)  # a 16-channel cycler, numbered from 0
+            assert ch.identify() == "Maccor MacNet channel 15 (Available)"
+        else:
+            ch = NewareChannel(address, pipeline="21-2-8")
+            assert ch.identify() == "Neware BTS channel 21-2-8 (devtype 27)"
+        ch.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
