@@ -71,7 +71,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--table", default="all", choices=(*schema.TABLES, "all"), help="table (default: all)"
     )
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
-    p.set_defaults(func=cmd_export)
+    catalog_args.add_catalog_option(p)
+    p.set_defaults(func=catalog_args.catalog_aware(cmd_export, "run"))
 
     p = runs_sub.add_parser(
         "repair",

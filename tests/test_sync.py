@@ -176,3 +176,9 @@ def test_cli_sync_twice_list_and_analyze_equal_local(catalog_url, tmp_path, caps
     assert n == 4
     assert len(fit) == 1 and abs(fit[0][0]["R1"] - 50.0) < 0.5  # the sweep's R1 is 50 ohm
     assert sorted(os.listdir(archive / run_id / "samples")) == sorted(os.listdir(run / "samples"))
+    for where, src in (("c", ["--catalog", catalog_url["reader"], run_id]), ("l", [str(run)])):
+        cli("runs", "export", *src, "--format", "parquet", "--out", str(tmp_path / where))
+    for table in ("samples", "spectra", "events"):
+        name = f"{run_id}_{table}.parquet"
+        assert pl.read_parquet(tmp_path / "c" / name).equals(pl.read_parquet(tmp_path / "l" / name))
+    assert "run id" in cli("runs", "show", "--catalog", catalog_url["reader"], run_id)
