@@ -51,6 +51,7 @@ from typing import Any
 from cellbench.core import units
 from cellbench.core.schema import Cell
 from cellbench.core.units import UnitError
+from cellbench.daq.eis_equilibrium import EQUILIBRIUM_KEYS, equilibrium_fields
 from cellbench.daq.protocol_model import (
     GITT,
     STEP_TYPES,
@@ -547,6 +548,7 @@ def _build_eis(ctx: _Context, t: Table, in_loop: bool) -> dict[str, Any] | None:
     every = t.get("every", positive_int)
     if every is not None and not in_loop:
         ctx.error((*t.path, "every"), "'every' counts loop iterations: use it inside a loop")
+    repeats = equilibrium_fields(ctx, t)
     if None in (start, stop, ppd, unit) or t.failed:
         return None
     return {
@@ -557,6 +559,7 @@ def _build_eis(ctx: _Context, t: Table, in_loop: bool) -> dict[str, Any] | None:
         "amplitude_unit": unit,
         "dc_bias_volt": bias,
         "every_cycles": every,
+        **repeats,
     }
 
 
@@ -762,7 +765,10 @@ _BUILDERS: dict[
     "cc": (_build_cc, ("current", "until", "voltage_limit")),
     "cv": (_build_cv, ("voltage", "current_limit", "until")),
     "cccv": (_build_cccv, ("current", "voltage", "until")),
-    "eis": (_build_eis, ("start", "stop", "points_per_decade", "amplitude", "dc_bias", "every")),
+    "eis": (
+        _build_eis,
+        ("start", "stop", "points_per_decade", "amplitude", "dc_bias", "every", *EQUILIBRIUM_KEYS),
+    ),
     "pulse": (_build_pulse, ("current", "pulse", "rest", "count", "charge_current", "until")),
     "hppc": (_build_pulse, ("current", "pulse", "rest", "count", "charge_current", "until")),
     "gitt": (_build_gitt, ("current", "pulse", "rest", "count", "until")),

@@ -235,8 +235,15 @@ class EIS(Step):
     amplitude_unit: str
     dc_bias_volt: float | None = None
     every_cycles: int | None = None
+    # repeat until consecutive sweeps agree (cellbench.daq.eis_equilibrium); None: one sweep
+    drift_max_fraction: float | None = None
+    max_sweeps: int = 1
+    temperature_drift_max_kelvin: float | None = None
+    sweep_wait_second: float = 0.0
 
     def summary(self) -> str:
+        from cellbench.daq.eis_equilibrium import summary as repeats
+
         amp = _v(self.amplitude) if self.amplitude_unit == "V" else _a(self.amplitude)
         bias = "at OCV" if self.dc_bias_volt is None else f"at {_v(self.dc_bias_volt)}"
         out = (
@@ -245,7 +252,7 @@ class EIS(Step):
         )
         if self.every_cycles is not None:
             out += f", every {self.every_cycles} cycles"
-        return out
+        return out + repeats(self)
 
 
 @dataclass(frozen=True, kw_only=True)

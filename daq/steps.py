@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from cellbench.core.errors import CellbenchError
+from cellbench.daq.eis_equilibrium import run_eis_until_stable
 from cellbench.daq.protocol import (
     CC,
     CCCV,
@@ -179,6 +180,8 @@ def run_cccv(r: ChannelRunner, step: CCCV) -> str:
 
 
 def run_eis(r: ChannelRunner, step: EIS) -> str:
+    if step.drift_max_fraction is not None:
+        return run_eis_until_stable(r, step)
     frame = r.sweep(
         step.start_hertz,
         step.stop_hertz,
