@@ -97,12 +97,13 @@ def make_run(
     pieces: int = 3,
     close: bool = True,
     spectra: bool = False,
+    t0_unix: float | None = None,
 ):
     """A recorded cycling run in ``root``: samples in ``pieces`` sealed segments, events too.
 
     Returns the run folder, or ``(folder, writer)`` with ``close=False`` (journal rows left).
     """
-    df = cycling_frame(cycles)
+    df = cycling_frame(cycles, t0_unix=t0_unix)
     w = create_run(root, meta(run_id))
     w.event("run_start", "started")
     if spectra:

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from lab_runs import make_run
 from pg_server import READER, WRITER
 
 from cellbench.daq.catalog import Catalog, CatalogError, Position, check_url, redact
-from cellbench.daq.catalog_admin import init_catalog
+from cellbench.daq.catalog_admin import init_catalog, prune
 from cellbench.daq.catalog_run import fetch_run
 from cellbench.daq.pgcopy import PgColumn, copy_chunks
 from cellbench.daq.store import open_run
@@ -172,3 +173,27 @@ def test_no_password_in_ps_logs_or_run_json(pg_server, catalog_url, tmp_path):
     for text in (ps, cmdline, out, err, failed.stdout, failed.stderr, run_json):
         assert secret not in text and f"not-{secret}" not in text
     assert json.loads((path / "run.json").read_text())["run_id"]
+
+
+def test_rows_older_than_the_live_window_stay_in_the_archive_only(catalog_url, tmp_path):
+    old = make_run(tmp_path / "runs", t0_unix=time.time() - 40 * 86400)  # recorded 40 days ago
+    with Syncer(catalog_url["writer"], str(tmp_path / "archive")) as s:
+        assert s.sync_once([old])[0].loaded["samples"] == 1200
+    run_id = open_run(old).meta.run_id
+    with psycopg.connect(catalog_url["admin"], autocommit=True) as conn:
+        live = conn.execute(
+            "SELECT count(*) FROM cellbench.samples WHERE run_id = %s", (run_id,)
+        ).fetchone()[0]
+        # a day partition from 40 days ago, as a PC with a wrong clock might have made
+        conn.execute("SELECT cellbench.ensure_partitions(now() - interval '40 days', "
+                     "now() - interval '40 days')")  # fmt: skip
+        parts = "SELECT count(*) FROM pg_inherits WHERE inhparent = 'cellbench.samples'::regclass"
+        before = conn.execute(parts).fetchone()[0]
+    assert live == 0  # counted and archived, not in the live window
+    with Catalog(catalog_url["reader"]) as cat:
+        assert cat.run_meta(run_id)[1]["samples"] == 1200
+    folder = fetch_run(catalog_url["reader"], run_id, tmp_path / "fetched")
+    assert open_run(folder).read("samples").equals(open_run(old).read("samples"))
+    assert prune(catalog_url["admin"]) >= 1
+    with psycopg.connect(catalog_url["admin"]) as conn:
+        assert conn.execute(parts).fetchone()[0] < before
