@@ -121,10 +121,15 @@ def test_example_protocol_completes(sessions, tmp_path, protocol, station, scale
         assert samples["test_time_second"].is_sorted()
     if protocol == "eis_vs_temperature":  # impedance-only channel: 25..85 degC, then 25 again
         spectra = run.read("spectra")
-        temps = spectra.group_by("sweep_index").agg(pl.col("temperature_celsius").mean())
-        assert temps.sort("sweep_index")["temperature_celsius"].to_list() == pytest.approx(
+        # each EIS step repeats its sweep until equilibrium: its last sweep is the point
+        newest = pl.col("sweep_index").max().over("step_index")
+        last = spectra.filter(pl.col("sweep_index") == newest)
+        temps = last.group_by("step_index").agg(pl.col("temperature_celsius").mean())
+        assert temps.sort("step_index")["temperature_celsius"].to_list() == pytest.approx(
             [25, 40, 55, 70, 85, 25], abs=1.0
         )
+        notes = ev.filter(pl.col("kind") == "note")["message"].to_list()
+        assert sum("equilibrium" in m for m in notes) >= 6
     if protocol == "ccd_symmetric":
         notes = ev.filter(pl.col("kind") == "note")["message"].to_list()
         assert any("critical current density" in m for m in notes)
