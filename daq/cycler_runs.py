@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from cellbench.daq.neware_steps import protocol_to_step_file
 from cellbench.daq.protocol import Loop, Ocv, Problem, Protocol, Rest
 from cellbench.daq.safety import check
+from cellbench.daq.steps import EngineConfigError
 
 if TYPE_CHECKING:
     from cellbench.daq.runner import ChannelRunner
@@ -97,6 +98,12 @@ def run_on_cycler(r: ChannelRunner) -> str:
     mapping: dict[int, int] = {}
     limit_s: float | None = None
     r._check_stop()
+    if r.resume is not None:
+        raise EngineConfigError(
+            f"channel {r.channel}: a run on {link.name}, a cycler running its own schedule, "
+            "cannot be resumed; its test goes on (or ended) at the cycler: record the rest "
+            'with a new run (control = "monitor") or read the cycler\'s data file'
+        )
     if monitor:
         limit_s = _rest_total(r.protocol)
         link.call(driver.attach)

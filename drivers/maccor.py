@@ -198,6 +198,10 @@ class MaccorChannel:
         power_limit_watt: the channel's power safety limit.
         unsigned_current: the status ``Current`` is a magnitude; take the sign from the mode set.
         end_test_on_close: reset (end) a direct-mode test this driver started when it closes.
+        refresh_s: re-send the present output when it is older than this (wall s) at a
+            measurement, so that a MacNet direct-mode watchdog (``MacNetDirectModeWD``, set it
+            above ``refresh_s`` + the sample interval) suspends the channel only when the
+            logger is gone. None: never.
     """
 
     model = "Maccor MacNet channel"
@@ -223,6 +227,7 @@ class MaccorChannel:
         power_limit_watt: float = 50.0,
         unsigned_current: bool = False,
         end_test_on_close: bool = True,
+        refresh_s: float | None = None,
     ):
         self.name = name or f"maccor{channel}"
         self.address = address
@@ -257,6 +262,9 @@ class MaccorChannel:
         self.end_test_on_close = bool(end_test_on_close)
         self._ids = itertools.count(1)
         self._mode = "R"  # last mode set: C, D or R
+        self.refresh_s = None if refresh_s is None else float(refresh_s)
+        self._output: tuple[str, float, float] = ("R", 0.0, 0.0)  # what to re-send
+        self._sent_wall = 0.0  # time.monotonic() of the last output command
         self._direct = False  # a direct-mode test started by this driver is running
         self._limits: dict[str, float] | None = None
         self._last_voltage = math.nan
@@ -571,6 +579,8 @@ class MaccorChannel:
         )
         self._ok(r, "(6, 8)")
         self._mode = mode
+        self._output = (mode, current, float(voltage_volt))
+        self._sent_wall = time.monotonic()
 
     def rest(self) -> None:
         """Rest (no current) through the binary port: JSON cannot set rest (help document)."""
@@ -606,6 +616,8 @@ class MaccorChannel:
                 command="rest",
             )
         self._mode = "R"
+        self._output = ("R", 0.0, 0.0)
+        self._sent_wall = time.monotonic()
 
     # -- harvest: a channel running its own procedure (cellbench.daq.cycler_runs) ---------------
     @property
@@ -676,6 +688,7 @@ class MaccorChannel:
                 address=self.address,
                 command="(4, 7)",
             )
+        self._refresh()
         current = s.current_ampere
         if self.unsigned_current and self._mode == "D":
             current = -abs(current)
@@ -704,6 +717,18 @@ class MaccorChannel:
             self.binary.reconnect()
 
     # -- helpers --------------------------------------------------------------------------------
+    def _refresh(self) -> None:
+        """Re-send the output if it is older than ``refresh_s`` (the watchdog's keep-alive)."""
+        if self.refresh_s is None or not self._direct or self.control != "direct":
+            return
+        if time.monotonic() - self._sent_wall < self.refresh_s:
+            return
+        mode, current, voltage = self._output
+        if mode == "R":
+            self.rest()
+        else:
+            self.set_output(mode, current, voltage)
+
     def _require_control(self, what: str) -> None:
         if self.control != "direct":
             raise InstrumentCommandError(

@@ -237,3 +237,26 @@ def test_demo_cycling_on_maccor_agrees_with_the_cell(tmp_path, capsys):
         assert cycle["charge_capacity_ampere_hour"] == pytest.approx(charged, rel=0.01)
         assert cycle["discharge_capacity_ampere_hour"] == pytest.approx(discharged, rel=0.01)
         assert cycle["discharge_capacity_ampere_hour"] > 1.5e-3  # a real cycle of a 2 mAh cell
+
+
+def test_direct_mode_watchdog_and_the_drivers_keep_alive():
+    """With MacNet's direct-mode watchdog set, the driver re-sends the output while it is alive
+    (refresh_s) and the channel suspends itself once the logger stops talking."""
+    clock = ScaledClock(50.0)
+    cell = SimCell(load_cell_params(FX / "sim" / "sulfide_full_cell.toml"), clock=clock)
+    with MaccorSimulator(cell, channels=2, direct_watchdog_s=0.4) as sim:
+        ch = MaccorChannel(sim.address, channel=0, refresh_s=0.1)
+        ch.program_safety_limits(voltage_min_volt=2.5, voltage_max_volt=4.3,
+                                 current_max_ampere=0.01)  # fmt: skip
+        ch.source_current(1e-3, voltage_limit_volt=4.2)
+        until = time.monotonic() + 1.2  # three watchdog periods, alive
+        while time.monotonic() < until:
+            assert ch.measure().current_ampere == pytest.approx(1e-3)
+            time.sleep(0.05)
+        assert sim.channels[0].state == "direct"
+        time.sleep(0.8)  # the logger is gone
+        assert sim.channels[0].state == "faulted"
+        assert "watchdog" in sim.channels[0].fault_reason
+        with pytest.raises(InterlockError, match="Suspended"):
+            ch.measure()
+        ch.close()

@@ -323,3 +323,13 @@ def test_sim_serve_prints_addresses_that_answer(station, driver):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_a_dropped_bts_connection_is_reopened_and_logged_in_again(bts):
+    ch = NewareChannel(bts.address, pipeline="21-1-4", timeout_s=0.5)
+    assert ch.channel_status() == "finish"
+    bts.faults.inject("disconnect", delay_s=0.2)
+    assert ch.channel_status() == "finish"  # reconnected with back-off, connect sent again
+    assert ch.transport.reconnects == 1
+    assert bts.commands.count("connect") == 2
+    ch.close()

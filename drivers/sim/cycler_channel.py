@@ -100,6 +100,8 @@ class SimChannel:
     floor_volt: float | None = None  # direct discharge: mutually limiting voltage
     barcode: str = ""
     test_id: int = 0
+    watchdog_s: float | None = None  # direct mode: suspend when no output command this long
+    commanded_wall: float = 0.0  # time.monotonic() of the last output command
     _charge0: float = 0.0
 
     # -- control ------------------------------------------------------------------------------
@@ -112,6 +114,7 @@ class SimChannel:
     def begin_test(self, state: str, record_second: float) -> None:
         now = self.now()
         self.state, self.fault_reason = state, ""
+        self.commanded_wall = time.monotonic()
         self.test_start = self.step_start = now
         self.cycle, self.step_number, self.position = 1, 0, 0
         self.loop_done = {}
@@ -135,6 +138,7 @@ class SimChannel:
         """Direct output: ``C`` charge at |current| limited at ``voltage``; ``D`` discharge at
         |current| floored at ``voltage``; ``R`` rest."""
         self.tick()
+        self.commanded_wall = time.monotonic()
         if self.mode != mode or mode != "R":
             self._end_step_truth(self.step_number, self.mode)
             self._begin_step()
@@ -175,6 +179,13 @@ class SimChannel:
             self.step_energy_wh += abs(0.5 * (i * v + self.last_i * self.last_v) * dt_h)
         self.last_time, self.last_v, self.last_i = now, v, i
         breach = self._breach(v, i)
+        if (
+            not breach
+            and self.state == "direct"
+            and self.watchdog_s is not None
+            and time.monotonic() - self.commanded_wall > self.watchdog_s
+        ):
+            breach = f"direct-mode watchdog: no output command for {self.watchdog_s:g} s"
         if breach:
             self.stop("faulted", breach)
             return

@@ -20,7 +20,8 @@ A procedure runs CC-CV charge, rest, CC discharge, rest, ``cycles`` times (Macco
 1-4, cycle counted from 1). Direct mode follows the help document's (6, 7)/(6, 8) semantics:
 current and voltage mutually limiting, C and D modes over JSON, rest only over the binary port.
 The channel's safety limits (6, 10) are enforced by the simulator itself, polled or not: a breach
-suspends the channel (``Stat`` 3, output off).
+suspends the channel (``Stat`` 3, output off). ``direct_watchdog_s`` is ``MacNetDirectModeWD``:
+a channel in direct mode that gets no output command for that many wall seconds suspends.
 
 Faults: the :class:`FaultInjector` kinds ``no_reply``, ``late_reply``, ``garbled``,
 ``disconnect`` (both ports) per message, and ``interlock``: the next message (matching ``on``)
@@ -84,6 +85,7 @@ class MaccorSimulator:
         cell_channel: int = 0,
         procedures: dict[str, dict[str, Any]] | None = None,
         running: dict[str, str] | None = None,
+        direct_watchdog_s: float | None = None,
         host: str = "127.0.0.1",
         tick_s: float = 1e-3,
     ):
@@ -106,6 +108,8 @@ class MaccorSimulator:
         self.procedures = {
             str(n): procedure_steps(str(n), dict(v)) for n, v in (procedures or {}).items()
         }
+        for channel in self.channels:  # System.ini MacNetDirectModeWD (wall seconds)
+            channel.watchdog_s = None if direct_watchdog_s is None else float(direct_watchdog_s)
         self.running = {int(k): str(v) for k, v in (running or {}).items()}
         for chan, proc in self.running.items():
             if not 0 <= chan < len(self.channels) or proc not in self.procedures:
