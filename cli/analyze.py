@@ -12,6 +12,7 @@ ANALYZE_MODULES: tuple[str, ...] = (
     "cellbench.cli.analyze_eis",
     "cellbench.cli.analyze_cycling",
     "cellbench.cli.analyze_titration",
+    "cellbench.cli.analyze_pressure",
 )
 
 

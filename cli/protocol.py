@@ -129,6 +129,8 @@ def _limits_text(lim: Limits) -> str:
         parts.append(f"T ≤ {lim.temperature_max_celsius:g} °C")
     if lim.pressure_max_megapascal is not None:
         parts.append(f"p ≤ {lim.pressure_max_megapascal:g} MPa")
+    if lim.pressure_min_megapascal is not None:
+        parts.append(f"p ≥ {lim.pressure_min_megapascal:g} MPa")
     return ", ".join(parts) if parts else "none"
 
 

@@ -355,7 +355,7 @@ class Engine:
         channels = {
             ch: {
                 r
-                for r in ("source", "impedance", "temperature", "pressure")
+                for r in ("source", "impedance", "temperature", "pressure", "press")
                 if self.station.for_role(r, ch)
             }
             for ch in self.station.channels()
@@ -529,6 +529,7 @@ class Engine:
             temp = serving("temperature", channel)
             pres = serving("pressure", channel)
             ohm = serving("resistance", channel)
+            prs = serving("press", channel)
             io = ChannelIO(
                 channel=channel,
                 source=self.links[src.name] if src else None,
@@ -537,11 +538,12 @@ class Engine:
                 pressure=sampler(pres, PRESSURE) if pres else None,
                 resistance=sampler(ohm, RESISTANCE) if ohm else None,
                 temperature_control=self.links[temp.name] if temp else None,
+                press=self.links[prs.name] if prs else None,
             )
             runner = ChannelRunner(self, io, self.protocol)
             runner.resume = self._resume.get(channel)
             self.runners[channel] = runner
-            for link_name in {x.name for x in (src, imp, temp, pres, ohm) if x}:
+            for link_name in {x.name for x in (src, imp, temp, pres, ohm, prs) if x}:
                 self._link_channels.setdefault(link_name, []).append(channel)
         self.aux = list(samplers.values())
         self.pause.set_channels(self.runners)

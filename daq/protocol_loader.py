@@ -67,6 +67,7 @@ from cellbench.daq.protocol_model import (
     _t,
     _v,
 )
+from cellbench.daq.protocol_pressure import PRESSURE_KEYS, build_pressure
 from cellbench.daq.toml_check import (
     Checker,
     Invalid,
@@ -265,7 +266,14 @@ def _build_protocol(
     )
 
 
-_LIMIT_KEYS = ("voltage_min", "voltage_max", "current_max", "temperature_max", "pressure_max")
+_LIMIT_KEYS = (
+    "voltage_min",
+    "voltage_max",
+    "current_max",
+    "temperature_max",
+    "pressure_max",
+    "pressure_min",
+)
 
 
 def _limits(ctx: _Context, t: Table) -> Limits | None:
@@ -277,8 +285,15 @@ def _limits(ctx: _Context, t: Table) -> Limits | None:
         ),
         temperature_max_celsius=t.get("temperature_max", units.parse_temperature),
         pressure_max_megapascal=t.get("pressure_max", _positive(units.parse_pressure)),
+        pressure_min_megapascal=t.get("pressure_min", _positive(units.parse_pressure)),
     )
     t.finish(_LIMIT_KEYS)
+    p_lo, p_hi = lim.pressure_min_megapascal, lim.pressure_max_megapascal
+    if p_lo is not None and p_hi is not None and p_lo >= p_hi:
+        ctx.error(
+            (*t.path, "pressure_max"),
+            f"must be above pressure_min ({p_lo:g} MPa), got {p_hi:g} MPa",
+        )
     lo, hi = lim.voltage_min_volt, lim.voltage_max_volt
     if lo is not None and hi is not None and lo >= hi:
         ctx.error((*t.path, "voltage_max"), f"must be above voltage_min ({_v(lo)}), got {_v(hi)}")
@@ -777,5 +792,6 @@ _BUILDERS: dict[
         _build_temperature,
         ("setpoint", "tolerance", "stable_for", "soak", "timeout"),
     ),
+    "pressure": (build_pressure, PRESSURE_KEYS),
     "loop": (_build_loop, ("repeat", "until", "max_repeat", "steps")),
 }

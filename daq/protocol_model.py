@@ -33,6 +33,7 @@ __all__ = [
     "Loop",
     "LoopUntil",
     "Ocv",
+    "Pressure",
     "Protocol",
     "Pulse",
     "Rest",
@@ -46,7 +47,8 @@ __all__ = [
 class Limits:
     """Safety limits; None where not set. A breach aborts the run (outputs to their safe state).
 
-    ``current_max_ampere`` bounds |current|; temperatures and pressures are upper bounds.
+    ``current_max_ampere`` bounds |current|; temperatures are upper bounds; stack pressure has
+    both (``pressure_min_megapascal``: a press that lost its load, a cell that lost contact).
     """
 
     voltage_min_volt: float | None = None
@@ -54,6 +56,7 @@ class Limits:
     current_max_ampere: float | None = None
     temperature_max_celsius: float | None = None
     pressure_max_megapascal: float | None = None
+    pressure_min_megapascal: float | None = None
 
     def is_empty(self) -> bool:
         return all(getattr(self, f.name) is None for f in fields(self))
@@ -79,6 +82,9 @@ class Limits:
             ),
             pressure_max_megapascal=pick(
                 self.pressure_max_megapascal, inner.pressure_max_megapascal, min
+            ),
+            pressure_min_megapascal=pick(
+                self.pressure_min_megapascal, inner.pressure_min_megapascal, max
             ),
         )
 
@@ -366,6 +372,30 @@ class Temperature(Step):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Pressure(Step):
+    """Set the press to a stack pressure and wait until |p - setpoint| <= tolerance for
+    ``stable_second`` (read on the press's load cell), then soak. A timeout aborts the run.
+
+    ``rate_megapascal_per_second``: how fast the press changes the load (None: its own rate).
+    """
+
+    kind: str = "pressure"
+    setpoint_megapascal: float
+    tolerance_megapascal: float
+    stable_second: float
+    timeout_second: float
+    soak_second: float = 0.0
+    rate_megapascal_per_second: float | None = None
+
+    def summary(self) -> str:
+        out = f"pressure {self.setpoint_megapascal:g} MPa ± {self.tolerance_megapascal:g} MPa"
+        out += f" stable {_t(self.stable_second)}"
+        if self.soak_second:
+            out += f", soak {_t(self.soak_second)}"
+        return out + f" (timeout {_t(self.timeout_second)})"
+
+
+@dataclass(frozen=True, kw_only=True)
 class Loop(Step):
     """Repeat ``steps``: ``repeat`` times, or until ``until`` holds, at most ``max_repeat`` times.
 
@@ -404,6 +434,7 @@ STEP_TYPES: dict[str, type[Step]] = {
     "gitt": GITT,
     "ccd": CCD,
     "temperature": Temperature,
+    "pressure": Pressure,
     "loop": Loop,
 }
 

@@ -69,6 +69,7 @@ class ChannelIO:
     pressure: AuxSampler | None = None
     resistance: AuxSampler | None = None
     temperature_control: InstrumentLink | None = None
+    press: InstrumentLink | None = None  # a motorised press (pressure set-point steps)
 
 
 @dataclass

@@ -83,6 +83,9 @@ def check(
     pmax = lim.pressure_max_megapascal
     if p is not None and pmax is not None and not p <= pmax:
         return Breach("pressure", p, pmax, "pressure_max_megapascal")
+    pmin = lim.pressure_min_megapascal
+    if p is not None and pmin is not None and not p >= pmin:
+        return Breach("pressure", p, pmin, "pressure_min_megapascal")
     return None
 
 

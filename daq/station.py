@@ -39,7 +39,15 @@ from cellbench.core.schema import Cell
 from cellbench.core.units import FREQUENCY, format_quantity
 from cellbench.daq import simulated
 from cellbench.daq.engine_options import check_engine_table
-from cellbench.daq.protocol import CCD, EIS, Problem, Protocol, ProtocolError, Temperature
+from cellbench.daq.protocol import (
+    CCD,
+    EIS,
+    Pressure,
+    Problem,
+    Protocol,
+    ProtocolError,
+    Temperature,
+)
 from cellbench.daq.sync_config import check_sync_table
 from cellbench.daq.toml_check import (
     Checker,
@@ -65,8 +73,9 @@ __all__ = [
 ]
 
 #: What an instrument can do for a channel. "resistance" is a fixed-frequency AC resistance meter
-#: (Hioki BT3562), an auxiliary reading like temperature and pressure.
-ROLES = ("source", "impedance", "temperature", "pressure", "resistance")
+#: (Hioki BT3562), an auxiliary reading like temperature and pressure; "press" sets the stack
+#: pressure (a motorised press: ``type = "pressure"`` steps).
+ROLES = ("source", "impedance", "temperature", "pressure", "resistance", "press")
 
 #: Known drivers and the roles each can fill (cellbench.drivers.registry.DRIVERS holds the code).
 DRIVER_ROLES: dict[str, frozenset[str]] = {
@@ -77,6 +86,7 @@ DRIVER_ROLES: dict[str, frozenset[str]] = {
     "emstat": frozenset({"source", "impedance"}),
     "espec": frozenset({"temperature"}),
     "mark10": frozenset({"pressure"}),
+    "press": frozenset({"press", "pressure"}),
     "maccor": frozenset({"source"}),
     "neware": frozenset({"source"}),
 }
@@ -91,6 +101,9 @@ EIS_FREQUENCY_RANGE_HERTZ: dict[str, tuple[float, float]] = {
 
 #: The address that asks for a simulated instrument (started from the station's [simulation]).
 SIM_ADDRESS = "sim"
+
+#: Drivers that measure force and need the cell's area for a pressure.
+_FORCE_DRIVERS = frozenset({"mark10", "press"})
 
 #: Channel of source/impedance/pressure/resistance instruments that do not name one.
 DEFAULT_CHANNEL = "cell1"
@@ -447,7 +460,7 @@ class _Checker(Checker):
             self.error((*path, "options"), "must be a table [instrument.options]")
             return None
         if (
-            driver == "mark10"
+            driver in _FORCE_DRIVERS
             and "area_cm2" not in options
             and cell.area_cm2 is None
             and roles
@@ -461,7 +474,7 @@ class _Checker(Checker):
             ok = False
         if not ok:
             return None
-        if driver == "mark10" and "area_cm2" not in options and cell.area_cm2 is not None:
+        if driver in _FORCE_DRIVERS and "area_cm2" not in options and cell.area_cm2 is not None:
             # Pressure = force / area: the gauge presses on the cell's electrode area.
             options = {**options, "area_cm2": cell.area_cm2}
         assert name is not None and driver is not None and address is not None and roles
@@ -592,6 +605,8 @@ def validate_run(protocol: Protocol, station: Station) -> Protocol:
                 missing = "impedance"
             elif isinstance(step, Temperature) and not station.for_role("temperature", channel):
                 missing = "temperature"
+            elif isinstance(step, Pressure) and not station.for_role("press", channel):
+                missing = "press"
             if missing:
                 problems.append(
                     Problem(
@@ -648,6 +663,7 @@ def validate_run(protocol: Protocol, station: Station) -> Protocol:
     safety_lines = {
         "temperature_max": ("temperature", protocol.safety.temperature_max_celsius),
         "pressure_max": ("pressure", protocol.safety.pressure_max_megapascal),
+        "pressure_min": ("pressure", protocol.safety.pressure_min_megapascal),
     }
     for key, (role, value) in safety_lines.items():
         if value is None:

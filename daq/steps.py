@@ -23,6 +23,7 @@ from cellbench.daq.protocol import (
     Ends,
     Loop,
     Ocv,
+    Pressure,
     Protocol,
     Pulse,
     Rest,
@@ -380,6 +381,49 @@ def run_temperature(r: ChannelRunner, step: Temperature) -> str:
     return reason
 
 
+def run_pressure(r: ChannelRunner, step: Pressure) -> str:
+    """Set the press; wait until its load cell reads the set point within tolerance for
+    ``stable_second``; then soak. A timeout aborts the run (the test would otherwise run at the
+    wrong stack pressure). The cell is at open circuit meanwhile, as in a temperature step."""
+    press = r.io.press
+    sampler = r.io.pressure
+    if press is None or sampler is None:
+        raise EngineConfigError(f"channel {r.channel}: pressure step but no press instrument")
+    r.output_off()
+    if step.rate_megapascal_per_second is not None:
+        area = getattr(press.driver, "area_cm2", None) or 0.0
+        if area > 0:
+            press.call(
+                press.driver.set_rate_newton_per_second,
+                step.rate_megapascal_per_second * area * 100,
+            )
+    press.call(press.driver.set_pressure_megapascal, step.setpoint_megapascal)
+    stable_since: list[float | None] = [None]
+
+    def stable(elapsed: float, v: float, i: float) -> str | None:
+        p = sampler.value()
+        if math.isnan(p) or abs(p - step.setpoint_megapascal) > step.tolerance_megapascal:
+            stable_since[0] = None
+            return None
+        if stable_since[0] is None:
+            stable_since[0] = elapsed
+        if elapsed - stable_since[0] >= step.stable_second:
+            return f"stable at {p:.4g} MPa for {step.stable_second:g} s"
+        return None
+
+    reason = r.hold(Ends(time_second=step.timeout_second), extra=stable)
+    if not reason.startswith("stable"):
+        r.abort(
+            f"stack pressure did not settle at {step.setpoint_megapascal:g} MPa "
+            f"+/- {step.tolerance_megapascal:g} MPa within {step.timeout_second:g} s "
+            f"(last {sampler.value():.4g} MPa)"
+        )
+    if step.soak_second > 0:
+        r.hold(Ends(time_second=step.soak_second))
+        reason += f", soaked {step.soak_second:g} s"
+    return reason
+
+
 EXECUTORS: dict[type, Callable[[Any, Any], str]] = {
     Rest: run_rest,
     Ocv: run_rest,
@@ -391,10 +435,11 @@ EXECUTORS: dict[type, Callable[[Any, Any], str]] = {
     GITT: run_gitt,
     CCD: run_ccd,
     Temperature: run_temperature,
+    Pressure: run_pressure,
 }
 
 # Steps that can be restarted from their beginning after a crash (see cellbench resume).
-RESTARTABLE: tuple[type, ...] = (Rest, Ocv, CC, CV, CCCV, EIS, Temperature)
+RESTARTABLE: tuple[type, ...] = (Rest, Ocv, CC, CV, CCCV, EIS, Temperature, Pressure)
 
 
 def executor(step: Step) -> Callable[[Any, Any], str]:
@@ -425,6 +470,8 @@ def needs(protocol: Protocol) -> set[str]:
             out.add("impedance")
         if isinstance(step, Temperature):
             out.add("temperature")
+        if isinstance(step, Pressure):
+            out.update(("press", "pressure"))
     return out
 
 

@@ -20,6 +20,7 @@ DRIVERS: dict[str, str] = {
     "emstat": "cellbench.drivers.palmsens_emstat:PalmSensEmStat",
     "espec": "cellbench.drivers.espec:EspecChamber",
     "mark10": "cellbench.drivers.mark10:Mark10Gauge",
+    "press": "cellbench.drivers.press:MotorisedPress",
     "maccor": "cellbench.drivers.maccor:MaccorChannel",
     "neware": "cellbench.drivers.neware:NewareChannel",
 }

@@ -42,6 +42,7 @@ SIMULATORS: dict[str, str] = {
     "emstat": "cellbench.drivers.sim.emstat:EmStatSimulator",
     "espec": "cellbench.drivers.sim.chamber_gauge:EspecSimulator",
     "mark10": "cellbench.drivers.sim.chamber_gauge:Mark10Simulator",
+    "press": "cellbench.drivers.sim.press:PressSimulator",
     "maccor": "cellbench.drivers.sim.maccor_sim:MaccorSimulator",
     "neware": "cellbench.drivers.sim.neware_sim:NewareSimulator",
 }
