@@ -132,6 +132,14 @@ def run_on_cycler(r: ChannelRunner) -> str:
     next_t = clock0
     while True:
         r._check_stop()
+        if ctx.pause.asked(r.channel):  # the cycler runs the schedule: nothing to hold here
+            ctx.pause.ask_continue([r.channel])
+            r.event_now(
+                "status",
+                f"{link.name} runs its own schedule: pause it at the cycler (not paused here)",
+                severity="warning",
+                data={"action": "pause_refused"},
+            )
         poll = link.call(driver.poll)
         for rec in poll.records:
             if offset is None:

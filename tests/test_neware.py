@@ -5,6 +5,7 @@ harvest (a channel running the vendor's own schedule recorded into a normal run)
 from __future__ import annotations
 
 import json
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -333,3 +334,25 @@ def test_a_dropped_bts_connection_is_reopened_and_logged_in_again(bts):
     assert ch.transport.reconnects == 1
     assert bts.commands.count("connect") == 2
     ch.close()
+
+
+def test_a_pause_request_on_a_bts_channel_is_refused_in_the_run(tmp_path):
+    """BTS runs the schedule itself: a pause is recorded as refused and the run goes on."""
+    session = prepare(
+        FX / "protocols" / "demo_cycling.toml",
+        FX / "stations" / "neware_station.toml",
+        tmp_path,
+        time_scale=20000.0,
+        options={"max_loop_iterations": 1},
+    )
+    try:
+        engine = session.engine
+        engine.start()
+        time.sleep(0.3)
+        engine.request_pause("test")
+        status = engine.wait(timeout=60)
+    finally:
+        session.close()
+    assert status == "completed"
+    events = open_run(engine.run_path).read("events").to_dicts()
+    assert any("pause it at the cycler" in e["message"] for e in events)
