@@ -356,3 +356,58 @@ def test_a_pause_request_on_a_bts_channel_is_refused_in_the_run(tmp_path):
     assert status == "completed"
     events = open_run(engine.run_path).read("events").to_dicts()
     assert any("pause it at the cycler" in e["message"] for e in events)
+
+
+# Step_Type -> the Limit/Main values a BTS step of that type must carry (BTS Client 8 files)
+_REQUIRED = {1: {"Curr"}, 2: {"Curr"}, 3: {"Curr", "Volt"}, 4: {"Time"}, 7: {"Curr", "Volt"},
+             19: {"Curr", "Volt"}, 20: {"Curr", "Volt"}}  # fmt: skip
+
+
+def check_step_file_structure(path: Path) -> None:
+    """The structure BTS Client 8 step files have (and the BTS server reads from the path the
+    client sends): ``root/config[@type='Step File']`` with Head_Info, Whole_Prt and Step_Info;
+    Step1..StepN with Step_ID = N; every value an integer or decimal; cycles pointing back; End
+    last."""
+    config = ET.parse(path).getroot().find("config")
+    assert config is not None and config.get("type") == "Step File"
+    assert config.find("Head_Info/Start_Step").get("Value") == "1"
+    assert config.find("Whole_Prt/Record/Main/Time") is not None
+    info = config.find("Step_Info")
+    steps = list(info)
+    assert int(info.get("Num")) == len(steps) >= 2
+    for n, step in enumerate(steps, start=1):
+        assert step.tag == f"Step{n}" and step.get("Step_ID") == str(n)
+        code = int(step.get("Step_Type"))
+        main = {e.tag: e.get("Value") for e in step.findall("Limit/Main/*")}
+        for value in main.values():
+            assert float(value) >= 0
+        if code == 5:
+            other = {e.tag: int(e.get("Value")) for e in step.findall("Limit/Other/*")}
+            assert 1 <= other["Start_Step"] < n and other["Cycle_Count"] >= 1
+        elif code == 6:
+            assert n == len(steps)
+        else:
+            assert _REQUIRED[code] <= set(main), (n, code, main)
+            assert {"Time", "Stop_Volt", "Stop_Curr", "Cap"} & set(main) or code == 4
+
+
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in (FX / "protocols").glob("*.toml") if p.name != "harvest.toml")
+)
+def test_every_fixture_protocol_translates_or_is_refused_at_a_line(name, tmp_path):
+    from cellbench.daq.protocol import load_protocol
+    from cellbench.daq.station import load_station
+
+    cell = load_station(FX / "stations" / "neware_station.toml").cell
+    protocol = load_protocol(FX / "protocols" / name, cell=cell)
+    try:
+        step_file = protocol_to_step_file(protocol)
+    except NewareStepError as exc:
+        assert exc.problems and all(line > 0 for line, _, _ in exc.problems)
+        assert f"{name}:{exc.problems[0][0]}: step " in str(exc)
+        return
+    path = step_file.write(tmp_path / "steps.xml")
+    check_step_file_structure(path)
+    steps, _, _ = parse_step_file(path)  # the simulated BTS server runs it
+    assert steps[-1].kind == "end"
+    assert set(step_file.step_index.values()) <= {s.index for s, _ in protocol.walk()}
