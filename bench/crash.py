@@ -124,6 +124,7 @@ class Trial:
     duplicated: int = 0
     backwards: int = 0
     resume_failed: bool = False
+    not_started: bool = False  # the logger died before creating the run (not counted)
     reader_shrunk: int = 0
     damaged_rows: int = 0  # rows of the frame(s) the damage touched (--damage)
     stop_at_first_rows: int = 0  # rows a scan stopping at the first damaged frame would lose
@@ -236,6 +237,11 @@ def run_trial(tmp: Path, rng: random.Random, *, damage: bool) -> Trial:
         reader.wait(timeout=60)
     if logger.returncode != -signal.SIGKILL:
         trial.notes.append(f"logger exited {logger.returncode} before the kill")
+    if not (run / "run.json").is_file():  # never started (e.g. a broken install): not a crash
+        err = logger.stderr.read() if logger.stderr else ""
+        trial.not_started = True
+        trial.notes.append(f"the logger never created the run: {err.strip()[-300:]}")
+        return trial
     seen = pl.read_parquet(seen_file) if seen_file.exists() else pl.DataFrame()
     trial.reader_shrunk = int((seen_file.with_suffix(".txt")).read_text() or 0)
     trial.seen = seen.height
@@ -274,12 +280,17 @@ def main() -> int:
         return reader_main(Path(args.reader[0]), Path(args.reader[1]))
     rng = random.Random(args.seed)
     trials: list[Trial] = []
+    skipped = 0
     started = time.monotonic()
     for k in range(args.trials):
         base = args.keep or Path(tempfile.mkdtemp(prefix="cellbench-crash-"))
         tmp = base / f"trial-{k:03d}"
         tmp.mkdir(parents=True)
         t = run_trial(tmp, rng, damage=args.damage)
+        if t.not_started:
+            print(f"trial {k + 1:3d}: not counted: {'; '.join(t.notes)}", flush=True)
+            skipped += 1
+            continue
         trials.append(t)
         bad = t.lost > (t.damaged_rows if args.damage else 0) or t.duplicated or t.backwards
         flag = "  <-- " + "; ".join(t.notes) if (bad or t.resume_failed or t.notes) else ""
@@ -300,6 +311,7 @@ def main() -> int:
           f"{wall:.0f} s wall, seed {args.seed})")  # fmt: skip
     rows = [
         ("trials", len(trials)),
+        ("trials not counted (the logger did not start)", skipped),
         ("rows seen by the reader (sum)", sum(t.seen for t in trials)),
         ("rows recovered after the kill (sum)", sum(t.recovered for t in trials)),
         ("rows lost", sum(t.lost for t in trials)),
