@@ -128,7 +128,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help=(
             "this run's cell on top of the station's [cell] (repeat): name, chemistry, notes, "
-            "area_cm2, thickness_cm, active_mass_g, nominal_capacity_ah; kept in run.json"
+            "area_cm2, thickness_cm, active_mass_g, nominal_capacity_ah, and the build record "
+            "as build.KEY (build.batch, build.relative_density, build.stack_pressure_megapascal, "
+            "...; see docs/conductivity-and-replicates.md); kept in run.json"
         ),
     )
     p.add_argument(

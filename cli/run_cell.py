@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cellbench.core.errors import CellbenchError
-from cellbench.core.schema import Cell
+from cellbench.core.schema import Cell, CellBuild
 
 TEXT_KEYS = ("name", "chemistry", "notes")
 NUMBER_KEYS = ("area_cm2", "thickness_cm", "active_mass_g", "nominal_capacity_ah")
@@ -35,6 +35,9 @@ def parse_cell_options(items: list[str] | None) -> dict[str, Any]:
     for item in items or []:
         key, sep, value = item.partition("=")
         key = key.strip()
+        if sep and key.startswith("build."):  # the build record: build.batch=B7 ...
+            out.setdefault("build", {}).update(_build_option(item, key[6:], value))
+            continue
         if not sep or key not in CELL_KEYS:
             raise CellOptionError(
                 f"--cell {item!r}: expected KEY=VALUE with KEY one of {', '.join(CELL_KEYS)}"
@@ -52,6 +55,21 @@ def parse_cell_options(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
+def _build_option(item: str, key: str, value: str) -> dict[str, Any]:
+    """One ``build.KEY=VALUE`` option, checked as the station's ``[cell.build]``."""
+    kind = CellBuild.__dataclass_fields__.get(key)
+    typed: Any = value
+    if kind is not None and kind.type != "str":
+        try:
+            typed = float(value)
+        except ValueError:
+            raise CellOptionError(f"--cell {item!r}: build.{key} must be a number") from None
+    _, problems = CellBuild.from_mapping({key: typed})
+    if problems:
+        raise CellOptionError(f"--cell {item!r}: build.{key} {problems[0][1]}")
+    return {key: typed}
+
+
 def with_cell(protocol_path: Path, station_path: Path, overrides: dict[str, Any]) -> tuple:
     """(protocol, station) with the station's cell replaced by ``overrides``, checked as
     :func:`cellbench.daq.session.load_checked` checks; refuses overrides that move a current."""
@@ -60,6 +78,9 @@ def with_cell(protocol_path: Path, station_path: Path, overrides: dict[str, Any]
 
     station = load_station(station_path)
     base: Cell = station.cell if isinstance(station.cell, Cell) else Cell()
+    if "build" in overrides:  # on top of the station's [cell.build]
+        start = base.build.recorded() if base.build is not None else {}
+        overrides = {**overrides, "build": CellBuild(**{**start, **overrides["build"]})}
     cell = replace(base, **overrides)
     as_filed = validate_run(load_protocol(protocol_path, cell=base), station)
     station = replace(station, cell=cell)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import polars as pl
 
+from cellbench.cli.export_metadata import METADATA_FORMATS, write_metadata
 from cellbench.cli.runs_control import register_control
 from cellbench.core import schema
 from cellbench.core.errors import CellbenchError
@@ -61,7 +62,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("run", type=Path, metavar="RUN", help="run folder")
-    p.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="file format")
+    p.add_argument("--format", choices=EXPORT_FORMATS, help="file format of the tables")
+    p.add_argument(
+        "--metadata",
+        choices=METADATA_FORMATS,
+        help="also (or only) write the run's metadata: bdf (the Battery Data Format sidecar, "
+        "<run id>.bdf.meta.json) or battinfo (BattINFO JSON-LD, <run id>.battinfo.jsonld)",
+    )
     p.add_argument(
         "--out",
         type=Path,
@@ -268,6 +275,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CellbenchError(f"{out}: cannot create output folder: {exc.strerror}") from None
+    if getattr(args, "metadata", None):
+        write_metadata(reader, out, args.metadata, force=args.force)
+        if args.format is None:
+            return 0
+    elif args.format is None:
+        raise CellbenchError("runs export: give --format (tables), --metadata, or both")
     targets = {t: out / f"{reader.meta.run_id}_{t}.{args.format}" for t in tables}
     existing = [str(p) for p in targets.values() if p.exists()]
     if existing and not args.force:

@@ -156,8 +156,73 @@ RUN_STATUSES = ("running", "completed", "stopped", "aborted", "interrupted")
 
 
 @dataclass
+class CellBuild:
+    """How the cell was made: what inter-laboratory studies ask every paper to report. Units in
+    the names; None (numbers) or "" (text) where not recorded. ``relative_density`` is a
+    fraction of the theoretical density (0 < x <= 1); compositions are free text as the lab
+    writes them ("NMC811:Li6PS5Cl:VGCF 70:27:3 wt%")."""
+
+    batch: str = ""  # the build batch replicates are grouped by
+    build_date: str = ""  # ISO 8601
+    operator: str = ""
+    electrolyte: str = ""  # separator / pellet material, e.g. "Li6PS5Cl", "LLZTO", "PEO-LiTFSI"
+    electrolyte_mass_g: float | None = None
+    electrolyte_thickness_cm: float | None = None
+    relative_density: float | None = None
+    fabrication_pressure_megapascal: float | None = None
+    fabrication_temperature_celsius: float | None = None
+    fabrication_time_second: float | None = None
+    stack_pressure_megapascal: float | None = None
+    positive_electrode_composition: str = ""
+    positive_electrode_mass_g: float | None = None
+    positive_electrode_thickness_cm: float | None = None
+    negative_electrode_composition: str = ""  # "Li foil", "Li-In", "graphite:LPSCl 60:40 wt%"
+    negative_electrode_mass_g: float | None = None
+    negative_electrode_thickness_cm: float | None = None
+    electrode_contacts: str = ""  # blocking contacts of a conductivity pellet, e.g. "Au, sputtered"
+    notes: str = ""
+
+    #: numbers that may be zero or negative (a temperature); the rest must be positive
+    SIGNED = ("fabrication_temperature_celsius",)
+
+    @classmethod
+    def from_mapping(cls, data: Any) -> tuple[CellBuild, list[tuple[str, str]]]:
+        """A build record from a mapping (a TOML table, run.json) and its problems as
+        (key, message) pairs; the record keeps only the values that are right."""
+        if not isinstance(data, Mapping):
+            return cls(), [("", f"must be a table of build values, got {data!r}")]
+        fields_ = cls.__dataclass_fields__
+        problems: list[tuple[str, str]] = []
+        values: dict[str, Any] = {}
+        for key, v in data.items():
+            if key not in fields_:
+                problems.append((key, f"unknown build key {key!r}; known: {', '.join(fields_)}"))
+            elif fields_[key].type == "str":
+                if isinstance(v, str):
+                    values[key] = v
+                else:
+                    problems.append((key, f"must be text in quotes, got {v!r}"))
+            elif v is None:
+                continue
+            elif isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                problems.append((key, f"must be a number (no quotes), got {v!r}"))
+            elif key == "relative_density" and not 0 < v <= 1:
+                problems.append((key, f"must be a fraction in (0, 1], got {v!r}"))
+            elif key not in cls.SIGNED and v <= 0:
+                problems.append((key, f"must be a positive number, got {v!r}"))
+            else:
+                values[key] = float(v)
+        return cls(**values), problems
+
+    def recorded(self) -> dict[str, Any]:
+        """The values that were recorded (no None, no empty text)."""
+        return {k: v for k, v in asdict(self).items() if v not in (None, "")}
+
+
+@dataclass
 class Cell:
-    """The cell under test. Units in the names; None where unknown."""
+    """The cell under test. Units in the names; None where unknown. ``build``: how it was made
+    (None: not recorded; a mapping given here is read into a :class:`CellBuild`)."""
 
     name: str = ""
     chemistry: str = ""
@@ -166,6 +231,12 @@ class Cell:
     active_mass_g: float | None = None
     nominal_capacity_ah: float | None = None
     notes: str = ""
+    build: CellBuild | None = None
+
+    def __post_init__(self) -> None:
+        self._build_problems: list[tuple[str, str]] = []
+        if self.build is not None and not isinstance(self.build, CellBuild):
+            self.build, self._build_problems = CellBuild.from_mapping(self.build)
 
     def problems(self) -> list[str]:
         out = []
@@ -177,6 +248,7 @@ class Cell:
                 out.append(f"cell.{key} must be a number, got {v!r}")
             elif not math.isfinite(v) or v <= 0:
                 out.append(f"cell.{key} must be a positive finite number, got {v!r}")
+        out += [f"cell.build.{k}: {m}" if k else f"cell.build {m}" for k, m in self._build_problems]
         return out
 
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from cellbench.core.schema import Cell
+from cellbench.core.schema import Cell, CellBuild
 from cellbench.core.units import FREQUENCY, format_quantity
 from cellbench.daq import simulated
 from cellbench.daq.engine_options import check_engine_table
@@ -243,7 +243,7 @@ def parse_station(text: str, *, source: str = "<string>", path: Path | None = No
 
 _TOP_KEYS = ("cell", "simulation", "instrument", "engine", "sync")
 _CELL_NUMBERS = ("area_cm2", "thickness_cm", "active_mass_g", "nominal_capacity_ah")
-_CELL_KEYS = ("name", "chemistry", "notes", *_CELL_NUMBERS)
+_CELL_KEYS = ("name", "chemistry", "notes", "build", *_CELL_NUMBERS)
 _SIM_KEYS = ("cell", "cell_params", "time_scale", "seed")
 # "simulator": options for the instrument's simulator (noise, ...) when address = "sim".
 _INSTRUMENT_KEYS = (
@@ -309,6 +309,10 @@ class _Checker(Checker):
                 self.error(("cell", key), f"must be a positive number, got {v!r}")
             else:
                 values[key] = float(v)
+        if "build" in data:  # [cell.build]: how the cell was made (core.schema.CellBuild)
+            values["build"], problems = CellBuild.from_mapping(data["build"])
+            for key, message in problems:
+                self.error(("cell", "build", key) if key else ("cell", "build"), message)
         return Cell(**values)
 
     def simulation(self, data: Any) -> SimulationSpec | None:
