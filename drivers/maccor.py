@@ -266,6 +266,7 @@ class MaccorChannel:
         self._output: tuple[str, float, float] = ("R", 0.0, 0.0)  # what to re-send
         self._sent_wall = 0.0  # time.monotonic() of the last output command
         self._direct = False  # a direct-mode test started by this driver is running
+        self._start_sent = False  # (6, 7) sent, its reply not (yet) read
         self._limits: dict[str, float] | None = None
         self._last_voltage = math.nan
         endpoint = _socket_endpoint(address)
@@ -295,9 +296,15 @@ class MaccorChannel:
         self.binary = binary_transport
 
     # -- wire ---------------------------------------------------------------------------------
-    def request(self, fclass: int, fnum: int, **params: Any) -> dict[str, Any]:
+    def request(
+        self, fclass: int, fnum: int, *, retry: bool = True, **params: Any
+    ) -> dict[str, Any]:
         """One JSON-RPC exchange; returns the reply's ``result`` (checked to answer this
-        command on this channel). A JSON-RPC ``error`` raises InstrumentCommandError."""
+        command on this channel). A JSON-RPC ``error`` raises InstrumentCommandError.
+
+        ``retry``: after a lost connection, reopen it and send again (idempotent commands:
+        status, settings, outputs). Starting a test is not retried: the first may have started
+        it; the connection is reopened and the error raised."""
         ident = next(self._ids)
         message = {
             "jsonrpc": "2.0",
@@ -307,7 +314,7 @@ class MaccorChannel:
         }
         text = json.dumps(message, separators=(",", ":"))
         command = f"({fclass}, {fnum})"
-        reply = self._exchange(text, command)
+        reply = self._exchange(text, retry)
         try:
             data = json.loads(reply)
         except ValueError:
@@ -335,15 +342,14 @@ class MaccorChannel:
             )
         return result
 
-    def _exchange(self, text: str, command: str) -> str:
-        def once() -> str:
-            return self.transport.query(text)
-
+    def _exchange(self, text: str, retry: bool) -> str:
         try:
-            return once()
+            return self.transport.query(text)
         except InstrumentConnectionError:
             self.transport.reconnect()
-            return once()
+            if not retry:
+                raise
+            return self.transport.query(text)
 
     def _reply_error(self, message: str, command: str) -> InstrumentReplyError:
         return InstrumentReplyError(
@@ -479,6 +485,7 @@ class MaccorChannel:
         r = self.request(
             6,
             2,
+            retry=False,
             TestName=test_name or "Random",
             ProcName=procedure,
             Comment="started by cellbench",
@@ -520,6 +527,10 @@ class MaccorChannel:
         rest cannot start one). Programs the safety limits first if they were never set."""
         self._require_control("start direct control")
         status = self.status()
+        if status.stat == 2 and self._start_sent:
+            # our (6, 7) reached the Maccor but its reply was lost with the connection
+            self._direct, self._start_sent, self._mode = True, False, "C"
+            return
         if status.stat == 4:  # Completed: the channel must be reset before a new test
             self.reset()
         elif status.stat == 2:
@@ -537,9 +548,11 @@ class MaccorChannel:
                 address=self.address,
                 command="(6, 7)",
             )
+        self._start_sent = True
         r = self.request(
             6,
             7,
+            retry=False,
             TestName=self.test_name or "Random",
             Current=0.0,
             Voltage=self._limits["VSafeMax"],
@@ -551,6 +564,7 @@ class MaccorChannel:
             DataV=self.data_dv_volt,
             DataI=self.data_di_ampere,
         )
+        self._start_sent = False
         self._ok(r, "(6, 7)")
         self._direct = True
         self._mode = "C"

@@ -260,3 +260,19 @@ def test_direct_mode_watchdog_and_the_drivers_keep_alive():
         with pytest.raises(InterlockError, match="Suspended"):
             ch.measure()
         ch.close()
+
+
+def test_a_start_whose_reply_is_lost_is_not_sent_twice(sim):
+    """(6, 7) reaches the Maccor, the connection drops before its reply: the driver does not
+    start a second test; the retry (as the engine's link makes it) finds its own test running."""
+    ch = MaccorChannel(sim.address, channel=6, timeout_s=0.5)
+    ch.program_safety_limits(voltage_min_volt=2.5, voltage_max_volt=4.3, current_max_ampere=0.01)
+    sim.faults.inject("no_reply", on='"FNum":7,"Chan":6,"TestName"')
+    with pytest.raises(InstrumentTimeout):
+        ch.source_current(1e-3, voltage_limit_volt=4.2)
+    assert sim.channels[6].state == "direct"  # it did start
+    ch.source_current(1e-3, voltage_limit_volt=4.2)  # the retry
+    starts = [m for m in sim.messages if (m["params"]["FClass"], m["params"]["FNum"]) == (6, 7)]
+    assert len(starts) == 1
+    assert ch.measure().current_ampere == pytest.approx(1e-3)
+    ch.close()
