@@ -130,6 +130,7 @@ class NewareChannel:
         self.backup_dir = backup_dir
         self.channel_info: dict[str, str] = {}
         self._started = False  # a test this driver started is (or was) running
+        self._start_sent = ""  # the step file of a start sent whose reply was not read
         self._next_seq = 1  # next record to download
         self._time_base = 0.0  # for testtime that restarts with each step
         self._last_record: tuple[int, int, float] | None = None  # (cycle, step, raw time s)
@@ -151,9 +152,12 @@ class NewareChannel:
         self._login()
 
     # -- wire ---------------------------------------------------------------------------------
-    def command(self, body: str, *, expect: str) -> ET.Element:
+    def command(self, body: str, *, expect: str, retry: bool = True) -> ET.Element:
         """Send ``body`` inside the ``<bts>`` envelope; the parsed reply (its ``<cmd>`` must be
-        ``expect + "_resp"``; BTS 8.0 spells download replies ``donwload_resp``)."""
+        ``expect + "_resp"``; BTS 8.0 spells download replies ``donwload_resp``).
+
+        After a lost connection it reconnects, logs in again and (``retry``) sends again; a
+        start is not resent (the first may have started the test)."""
         name = expect
 
         def once() -> str:
@@ -164,6 +168,8 @@ class NewareChannel:
         except InstrumentConnectionError:
             self.transport.reconnect()
             self._login()
+            if not retry:
+                raise
             text = once()
         try:
             root = ET.fromstring(text.strip())
@@ -310,6 +316,11 @@ class NewareChannel:
         """start: run the BTS step file at ``step_file`` (a path the BTS server can read)."""
         self._require_control("start a test")
         state = self.channel_status()
+        if state in RUNNING and self._start_sent == str(step_file):
+            # our start reached the server but its reply was lost with the connection
+            self._start_sent, self._started = "", True
+            self._next_seq, self._time_base, self._last_record = 1, 0.0, None
+            return
         if state not in STARTABLE:
             raise InstrumentCommandError(
                 f"channel {self.pipeline} is {state!r}; BTS starts only channels that read "
@@ -320,6 +331,7 @@ class NewareChannel:
             )
         info = self.channel_info or self._find_channel()
         path = str(step_file)
+        self._start_sent = path
         root = self.command(
             f'<cmd>start</cmd><list count = "1"><start ip={quoteattr(info["ip"])} '
             f'devtype={quoteattr(info["devtype"])} devid="{self.device}" '
@@ -329,7 +341,9 @@ class NewareChannel:
             'customfilename="" addtimewhenrepeat="0" createdirbydate="0" filetype="0" '
             'backupontime="1" backupontimeinterval="720" backupfree="1" /></list>',
             expect="start",
+            retry=False,
         )
+        self._start_sent = ""
         if (self._one(root, "start").text or "").strip().lower() != "ok":
             raise InstrumentCommandError(
                 f"the BTS server did not start channel {self.pipeline} with {path} (is the file "

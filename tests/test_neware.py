@@ -411,3 +411,15 @@ def test_every_fixture_protocol_translates_or_is_refused_at_a_line(name, tmp_pat
     steps, _, _ = parse_step_file(path)  # the simulated BTS server runs it
     assert steps[-1].kind == "end"
     assert set(step_file.step_index.values()) <= {s.index for s, _ in protocol.walk()}
+
+
+def test_a_start_whose_reply_is_lost_is_not_sent_twice(bts, step_file):
+    ch = NewareChannel(bts.address, pipeline="21-1-5", timeout_s=0.5)
+    bts.faults.inject("no_reply", on="<cmd>start</cmd>")
+    with pytest.raises(InstrumentTimeout):
+        ch.start_schedule(step_file)
+    assert bts.channels["21-1-5"].state == "schedule"  # it did start
+    ch.start_schedule(step_file)  # the retry (as the engine's link makes it)
+    assert bts.commands.count("start") == 1 and bts.started_files == [str(step_file)]
+    assert ch.poll().state == "running"
+    ch.close()
