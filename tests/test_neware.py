@@ -423,3 +423,24 @@ def test_a_start_whose_reply_is_lost_is_not_sent_twice(bts, step_file):
     assert bts.commands.count("start") == 1 and bts.started_files == [str(step_file)]
     assert ch.poll().state == "running"
     ch.close()
+
+
+def test_a_channel_going_to_protection_aborts_the_run(tmp_path):
+    session = prepare(
+        FX / "protocols" / "demo_cycling.toml",
+        FX / "stations" / "neware_station.toml",
+        tmp_path,
+        time_scale=2000.0,
+    )
+    try:
+        engine = session.engine
+        engine.start()
+        time.sleep(0.5)
+        session.bench.faults("bts1").inject("interlock", on="<cmd>getchlstatus</cmd>")
+        status = engine.wait(timeout=60)
+    finally:
+        session.close()
+    assert status == "aborted"
+    events = open_run(engine.run_path).read("events").to_dicts()
+    alarms = [e for e in events if e["kind"] == "alarm"]
+    assert alarms and "protection" in alarms[0]["message"]
