@@ -444,3 +444,25 @@ def test_a_channel_going_to_protection_aborts_the_run(tmp_path):
     events = open_run(engine.run_path).read("events").to_dicts()
     alarms = [e for e in events if e["kind"] == "alarm"]
     assert alarms and "protection" in alarms[0]["message"]
+
+
+def test_monitor_control_reads_new_records_and_never_commands(bts, step_file):
+    starter = NewareChannel(bts.address, pipeline="21-2-1")
+    starter.start_schedule(step_file)  # as if started in BTS Client
+    time.sleep(0.1)
+    watcher = NewareChannel(bts.address, pipeline="21-2-1", control="monitor")
+    watcher.attach()
+    first = len(bts.channels["21-2-1"].records)
+    time.sleep(0.3)
+    poll = watcher.poll()
+    assert poll.state == "running" and poll.records
+    assert all(r.cycle >= 1 and r.step >= 1 for r in poll.records)
+    assert len(poll.records) <= len(bts.channels["21-2-1"].records) - first + 1
+    watcher.safe_state()
+    watcher.output_off()
+    with pytest.raises(Exception, match="monitored only"):
+        watcher.stop()
+    assert bts.channels["21-2-1"].state == "schedule"
+    assert "stop" not in bts.commands
+    watcher.close()
+    starter.close()
