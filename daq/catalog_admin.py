@@ -8,6 +8,8 @@ superuser). Passwords for new login roles are hashed on the client (SCRAM-SHA-25
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from cellbench.daq.catalog import CatalogError, connect, describe
 from cellbench.daq.catalog_schema import ROLES, SCHEMA, current_version, latest_version, migrate
@@ -39,6 +41,21 @@ def init_catalog(url: str) -> list[int]:
         conn.close()
 
 
+@contextmanager
+def _admin(url: str) -> Iterator:
+    """A connection whose database errors become one CatalogError naming the catalog."""
+    import psycopg
+
+    conn = connect(url)
+    try:
+        yield conn
+    except psycopg.Error as exc:
+        text = getattr(exc.diag, "message_primary", None) or str(exc).splitlines()[0]
+        raise CatalogError(f"{describe(url)}: {text}") from None
+    finally:
+        conn.close()
+
+
 def _check_name(name: str) -> str:
     if not _NAME_RE.match(name):
         raise CatalogError(
@@ -64,31 +81,32 @@ def create_login(url: str, name: str, kind: str, *, password: str | None = None)
 
     _check_name(name)
     group = _role(kind)
-    conn = connect(url)
-    try:
-        with conn.transaction():
-            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
-            if not exists:
-                conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(name)))
-            if password:
-                hashed = conn.pgconn.encrypt_password(
-                    password.encode(), name.encode(), b"scram-sha-256"
-                ).decode()
-                conn.execute(
-                    sql.SQL("ALTER ROLE {} PASSWORD {}").format(
-                        sql.Identifier(name), sql.Literal(hashed)
-                    )
-                )
+    with _admin(url) as conn, conn.transaction():
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(name)))
+        if password:
+            hashed = conn.pgconn.encrypt_password(
+                password.encode(), name.encode(), b"scram-sha-256"
+            ).decode()
             conn.execute(
-                sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(name))
+                sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                    sql.Identifier(name), sql.Literal(hashed)
+                )
             )
-    finally:
-        conn.close()
+        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(name)))
 
 
 def grant(url: str, name: str, kind: str) -> None:
     """Make an existing role a member of the ``kind`` group (admin, writer, reader)."""
-    create_login(url, name, kind)
+    from psycopg import sql
+
+    _check_name(name)
+    group = _role(kind)
+    with _admin(url) as conn:
+        if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
+            raise CatalogError(f"{describe(url)}: no role {name!r} (create it with --create)")
+        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(name)))
 
 
 def revoke(url: str, name: str, kind: str) -> None:
@@ -96,32 +114,25 @@ def revoke(url: str, name: str, kind: str) -> None:
     from psycopg import sql
 
     _check_name(name)
-    conn = connect(url)
-    try:
+    with _admin(url) as conn:
         conn.execute(
             sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(_role(kind)), sql.Identifier(name))
         )
-    finally:
-        conn.close()
 
 
 def set_live_window(url: str, days: float) -> None:
     """How many days of samples the catalog's live window keeps."""
     if not days > 0:
         raise CatalogError(f"live window must be a positive number of days, got {days}")
-    conn = connect(url)
-    try:
+    with _admin(url) as conn:
         conn.execute(
             f"UPDATE {SCHEMA}.settings SET value = %s WHERE key = 'live_window_days'", (str(days),)
         )
-    finally:
-        conn.close()
 
 
 def prune(url: str) -> int:
     """Drop the day partitions of samples older than the live window; returns how many."""
-    conn = connect(url)
-    try:
+    with _admin(url) as conn:
         days = conn.execute(
             f"SELECT value::float8 FROM {SCHEMA}.settings WHERE key = 'live_window_days'"
         ).fetchone()[0]
@@ -131,5 +142,3 @@ def prune(url: str) -> int:
                 (float(days) * 86400,),
             ).fetchone()[0]
         )
-    finally:
-        conn.close()

@@ -7,7 +7,7 @@ change is a new migration. Roles (cluster-wide group roles, NOLOGIN; people and 
 their own roles that are members of one):
 
 =====================  =====================================================================
-``cellbench_admin``    owns the tables (whoever runs ``cellbench catalog init`` is the owner)
+``cellbench_admin``    owns the schema and everything in it: its members migrate and prune
 ``cellbench_writer``   a lab PC: insert its runs' rows, update run status and live channels;
                        no DELETE, no TRUNCATE, no DDL (partitions come from a SECURITY DEFINER
                        function)
@@ -47,6 +47,12 @@ END $$;"""
 _V1 = (
     _ROLES_SQL
     + """
+-- Everything belongs to the admin group role, so any of its members can migrate and prune.
+GRANT cellbench_admin TO CURRENT_USER;
+ALTER SCHEMA cellbench OWNER TO cellbench_admin;
+ALTER TABLE cellbench.schema_migrations OWNER TO cellbench_admin;
+SET LOCAL ROLE cellbench_admin;
+
 CREATE TABLE cellbench.settings (
     key text PRIMARY KEY,
     value text NOT NULL
@@ -282,13 +288,14 @@ def migrate(conn, *, target: int | None = None) -> list[int]:
     Concurrent callers serialise on an advisory lock; each migration commits on its own.
     """
     applied: list[int] = []
-    with conn.transaction():
-        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-        conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_migrations ("
-            " version integer PRIMARY KEY, name text NOT NULL,"
-            " applied_at timestamptz NOT NULL DEFAULT now())"
-        )
+    if current_version(conn) == 0:  # (an admin member may not create schemas: ask first)
+        with conn.transaction():
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_migrations ("
+                " version integer PRIMARY KEY, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
     for mig in MIGRATIONS:
         if target is not None and mig.version > target:
             break
@@ -299,6 +306,8 @@ def migrate(conn, *, target: int | None = None) -> list[int]:
             ).fetchone()
             if done:
                 continue
+            if mig.version > 1:  # objects of later migrations belong to the admin role too
+                conn.execute(f"SET LOCAL ROLE {ROLES['admin']}")
             conn.execute(mig.sql)
             conn.execute(
                 f"INSERT INTO {SCHEMA}.schema_migrations (version, name) VALUES (%s, %s)",

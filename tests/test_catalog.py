@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import pytest
 from lab_runs import make_run
 from pg_server import READER, WRITER
 
+from cellbench.cli.main import main
 from cellbench.daq.catalog import Catalog, CatalogError, Position, check_url, redact
 from cellbench.daq.catalog_admin import init_catalog, prune
 from cellbench.daq.catalog_run import fetch_run
@@ -142,7 +142,7 @@ def test_catalog_run_with_live_rows_reads_like_the_local_folder(catalog_url, tmp
         writer.close()
 
 
-def test_no_password_in_ps_logs_or_run_json(pg_server, catalog_url, tmp_path):
+def test_no_password_in_ps_logs_or_run_json(pg_server, catalog_url, tmp_path, monkeypatch, capsys):
     path = make_run(tmp_path / "runs")
     secret = pg_server.passwords[WRITER]
     proc = subprocess.Popen(
@@ -164,13 +164,13 @@ def test_no_password_in_ps_logs_or_run_json(pg_server, catalog_url, tmp_path):
     bad = tmp_path / "bad-pgpass"
     bad.write_text(f"{pg_server.host}:{pg_server.port}:*:{READER}:not-{secret}\n")
     bad.chmod(0o600)
-    failed = subprocess.run(
-        [*CLI, "runs", "list", "--catalog", catalog_url["reader"]],
-        capture_output=True, text=True, env={**os.environ, "PGPASSFILE": str(bad)},
-    )  # fmt: skip
-    assert failed.returncode == 1 and "password authentication failed" in failed.stderr
+    monkeypatch.setenv("PGPASSFILE", str(bad))
+    capsys.readouterr()
+    assert main(["runs", "list", "--catalog", catalog_url["reader"]]) == 1
+    failed = capsys.readouterr()
+    assert "password authentication failed" in failed.err
     run_json = (path / "run.json").read_text()
-    for text in (ps, cmdline, out, err, failed.stdout, failed.stderr, run_json):
+    for text in (ps, cmdline, out, err, failed.out, failed.err, run_json):
         assert secret not in text and f"not-{secret}" not in text
     assert json.loads((path / "run.json").read_text())["run_id"]
 
@@ -197,3 +197,23 @@ def test_rows_older_than_the_live_window_stay_in_the_archive_only(catalog_url, t
     assert prune(catalog_url["admin"]) >= 1
     with psycopg.connect(catalog_url["admin"]) as conn:
         assert conn.execute(parts).fetchone()[0] < before
+
+
+def test_a_member_of_the_admin_role_prunes_and_migrates(pg_server, catalog_url):
+    from cellbench.daq.catalog_admin import create_login
+
+    pg_server.passwords["ops1"] = "ops-pw-1"
+    with open(pg_server.passfile, "a") as fh:
+        fh.write(f"{pg_server.host}:{pg_server.port}:*:ops1:ops-pw-1\n")
+    create_login(catalog_url["admin"], "ops1", "admin", password="ops-pw-1")
+    ops = pg_server.url("ops1")
+    assert init_catalog(ops) == [] and prune(ops) >= 0
+    with psycopg.connect(ops, autocommit=True) as conn:
+        owner = conn.execute(
+            "SELECT tableowner FROM pg_tables WHERE schemaname = 'cellbench' AND tablename = 'runs'"
+        ).fetchone()[0]
+        assert owner == "cellbench_admin"
+        conn.execute("ALTER TABLE cellbench.settings ADD COLUMN note text")  # DDL: owner's right
+        conn.execute("ALTER TABLE cellbench.settings DROP COLUMN note")
+    with pytest.raises(CatalogError, match="permission denied"):
+        prune(catalog_url["writer"])

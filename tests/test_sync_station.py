@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -58,7 +59,7 @@ def test_sync_table_is_checked_with_lines():
     assert all(ln.split(":")[1].isdigit() for ln in lines), text
 
 
-def test_logger_uploads_its_run_through_station_sync(catalog_url, tmp_path):
+def test_logger_uploads_its_run_through_station_sync(pg_server, catalog_url, tmp_path):
     station = tmp_path / "station.toml"
     station.write_text(
         _station_text(
@@ -86,6 +87,18 @@ def test_logger_uploads_its_run_through_station_sync(catalog_url, tmp_path):
             assert time.monotonic() < deadline, (run / "sync.log").read_text()
             time.sleep(0.2)
     assert SyncConfig(catalog_url["writer"], "x").command(run)[-1] == "copy"
+    pid = int(re.search(r"\(pid (\d+)\)", out.stdout).group(1))
+    while True:  # the uploader ends itself once everything is uploaded
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except FileNotFoundError:
+            break
+        if stat.split(") ")[-1][:1] == "Z":  # it has ended; its parent is gone
+            break
+        assert time.monotonic() < deadline + 30, "the sync process did not end"
+        time.sleep(0.1)
+    log = (run / "sync.log").read_text()
+    assert "samples +" in log and pg_server.passwords["lab_pc1"] not in log
 
 
 def _known(cat: Catalog, local) -> bool:
