@@ -18,6 +18,12 @@ without a short; the current density of the step that shorted, its index and the
 short are reported beside it. A staircase that ends without a short gives only a lower bound
 (``shorted`` is False).
 
+The CCD is also reported as the cumulative areal capacity at failure: the charge passed in
+both directions, ``integral |I| dt / A`` (trapezoidal, rest excluded) from the first step to the
+short (or to the end of the staircase), in mAh/cm2. It compares staircases of different step
+lengths, where the current density alone does not. Each step row carries its own areal capacity
+and the running total.
+
 Steps are found from the current itself (a new step wherever the current changes by more than
 ``step_tolerance_ampere`` or by ``step_tolerance_fraction`` of its value), so files without step
 columns work; samples with ``|I|`` below ``rest_current_ampere`` are rest and ignored.
@@ -51,6 +57,8 @@ class CCDResult:
     mechanism: str | None  # "collapse" or "noise"
     area_cm2: float
     steps: pl.DataFrame = field(repr=False)
+    # integral |I| dt / area up to the short (or the end), mAh/cm2; None where not computed
+    cumulative_areal_capacity_milliampere_hour_per_square_centimeter: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +72,9 @@ class CCDResult:
             "short_time_second": self.short_time_second,
             "mechanism": self.mechanism,
             "area_cm2": self.area_cm2,
+            "cumulative_areal_capacity_milliampere_hour_per_square_centimeter": (
+                self.cumulative_areal_capacity_milliampere_hour_per_square_centimeter
+            ),
             "steps": self.steps.to_dicts(),
         }
 
@@ -146,6 +157,7 @@ def critical_current_density(
     r_ok: list[float] = []
     dv_ok: list[np.ndarray] = []
     short: tuple[int, float, str] | None = None
+    cumulative_mah_cm2 = 0.0
     for s in range(n_steps):
         idx = np.flatnonzero(ids == s)
         ts, vs, cs = t[idx], v[idx], i[idx]
@@ -165,6 +177,9 @@ def critical_current_density(
                 noise_at = None if k is None else k + reference_points + 2
         found = ((collapse_at, "collapse"), (noise_at, "noise"))
         hits = [(k, m) for k, m in found if k is not None]
+        end = min(hits)[0] + 1 if hits else idx.size  # charge passed up to the short
+        q_mah_cm2 = _areal_capacity(ts[:end], cs[:end], area_cm2)
+        cumulative_mah_cm2 += q_mah_cm2
         row = {
             "step": s,
             "current_ampere": float(np.median(cs)),
@@ -174,6 +189,8 @@ def critical_current_density(
             "median_polarisation_volt": float(np.median(np.abs(vs))),
             "resistance_ohm": float(np.median(r_step)),
             "shorted": bool(hits),
+            "areal_capacity_milliampere_hour_per_square_centimeter": q_mah_cm2,
+            "cumulative_areal_capacity_milliampere_hour_per_square_centimeter": cumulative_mah_cm2,
         }
         for c, values in file_step_values.items():  # the file's own step numbers, for lookup
             row[c] = int(values[idx[0]])
@@ -210,4 +227,13 @@ def critical_current_density(
         mechanism=None if short is None else short[2],
         area_cm2=float(area_cm2),
         steps=steps,
+        cumulative_areal_capacity_milliampere_hour_per_square_centimeter=cumulative_mah_cm2,
     )
+
+
+def _areal_capacity(t: np.ndarray, i: np.ndarray, area_cm2: float) -> float:
+    """integral |I| dt / area over consecutive samples (trapezoidal), mAh/cm2."""
+    if t.size < 2:
+        return 0.0
+    a = np.abs(i)
+    return float(np.sum(0.5 * (a[1:] + a[:-1]) * np.diff(t))) / 3.6 / area_cm2

@@ -13,6 +13,7 @@ ANALYZE_MODULES: tuple[str, ...] = (
     "cellbench.cli.analyze_cycling",
     "cellbench.cli.analyze_titration",
     "cellbench.cli.analyze_pressure",
+    "cellbench.cli.analyze_replicates",
 )
 
 
