@@ -168,14 +168,12 @@ def _choose_lambda(
 ) -> float:
     """Regularisation (relative to s2max) by GCV or the L-curve, in closed form over the SVD."""
     rest = max(b2 - beta @ beta, 0.0)
-    resid, norm, gcv = [], [], []
-    for rel in LAMBDA_GRID:
-        lm = rel * s2max
-        filt = lm / (sv**2 + lm)
-        r2 = float(np.sum((filt * beta) ** 2) + rest)
-        resid.append(r2)
-        norm.append(float(np.sum((sv * beta / (sv**2 + lm)) ** 2)))
-        gcv.append(r2 / (n_dof - np.sum(sv**2 / (sv**2 + lm))) ** 2)
+    s2 = sv**2
+    lm = (LAMBDA_GRID * s2max)[:, None]  # every lambda of the grid at once (rows)
+    denom = s2[None, :] + lm
+    resid = np.sum((lm / denom * beta) ** 2, axis=1) + rest
+    norm = np.sum((sv * beta / denom) ** 2, axis=1)
+    gcv = resid / (n_dof - np.sum(s2 / denom, axis=1)) ** 2
     if method == "gcv":
         return float(LAMBDA_GRID[int(np.argmin(gcv))])
     if method != "lcurve":

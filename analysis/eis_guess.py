@@ -119,20 +119,21 @@ def _rank_assignments(c: Circuit, feat: _Features, m: int) -> list[tuple[float, 
     if inductors:
         fixed_cols.append(1j * w * feat.l_h)
     out = []
-    combos = list(itertools.combinations(feat.taus, m)) if m else [()]
+    combos = list(itertools.combinations(range(len(feat.taus)), m)) if m else [()]
     for n, tail_tau in itertools.product(_N_VALUES, _tail_taus(c, feat)):
         tail_cols = [_tail_column(el, w, tail_tau, n) for el in tails]
-        arc_cols = {tau: _zarc(w, tau, n) for tau in feat.taus}
-        base = fixed_cols + tail_cols
-        for combo in combos:
-            cols = base + [arc_cols[t] for t in combo]
-            a = np.array(cols).T
-            a_re = np.vstack((a.real * wt[:, None], a.imag * wt[:, None]))
-            # scale columns to unit norm: amplitudes span many decades
-            norm = np.linalg.norm(a_re, axis=0)
-            norm[norm == 0] = 1.0
-            x, rnorm = nnls(a_re / norm, b, maxiter=20 * a_re.shape[1])
-            x = x / norm
+        arc_cols = [_zarc(w, tau, n) for tau in feat.taus]
+        cols = np.array(fixed_cols + tail_cols + arc_cols).T
+        a_all = np.vstack((cols.real * wt[:, None], cols.imag * wt[:, None]))
+        # scale columns to unit norm: amplitudes span many decades
+        norm = np.linalg.norm(a_all, axis=0)
+        norm[norm == 0] = 1.0
+        a_all = a_all / norm
+        n_base = len(fixed_cols) + len(tail_cols)
+        idx = np.array([[*range(n_base), *(n_base + k for k in combo)] for combo in combos])
+        xs, rnorms = _batch_nnls(a_all, b, idx)
+        for combo, cols_i, x, rnorm in zip(combos, idx, xs, rnorms, strict=True):
+            x = x / norm[cols_i]
             amps = {}
             i = 0
             if series_r:
@@ -144,7 +145,7 @@ def _rank_assignments(c: Circuit, feat: _Features, m: int) -> list[tuple[float, 
             for el in tails:
                 amps[el.name] = x[i]
                 i += 1
-            arcs = [(float(x[i + k]), float(combo[k])) for k in range(m)]
+            arcs = [(float(x[i + k]), float(feat.taus[combo[k]])) for k in range(m)]
             out.append((float(rnorm), arcs, {**amps, "n": n, "tail_tau": tail_tau}))
     out.sort(key=lambda t: t[0])
     if not out:
@@ -157,6 +158,50 @@ def _rank_assignments(c: Circuit, feat: _Features, m: int) -> list[tuple[float, 
     tie = out[0][0] * 1.03
     out.sort(key=lambda t: (t[0] > tie, not any(tau == hf_tau for _, tau in t[1]), t[0]))
     return out
+
+
+def _batch_nnls(a: np.ndarray, b: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Non-negative least squares of ``b`` on the columns ``idx[j]`` of ``a``, for every j.
+
+    The NNLS solution is the unconstrained least-squares solution on its support, and every
+    non-negative least-squares solution on a subset of the columns is a feasible point: so the
+    NNLS optimum is the best non-negative one among the least-squares solutions on all subsets.
+    With a handful of columns (an assignment has at most a few arcs plus the series terms) that
+    is a few thousand tiny normal-equation systems, solved at once from the columns' Gram matrix
+    instead of one :func:`scipy.optimize.nnls` call per assignment. The residual norms are then
+    computed from the residuals themselves. A singular subset falls back to ``nnls``.
+    """
+    n_sub, k = idx.shape
+    if k == 0:
+        return np.zeros((n_sub, 0)), np.full(n_sub, float(np.linalg.norm(b)))
+    g_full = a.T @ a
+    h_full = a.T @ b
+    bb = float(b @ b)
+    best_r2 = np.full(n_sub, bb)  # the empty subset: x = 0
+    xs = np.zeros((n_sub, k))
+    rows = np.arange(n_sub)
+    try:
+        with np.errstate(all="ignore"):
+            for size in range(1, k + 1):
+                pos = np.array(list(itertools.combinations(range(k), size)))  # (m, size)
+                cols = idx[:, pos]  # (n_sub, m, size)
+                gram = g_full[cols[..., :, None], cols[..., None, :]]
+                rhs = h_full[cols]
+                x = np.linalg.solve(gram, rhs[..., None])[..., 0]
+                r2 = bb - np.sum(x * rhs, axis=-1)
+                r2 = np.where(np.all(x >= 0, axis=-1) & np.isfinite(r2), r2, np.inf)
+                j = np.argmin(r2, axis=1)
+                r2_j = r2[rows, j]
+                better = r2_j < best_r2
+                full = np.zeros((n_sub, k))
+                full[rows[:, None], pos[j]] = x[rows, j]
+                xs = np.where(better[:, None], full, xs)
+                best_r2 = np.where(better, r2_j, best_r2)
+    except np.linalg.LinAlgError:
+        out = [nnls(a[:, cols], b, maxiter=20 * k) for cols in idx]
+        return np.array([x for x, _ in out]), np.array([r for _, r in out])
+    resid = np.einsum("rsk,sk->sr", a[:, idx], xs) - b
+    return xs, np.linalg.norm(resid, axis=1)
 
 
 def _params_from(c: Circuit, feat: _Features, arcs: list, amps: dict) -> dict[str, float]:
