@@ -278,7 +278,81 @@ GRANT ALL ON ALL TABLES IN SCHEMA cellbench TO cellbench_admin;
 """
 )
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "runs, tables, live window, roles", _V1),)
+# Version 2: a run belongs to the login that first synced it; a writer changes and adds rows only
+# to its own runs (one check per statement over the inserted rows, so a COPY stays fast).
+_OWNED = (
+    "samples", "spectra", "events", "segments", "channels", "cycle_summaries", "eis_fits",
+    "sync_position",
+)  # fmt: skip
+_V2 = (
+    """
+ALTER TABLE cellbench.runs ADD COLUMN owner name NOT NULL DEFAULT session_user;
+CREATE INDEX runs_owner ON cellbench.runs (owner);
+
+CREATE FUNCTION cellbench.is_admin() RETURNS boolean
+LANGUAGE sql STABLE SET search_path = cellbench, pg_temp AS $fn$
+    SELECT pg_has_role(session_user, 'cellbench_admin', 'MEMBER')
+$fn$;
+
+-- Runs: only the owner (or an admin) updates a run, and nobody hands it to another owner.
+CREATE FUNCTION cellbench.check_run_owner() RETURNS trigger
+LANGUAGE plpgsql SET search_path = cellbench, pg_temp AS $fn$
+BEGIN
+    IF NEW.owner IS DISTINCT FROM OLD.owner THEN
+        RAISE EXCEPTION 'run % belongs to %; its owner cannot change', OLD.run_id, OLD.owner
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF OLD.owner <> session_user AND NOT cellbench.is_admin() THEN
+        RAISE EXCEPTION 'run % belongs to %, not to %', OLD.run_id, OLD.owner, session_user
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NEW;
+END $fn$;
+CREATE TRIGGER runs_owner BEFORE UPDATE ON cellbench.runs
+    FOR EACH ROW EXECUTE FUNCTION cellbench.check_run_owner();
+
+-- Rows of a run: once per statement, over the rows it inserted.
+CREATE FUNCTION cellbench.check_rows_owner() RETURNS trigger
+LANGUAGE plpgsql SET search_path = cellbench, pg_temp AS $fn$
+DECLARE
+    bad record;
+BEGIN
+    IF cellbench.is_admin() THEN
+        RETURN NULL;
+    END IF;
+    SELECT n.run_id, r.owner INTO bad
+    FROM (SELECT DISTINCT run_id FROM new_rows) n
+    LEFT JOIN cellbench.runs r USING (run_id)
+    WHERE r.owner IS DISTINCT FROM session_user
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'run % belongs to %, not to %', bad.run_id,
+            coalesce(bad.owner::text, 'nobody (not in runs)'), session_user
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NULL;
+END $fn$;
+"""
+    + "".join(
+        f"""CREATE TRIGGER {t}_owner AFTER INSERT ON cellbench.{t}
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION cellbench.check_rows_owner();
+"""
+        for t in _OWNED
+    )
+    + "".join(
+        f"""CREATE TRIGGER {t}_owner_update AFTER UPDATE ON cellbench.{t}
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION cellbench.check_rows_owner();
+"""
+        for t in ("channels", "cycle_summaries", "eis_fits", "sync_position")
+    )
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "runs, tables, live window, roles", _V1),
+    Migration(2, "runs belong to the login that synced them", _V2),
+)
 
 
 def migrate(conn, *, target: int | None = None) -> list[int]:

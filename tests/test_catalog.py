@@ -49,7 +49,7 @@ def test_migrations_are_versioned_and_idempotent(catalog_url):
     assert init_catalog(catalog_url["admin"]) == []  # the fixture applied version 1 already
     with psycopg.connect(catalog_url["admin"]) as conn:
         versions = conn.execute("SELECT version FROM cellbench.schema_migrations").fetchall()
-    assert versions == [(1,)]
+    assert versions == [(1,), (2,)]
 
 
 def test_binary_copy_round_trips_nulls_text_and_times(catalog_url):
@@ -217,3 +217,30 @@ def test_a_member_of_the_admin_role_prunes_and_migrates(pg_server, catalog_url):
         conn.execute("ALTER TABLE cellbench.settings DROP COLUMN note")
     with pytest.raises(CatalogError, match="permission denied"):
         prune(catalog_url["writer"])
+
+
+def test_a_writer_adds_rows_only_to_its_own_runs(pg_server, catalog_url, tmp_path):
+    from cellbench.daq.catalog_admin import create_login
+
+    with open(pg_server.passfile, "a") as fh:
+        fh.write(f"{pg_server.host}:{pg_server.port}:*:pc2:pc2-pw\n")
+    create_login(catalog_url["admin"], "pc2", "writer", password="pc2-pw")
+    pc2 = pg_server.url("pc2")
+    path = make_run(tmp_path / "runs")
+    with Syncer(catalog_url["writer"], str(tmp_path / "archive")) as s:
+        s.sync_once([path])
+    run_id = open_run(path).meta.run_id
+    with Syncer(pc2, str(tmp_path / "archive2")) as s, pytest.raises(CatalogError) as info:
+        s.sync_once([path])
+    assert f"run {run_id} belongs to {WRITER}, not to pc2" in str(info.value)
+    with psycopg.connect(pc2, autocommit=True) as conn:
+        for sql in (
+            "INSERT INTO cellbench.events (run_id, row_no, t, channel, test_time_second, "
+            "unix_time_second, kind, severity, message) "
+            f"VALUES ('{run_id}', 999, now(), '', 0, 0, 'note', 'info', 'not mine')",
+            f"UPDATE cellbench.sync_position SET rows = 0 WHERE run_id = '{run_id}'",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="belongs to"):
+                conn.execute(sql)
+    with Catalog(catalog_url["reader"]) as cat:
+        assert cat.run_meta(run_id)[1] == {"samples": 1200, "spectra": 0, "events": 4}
