@@ -22,6 +22,7 @@ import polars as pl
 from polars.exceptions import PanicException
 
 from cellbench.cli.catalog_args import add_catalog_option, catalog_aware
+from cellbench.cli.conductivity_card import add_card_options, geometry_from_run
 from cellbench.cli.convert import add_column_map_option
 from cellbench.cli.report import add_report_option, write_report
 from cellbench.cli.table_units import readable
@@ -351,6 +352,7 @@ def cmd_conductivity(args: argparse.Namespace) -> int:
 
     results = []
     datasets = []  # for --report
+    geometry_from_run(args)  # --run RUN: the pellet's thickness and area where not given
     for name in args.files:
         path = Path(name)
         points = _conductivity_points(path, args.thickness_cm, args.area_cm2)
@@ -378,6 +380,10 @@ def cmd_conductivity(args: argparse.Namespace) -> int:
             }
         )
     write_report("conductivity", args, datasets=datasets)
+    if getattr(args, "card", False):  # the report card (cellbench.cli.conductivity_card)
+        from cellbench.cli.conductivity_card import print_cards
+
+        return print_cards(args, datasets)
     if args.json:
         _print_json(results[0] if len(results) == 1 else results)
         return 0
@@ -454,6 +460,10 @@ def cmd_ccd(args: argparse.Namespace) -> int:
             f"no short: CCD >= {_fmt(res.ccd_milliampere_per_square_centimeter)} mA/cm2 "
             "(highest level reached)"
         )
+    q = res.cumulative_areal_capacity_milliampere_hour_per_square_centimeter
+    if q is not None:
+        what = "at failure" if res.shorted else "passed"
+        print(f"cumulative areal capacity {what}: {q:.4g} mAh/cm2")
     return 0
 
 
@@ -598,6 +608,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--confidence", type=_fraction, default=0.95, help="interval level (0.95)")
     _add_common(p)
+    add_card_options(p)
     p.set_defaults(func=cmd_conductivity)
 
     p = sub.add_parser(
