@@ -191,7 +191,13 @@ def _summary(args: argparse.Namespace) -> pl.DataFrame:
         # internal rate: what its software reports). A run folder's are recomputed after a
         # resume, and --segment makes new cycles the counters do not follow.
         source = "integration" if loaders.is_run(path) or args.segment else "counters"
-    return cycle_summary(df, efficiency=args.efficiency, active_mass_g=mass, capacity_source=source)
+    return cycle_summary(
+        df,
+        efficiency=args.efficiency,
+        active_mass_g=mass,
+        capacity_source=source,
+        step_resistance_delays_second=getattr(args, "step_resistance", None),
+    )
 
 
 def cmd_cycling(args: argparse.Namespace) -> int:
@@ -209,6 +215,11 @@ def cmd_cycling(args: argparse.Namespace) -> int:
         columns.insert(0, ("channel", "channel"))
     if "discharge_specific_capacity_milliampere_hour_per_gram" in summary.columns:
         columns.insert(3, ("discharge_specific_capacity_milliampere_hour_per_gram", "q_dis/mAh/g"))
+    columns += [
+        (c, "R_" + c.removeprefix("step_resistance_").removesuffix("_ohm") + "/ohm")
+        for c in summary.columns
+        if c.startswith("step_resistance_")
+    ]
     rows, columns = readable(rows, columns, _CYCLING_UNITS)  # mAh for a 2 mAh cell; JSON: SI
     _print_table(rows, columns)
     print(f"\n{summary.height} cycle(s); CE and EE are {args.efficiency}")
@@ -481,6 +492,11 @@ def _positive(text: str) -> float:
     return value
 
 
+def _delays(text: str) -> list[float]:
+    """argparse type: comma-separated positive seconds, ``2,10``."""
+    return [_positive(part.strip()) for part in text.split(",")]
+
+
 def _fraction(text: str) -> float:
     """argparse type: a number strictly between 0 and 1 (a retention, a confidence level)."""
     value = _positive(text)
@@ -554,6 +570,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--active-mass-g",
         type=_positive,
         help="active material mass, g (adds specific capacity; default from the run's cell)",
+    )
+    p.add_argument(
+        "--step-resistance",
+        type=_delays,
+        metavar="DELAYS",
+        help="add the per-cycle median step resistance at every current edge: at the first "
+        "sample and at these delays, s, comma-separated (e.g. 2,10; docs/solid-state.md)",
     )
     _add_common(p)
     p.set_defaults(func=catalog_aware(cmd_cycling, "file"))

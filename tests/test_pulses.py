@@ -290,3 +290,19 @@ def test_pulse_in_a_real_neware_file(shared_data):
     assert p.r_ohmic_ohm < p.r_2s_ohm < p.r_end_ohm
     assert p.temperature_kelvin is not None and 290 < p.temperature_kelvin < 310
     assert any("not a pure ohmic value" in w for w in p.warnings)  # a 1 s log
+
+
+def test_cli_cycling_step_resistance(tmp_path, capsys):
+    from cellbench.cli.main import main
+
+    path = tmp_path / "hppc.csv"
+    rc_hppc(0.01).write_csv(path)
+    args = ["analyze", "cycling", str(path), "--capacity-from", "integration"]
+    assert main([*args, "--json", "--step-resistance", "2,5"]) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert row["step_resistance_ohmic_ohm"] == pytest.approx(R0, rel=1e-3)
+    assert row["step_resistance_5s_ohm"] == pytest.approx(r_true(5.0), rel=3e-3)
+    assert main(args) == 0
+    assert "R_ohmic" not in capsys.readouterr().out
+    assert main([*args, "--step-resistance", "2"]) == 0
+    assert "R_ohmic/ohm" in capsys.readouterr().out
