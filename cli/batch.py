@@ -1,4 +1,5 @@
-"""``cellbench batch cycling``: per-cycle summaries of many runs, optionally on a Dask cluster."""
+"""``cellbench batch cycling|eis``: per-cycle summaries or EIS fits of many runs, optionally on
+a Dask cluster (``--scheduler tcp://HOST:8786``) or a local one (``--workers N``)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,22 @@ def register(sub: argparse._SubParsersAction) -> None:
             "from the archive."
         ),
     )
+    _common(p)
+    p.set_defaults(func=cmd_cycling)
+    p = bsub.add_parser(
+        "eis",
+        help="fit an equivalent circuit to every impedance sweep of every run",
+        description=(
+            "Fit CIRCUIT to each sweep of each run (warm-started from the run's previous sweep); "
+            "with --catalog the fits are stored in it (eis_fits) unless --no-store."
+        ),
+    )
+    _common(p)
+    p.add_argument("--circuit", default="R0-p(R1,CPE1)", help="circuit (default R0-p(R1,CPE1))")
+    p.set_defaults(func=cmd_eis)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="*", type=Path, metavar="RUN_OR_FOLDER")
     p.add_argument("--catalog", metavar="URL", help="take the runs from the lab catalog")
     p.add_argument("--where", metavar="SQL", help="with --catalog: condition on runs' columns")
@@ -35,21 +52,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     group.add_argument("--workers", type=int, metavar="N", help="a local Dask cluster of N")
     p.add_argument("--no-store", action="store_true", help="do not write results to the catalog")
     p.add_argument("--json", action="store_true", help="print results as JSON")
-    p.set_defaults(func=cmd_cycling)
 
 
 def cmd_cycling(args: argparse.Namespace) -> int:
-    from cellbench.core.errors import CellbenchError
-    from cellbench.daq.batch import (
-        RunResult,
-        catalog_tasks,
-        folder_tasks,
-        run_batch,
-        store_summaries,
+    from cellbench.daq.batch import store_summaries, summarise_run
+
+    return _run(args, summarise_run, "cycles", store_summaries)
+
+
+def cmd_eis(args: argparse.Namespace) -> int:
+    import functools
+
+    from cellbench.analysis.circuits import parse_circuit
+    from cellbench.daq.batch import fit_run_eis, store_eis_fits
+
+    circuit = parse_circuit(args.circuit).text  # a bad circuit fails here, before any task
+    return _run(
+        args,
+        functools.partial(fit_run_eis, circuit=circuit),
+        "sweeps",
+        functools.partial(store_eis_fits, circuit=circuit),
     )
 
+
+def _run(args: argparse.Namespace, func, unit: str, store) -> int:
+    from cellbench.core.errors import CellbenchError
+    from cellbench.daq.batch import RunResult, catalog_tasks, folder_tasks, run_batch
+
     if bool(args.paths) == bool(args.catalog):
-        raise CellbenchError("batch cycling: give run folders or --catalog URL (one of them)")
+        raise CellbenchError(
+            f"batch {args.batch_command}: give run folders or --catalog URL (one of them)"
+        )
     if args.workers is not None and args.workers < 1:
         raise CellbenchError(f"--workers must be at least 1, got {args.workers}")
     if args.catalog:
@@ -58,22 +91,24 @@ def cmd_cycling(args: argparse.Namespace) -> int:
         tasks = folder_tasks(args.paths)
 
     def progress(done: int, total: int, res: RunResult) -> None:
-        what = f"{res.summary.height} cycles" if res.ok and res.summary is not None else res.error
+        what = f"{res.summary.height} {unit}" if res.ok and res.summary is not None else res.error
         print(f"[{done}/{total}] {res.run_id}: {'ok' if res.ok else 'FAILED'} ({what})",
               file=sys.stderr, flush=True)  # fmt: skip
 
-    results = run_batch(tasks, scheduler=args.scheduler, workers=args.workers, progress=progress)
+    results = run_batch(
+        tasks, scheduler=args.scheduler, workers=args.workers, progress=progress, func=func
+    )
     failed = [r for r in results if not r.ok]
     if args.catalog and not args.no_store:
-        stored = store_summaries(args.catalog, results)
-        print(f"stored the summaries of {stored} run(s) in the catalog", file=sys.stderr)
+        stored = store(args.catalog, results)
+        print(f"stored the results of {stored} run(s) in the catalog", file=sys.stderr)
     if args.json:
         order = {t.run_id: i for i, t in enumerate(tasks)}
         results.sort(key=lambda r: order.get(r.run_id, len(order)))
         print(json.dumps([r.to_dict() for r in results], indent=2, default=str, allow_nan=True))
     else:
         ok = len(results) - len(failed)
-        print(f"{ok} run(s) summarised, {len(failed)} failed")
+        print(f"{ok} run(s) done, {len(failed)} failed")
         for r in failed:
             print(f"  {r.run_id}: {r.error}")
     return 1 if failed and len(failed) == len(results) else 0

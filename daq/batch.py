@@ -36,13 +36,15 @@ class RunTask:
     run_id: str
     archive: str | None = None  # archive location
     segments: tuple[tuple[int, int, int, str, str], ...] = ()  # samples segments, in order
+    spectra: tuple[tuple[int, int, int, str, str], ...] = ()  # spectra segments, in order
     folder: str | None = None  # local run folder
     rows_total: int | None = None  # samples rows the catalog holds (archived or not)
+    spectra_rows: int | None = None  # spectra rows the catalog holds
 
 
 @dataclass
 class RunResult:
-    """One run's outcome: its per-cycle summary, or why it failed."""
+    """One run's outcome: its table (per-cycle summary, EIS fits per sweep), or why it failed."""
 
     run_id: str
     ok: bool
@@ -60,23 +62,57 @@ class RunResult:
             "error": self.error,
             "rows": self.rows,
             "rows_total": self.rows_total,
-            "cycles": None if self.summary is None else self.summary.height,
-            "summary": None if self.summary is None else self.summary.to_dicts(),
+            "count": None if self.summary is None else self.summary.height,
+            "result": None if self.summary is None else self.summary.to_dicts(),
         }
+
+
+def read_table(task: RunTask, table: str = "samples") -> pl.DataFrame:
+    """A table (``samples`` or ``spectra``) of a task's run: archive segments or local folder."""
+    if task.folder is not None:
+        from cellbench.daq.run_reader import RunReader
+
+        return RunReader(Path(task.folder)).read(table)
+    segments = task.segments if table == "samples" else task.spectra
+    if not segments:
+        if (task.rows_total if table == "samples" else task.spectra_rows) == 0:
+            from cellbench.core import schema
+
+            return schema.empty(table, optional=True)  # the run has none
+        raise CellbenchError(f"run {task.run_id}: no archived {table} segments")
+    from cellbench.daq.archive import Archive
+    from cellbench.daq.catalog_run import read_archived_table
+
+    return read_archived_table(Archive(task.archive or ""), list(segments), table)
 
 
 def read_samples(task: RunTask) -> pl.DataFrame:
     """The samples of a task's run (archive segments or local folder)."""
-    if task.folder is not None:
-        from cellbench.daq.run_reader import RunReader
+    return read_table(task, "samples")
 
-        return RunReader(Path(task.folder)).read("samples")
-    if not task.segments:
-        raise CellbenchError(f"run {task.run_id}: no archived samples segments")
-    from cellbench.daq.archive import Archive
-    from cellbench.daq.catalog_run import read_archived_table
 
-    return read_archived_table(Archive(task.archive or ""), list(task.segments), "samples")
+def _failed(task: RunTask, exc: BaseException, t0: float) -> RunResult:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return RunResult(
+        task.run_id, False, error=text, rows_total=task.rows_total,
+        seconds=time.perf_counter() - t0,
+    )  # fmt: skip
+
+
+def fit_run_eis(task: RunTask, circuit: str) -> RunResult:
+    """Fit ``circuit`` to every sweep of one run (warm-started sweep to sweep); never raises."""
+    t0 = time.perf_counter()
+    try:
+        from cellbench.analysis.eis_batch import fit_spectra
+
+        spectra = read_table(task, "spectra")
+        if spectra.height == 0:
+            raise CellbenchError(f"run {task.run_id}: no impedance spectra")
+        fits = fit_spectra(spectra, circuit)
+        return RunResult(task.run_id, True, fits, rows=spectra.height,
+                         seconds=time.perf_counter() - t0)  # fmt: skip
+    except Exception as exc:  # reported and skipped: one bad run never stops a batch
+        return _failed(task, exc, t0)
 
 
 def summarise_run(task: RunTask) -> RunResult:
@@ -96,11 +132,7 @@ def summarise_run(task: RunTask) -> RunResult:
             seconds=time.perf_counter() - t0,
         )
     except Exception as exc:  # reported and skipped: one bad run never stops a batch
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return RunResult(
-            task.run_id, False, error=text, rows_total=task.rows_total,
-            seconds=time.perf_counter() - t0,
-        )  # fmt: skip
+        return _failed(task, exc, t0)
 
 
 def catalog_tasks(
@@ -122,16 +154,18 @@ def catalog_tasks(
             if wanted is not None and r["run_id"] not in wanted:
                 continue
             try:
-                segs = archived_cover(cat, r["run_id"])["samples"]
-            except CellbenchError as exc:
+                segs = archived_cover(cat, r["run_id"])
+            except CellbenchError as exc:  # the task fails with "no archived ... segments"
                 log.warning("%s: %s", r["run_id"], exc)
-                segs = []
+                segs = {"samples": [], "spectra": []}
             tasks.append(
                 RunTask(
                     r["run_id"],
                     archive=archive or r["archive"],
-                    segments=tuple(segs),
+                    segments=tuple(segs["samples"]),
+                    spectra=tuple(segs["spectra"]),
                     rows_total=int(r["samples_rows"]),
+                    spectra_rows=int(r["spectra_rows"]),
                 )
             )
     return tasks
@@ -212,6 +246,19 @@ def run_batch(
 
 def _run_chunk(chunk: list[RunTask], func: Callable[[RunTask], RunResult]) -> list[RunResult]:
     return [func(task) for task in chunk]
+
+
+def store_eis_fits(catalog_url: str, results: list[RunResult], circuit: str) -> int:
+    """Put the EIS fits of the successful runs into the catalog; returns runs stored."""
+    from cellbench.daq.catalog import Catalog
+
+    n = 0
+    with Catalog(catalog_url) as cat:
+        for res in results:
+            if res.ok and res.summary is not None and res.summary.height:
+                cat.upsert_eis_fits(res.run_id, circuit, res.summary)
+                n += 1
+    return n
 
 
 def store_summaries(catalog_url: str, results: list[RunResult]) -> int:

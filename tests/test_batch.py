@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -59,5 +60,31 @@ def test_batch_cli_reports_failures(tmp_path):
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
-    assert "1 run(s) summarised, 1 failed" in out.stdout
+    assert "1 run(s) done, 1 failed" in out.stdout
     assert "[2/2]" in out.stderr and "FAILED" in out.stderr
+
+
+def test_batch_eis_fits_every_sweep_and_stores_them(catalog_url, tmp_path, capsys):
+    from cellbench.cli.main import main
+
+    root = tmp_path / "runs"
+    runs = [make_run(root, spectra=True), make_run(root)]  # the second has no spectra
+    with Syncer(catalog_url["writer"], str(tmp_path / "archive")) as s:
+        s.sync_once([root])
+    ids = [open_run(r).meta.run_id for r in runs]
+    where = f"run_id IN ('{ids[0]}', '{ids[1]}')"
+    code = main(["batch", "eis", "--catalog", catalog_url["writer"], "--where", where,
+                 "--circuit", "R0-p(R1,C1)", "--json"])  # fmt: skip
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    got = {r["run_id"]: r for r in json.loads(out.out)}
+    assert got[ids[1]]["ok"] is False and "no impedance spectra" in got[ids[1]]["error"]
+    fit = got[ids[0]]["result"]
+    assert got[ids[0]]["ok"] and len(fit) == 1 and abs(fit[0]["R1"] - 50.0) < 0.5
+    with psycopg.connect(catalog_url["reader"]) as conn:
+        stored = conn.execute(
+            "SELECT parameters->>'R1' FROM cellbench.eis_fits "
+            "WHERE run_id = %s AND circuit = 'R0-p(R1,C1)'",
+            (ids[0],),
+        ).fetchall()
+    assert len(stored) == 1 and abs(float(stored[0][0]) - 50.0) < 0.5
