@@ -14,6 +14,7 @@ ANALYZE_MODULES: tuple[str, ...] = (
     "cellbench.cli.analyze_titration",
     "cellbench.cli.analyze_pressure",
     "cellbench.cli.analyze_replicates",
+    "cellbench.cli.analyze_transport",
 )
 
 

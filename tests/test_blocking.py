@@ -12,6 +12,7 @@ from cellbench.analysis.blocking import EPSILON0_F_PER_CM, BlockingError, fit_bl
 from cellbench.analysis.eis_synth import frequencies, noisy_spectrum
 
 L_CM, A_CM2 = 0.1, 0.785
+TWO_ARCS = "p(R1,CPE1)-p(R2,CPE2)-CPE3"
 
 
 def _q(r_ohm: float, c_farad: float, n: float) -> float:
@@ -122,3 +123,25 @@ def test_bad_inputs():
         fit_blocking(f, z, 0.1, 1.0, template="nope")
     with pytest.raises(BlockingError, match="at least 5"):
         fit_blocking(f[:3], z[:3], 0.1, 1.0)
+
+
+def test_cli_blocking_on_an_eis_file(tmp_path, capsys):
+    import json
+
+    from cellbench.cli.main import main
+
+    p = _pellet()
+    f = frequencies(1e7, 1e-1, 10)
+    z = noisy_spectrum(TWO_ARCS, p, f, noise=0.003, rng=np.random.default_rng(7))
+    path = tmp_path / "pellet.csv"  # frequency, Z', Z'' without a header (impedance.py style)
+    np.savetxt(path, np.column_stack([f, z.real, z.imag]), delimiter=",")
+    args = ["analyze", "blocking", str(path), "--thickness-cm", "0.1", "--area-cm2", "0.785"]
+    assert main([*args, "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["template"] == "bulk_gb_electrode"
+    assert d["sigma_total_siemens_per_centimeter"] == pytest.approx(L_CM / (4000 * A_CM2), rel=0.01)
+    assert "fit" not in d
+    assert main(args) == 0
+    assert "bulk_gb_electrode" in capsys.readouterr().out
+    assert main(["analyze", "blocking", str(path)]) == 1
+    assert "geometry is unknown" in capsys.readouterr().err

@@ -142,3 +142,62 @@ def test_pseudo_ocv_of_a_real_slow_cycle(shared_data):
     assert np.all((v >= np.minimum(ch, dis) - 1e-9) & (v <= np.maximum(ch, dis) + 1e-9))
     assert float(np.median(p["hysteresis_volt"].to_numpy())) > 0  # charge above discharge
     assert 0.003 < p["capacity_ampere_hour"][-1] < 0.006
+
+
+def _cycles_frame(curves, eta=0.01):
+    """Slow cycles (charge then discharge, 1 mA) whose pseudo-OCV is each (Q, V) curve."""
+    parts, t0 = [], 0.0
+    for cycle, (q, v) in curves.items():
+        dt = np.diff(q, prepend=0.0) / 1e-3 * 3600
+        t = t0 + np.cumsum(dt)
+        tq = t[-1] + np.cumsum(dt[::-1])
+        t0 = tq[-1] + 10
+        n = q.size
+        parts.append(
+            pl.DataFrame(
+                {
+                    "test_time_second": np.concatenate([t, tq]),
+                    "voltage_volt": np.concatenate([v + eta, (v - eta)[::-1]]),
+                    "current_ampere": np.concatenate([np.full(n, 1e-3), np.full(n, -1e-3)]),
+                    "cycle_count": [cycle] * (2 * n),
+                }
+            )
+        )
+    return pl.concat(parts)
+
+
+def test_cli_degradation(tmp_path, capsys):
+    import json
+
+    from cellbench.cli.main import main
+    from cellbench.core.schema import RunMeta
+    from cellbench.daq.store import create_run
+
+    curves = {}
+    for k, cycle in enumerate((1, 2)):
+        q, v, *_ = _cell_curve(1.2e-3, 1.3e-3 * (1 - 0.06 * k), FRESH["n_li"] * 1e-3, noise=0)
+        curves[cycle] = (q[::5], v[::5])
+    frame = _cycles_frame(curves)
+    n = frame.height
+    frame = frame.with_columns(
+        pl.lit("c").alias("channel"),
+        (pl.col("test_time_second") + 1.7e9).alias("unix_time_second"),
+        pl.lit(1).alias("step_count"),
+        pl.lit(0).alias("step_index"),
+    )
+    with create_run(tmp_path, RunMeta("deg", "2026-12-01T00:00:00Z")) as w:
+        w.append("samples", frame)
+    for name, ocp in (("pe.csv", PE), ("ne.csv", NE)):
+        pl.DataFrame({"theta": ocp.theta, "potential_volt": ocp.potential_volt}).write_csv(
+            tmp_path / name
+        )
+    args = ["analyze", "degradation", str(tmp_path / "deg"), "--json"]
+    args += ["--positive-ocp", str(tmp_path / "pe.csv"), "--negative-ocp", str(tmp_path / "ne.csv")]
+    assert main(args) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["cycle_count"] for r in rows] == [1, 2] and n > 0
+    assert rows[1]["loss_of_active_material_negative"] == pytest.approx(0.06, abs=0.01)
+    assert rows[1]["loss_of_lithium_inventory"] == pytest.approx(0.0, abs=0.01)
+    bad = [a if not a.endswith("pe.csv") else str(tmp_path / "x.csv") for a in args]
+    assert main(bad) == 1
+    assert "no such file" in capsys.readouterr().err

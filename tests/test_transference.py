@@ -108,3 +108,52 @@ def test_bad_inputs_raise_one_clear_error():
         bruce_vincent(pol, math.nan, 1.0)
     with pytest.raises(TransportError, match="missing column"):
         hold_from_samples(pl.DataFrame({"x": [1.0]}))
+
+
+def _hold_run(tmp_path, t, i, dv):
+    from cellbench.core.schema import Cell, RunMeta
+    from cellbench.daq.store import create_run
+
+    n = t.size
+    cell = Cell(name="PEO-1", area_cm2=1.0, thickness_cm=0.01)
+    with create_run(tmp_path, RunMeta("bv", "2026-12-01T00:00:00Z", cell=cell)) as w:
+        w.append(
+            "samples",
+            pl.DataFrame(
+                {
+                    "channel": ["c"] * (n + 2),
+                    "test_time_second": np.concatenate([[-20.0, -10.0], t]),
+                    "unix_time_second": 1.7e9 + np.concatenate([[-20.0, -10.0], t]),
+                    "voltage_volt": np.concatenate([[0.0, 0.0], np.full(n, dv)]),
+                    "current_ampere": np.concatenate([[0.0, 0.0], i]),
+                    "cycle_count": [1] * (n + 2),
+                    "step_count": [1, 1] + [2] * n,
+                    "step_index": [0, 0] + [1] * n,
+                }
+            ),
+        )
+    return tmp_path / "bv"
+
+
+def test_cli_polarisation_bruce_vincent_and_electronic(tmp_path, capsys):
+    import json
+
+    from cellbench.cli.main import main
+
+    t_true, dv, rb, r0, rss = 0.3, 0.010, 100.0, 300.0, 350.0
+    i0 = dv / (rb + r0)
+    iss = t_true * dv / (rb + t_true * rss)
+    t, i = _hold(i0, iss, 1200.0, 5.0, 0.001)
+    run = str(_hold_run(tmp_path, t, i, dv))
+    args = ["analyze", "polarisation", run, "--r0-ohm", "300", "--rss-ohm", "350"]
+    assert main([*args, "--r-bulk-ohm", "100", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["bruce_vincent"]["transference_number"] == pytest.approx(t_true, abs=0.005)
+    assert d["polarisation"]["voltage_step_volt"] == pytest.approx(dv)
+    assert main(args) == 0
+    assert "t+ = 0.30" in capsys.readouterr().out
+    assert main(["analyze", "polarisation", run, "--json"]) == 0  # geometry from the run
+    e = json.loads(capsys.readouterr().out)["electronic"]
+    assert e["sigma_electronic_siemens_per_centimeter"] == pytest.approx(iss * 0.01 / dv, rel=0.01)
+    assert main(["analyze", "polarisation", run, "--r0-ohm", "300"]) == 1
+    assert "needs both" in capsys.readouterr().err
