@@ -244,3 +244,11 @@ def test_a_writer_adds_rows_only_to_its_own_runs(pg_server, catalog_url, tmp_pat
                 conn.execute(sql)
     with Catalog(catalog_url["reader"]) as cat:
         assert cat.run_meta(run_id)[1] == {"samples": 1200, "spectra": 0, "events": 4}
+
+
+def test_tls_options_reach_libpq(catalog_url):
+    url = catalog_url["reader"]
+    with Catalog(url + "?sslmode=disable") as cat:  # the test server has no TLS
+        assert cat.list_runs("false") == []
+    with pytest.raises(CatalogError, match="SSL"):  # so requiring it fails, and says why
+        Catalog(url + "?sslmode=require")
