@@ -157,3 +157,45 @@ def test_cli_polarisation_bruce_vincent_and_electronic(tmp_path, capsys):
     assert e["sigma_electronic_siemens_per_centimeter"] == pytest.approx(iss * 0.01 / dv, rel=0.01)
     assert main(["analyze", "polarisation", run, "--r0-ohm", "300"]) == 1
     assert "needs both" in capsys.readouterr().err
+
+
+def test_bruce_vincent_through_the_engine_on_a_simulated_polymer_cell(tmp_path):
+    """The fixture protocol (EIS, 10 mV hold, EIS) on the simulated symmetric cell given a
+    salt-diffusion resistance R_w: the cell's true t+ is R_el / (R_el + R_w) (R_el leads, bulk
+    and grain boundary); the interfaces are R0 = Rss."""
+    from pathlib import Path
+
+    from cellbench.daq.protocol import load_protocol
+    from cellbench.daq.session import prepare
+    from cellbench.daq.store import open_run
+
+    fx = Path(__file__).resolve().parents[1] / "fixtures"
+    assert load_protocol(fx / "protocols" / "transference_polymer.toml").steps[3].kind == "cv"
+    r_el, t_true = 0.5 + 254.777 + 127.389, 0.3  # llzo_symmetric.toml at 25 degC
+    cell = (fx / "sim" / "llzo_symmetric.toml").read_text(encoding="utf-8")
+    r_w = r_el * (1 / t_true - 1)
+    cell = cell.replace("warburg_r_ohm = 0.0", f"warburg_r_ohm = {r_w}\nwarburg_tau_s = 300.0")
+    (tmp_path / "cell.toml").write_text(cell, encoding="utf-8")
+    station = (fx / "stations" / "sim_pellet.toml").read_text(encoding="utf-8")
+    station = station.replace(
+        'cell = "../sim/llzo_symmetric.toml"', f'cell = "{tmp_path}/cell.toml"'
+    )
+    (tmp_path / "station.toml").write_text(station, encoding="utf-8")
+    protocol = (fx / "protocols" / "transference_polymer.toml").read_text(encoding="utf-8")
+    protocol = protocol.replace('stop = "100 mHz"', 'stop = "100 Hz"')  # the E4990A's band
+    protocol = protocol.replace('setpoint = "70 degC"', 'setpoint = "25 degC"')
+    (tmp_path / "p.toml").write_text(protocol, encoding="utf-8")
+    session = prepare(tmp_path / "p.toml", tmp_path / "station.toml", tmp_path, time_scale=50_000)
+    try:
+        assert session.engine.run() == "completed"
+        run = open_run(session.engine.run_path)
+    finally:
+        session.close()
+    truth = run.meta.ground_truth
+    assert truth["r_bulk_ohm"] + truth["r_gb_ohm"] + 0.5 == pytest.approx(r_el, rel=1e-4)
+    r0 = truth["r_interface_ohm"]
+    t, i, dv = hold_from_samples(run.read("samples"), step_index=3)
+    pol = polarisation_currents(t - t[0], i, dv)
+    assert pol.steady and dv == pytest.approx(0.010, abs=2e-4)
+    res = bruce_vincent(pol, r0, r0, r_bulk_ohm=r_el)
+    assert res.transference_number == pytest.approx(t_true, abs=0.01)
