@@ -19,7 +19,9 @@ Definitions (stated once, used everywhere; current positive on charge):
   ``ohmic_resolution_second`` (default 10 ms).
 * A **pulse** is an edge out of rest (``|I_rest|`` at most ``rest_fraction`` of the largest
   current) into a constant current that lasts at most ``max_duration_second``; it ends at the
-  last sample before the current leaves that level (within ``level_tolerance``).
+  last sample before the current leaves that level (within ``level_tolerance``). For pulses
+  the edge threshold defaults to twice that rest tolerance (HPPC pulses are often smaller than
+  the test's charge current), for step resistances to half the largest current.
 * **SOC** (where a capacity is given) is ``initial_soc + Q(t) / capacity`` with ``Q`` the
   trapezoidal integral of the current since the first sample; without ``initial_soc`` the most
   charged point of the data is taken as SOC 1 (HPPC tests start from a full cell).
@@ -220,7 +222,9 @@ def pulse_spans(
     if tr.t.size < 3:
         return []
     rest_tol = rest_fraction * float(np.max(np.abs(tr.i)))
-    edges = _edges(tr, min_step_ampere)
+    # out of rest, a step of twice the rest tolerance is an edge (not half the largest current:
+    # HPPC pulses are often smaller than the test's charge current)
+    edges = _edges(tr, 2 * rest_tol if min_step_ampere is None else min_step_ampere)
     n = tr.t.size
     out = []
     for e_pos, k in enumerate(edges):
@@ -279,8 +283,8 @@ def find_pulses(
         delays_second: extra delays (s) at which R is reported in ``r_at_ohm``.
         max_duration_second: longer constant-current periods are not pulses (SOC adjustments,
             full discharges).
-        min_step_ampere: smallest current change that makes an edge (default half the largest
-            ``|current|``).
+        min_step_ampere: smallest current change that makes an edge (default twice the rest
+            tolerance).
         rest_fraction: ``|I|`` at most this fraction of the largest ``|current|`` is rest.
         level_tolerance: relative deviation from the pulse's current that ends it.
         ohmic_resolution_second: edge interval above which a warning says the ohmic value is

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -39,6 +40,17 @@ def _capacity(args: argparse.Namespace) -> float | None:
     return cell.nominal_capacity_ah if cell else None
 
 
+def _soc_value(text: str) -> float:
+    """argparse type: an SOC from 0 to 1 (both included)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"an SOC lies from 0 to 1, got {text!r}")
+    return value
+
+
 def _delays(text: str) -> list[float]:
     """argparse type: comma-separated positive seconds, ``0.1,10,30``."""
     out = []
@@ -48,13 +60,16 @@ def _delays(text: str) -> list[float]:
 
 
 def _warn(rows: list[dict]) -> None:
-    seen: set[str] = set()
+    """Each kind of warning once (the first occurrence), with how many rows share it."""
+    kinds: dict[str, tuple[dict, str, int]] = {}
     for r in rows:
         for w in r.get("warnings", []):
-            key = w.split(":")[0]
-            if key not in seen:
-                seen.add(key)
-                print(f"cellbench: warning: step {r.get('step_index')}: {w}", file=sys.stderr)
+            key = re.sub(r"[-+]?\d[\d.e+-]*", "#", w)
+            first, text, count = kinds.get(key, (r, w, 0))
+            kinds[key] = (first, text, count + 1)
+    for first, text, count in kinds.values():
+        more = f" (and {count - 1} more like it)" if count > 1 else ""
+        print(f"cellbench: warning: step {first.get('step_index')}: {text}{more}", file=sys.stderr)
 
 
 # ------------------------------------------------------------------------------------- pulses
@@ -89,6 +104,7 @@ def cmd_pulses(args: argparse.Namespace) -> int:
             ("current_ampere", "I/A"),
             ("soc", "SOC"),
             ("temperature_kelvin", "T/K"),
+            ("pressure_megapascal", "p/MPa"),
             ("r_ohmic_ohm", "R_ohm/ohm"),
             ("r_2s_ohm", "R_2s/ohm"),
             ("r_end_ohm", "R_end/ohm"),
@@ -228,7 +244,7 @@ def _soc_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--initial-soc",
-        type=_fraction,
+        type=_soc_value,
         help="SOC of the first sample (default: the most charged point of the file is SOC 1)",
     )
 
@@ -262,7 +278,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--initial-soc",
-        type=_fraction,
+        type=_soc_value,
         help="SOC of the first sample (default: the most charged point of the file is SOC 1)",
     )
     p.add_argument("--delays", type=_delays, help="more delays, s, comma-separated (adds r_at_ohm)")

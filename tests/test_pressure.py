@@ -288,3 +288,15 @@ rate = "fast"
     (tmp_path / "s.toml").write_text(station)
     with pytest.raises(Exception, match="press"):
         prepare(protocol, tmp_path / "s.toml", tmp_path)
+
+
+def test_example_pressure_series_fits_the_press_station(capsys):
+    from cellbench.cli.main import main
+
+    code = main(
+        ["protocol", "check", str(FX / "protocols" / "pressure_series.toml"),
+         "--station", str(FX / "stations" / "press_station.toml")]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "pressure 20 MPa" in out and "press, pressure" in out

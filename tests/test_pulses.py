@@ -306,3 +306,11 @@ def test_cli_cycling_step_resistance(tmp_path, capsys):
     assert "R_ohmic" not in capsys.readouterr().out
     assert main([*args, "--step-resistance", "2"]) == 0
     assert "R_ohmic/ohm" in capsys.readouterr().out
+
+
+def test_pulses_smaller_than_the_tests_largest_current_are_found():
+    """HPPC pulses of 1 A in a test whose charge runs at 4 A: the edge threshold is the rest
+    tolerance, not half the largest current (which would miss every pulse)."""
+    df = rc_hppc(0.1, pulses=((-1.0, 10.0), (0.5, 10.0), (4.0, 900.0)))
+    assert [p.current_ampere for p in find_pulses(df)] == [-1.0, 0.5]
+    assert find_pulses(df)[0].r_ohmic_ohm == pytest.approx(R0, rel=1e-6)
