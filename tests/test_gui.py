@@ -53,16 +53,20 @@ def window(qtbot, tmp_path, asked):
     w.detach()
 
 
-def test_window_opens_with_demo_files_checked(window):
+def test_window_opens_with_nothing_ready_then_checks_the_files_chosen(window, fixtures_dir):
     assert window.windowTitle() == "cellbench"
-    assert window.protocol.path().name == "demo.toml"
+    assert window.protocol.path() is None and window.station.path() is None  # nothing ready
+    assert not window.start_button.isEnabled()
+    assert "idle" in window.status_label.text()
+    window.station.set_path(fixtures_dir / "stations" / "demo_station.toml")
+    window.protocol.set_path(fixtures_dir / "protocols" / "demo.toml")
     assert window.problems == []
     assert window.start_button.isEnabled()
     assert not window.stop_button.isEnabled()
-    assert "idle" in window.status_label.text()
 
 
 def test_malformed_protocol_lists_every_problem_and_start_stays_disabled(window, fixtures_dir):
+    window.station.set_path(fixtures_dir / "stations" / "demo_station.toml")
     bad = fixtures_dir / "protocols" / "bad"
     for name in ("typos.toml", "safety.toml", "syntax.toml"):
         window.protocol.set_path(bad / name)
@@ -140,6 +144,7 @@ def test_attach_follows_a_run_another_writer_appends_without_touching_it(qtbot, 
         assert window.feed.poller.writer_alive  # the writer still holds its lock
         assert "running" in window.status_label.text()
         assert window.channel_box.currentText() == "cell1"
+        window.open_channel("cell1")  # only the tab shown is drawn
         curve = window.time_plots.curves["voltage_volt"]
         qtbot.waitUntil(lambda: len(curve.xData) >= seen, timeout=WAIT_MS)
         assert len(window.model.channels["cell1"].sweeps) == 1
@@ -167,7 +172,7 @@ def test_attach_follows_a_run_another_writer_appends_without_touching_it(qtbot, 
     assert window.info_labels["run"].text() == "attach"
     assert open_run(writer.path).tables()["samples"] == written[0]
     window.detach()
-    assert window.feed is None and window.start_button.isEnabled()
+    assert window.feed is None and window.attach_button.text() != "Detach"
 
 
 def _spectrum() -> pl.DataFrame:

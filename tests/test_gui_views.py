@@ -6,6 +6,7 @@ view is known), or recorded by the engine on the simulated demo station (the saf
 
 from __future__ import annotations
 
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -18,13 +19,32 @@ pytest.importorskip("pyqtgraph")
 pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import QSettings
-from PySide6.QtWidgets import QMessageBox
+from PySide6.QtWidgets import QApplication, QMessageBox
 
 from cellbench.core.schema import Cell, RunMeta
 from cellbench.daq.store import create_run
 from cellbench.gui.window import TABS, MainWindow
 
-WAIT_MS = 30_000  # generous: a loaded 2-core machine
+WAIT_S = 30.0  # generous: a loaded 2-core machine
+
+
+def wait_for(condition, timeout_s: float = WAIT_S) -> None:
+    """Process Qt events until ``condition()`` holds, sleeping between rounds.
+
+    Not qtbot.waitUntil: its nested event loop can keep the GIL while idle (seen after an
+    earlier test ran QApplication.exec), and the attach thread's polars scan then never ends.
+    """
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s")
+        QApplication.processEvents()
+        time.sleep(0.01)
+
+
+def pause(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    wait_for(lambda: time.monotonic() > end, seconds + 5)
 
 
 @pytest.fixture
@@ -106,10 +126,10 @@ def write_run(folder: Path, name: str = "views") -> Path:
 def test_attached_run_shows_data_in_every_live_view(qtbot, window, tmp_path):
     path = write_run(tmp_path)
     window.attach(path)
-    qtbot.waitUntil(lambda: window.model.status == "completed", timeout=WAIT_MS)
-    qtbot.waitUntil(lambda: len(window.model.channels["cell1"].sweeps) == 3, timeout=WAIT_MS)
+    wait_for(lambda: window.model.status == "completed")
+    wait_for(lambda: len(window.model.channels["cell1"].sweeps) == 3)
     rows = cycling_frame().height
-    qtbot.waitUntil(lambda: window.model.channels["cell1"].trace.rows_seen == rows, timeout=WAIT_MS)
+    wait_for(lambda: window.model.channels["cell1"].trace.rows_seen == rows)
 
     # the overview: one row for the channel, opening its live views
     window.tabs.setCurrentIndex(TABS.index("Overview"))
@@ -170,9 +190,7 @@ def test_zoom_is_not_fought_by_live_updates_and_view_all_brings_the_run_back(
         writer.append("samples", frame.slice(0, half))
         window.attach(writer.path)
         trace = lambda: window.model.channels.get("cell1")  # noqa: E731
-        qtbot.waitUntil(
-            lambda: trace() is not None and trace().trace.rows_seen == half, timeout=WAIT_MS
-        )
+        wait_for(lambda: trace() is not None and trace().trace.rows_seen == half)
         window.tabs.setCurrentIndex(TABS.index("Channel"))
         window.redraw(force=True)
         plots = window.time_plots
@@ -181,12 +199,12 @@ def test_zoom_is_not_fought_by_live_updates_and_view_all_brings_the_run_back(
         lo, hi = 1800 / unit, 2700 / unit
         vb.setXRange(lo, hi, padding=0)  # the user zooms into 15 min of the run
         assert not plots.following
-        qtbot.wait(200)  # the zoomed range is fetched at full resolution
+        pause(0.2)  # the zoomed range is fetched at full resolution
         x, _ = plots.curves["voltage_volt"].getData()
         assert x.min() >= lo - 10 / unit and x.max() <= hi + 10 / unit
         assert len(x) == pytest.approx(900 / 10, abs=3)  # every row: 10 s apart
         writer.append("samples", frame.slice(half))  # new data arrives
-        qtbot.waitUntil(lambda: trace().trace.rows_seen == frame.height, timeout=WAIT_MS)
+        wait_for(lambda: trace().trace.rows_seen == frame.height)
         window.redraw(force=True)
         scale = unit / plots.unit_s  # the axis may have gone from minutes to hours
         assert vb.viewRange()[0] == pytest.approx([lo * scale, hi * scale])  # the view stayed
@@ -218,17 +236,17 @@ def test_a_tripped_safety_limit_raises_a_banner_that_stays_until_acknowledged(
         session.close()
     window.attach(session.engine.run_path)
     banner = window.banner
-    qtbot.waitUntil(banner.isVisible, timeout=WAIT_MS)
+    wait_for(banner.isVisible)
     text = banner.label.text()
     assert "cell1" in text and "below limit 3.2 V" in text
     assert "e-0" not in text and "2.99999" not in text  # values in units, sensible digits
     assert banner.notifications and "safety limit" in banner.notifications[0]
-    qtbot.wait(300)  # ticks pass: the banner stays
+    pause(0.3)  # ticks pass: the banner stays
     assert banner.isVisible()
     assert "background" in window.status_label.styleSheet()
     banner.button.click()  # acknowledge
     assert not banner.isVisible()
-    qtbot.wait(200)
+    pause(0.2)
     assert not banner.isVisible()  # and stays away until the next alarm
     window.tabs.setCurrentIndex(TABS.index("Alarms"))
     window.redraw(force=True)
@@ -305,7 +323,7 @@ def test_fit_a_spectrum_in_the_analysis_tab_and_export_svg_png_csv(qtbot, window
     panel.sweep_list.setCurrentRow(1)
     panel.circuit_box.setCurrentText("auto")
     panel.fit_button.click()
-    qtbot.waitUntil(lambda: not panel.busy, timeout=WAIT_MS)
+    wait_for(lambda: not panel.busy)
     panel.wait()
     res = panel.fit.result
     assert res.circuit == "R0-p(R1,CPE1)"
@@ -335,6 +353,6 @@ def test_fit_a_spectrum_in_the_analysis_tab_and_export_svg_png_csv(qtbot, window
     panel.circuit_box.setCurrentText("R0-p(R1,CPE1)")
     panel.resistance_box.setCurrentText("R1")
     panel.batch_button.click()
-    qtbot.waitUntil(lambda: panel.interface.frame is not None, timeout=WAIT_MS)
+    wait_for(lambda: panel.interface.frame is not None)
     r1 = panel.interface.frame["R1_ohm"].to_list()
     assert r1 == pytest.approx([40.0, 50.0, 60.0], rel=1e-3)
