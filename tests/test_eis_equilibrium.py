@@ -124,3 +124,43 @@ def test_engine_warns_when_no_equilibrium_is_reached(tmp_path):
     assert spectra["sweep_index"].n_unique() == 2
     warned = events.filter((pl.col("kind") == "note") & (pl.col("severity") == "warning"))
     assert warned.height == 1 and "no equilibrium after 2 sweeps" in warned["message"][0]
+
+
+def test_eis_report_takes_the_last_sweep_of_an_equilibrium_wait():
+    """The EIS report's Arrhenius points: one per temperature, the first time it is reached,
+    and for a step that repeated its sweep until equilibrium, that step's last sweep."""
+    pytest.importorskip("matplotlib")
+    from cellbench.analysis.report import Report
+    from cellbench.analysis.report.reports_eis import _conductivity_from_sweeps
+
+    table = pl.DataFrame(
+        {
+            # 25 degC twice (warming pellet), 40 twice, 60 three times, 25 again at the end
+            "temperature_celsius": [23.0, 24.9, 38.8, 39.9, 57.0, 59.5, 59.9, 25.0],
+            "R0": [130.0, 100.0, 70.0, 60.0, 40.0, 31.0, 30.0, 101.0],
+            "step_index": [1, 1, 3, 3, 5, 5, 5, 7],
+            "cycle_count": [1] * 8,
+        }
+    )
+    rep = Report("t")
+    _conductivity_from_sweeps(rep, table, "R0", 0.1, 1.0, "")
+    points = _points(rep)
+    assert points["temperature_celsius"].to_list() == [24.9, 39.9, 59.9]
+    assert points["conductivity_siemens_per_centimeter"].to_list() == pytest.approx(
+        [0.1 / 100.0, 0.1 / 60.0, 0.1 / 30.0]
+    )
+    # EIS in a loop (same step, new cycle each time) still takes the first cycle's sweep
+    loop = table.with_columns(
+        pl.Series("cycle_count", [1, 2, 1, 2, 1, 2, 3, 1]),
+        pl.Series("temperature_celsius", [25.0, 25.0, 40.0, 40.0, 60.0, 60.0, 60.0, 25.0]),
+    )
+    rep = Report("t")
+    _conductivity_from_sweeps(rep, loop, "R0", 0.1, 1.0, "")
+    assert _points(rep)["conductivity_siemens_per_centimeter"].to_list() == pytest.approx(
+        [0.1 / 130.0, 0.1 / 70.0, 0.1 / 40.0]
+    )
+
+
+def _points(rep) -> pl.DataFrame:
+    items = [i for s in rep.sections for i in s.items]
+    return next(i for i in items if getattr(i, "name", "") == "conductivity").frame

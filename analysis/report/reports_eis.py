@@ -329,10 +329,18 @@ def _conductivity_from_sweeps(
     t = table["temperature_celsius"].cast(pl.Float64).to_numpy()
     r = table[resistance].cast(pl.Float64).to_numpy()
     # The first sweep at each temperature: later ones (during cycling, after ageing) would mix
-    # the cell's evolution into its temperature dependence.
+    # the cell's evolution into its temperature dependence. A step that repeated its sweep
+    # until equilibrium (eis drift_max) counts once, with its last sweep.
     first = np.zeros(t.size, dtype=bool)
     seen: list[float] = []
+    repeated = np.zeros(t.size, dtype=bool)
+    if "step_index" in table.columns and "cycle_count" in table.columns:
+        step = table.select(pl.concat_str("step_index", "cycle_count", separator="/")).to_series()
+        same = (step.head(-1) == step.tail(-1)).fill_null(False).to_numpy()
+        repeated[:-1] = same  # a later sweep of the same step execution follows
     for k, tk in enumerate(t):
+        if repeated[k]:
+            continue
         if np.isfinite(tk) and all(abs(tk - s) > ISOTHERMAL_K for s in seen):
             seen.append(float(tk))
             first[k] = True
@@ -343,7 +351,8 @@ def _conductivity_from_sweeps(
         t[ok],
         sigma,
         tag=sfx.lstrip("_"),
-        source=f"σ = L/(R·A) from {resistance} of the first sweep at each temperature, "
+        source=f"σ = L/(R·A) from {resistance} of the first sweep at each temperature (the "
+        "last of a step's equilibrium repeats), "
         f"L = {thickness_cm:g} cm, A = {area_cm2:g} cm²",
     )
 
