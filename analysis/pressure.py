@@ -150,3 +150,87 @@ def pressure_by_cycle(samples: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
         .sort(keys)
         .collect()
     )
+
+
+@dataclass(frozen=True)
+class OffsetPowerLawFit:
+    """``R = r_offset + r_1mpa * p^-exponent``: a pressure-independent part (series, bulk,
+    grain boundary) plus an interface that follows the power law; standard errors from the
+    Jacobian (scaled by the residual variance)."""
+
+    r_offset_ohm: float
+    r_offset_stderr_ohm: float
+    exponent: float
+    exponent_stderr: float
+    r_1mpa_ohm: float
+    r_1mpa_stderr_ohm: float
+    asr_1mpa_ohm_cm2: float | None  # r_1mpa x area / interfaces, where the area is given
+    rms_ohm: float
+    n: int
+
+    def predict(self, pressure_megapascal: np.ndarray | float) -> np.ndarray:
+        p = np.asarray(pressure_megapascal, float)
+        return self.r_offset_ohm + self.r_1mpa_ohm * p**-self.exponent
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def fit_resistance_pressure(
+    pressure_megapascal: Sequence[float] | np.ndarray,
+    resistance_ohm: Sequence[float] | np.ndarray,
+    *,
+    area_cm2: float | None = None,
+    interfaces: int = 1,
+) -> OffsetPowerLawFit:
+    """Fit ``R = R_0 + R_1 p^-m`` to total resistances (e.g. the ohmic R of pulses at each
+    pressure), which need no bulk subtraction: the pressure-independent part is ``R_0``. Needs
+    at least four points at three or more pressures (three parameters)."""
+    from scipy.optimize import least_squares
+
+    p = np.asarray(pressure_megapascal, dtype=float)
+    r = np.asarray(resistance_ohm, dtype=float)
+    if p.shape != r.shape or p.ndim != 1:
+        raise PressureError("pressures and resistances must be 1-D and of the same length")
+    if not (np.all(np.isfinite(p)) and np.all(p > 0) and np.all(np.isfinite(r))):
+        raise PressureError("pressures must be positive and resistances finite")
+    if p.size < 4 or np.unique(p).size < 3:
+        raise PressureError(
+            f"R = R_0 + R_1 p^-m needs at least 4 points at 3 or more pressures, got {p.size} "
+            f"points at {np.unique(p).size} pressure(s)"
+        )
+    lp = np.log(p)
+
+    def resid(x: np.ndarray) -> np.ndarray:
+        r0, ln_r1, m = x
+        return r0 + np.exp(ln_r1 - m * lp) - r
+
+    best = None
+    for m0 in (0.3, 0.6, 1.0):
+        span = max(float(np.ptp(r)), 1e-12)
+        r1_0 = span / max(float(np.ptp(p**-m0)), 1e-12)
+        r0_0 = float(np.min(r)) - r1_0 * float(np.max(p)) ** -m0
+        sol = least_squares(resid, [r0_0, math.log(r1_0), m0], method="lm")
+        if best is None or sol.cost < best.cost:
+            best = sol
+    assert best is not None
+    r0, ln_r1, m = (float(v) for v in best.x)
+    dof = p.size - 3
+    s2 = float(best.fun @ best.fun) / dof if dof > 0 else math.nan
+    try:
+        cov = np.linalg.inv(best.jac.T @ best.jac) * s2
+        se = np.sqrt(np.clip(np.diag(cov), 0, None))
+    except np.linalg.LinAlgError:
+        se = np.full(3, math.inf)
+    r1 = math.exp(ln_r1)
+    return OffsetPowerLawFit(
+        r_offset_ohm=r0,
+        r_offset_stderr_ohm=float(se[0]),
+        exponent=m,
+        exponent_stderr=float(se[2]),
+        r_1mpa_ohm=r1,
+        r_1mpa_stderr_ohm=r1 * float(se[1]),
+        asr_1mpa_ohm_cm2=None if area_cm2 is None else r1 * area_cm2 / interfaces,
+        rms_ohm=float(np.sqrt(np.mean(best.fun**2))),
+        n=int(p.size),
+    )

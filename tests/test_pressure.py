@@ -12,7 +12,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from cellbench.analysis.pressure import PressureError, fit_asr_pressure, pressure_by_cycle
+from cellbench.analysis.pressure import (
+    PressureError,
+    fit_asr_pressure,
+    fit_resistance_pressure,
+    pressure_by_cycle,
+)
 from cellbench.analysis.pulses import find_pulses
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -81,6 +86,15 @@ def test_power_law_recovers_exponent_and_prefactor():
     weighted = fit_asr_pressure(p, asr, asr_stderr_ohm_cm2=0.01 * asr)
     assert weighted.weighted and weighted.exponent == pytest.approx(fit.exponent, abs=1e-9)
     assert fit.predict(4.0) == pytest.approx(fit.asr_1mpa_ohm_cm2 / 4**fit.exponent)
+
+
+def test_offset_power_law_and_its_limits():
+    p = np.array([2.0, 5.0, 10.0, 20.0, 40.0])
+    fit = fit_resistance_pressure(p, 40.0 + 150.0 * p**-0.5, area_cm2=0.5, interfaces=2)
+    assert (fit.r_offset_ohm, fit.exponent, fit.r_1mpa_ohm) == pytest.approx((40, 0.5, 150))
+    assert fit.asr_1mpa_ohm_cm2 == pytest.approx(150 * 0.5 / 2)
+    with pytest.raises(PressureError, match="at least 4 points at 3"):
+        fit_resistance_pressure([1.0, 1.0, 2.0, 2.0], [5.0, 5.0, 4.0, 4.0])
 
 
 def test_power_law_refuses_bad_input():
@@ -168,7 +182,7 @@ def test_press_driver_drives_the_simulated_press():
 # ------------------------------------------------------------------------------ engine
 
 
-def test_pressure_steps_and_pulses_recover_the_simulated_pressure_law(tmp_path):
+def test_pressure_steps_and_pulses_recover_the_simulated_pressure_law(tmp_path, capsys):
     """Press to 2, 5, 10, 20 MPa; a small pulse at each: the interface part of R_ohmic against
     the logged pressure follows the cell's law ASR = ASR_ref (p_ref / p)^m."""
     from cellbench.daq.session import prepare
@@ -213,6 +227,14 @@ rest = "4 s"
     assert fit.exponent == pytest.approx(params["pressure_exponent"], abs=0.03)
     expected = params["interface_asr_ohm_cm2"] * (params["pressure_ref_mpa"] / 10.0) ** 0.6
     assert fit.asr_at_reference_ohm_cm2 == pytest.approx(expected, rel=0.05)
+    # without the bulk subtracted: R = R_0 + R_1 p^-m on the run itself, from the command line
+    from cellbench.cli.main import main
+
+    assert main(["analyze", "pressure", str(session.engine.run_path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["points"]) == 4
+    assert out["fit"]["exponent"] == pytest.approx(params["pressure_exponent"], abs=0.05)
+    assert out["fit"]["r_offset_ohm"] == pytest.approx(r_other, rel=0.05)
 
 
 def test_pressure_min_trips_when_the_press_loses_its_load(tmp_path):
