@@ -113,3 +113,26 @@ def equilibrium_table(spectra: pl.DataFrame) -> pl.DataFrame:
         "temperature_change_kelvin": pl.Float64,
     }
     return pl.DataFrame(rows, schema=schema)
+
+
+def arrhenius_sweeps(table: pl.DataFrame, *, isothermal_k: float = 2.0) -> np.ndarray:
+    """Which sweeps (rows of a per-sweep table, in sweep order) give the Arrhenius points: the
+    first sweep at each temperature (later ones, during cycling or after ageing, would mix the
+    cell's evolution into its temperature dependence), except that a step that repeated its
+    sweep until equilibrium (same ``step_index`` and ``cycle_count`` in consecutive rows) counts
+    once, with its last sweep. Temperatures within ``isothermal_k`` are one temperature."""
+    t = table["temperature_celsius"].cast(pl.Float64).to_numpy()
+    repeated = np.zeros(t.size, dtype=bool)
+    if {"step_index", "cycle_count"} <= set(table.columns) and t.size > 1:
+        s = table["step_index"].to_numpy()
+        c = table["cycle_count"].to_numpy()
+        repeated[:-1] = (s[:-1] == s[1:]) & (c[:-1] == c[1:])  # a later sweep of it follows
+    first = np.zeros(t.size, dtype=bool)
+    seen: list[float] = []
+    for k, tk in enumerate(t):
+        if repeated[k] or not np.isfinite(tk):
+            continue
+        if all(abs(tk - x) > isothermal_k for x in seen):
+            seen.append(float(tk))
+            first[k] = True
+    return first

@@ -173,8 +173,10 @@ def fade(samples: pl.DataFrame, threshold: float = 0.8):
 
 def arrhenius(table: pl.DataFrame, thickness_cm: float, area_cm2: float, resistance: str = "R0"):
     """(T degC, sigma S/cm, ConductivityFit) from batch fits at several temperatures: the first
-    sweep at each temperature, sigma = L / (R A)."""
+    sweep at each temperature (:func:`cellbench.analysis.eis_drift.arrhenius_sweeps`),
+    sigma = L / (R A)."""
     from cellbench.analysis.conductivity import conductivity_from_resistance, fit_arrhenius
+    from cellbench.analysis.eis_drift import arrhenius_sweeps
 
     if "temperature_celsius" not in table.columns:
         raise AnalysisError("the sweeps carry no temperature: no Arrhenius plot")
@@ -182,12 +184,7 @@ def arrhenius(table: pl.DataFrame, thickness_cm: float, area_cm2: float, resista
         raise AnalysisError(f"the circuit has no {resistance}")
     t = table["temperature_celsius"].cast(pl.Float64).to_numpy()
     r = table[resistance].cast(pl.Float64).to_numpy()
-    first = np.zeros(t.size, dtype=bool)
-    seen: list[float] = []
-    for k, tk in enumerate(t):
-        if np.isfinite(tk) and all(abs(tk - s) > 2.0 for s in seen):
-            seen.append(float(tk))
-            first[k] = True
+    first = arrhenius_sweeps(table)  # the last sweep of an equilibrium wait
     ok = first & np.isfinite(r) & (r > 0)
     if ok.sum() < 2:
         raise AnalysisError(

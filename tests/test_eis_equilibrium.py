@@ -164,3 +164,21 @@ def test_eis_report_takes_the_last_sweep_of_an_equilibrium_wait():
 def _points(rep) -> pl.DataFrame:
     items = [i for s in rep.sections for i in s.items]
     return next(i for i in items if getattr(i, "name", "") == "conductivity").frame
+
+
+def test_gui_arrhenius_uses_the_same_points():
+    from cellbench.analysis.eis_drift import arrhenius_sweeps
+    from cellbench.gui.analysis_data import arrhenius
+
+    table = pl.DataFrame(
+        {
+            "temperature_celsius": [23.0, 24.9, 39.9, 59.0, 59.9, 25.0],
+            "R0": [130.0, 100.0, 60.0, 31.0, 30.0, 101.0],
+            "step_index": [1, 1, 3, 5, 5, 7],
+            "cycle_count": [1] * 6,
+        }
+    )
+    assert arrhenius_sweeps(table).tolist() == [False, True, True, False, True, False]
+    t, sigma, _ = arrhenius(table, 0.1, 1.0)
+    assert t.tolist() == [24.9, 39.9, 59.9]
+    assert sigma.tolist() == pytest.approx([1e-3, 0.1 / 60.0, 0.1 / 30.0])

@@ -313,6 +313,7 @@ def _conductivity_from_sweeps(
     sfx: str,
 ) -> None:
     from cellbench.analysis.conductivity import conductivity_from_resistance
+    from cellbench.analysis.eis_drift import arrhenius_sweeps
 
     if resistance not in table.columns:
         rep.note(
@@ -328,22 +329,8 @@ def _conductivity_from_sweeps(
         return
     t = table["temperature_celsius"].cast(pl.Float64).to_numpy()
     r = table[resistance].cast(pl.Float64).to_numpy()
-    # The first sweep at each temperature: later ones (during cycling, after ageing) would mix
-    # the cell's evolution into its temperature dependence. A step that repeated its sweep
-    # until equilibrium (eis drift_max) counts once, with its last sweep.
-    first = np.zeros(t.size, dtype=bool)
-    seen: list[float] = []
-    repeated = np.zeros(t.size, dtype=bool)
-    if "step_index" in table.columns and "cycle_count" in table.columns:
-        step = table.select(pl.concat_str("step_index", "cycle_count", separator="/")).to_series()
-        same = (step.head(-1) == step.tail(-1)).fill_null(False).to_numpy()
-        repeated[:-1] = same  # a later sweep of the same step execution follows
-    for k, tk in enumerate(t):
-        if repeated[k]:
-            continue
-        if np.isfinite(tk) and all(abs(tk - s) > ISOTHERMAL_K for s in seen):
-            seen.append(float(tk))
-            first[k] = True
+    # the first sweep at each temperature; the last of a step's equilibrium repeats
+    first = arrhenius_sweeps(table, isothermal_k=ISOTHERMAL_K)
     ok = first & np.isfinite(r) & (r > 0)
     sigma = conductivity_from_resistance(r[ok], thickness_cm, area_cm2)
     conductivity_sections(
