@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QBrush, QColor
+from PySide6.QtGui import QBrush, QColor, QGuiApplication
 from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
@@ -205,7 +205,12 @@ class RunsPanel(QGroupBox):
 
 
 def ask_stop_or_leave(parent: QWidget, run_name: str) -> str:
-    """Closing while following a run: ``stop``, ``leave`` (it goes on) or ``cancel``."""
+    """Closing while following a run: ``stop``, ``leave`` (it goes on) or ``cancel``.
+
+    Without a screen (the ``offscreen`` platform: scripts, CI) nobody could answer: ``leave``
+    — a run is never stopped without someone asking for it."""
+    if QGuiApplication.platformName() == "offscreen":
+        return "leave"
     box = QMessageBox(parent)
     box.setIcon(QMessageBox.Icon.Question)
     box.setWindowTitle("Stop the run or leave it running?")

@@ -316,7 +316,10 @@ class MainWindow(QMainWindow):
         self.pause_button.setEnabled(controllable and state == "running")
         self.continue_button.setEnabled(controllable and state in ("pausing", "paused"))
         following = self.feed is not None or self.run is not None
-        self.attach_button.setText("Detach (leave it running)" if following else "Attach")
+        self.attach_button.setText("Detach" if following else "Attach")
+        self.attach_button.setToolTip(
+            "stop following this run (it goes on)" if following else "follow this run folder"
+        )
         for widget in (self.form, self.station_panel):
             widget.setEnabled(not self._busy())
 

@@ -241,9 +241,14 @@ def _rows(window: MainWindow, channel: str = "cell1") -> int:
     return 0 if view is None else len(view.trace)
 
 
-def test_cellbench_gui_run_dir_opens_the_window_attached(qtbot, tmp_path, qapp):
-    from PySide6.QtCore import QTimer
+def test_cellbench_gui_run_dir_opens_the_window_attached(qtbot, tmp_path, qapp, monkeypatch):
+    from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
+
+    # The application's own exec()/quit() would leave it closing: no QTimer of any later test
+    # in this process would fire again. A local event loop stands in for exec().
+    loop = QEventLoop()
+    monkeypatch.setattr(QApplication, "exec", lambda *args: loop.exec())
 
     meta = RunMeta(run_id="done", start_time="2026-01-01T00:00:00Z")
     with create_run(tmp_path, meta) as writer:
@@ -260,7 +265,7 @@ def test_cellbench_gui_run_dir_opens_the_window_attached(qtbot, tmp_path, qapp):
             return
         seen.append(window)
         window.close()
-        QApplication.instance().quit()
+        loop.quit()
 
     QTimer.singleShot(100, look_then_quit)
     args = build_parser().parse_args(["gui", str(tmp_path / "done"), "--out", str(tmp_path)])
