@@ -22,7 +22,11 @@ import polars as pl
 from polars.exceptions import PanicException
 
 from cellbench.cli.catalog_args import add_catalog_option, catalog_aware
-from cellbench.cli.conductivity_card import add_card_options, geometry_from_run
+from cellbench.cli.conductivity_card import (
+    add_card_options,
+    conductivity_points_for,
+    geometry_from_run,
+)
 from cellbench.cli.convert import add_column_map_option
 from cellbench.cli.report import add_report_option, write_report
 from cellbench.cli.table_units import readable
@@ -366,7 +370,7 @@ def cmd_conductivity(args: argparse.Namespace) -> int:
     geometry_from_run(args)  # --run RUN: the pellet's thickness and area where not given
     for name in args.files:
         path = Path(name)
-        points = _conductivity_points(path, args.thickness_cm, args.area_cm2)
+        points = conductivity_points_for(path, args, _conductivity_points)  # CSV, run or EIS
         t, sigma, stderr = points.temperature, points.conductivity_s_per_cm, points.stderr_s_per_cm
         common = {"temperature_unit": points.temperature_unit, "confidence": args.confidence}
         if args.model == "auto":
@@ -618,9 +622,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(optionally resistance_stderr_ohm; with --thickness-cm and "
         "--area-cm2, or thickness_cm and area_cm2 columns; sigma = L / (R A)). Reports Ea in eV "
         "and kJ/mol and sigma at 25 degC with confidence intervals. One FILE prints one JSON "
-        "object; several print a list.",
+        "object; several print a list. A FILE that is a run folder or an impedance file is "
+        "fitted sweep by sweep (the first sweep at each temperature, the last of a step's "
+        "equilibrium repeats; see --electrodes and --conductivity-kind).",
     )
-    p.add_argument("files", metavar="FILE", nargs="+", help="CSV file(s), one data set each")
+    p.add_argument(
+        "files", metavar="FILE", nargs="+", help="CSV file(s), run folder(s) or EIS file(s)"
+    )
     p.add_argument("--thickness-cm", type=_positive, help="pellet thickness, cm")
     p.add_argument("--area-cm2", type=_positive, help="electrode area, cm2")
     p.add_argument(

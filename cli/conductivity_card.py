@@ -37,6 +37,71 @@ def add_card_options(p: argparse.ArgumentParser) -> None:
         help="which resistance sigma was computed from",
     )
     g.add_argument("--impedance-model", help='equivalent circuit, e.g. "p(R1,CPE1)-CPE2"')
+    g.add_argument(
+        "--electrodes",
+        choices=("any", "blocking"),
+        default="any",
+        help="FILE a run or EIS file: fit each sweep with the blocking-electrode templates, or "
+        "(any, default) with the circuit chosen per sweep, arcs assigned by capacitance",
+    )
+
+
+#: what conductivity_points_for fitted, by source path: the circuits and the kind (for the card)
+FITTED: dict[str, dict[str, Any]] = {}
+
+
+def _is_conductivity_table(path: Path) -> bool:
+    """A CSV of conductivity or resistance against temperature (the header, the first line
+    that is not a # comment, names columns), not an impedance export (a CSV without a header,
+    or a vendor EIS file)."""
+    if path.suffix.lower() != ".csv":
+        return False
+    try:
+        with path.open(encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                text = line.strip()
+                if text and not text.startswith("#"):
+                    return "temperature" in text.lower() or not text[0].isdigit()
+    except OSError:
+        return True
+    return True
+
+
+def conductivity_points_for(path: Path, args: argparse.Namespace, from_csv: Any) -> Any:
+    """The points of FILE: a conductivity CSV through ``from_csv`` (as before); a run folder or
+    an impedance file by fitting its sweeps (:mod:`cellbench.analysis.conductivity_run`), the
+    geometry from the options or the run's cell."""
+    from cellbench.daq.loaders import is_run
+
+    if not is_run(path) and (not path.is_file() or _is_conductivity_table(path)):
+        return from_csv(path, args.thickness_cm, args.area_cm2)  # its errors name the file
+    from cellbench.analysis.conductivity_run import conductivity_from_spectra
+    from cellbench.daq.loaders import load_spectra
+
+    thickness, area = args.thickness_cm, args.area_cm2
+    if is_run(path) and (thickness is None or area is None):
+        from cellbench.daq.store import open_run
+
+        cell = open_run(path).meta.cell
+        thickness = thickness or cell.thickness_cm
+        area = area or cell.area_cm2
+    if thickness is None or area is None:
+        raise CellbenchError(f"{path}: give --thickness-cm and --area-cm2 (pellet geometry)")
+    kind = getattr(args, "conductivity_kind", None) or "total"
+    try:
+        points, info = conductivity_from_spectra(
+            load_spectra(path), thickness, area, kind=kind, electrodes=args.electrodes
+        )
+    except CellbenchError as exc:
+        raise CellbenchError(f"{path}: {exc}") from None
+    FITTED[str(path)] = {
+        "impedance_model": ", ".join(dict.fromkeys(p.circuit for p in info)),
+        "conductivity_kind": kind,
+        "thickness_cm": thickness,
+        "area_cm2": area,
+        "run": path if is_run(path) else None,
+    }
+    return points
 
 
 def geometry_from_run(args: argparse.Namespace) -> None:
@@ -129,18 +194,20 @@ def print_cards(args: argparse.Namespace, datasets: list[dict[str, Any]]) -> int
     from cellbench.analysis.conductivity_card import card_text, conductivity_card
     from cellbench.cli.analyze_cycling import _print_json
 
-    ctx = run_context(args.run) if args.run is not None else {}
     if args.relative_density is not None and not 0 < args.relative_density <= 1:
         raise CellbenchError(f"--relative-density must be in (0, 1], got {args.relative_density}")
     cards = []
     for data in datasets:
+        fitted = FITTED.get(str(data.get("source")), {})
+        run = args.run or fitted.get("run")
+        ctx = run_context(run) if run is not None else {}
         cards.append(
             conductivity_card(
                 data["fit"],
                 alternatives=data.get("alternatives", ()),
                 cell=ctx.get("cell"),
-                thickness_cm=args.thickness_cm,
-                area_cm2=args.area_cm2,
+                thickness_cm=args.thickness_cm or fitted.get("thickness_cm"),
+                area_cm2=args.area_cm2 or fitted.get("area_cm2"),
                 material=args.material,
                 relative_density=args.relative_density,
                 fabrication_pressure_megapascal=args.fabrication_pressure_mpa,
@@ -151,8 +218,8 @@ def print_cards(args: argparse.Namespace, datasets: list[dict[str, Any]]) -> int
                 if args.stack_pressure_mpa is not None
                 else ctx.get("stack_pressure_source"),
                 electrode_contacts=args.contacts,
-                conductivity_kind=args.conductivity_kind,
-                impedance_model=args.impedance_model,
+                conductivity_kind=args.conductivity_kind or fitted.get("conductivity_kind"),
+                impedance_model=args.impedance_model or fitted.get("impedance_model"),
                 frequency_range_hertz=ctx.get("frequency_range_hertz"),
                 amplitude=ctx.get("amplitude"),
                 equilibration=ctx.get("equilibration"),

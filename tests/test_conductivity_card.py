@@ -127,3 +127,43 @@ def test_cli_card_with_run_context(tmp_path, capsys):
     assert main(["analyze", "conductivity", str(csv), "--card", "--run", str(tmp_path)]) == 1
     assert "not a cellbench run folder" in capsys.readouterr().err
     assert not math.isnan(card["activation_energy_ev"])
+
+
+def test_card_straight_from_a_temperature_stepped_run(tmp_path, capsys):
+    """EIS at 25, 55 and 85 degC on the simulated Li|LLZO|Li pellet, each step repeated until
+    equilibrium; ``analyze conductivity RUN --card`` fits the accepted sweeps and reports the
+    pellet's true total conductivity (bulk + grain boundary of the simulated cell)."""
+    from pathlib import Path
+
+    from cellbench.daq.session import prepare
+    from cellbench.daq.store import open_run
+
+    fx = Path(__file__).resolve().parents[1] / "fixtures"
+    station = (fx / "stations" / "pellet_station.toml").read_text(encoding="utf-8")
+    station = station.replace('cell = "../sim/', f'cell = "{fx / "sim"}/')
+    (tmp_path / "s.toml").write_text(station, encoding="utf-8")
+    steps = "".join(
+        f'[[step]]\ntype = "temperature"\nsetpoint = "{t} degC"\ntolerance = "0.5 K"\n'
+        'soak = "20 min"\n[[step]]\ntype = "eis"\nstart = "1 MHz"\nstop = "100 Hz"\n'
+        'points_per_decade = 6\namplitude = "20 mV"\ndrift_max = "1 %"\n'
+        'temperature_drift_max = "0.2 K"\n'
+        for t in (25, 55, 85)
+    )
+    text = 'name = "cond"\nsample_interval = "30 s"\n[safety]\ntemperature_max = "100 degC"\n'
+    (tmp_path / "p.toml").write_text(text + steps, encoding="utf-8")
+    session = prepare(tmp_path / "p.toml", tmp_path / "s.toml", tmp_path, time_scale=50_000)
+    try:
+        assert session.engine.run() == "completed"
+        run = session.engine.run_path
+        truth = open_run(run).meta.ground_truth
+    finally:
+        session.close()
+    assert main(["analyze", "conductivity", str(run), "--card", "--json"]) == 0
+    card = json.loads(capsys.readouterr().out)
+    r_total = truth["r_bulk_ohm"] + truth["r_gb_ohm"] + truth["params"]["series_resistance_ohm"]
+    sigma_true = 0.1 / (r_total * 0.785)  # at 25 degC, where the run starts
+    assert card["conductivity_25c_siemens_per_centimeter"] == pytest.approx(sigma_true, rel=0.05)
+    assert card["n_points"] == 3 and card["thickness_cm"] == 0.1
+    assert card["conductivity_kind"] == "total" and card["impedance_model"].startswith("R0-")
+    assert card["equilibration"]["steps_equilibrated"] == 3
+    assert "equilibration" not in card["missing"]
