@@ -1,7 +1,8 @@
 """``cellbench analyze replicates FILE...``: mean ± SD (n) of what each cell gave, across cells.
 
-Each FILE is one cell: a run folder or a cycler file (``--quantity cycling`` or ``ccd``), or a
-conductivity CSV (``--quantity conductivity``, as ``analyze conductivity`` reads). Cells are
+Each FILE is one cell: a run folder or a cycler file (``--quantity cycling`` or ``ccd``), or
+for ``--quantity conductivity`` what ``analyze conductivity`` reads (a CSV, a temperature-stepped
+run, an impedance file). Cells are
 grouped with ``--group-by`` (the run's build batch, its chemistry, a regular expression on the
 file name, or all together) and every group gets the statistics of
 :mod:`cellbench.analysis.replicates`; cycling also gets per-cycle bands. ``--json`` prints
@@ -28,6 +29,7 @@ from cellbench.cli.analyze_cycling import (
     _print_table,
     load_samples,
 )
+from cellbench.cli.conductivity_card import conductivity_points_for
 from cellbench.cli.convert import add_column_map_option
 from cellbench.core.errors import CellbenchError
 from cellbench.daq import loaders
@@ -111,7 +113,7 @@ def _ccd_cell(path: Path, args: argparse.Namespace) -> dict[str, Any]:
 def _conductivity_cell(path: Path, args: argparse.Namespace) -> dict[str, Any]:
     from cellbench.analysis.conductivity import choose_model, fit_all
 
-    pts = _conductivity_points(path, args.thickness_cm, args.area_cm2)
+    pts = conductivity_points_for(path, args, _conductivity_points)  # CSV, run or EIS file
     fit = choose_model(
         fit_all(
             pts.temperature,
@@ -256,6 +258,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=("discharge/charge", "charge/discharge"),
         default="discharge/charge",
         help="Coulombic efficiency convention (as analyze cycling)",
+    )
+    p.add_argument(
+        "--electrodes",
+        choices=("any", "blocking"),
+        default="any",
+        help="conductivity from runs or EIS files: how each sweep is fitted (as analyze "
+        "conductivity)",
+    )
+    p.add_argument(
+        "--conductivity-kind",
+        choices=("total", "bulk", "grain_boundary"),
+        help="conductivity from runs or EIS files: which resistance (default total)",
     )
     add_column_map_option(p)
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")

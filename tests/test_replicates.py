@@ -183,3 +183,45 @@ def test_analyze_replicates_on_a_real_file(shared_data, capsys):
     assert s["quantity"] == "initial_discharge_capacity_ampere_hour" and s["n"] == 2
     assert s["mean"] == pytest.approx(first["discharge_capacity_ampere_hour"])
     assert s["sd"] == 0.0
+
+
+def test_analyze_replicates_ccd_and_conductivity(tmp_path, capsys):
+    area = 1.0
+    for name, short_level in (("c1", 0.3), ("c2", 0.4), ("c3", 0.3)):
+        df = _staircase([0.1, 0.2, 0.3, 0.4], 300.0, area, short_level, short_after_s=100)
+        n = df.height
+        frame = df.with_columns(
+            pl.lit("ch").alias("channel"),
+            (pl.col("test_time_second") + 1.7e9).alias("unix_time_second"),
+            pl.lit(1).alias("cycle_count"),
+            pl.lit(1).alias("step_count"),
+            pl.lit(0).alias("step_index"),
+        )
+        cell = Cell(name=name, area_cm2=area)
+        with create_run(tmp_path, RunMeta(name, "2026-12-01T00:00:00Z", cell=cell)) as w:
+            w.append("samples", frame)
+        assert n > 0
+    runs = [str(tmp_path / n) for n in ("c1", "c2", "c3")]
+    assert main(["analyze", "replicates", *runs, "--quantity", "ccd", "--json"]) == 0
+    stats_ = {
+        s["quantity"]: s for s in json.loads(capsys.readouterr().out)["groups"]["all"]["statistics"]
+    }
+    ccd = stats_["ccd_milliampere_per_square_centimeter"]
+    assert ccd["n"] == 3 and ccd["mean"] == pytest.approx((0.2 + 0.3 + 0.2) / 3)
+    assert ccd["sd"] == pytest.approx(np.std([0.2, 0.3, 0.2], ddof=1))
+    # conductivity tables with sigma(25) of 1, 2 and 3 x 1e-4 S/cm at Ea 0.3 eV
+    files = []
+    for k in (1, 2, 3):
+        t = np.array([25.0, 45.0, 65.0, 85.0])
+        s = k * 1e-4 * np.exp(-0.3 / 8.617333262e-5 * (1 / (t + 273.15) - 1 / 298.15))
+        path = tmp_path / f"sigma{k}.csv"
+        pl.DataFrame(
+            {"temperature_celsius": t, "conductivity_siemens_per_centimeter": s}
+        ).write_csv(path)
+        files.append(str(path))
+    assert main(["analyze", "replicates", *files, "--quantity", "conductivity", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)["groups"]["all"]["statistics"]
+    sigma = next(s for s in out if s["quantity"] == "conductivity_25c_siemens_per_centimeter")
+    assert sigma["mean"] == pytest.approx(2e-4, rel=1e-6) and sigma["sd"] == pytest.approx(1e-4)
+    ea = next(s for s in out if s["quantity"] == "activation_energy_ev")
+    assert ea["mean"] == pytest.approx(0.3, rel=1e-6) and ea["n"] == 3
