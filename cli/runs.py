@@ -9,14 +9,17 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-
-import polars as pl
+from typing import TYPE_CHECKING
 
 from cellbench.cli.export_metadata import METADATA_FORMATS, write_metadata
 from cellbench.cli.runs_control import register_control
 from cellbench.core import schema
 from cellbench.core.errors import CellbenchError
-from cellbench.daq.store import RunInfo, StoreError, list_runs, open_run, reopen_run
+
+if TYPE_CHECKING:  # polars and the store load when a command runs, not to register it
+    import polars as pl
+
+    from cellbench.daq.store import RunInfo
 
 EXPORT_FORMATS = ("parquet", "csv")
 
@@ -142,6 +145,8 @@ def _when(iso: str | None) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from cellbench.daq.store import list_runs
+
     if args.json or args.catalog or args.where or args.dir is None:
         from cellbench.cli import catalog_args  # --json, --catalog URL [--where SQL]
 
@@ -208,6 +213,10 @@ def _truth_summary(truth: dict) -> str:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from cellbench.daq.store import open_run
+
     reader = open_run(args.run)
     meta = reader.meta
     live = reader.writer_active()
@@ -229,6 +238,8 @@ def cmd_show(args: argparse.Namespace) -> int:
             info.append((f"cell {key}", value))
     if cell.nominal_capacity_ah is not None:
         info.append(("cell nominal_capacity_ah", cell.nominal_capacity_ah))
+    if cell.build is not None:  # the build record ([cell.build], --cell build.KEY=VALUE)
+        info.extend((f"build {k}", v) for k, v in cell.build.recorded().items())
     for table, n in counts.items():
         info.append((f"{table} rows", n))
     samples = reader.scan("samples").select("channel", "test_time_second").collect()
@@ -267,6 +278,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from cellbench.daq.store import open_run
+
     reader = open_run(args.run)
     tables = schema.TABLES if args.table == "all" else (args.table,)
     # beside the run by default (not wherever the shell happens to be)
@@ -297,6 +312,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_repair(args: argparse.Namespace) -> int:
+    from cellbench.daq.store import StoreError, open_run, reopen_run
+
     before = open_run(args.run).meta.status
     if before != "running":
         raise StoreError(f"{args.run}: status is {before!r}; only a 'running' run needs repair")

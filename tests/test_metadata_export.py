@@ -200,3 +200,12 @@ def test_runs_export_metadata_cli(tmp_path, capsys):
     assert "exists; use --force" in capsys.readouterr().err
     assert main(["runs", "export", run, "--out", str(out)]) == 1
     assert "give --format" in capsys.readouterr().err
+
+
+def test_runs_show_lists_the_build_record(tmp_path, capsys):
+    with create_run(tmp_path, _meta()) as w:
+        w.event("note", "x")
+    assert main(["runs", "show", str(tmp_path / "run-7")]) == 0
+    out = capsys.readouterr().out
+    assert "build batch" in out and "LPSCl-2026-11-B" in out
+    assert "build relative_density" in out and "0.87" in out
