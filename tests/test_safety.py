@@ -160,6 +160,9 @@ def test_every_output_off_within_one_sample_period_of_the_breach(tmp_path, n, st
     assert status == "aborted" and breach_at
     on = [s for s in smus if s.on_at_breach]
     assert len(on) == n, "every output was on when the breach was measured"
+    if stuck:  # the slow instrument may be late itself (a query of its own in flight) ...
+        assert smus[1].off_at is not None
+        on.remove(smus[1])  # ... but must delay no other
     latency = max(s.off_at for s in on) - breach_at[0]
     period_wall = SAMPLE_S / TIME_SCALE
     print(f"\n{n} instruments: every output off {latency * 1e3:.0f} ms after the breaching sample")
