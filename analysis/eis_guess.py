@@ -24,6 +24,7 @@ are conventionally written.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 
@@ -104,8 +105,35 @@ def _tail_taus(c: Circuit, feat: _Features) -> list[float]:
     return sorted(grid)
 
 
-def _rank_assignments(c: Circuit, feat: _Features, m: int) -> list[tuple[float, list, dict]]:
-    """(relative residual, arcs [(R, tau)], linear amplitudes by item) for each assignment."""
+class _Ranked:
+    """The ranked assignments as a read-only sequence of (relative residual, arcs [(R, tau)],
+    linear amplitudes by item); each entry is built when it is read (a fit reads a dozen of the
+    hundreds ranked)."""
+
+    def __init__(self, order, rnorms, xs, combos, settings, names, taus):
+        self._order, self._rnorms, self._xs = order, rnorms, xs
+        self._combos, self._settings, self._names, self._taus = combos, settings, names, taus
+
+    def __len__(self) -> int:
+        return int(self._order.size)
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def __getitem__(self, i: int) -> tuple[float, list, dict]:
+        j = int(self._order[i])
+        x = self._xs[j]
+        n_lin = len(self._names)
+        amps = dict(zip(self._names, x[:n_lin], strict=True))
+        combo = self._combos[j % len(self._combos)]
+        arcs = [(float(x[n_lin + k]), float(self._taus[t])) for k, t in enumerate(combo)]
+        n, tail_tau = self._settings[j // len(self._combos)]
+        return float(self._rnorms[j]), arcs, {**amps, "n": n, "tail_tau": tail_tau}
+
+
+def _rank_assignments(c: Circuit, feat: _Features, m: int) -> _Ranked:
+    """(relative residual, arcs [(R, tau)], linear amplitudes by item) for each assignment,
+    best first (see the ordering below)."""
     items = c.series_items
     series_r = [it for it in items if isinstance(it, Element) and it.kind == "R"]
     inductors = [it for it in items if isinstance(it, Element) and it.kind == "L"]
@@ -114,13 +142,21 @@ def _rank_assignments(c: Circuit, feat: _Features, m: int) -> list[tuple[float, 
     wt = 1.0 / np.abs(z)
     b = np.concatenate((z.real * wt, z.imag * wt))
     fixed_cols = []
+    names = []
     if series_r:
         fixed_cols.append(np.ones(w.size, dtype=complex))
+        names.append("series_r")
     if inductors:
         fixed_cols.append(1j * w * feat.l_h)
-    out = []
+        names.append("l_scale")
+    names += [el.name for el in tails]
     combos = list(itertools.combinations(range(len(feat.taus)), m)) if m else [()]
-    for n, tail_tau in itertools.product(_N_VALUES, _tail_taus(c, feat)):
+    settings = list(itertools.product(_N_VALUES, _tail_taus(c, feat)))
+    n_base = len(fixed_cols) + len(tails)
+    combo_arr = np.array(combos, dtype=int).reshape(len(combos), m)
+    idx = np.hstack((np.broadcast_to(np.arange(n_base), (len(combos), n_base)), n_base + combo_arr))
+    all_x, all_r = [], []
+    for n, tail_tau in settings:
         tail_cols = [_tail_column(el, w, tail_tau, n) for el in tails]
         arc_cols = [_zarc(w, tau, n) for tau in feat.taus]
         cols = np.array(fixed_cols + tail_cols + arc_cols).T
@@ -129,35 +165,27 @@ def _rank_assignments(c: Circuit, feat: _Features, m: int) -> list[tuple[float, 
         norm = np.linalg.norm(a_all, axis=0)
         norm[norm == 0] = 1.0
         a_all = a_all / norm
-        n_base = len(fixed_cols) + len(tail_cols)
-        idx = np.array([[*range(n_base), *(n_base + k for k in combo)] for combo in combos])
         xs, rnorms = _batch_nnls(a_all, b, idx)
-        for combo, cols_i, x, rnorm in zip(combos, idx, xs, rnorms, strict=True):
-            x = x / norm[cols_i]
-            amps = {}
-            i = 0
-            if series_r:
-                amps["series_r"] = x[i]
-                i += 1
-            if inductors:
-                amps["l_scale"] = x[i]
-                i += 1
-            for el in tails:
-                amps[el.name] = x[i]
-                i += 1
-            arcs = [(float(x[i + k]), float(feat.taus[combo[k]])) for k in range(m)]
-            out.append((float(rnorm), arcs, {**amps, "n": n, "tail_tau": tail_tau}))
-    out.sort(key=lambda t: t[0])
-    if not out:
-        return out
+        all_x.append(xs / norm[idx])
+        all_r.append(rnorms)
+    xs = np.concatenate(all_x)
+    rnorms = np.concatenate(all_r)
+    if rnorms.size == 0:
+        return _Ranked(np.zeros(0, int), rnorms, xs, combos, settings, names, feat.taus)
     # Assignments that explain the data equally well (within 3 % of the best residual) differ in
     # where they put an arc the data do not show: put it above the band, where the unresolved
     # bulk and grain-boundary arcs of a solid electrolyte are (the fit then reports its split
-    # from the series resistance as poorly determined).
-    hf_tau = feat.taus[0]
-    tie = out[0][0] * 1.03
-    out.sort(key=lambda t: (t[0] > tie, not any(tau == hf_tau for _, tau in t[1]), t[0]))
-    return out
+    # from the series resistance as poorly determined). Ties keep the order of assignment.
+    tie = float(np.min(rnorms)) * 1.03
+    has_hf = np.array([0 in combo for combo in combos] * len(settings), dtype=bool)
+    order = np.lexsort((np.arange(rnorms.size), rnorms, ~has_hf, rnorms > tie))
+    return _Ranked(order, rnorms, xs, combos, settings, names, feat.taus)
+
+
+@functools.cache
+def _subsets(k: int, size: int) -> np.ndarray:
+    """Every ``size``-subset of ``range(k)``, one per row."""
+    return np.array(list(itertools.combinations(range(k), size)), dtype=int)
 
 
 def _batch_nnls(a: np.ndarray, b: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -183,7 +211,7 @@ def _batch_nnls(a: np.ndarray, b: np.ndarray, idx: np.ndarray) -> tuple[np.ndarr
     try:
         with np.errstate(all="ignore"):
             for size in range(1, k + 1):
-                pos = np.array(list(itertools.combinations(range(k), size)))  # (m, size)
+                pos = _subsets(k, size)  # (m, size)
                 cols = idx[:, pos]  # (n_sub, m, size)
                 gram = g_full[cols[..., :, None], cols[..., None, :]]
                 rhs = h_full[cols]
