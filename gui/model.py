@@ -193,11 +193,12 @@ class LiveModel:
         """Rows of the ``samples`` table (any subset of channels; optional columns may lack)."""
         if frame.height == 0:
             return
-        parts = (
-            frame.partition_by("channel", maintain_order=True, as_dict=True)
-            if "channel" in frame.columns
-            else {("",): frame}
-        )
+        if "channel" not in frame.columns:
+            parts = {("",): frame}
+        elif frame["channel"].n_unique() == 1:  # one channel (attaching to it): no copy
+            parts = {(frame["channel"][0],): frame}
+        else:
+            parts = frame.partition_by("channel", maintain_order=True, as_dict=True)
         for (name,), part in parts.items():
             view = self.channel(str(name))
             cols = np.vstack(

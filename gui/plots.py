@@ -25,10 +25,10 @@ from cellbench.gui.model import ChannelView, fmt_duration, fmt_si
 TIME_UNITS = ((2 * 3600.0, 60.0, "min"), (7 * 86400.0, 3600.0, "h"), (float("inf"), 86400.0, "d"))
 
 TRACE_PENS = {
-    "voltage_volt": pg.mkPen("#1f77b4", width=1.5),
-    "current_ampere": pg.mkPen("#d62728", width=1.5),
-    "temperature_celsius": pg.mkPen("#2ca02c", width=1.5),
-    "pressure_megapascal": pg.mkPen("#9467bd", width=1.5),
+    "voltage_volt": pg.mkPen("#1f77b4", width=1),
+    "current_ampere": pg.mkPen("#d62728", width=1),
+    "temperature_celsius": pg.mkPen("#2ca02c", width=1),
+    "pressure_megapascal": pg.mkPen("#9467bd", width=1),
 }
 #: (column, axis label, unit for pyqtgraph's SI prefix or None, unit in the readout)
 TIME_ROWS = (
