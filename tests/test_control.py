@@ -14,10 +14,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import polars as pl
 import pytest
 
+from cellbench.cli.main import main
 from cellbench.daq import control
 from cellbench.daq.run_reader import load_meta, open_run
 from cellbench.daq.session import prepare
@@ -120,6 +122,7 @@ def test_pause_in_a_rest_holds_at_once_and_the_rest_keeps_its_time(tmp_path):
     done = actions(engine.run_path)
     kinds = [a["action"] for a in done]
     assert kinds == ["pause_requested", "paused", "continue_requested", "continued"]
+    assert done[1]["message"].startswith("paused in rest step 0 (rest 2 h), ")
     assert done[3]["paused_second"] > 2000  # simulated seconds held, recorded
 
 
@@ -294,17 +297,15 @@ def test_another_user_cannot_connect_by_folder_nor_by_peer_credentials(ctl_dir, 
 # ------------------------------------------------------------------------- the command line
 
 
-def cellbench(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "cellbench.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=os.environ.copy(),
-    )
+def cellbench(capsys, *args: str) -> SimpleNamespace:
+    """``cellbench ARGS`` in this process (the logger is the separate process)."""
+    capsys.readouterr()
+    code = main(list(args))
+    out = capsys.readouterr()
+    return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
 
 
-def test_cli_status_pause_continue_stop_a_running_logger(ctl_dir, tmp_path):
+def test_cli_status_pause_continue_stop_a_running_logger(ctl_dir, tmp_path, capsys):
     proto = write(tmp_path, "p.toml", PROTOCOL)
     out = tmp_path / "runs"
     logger = subprocess.Popen(
@@ -342,18 +343,18 @@ def test_cli_status_pause_continue_stop_a_running_logger(ctl_dir, tmp_path):
         assert (run / "logger.log").is_file() and not (out / "r1.log").exists()
         meta = load_meta(run)
         assert meta.cell.name == "A7" and meta.cell.area_cm2 == 0.5
-        st = cellbench("runs", "status", str(run))
+        st = cellbench(capsys, "runs", "status", str(run))
         assert st.returncode == 0, st.stderr
         assert "run r1: running" in st.stdout and "cell1" in st.stdout and "rest" in st.stdout
-        p = cellbench("runs", "pause", str(run), "--wait", "--timeout", "30")
+        p = cellbench(capsys, "runs", "pause", str(run), "--wait", "--timeout", "30")
         assert p.returncode == 0, p.stderr
         assert "pause requested for cell1" in p.stdout and p.stdout.strip().endswith("paused")
-        assert "paused" in cellbench("runs", "status", str(run)).stdout
-        bad = cellbench("runs", "pause", str(run), "--channel", "cell9")
+        assert "paused" in cellbench(capsys, "runs", "status", str(run)).stdout
+        bad = cellbench(capsys, "runs", "pause", str(run), "--channel", "cell9")
         assert bad.returncode == 1 and "no channel cell9" in bad.stderr
-        c = cellbench("runs", "continue", str(run))
+        c = cellbench(capsys, "runs", "continue", str(run))
         assert c.returncode == 0 and "continue requested for cell1" in c.stdout
-        s = cellbench("runs", "stop", str(run), "--reason", "test over")
+        s = cellbench(capsys, "runs", "stop", str(run), "--reason", "test over")
         assert s.returncode == 0, s.stderr
         assert s.stdout.strip().endswith("stopped")
         assert logger.wait(30) == 0  # a stop over the channel is a clean end
@@ -364,24 +365,25 @@ def test_cli_status_pause_continue_stop_a_running_logger(ctl_dir, tmp_path):
     assert load_meta(run).status == "stopped"
     kinds = [a["action"] for a in actions(run)]
     assert kinds == ["pause_requested", "paused", "continue_requested", "continued"]
-    again = cellbench("runs", "stop", str(run))
+    again = cellbench(capsys, "runs", "stop", str(run))
     assert again.returncode == 1 and "the run is stopped" in again.stderr
 
 
-def test_cli_on_a_crashed_run_says_resume_or_close(ctl_dir, tmp_path):
+def test_cli_on_a_crashed_run_says_resume_or_close(ctl_dir, tmp_path, capsys):
     from cellbench.core.schema import RunMeta
     from cellbench.daq.store import create_run
 
     with create_run(tmp_path / "live", RunMeta(run_id="x", start_time="2026-01-01T00:00:00Z")) as w:
         shutil.copytree(w.path, tmp_path / "crashed")  # running on disk, nobody writes it
-    out = cellbench("runs", "stop", str(tmp_path / "crashed"))
+    out = cellbench(capsys, "runs", "stop", str(tmp_path / "crashed"))
     assert out.returncode == 1
     assert "no process writes it" in out.stderr and "cellbench resume" in out.stderr
 
 
-def test_cell_option_that_changes_the_currents_is_refused(ctl_dir, tmp_path):
+def test_cell_option_that_changes_the_currents_is_refused(ctl_dir, tmp_path, capsys):
     proto = write(tmp_path, "c.toml", PROTOCOL.replace('current = "0.5 mA"', 'current = "C/4"'))
     out = cellbench(
+        capsys,
         "run",
         str(proto),
         "--station",
@@ -393,5 +395,5 @@ def test_cell_option_that_changes_the_currents_is_refused(ctl_dir, tmp_path):
     )
     assert out.returncode == 1
     assert "nominal_capacity_ah" in out.stderr and "station file" in out.stderr
-    bad = cellbench("run", str(proto), "--station", "x.toml", "--cell", "colour=red")
+    bad = cellbench(capsys, "run", str(proto), "--station", "x.toml", "--cell", "colour=red")
     assert bad.returncode == 1 and "KEY=VALUE" in bad.stderr
