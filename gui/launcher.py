@@ -266,6 +266,21 @@ class LoggerRun:
         return status
 
     @property
+    def uncontrollable(self) -> bool:
+        """A logger writes the run (writer lock held for a while) but its control channel does
+        not answer (another user or machine, an older cellbench); :attr:`control` ``.error``
+        says why."""
+        poller = self.feed.poller if self.feed is not None else None
+        return bool(
+            poller is not None
+            and poller.writer_alive
+            and self.status == "running"
+            and not self.control.listening
+            and self.control.error
+            and self.control.polls >= 3  # not just the moment between run.json and the channel
+        )
+
+    @property
     def finished(self) -> bool:
         return self.status in (*FINAL, "failed", "crashed")
 

@@ -27,6 +27,7 @@ class RunControl:
         self.status: dict[str, Any] = {}  # the newest reply to "status" ({} before the first)
         self.listening = False  # the logger answered the last poll
         self.error: str | None = None  # why it did not (None while it answers)
+        self.polls = 0  # status requests made so far
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(
@@ -58,6 +59,7 @@ class RunControl:
 
     def refresh(self) -> dict[str, Any]:
         """One status request now (any thread); updates :attr:`status`/:attr:`error`."""
+        self.polls += 1
         try:
             reply = request(self.run_path, "status", timeout_s=self.timeout_s, client=CLIENT)
         except NotListening:

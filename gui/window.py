@@ -501,7 +501,11 @@ class MainWindow(QMainWindow):
             self.run_label.setText(f"run {run.status}: {run.run_path}")
         else:
             state = "stopping" if run.stop_requested else run.state
-            self.run_label.setText(f"{state}: {run.run_path}")
+            text = f"{state}: {run.run_path}"
+            if run.uncontrollable:  # written by a logger we cannot reach: say why
+                text += f"\nno control: {run.control.error}"
+            if text != self.run_label.text():
+                self.run_label.setText(text)
         self._update_buttons()
 
     def _attach_progress(self) -> None:

@@ -271,3 +271,20 @@ def test_crashed_run_is_offered_resume_and_close(qtbot, window, env):
     panel.close_selected()
     qtbot.waitUntil(lambda: load_meta(run).status == "interrupted", timeout=WAIT_MS)
     qtbot.waitUntil(lambda: not panel.runs, timeout=WAIT_MS)
+
+
+def test_a_run_whose_logger_cannot_be_reached_says_why(qtbot, window, env):
+    from cellbench.core.schema import RunMeta
+    from cellbench.daq.store import create_run
+
+    # A writer that serves no control channel (another machine's logger on a shared disk, an
+    # older cellbench): followed, but not controllable, and the window says what to do.
+    meta = RunMeta(run_id="elsewhere", start_time="2026-01-01T00:00:00Z", extra={"pid": 4242})
+    with create_run(env / "runs", meta) as writer:
+        window.attach(writer.path)
+        qtbot.waitUntil(lambda: "no control" in window.run_label.text(), timeout=WAIT_MS)
+        assert "kill -TERM 4242" in window.run_label.text()
+        assert not window.pause_button.isEnabled() and not window.continue_button.isEnabled()
+        window.stop_clicked()
+        assert window.run_label.text().startswith("cannot stop:")
+        window.detach()
