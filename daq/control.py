@@ -118,6 +118,31 @@ def private_dir() -> Path:
     return path
 
 
+def candidate_dirs() -> list[Path]:
+    """Where this user's loggers may listen: :func:`control_dir`, then ``/tmp/cellbench-<uid>``
+    (a logger started without ``$XDG_RUNTIME_DIR`` — a system service, cron — listens there
+    while a desktop shell of the same user has it set)."""
+    first = control_dir()
+    fallback = Path("/tmp") / f"cellbench-{os.geteuid()}"
+    return (
+        [first]
+        if first == fallback or os.environ.get("CELLBENCH_CONTROL_DIR")
+        else [
+            first,
+            fallback,
+        ]
+    )
+
+
+def _folder_serving(run_path: Path | str) -> Path:
+    """The first candidate folder holding ``run_path``'s socket (else :func:`control_dir`)."""
+    candidates = candidate_dirs()
+    for folder in candidates:
+        if socket_path(run_path, folder).exists():
+            return folder
+    return candidates[0]
+
+
 def socket_path(run_path: Path | str, folder: Path | None = None) -> Path:
     """The control socket of the run folder ``run_path`` (in ``folder``, default this user's)."""
     real = os.path.realpath(run_path)
@@ -320,7 +345,7 @@ def request(
     :class:`ControlError` when the folder is not private or the logger refuses."""
     if cmd not in COMMANDS:
         raise ControlError(f"unknown control command {cmd!r}; known: {', '.join(COMMANDS)}")
-    folder = folder or control_dir()
+    folder = folder or _folder_serving(run_path)
     check_private(folder)
     path = socket_path(run_path, folder)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -397,3 +397,17 @@ def test_cell_option_that_changes_the_currents_is_refused(ctl_dir, tmp_path, cap
     assert "nominal_capacity_ah" in out.stderr and "station file" in out.stderr
     bad = cellbench(capsys, "run", str(proto), "--station", "x.toml", "--cell", "colour=red")
     assert bad.returncode == 1 and "KEY=VALUE" in bad.stderr
+
+
+def test_client_finds_a_logger_started_without_xdg_runtime_dir(monkeypatch, tmp_path):
+    # A service (no $XDG_RUNTIME_DIR) listens in /tmp/cellbench-<uid>; a desktop shell of the
+    # same user (with $XDG_RUNTIME_DIR) still reaches it.
+    monkeypatch.delenv("CELLBENCH_CONTROL_DIR", raising=False)
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    with control.ControlServer(FakeEngine(), tmp_path / "run") as server:
+        assert server.folder == Path("/tmp") / f"cellbench-{os.geteuid()}"
+        runtime = tmp_path / "xdg"
+        runtime.mkdir(mode=0o700)
+        monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+        assert control.control_dir() == runtime / "cellbench"
+        assert control.request(tmp_path / "run", "status")["run_id"] == "r"
