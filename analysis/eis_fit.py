@@ -476,7 +476,7 @@ def _fit_circuit(
         # cannot follow the data (inductive loops, negative arcs): then keep trying starts
         noise_floor = d.residual_rms if d.residual_rms < 0.02 else 0.0
         starts = [
-            Start({**s.params, **given}, s.residual, s.above_band, s.held)
+            s if not given else Start({**s.params, **given}, s.residual, s.above_band, s.held)
             for s in ranked_starts(c, f, zz, drt_result=d)
         ]
         # The data may not show every arc of the circuit. Where a start that puts the missing

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import numpy as np
 from scipy.optimize import nnls
@@ -296,15 +296,39 @@ def _arc_element(out: dict, el: Element, r: float, tau: float, n: float, feat: _
         out[names[2]], out[names[3]] = tau**n / r, n
 
 
-@dataclass(frozen=True)
 class Start:
     """One set of starting values; ``residual`` is the relative residual norm of the linear
-    model it came from; ``above_band`` says that one of its arcs was put above the band."""
+    model it came from; ``above_band`` says that one of its arcs was put above the band;
+    ``held``: the C / CPE parameters that set the above-band arc's tau.
 
-    params: dict[str, float]
-    residual: float
-    above_band: bool
-    held: tuple[str, ...] = ()  # the C / CPE parameters that set the above-band arc's tau
+    ``params`` may be given as a function of no arguments: it is called when first read (a fit
+    reads the parameters of the few starts it tries, not of every one ranked)."""
+
+    __slots__ = ("_params", "above_band", "held", "residual")
+
+    def __init__(
+        self,
+        params: dict[str, float] | Callable[[], dict[str, float]],
+        residual: float,
+        above_band: bool,
+        held: tuple[str, ...] = (),
+    ):
+        self._params = params
+        self.residual = residual
+        self.above_band = above_band
+        self.held = held
+
+    @property
+    def params(self) -> dict[str, float]:
+        if callable(self._params):
+            self._params = self._params()
+        return self._params
+
+    def __repr__(self) -> str:
+        return (
+            f"Start(params={self.params!r}, residual={self.residual!r}, "
+            f"above_band={self.above_band!r}, held={self.held!r})"
+        )
 
 
 def _tau_params(c: Circuit, arc_index: int) -> tuple[str, ...]:
@@ -338,7 +362,8 @@ def ranked_starts(
         seen.append(key)
         above = [i for i, (_, tau) in enumerate(arcs) if tau == hf_tau]
         held = _tau_params(c, above[0]) if above else ()
-        out.append(Start(_params_from(c, feat, arcs, amps), res, bool(above), held))
+        params = functools.partial(_params_from, c, feat, arcs, amps)
+        out.append(Start(params, res, bool(above), held))
         if len(out) >= limit:
             break
     # tail time constant one decade either way, from the best assignment
