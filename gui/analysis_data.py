@@ -83,9 +83,7 @@ def sweeps_of(spectra: pl.DataFrame | None) -> list[SweepData]:
         return []
     out = []
     for info, f, z in iter_sweeps(spectra):
-        parts = []
-        if info.get("channel"):
-            parts.append(str(info["channel"]))
+        parts = []  # the channel is chosen beside the list: not repeated in every label
         parts.append(f"sweep {info.get('sweep_index', len(out))}")
         t = info.get("temperature_celsius")
         if t is not None and math.isfinite(t):

@@ -114,6 +114,7 @@ class _Section(QWidget):
         self.result.setWordWrap(True)
         self.table = QTableWidget(0, 0)
         self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(22)
         self.figures: list[pg.GraphicsView] = []
         self.frame: pl.DataFrame | None = None
         self.export_figure_button = QPushButton("Export figure…")
@@ -244,8 +245,10 @@ class AnalysisPanel(QWidget):
         s.controls.addWidget(self.circuit_box, 1)
         s.controls.addWidget(self.fit_button)
         self.fit_nyquist = NyquistPlot(title="data and fit")
-        self.residuals = _plot_widget("frequency", "residual (%)", xunits="Hz")
+        self.residuals = _plot_widget("frequency (Hz)", "residual (%)")
         self.residuals.getPlotItem().setLogMode(x=True, y=False)
+        for side in ("left", "bottom"):  # no SI prefix on % or on a log axis in Hz
+            self.residuals.getPlotItem().getAxis(side).enableAutoSIPrefix(False)
         s.body.addWidget(self.sweep_list)
         s.add_figure(self.fit_nyquist)
         s.add_figure(self.residuals)

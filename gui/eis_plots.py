@@ -105,7 +105,9 @@ class NyquistPlot(pg.PlotWidget):
         if sweeps:
             newest = sweeps[-1]
             x, y = newest.z_real_ohm, -newest.z_imag_ohm
-            span = max(float(np.ptp(x)), float(np.ptp(y)), 1e-12)
+            every_x = np.concatenate([s.z_real_ohm for s in sweeps])
+            every_y = np.concatenate([-s.z_imag_ohm for s in sweeps])
+            span = max(float(np.ptp(every_x)), float(np.ptp(every_y)), 1e-12)  # the view's size
             middle = float(np.nanmean(x))
             placed: list[tuple[float, float]] = []
             for i in decade_labels(newest.frequency_hertz):

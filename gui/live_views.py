@@ -90,6 +90,7 @@ class ChannelLiveView(QWidget):
         self.bode = BodePlot()
         eis = QSplitter(Qt.Orientation.Horizontal)
         sweeps = QWidget()
+        sweeps.setMaximumWidth(230)
         sweeps_layout = QVBoxLayout(sweeps)
         sweeps_layout.setContentsMargins(0, 0, 0, 0)
         sweeps_layout.addWidget(QLabel("sweeps (Ctrl/Shift: several)"))

@@ -158,6 +158,8 @@ class StationPanel(QGroupBox):
         for col in range(5):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        self.table.verticalHeader().setDefaultSectionSize(22)
+        self.table.setMinimumHeight(100)
         self.identify_button = QPushButton("Connect / identify")
         self.identify_button.setToolTip("ask every real instrument who it is (1 s timeout each)")
         self.identify_button.clicked.connect(self.identify)
@@ -341,6 +343,7 @@ class NewRunForm(QGroupBox):
         self.steps.verticalHeader().setVisible(False)
         self.steps.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.steps.setWordWrap(True)
+        self.steps.setMinimumHeight(150)
         header = self.steps.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
@@ -398,8 +401,9 @@ class NewRunForm(QGroupBox):
 
     # ------------------------------------------------------------------------------ steps
 
-    def show_steps(self, problems: list[str]) -> None:
-        """The protocol's step table with ``problems`` at their lines (red rows)."""
+    def show_steps(self, problems: list[str], station: Path | None = None) -> None:
+        """The protocol's step table with ``problems`` at their lines (red rows); the steps'
+        currents resolved with ``station``'s cell (C-rates, current densities) when given."""
         path = self.protocol.path()
         self.steps.setRowCount(0)
         if path is None:
@@ -412,7 +416,7 @@ class NewRunForm(QGroupBox):
             problems = [*problems, f"{path}: {exc.strerror or exc}"]
         self.rows = protocol_rows(text, problems, path)
         if not problems:
-            add_summaries(self.rows, _summaries(path))
+            add_summaries(self.rows, _summaries(path, station))
         for row in self.rows:
             if row.line == 0 and not row.problems and not row.text:
                 continue
@@ -529,12 +533,15 @@ class NewRunForm(QGroupBox):
             settings.endGroup()
 
 
-def _summaries(path: Path) -> dict[int, str]:
-    """Each step's one-line summary by its header line, when the protocol loads on its own."""
+def _summaries(path: Path, station: Path | None = None) -> dict[int, str]:
+    """Each step's one-line summary by its header line, when the protocol loads (with the
+    station's cell when given)."""
     try:
         from cellbench.daq.protocol import load_protocol
+        from cellbench.daq.station import load_station
 
-        protocol = load_protocol(path)
+        cell = load_station(station).cell if station is not None else None
+        protocol = load_protocol(path, cell=cell)
     except Exception:  # needs the station's cell, or is broken: the written keys stay
         return {}
     return {step.line: step.summary() for step, _ in protocol.walk() if step.line}

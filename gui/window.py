@@ -128,6 +128,7 @@ class MainWindow(QMainWindow):
         self.check_label.setWordWrap(True)
         self.problem_list = QListWidget()  # every problem, one line each (also in the step table)
         self.problem_list.setMaximumHeight(90)
+        self.problem_list.setVisible(False)  # shown when there are problems
         self.start_button = QPushButton("Start")
         self.start_button.clicked.connect(self.start_run)
         self.stop_button = QPushButton("Stop…")
@@ -182,7 +183,6 @@ class MainWindow(QMainWindow):
         self.runs_panel = RunsPanel(self.out_dir)  # runs going on here: attach, resume, close
         self.runs_panel.attach_requested.connect(self.attach)
         left_layout.addWidget(self.runs_panel)
-        left_layout.addWidget(self.info_box)
         setup = QSplitter(Qt.Orientation.Horizontal)
         setup.addWidget(left)
         setup.addWidget(self.form)
@@ -214,7 +214,10 @@ class MainWindow(QMainWindow):
         self.run_label.setWordWrap(True)
         top_layout.addWidget(self.run_label)
         top_layout.addWidget(QLabel("double-click a channel to open its live views"))
-        top_layout.addWidget(self.overview, 1)
+        row = QHBoxLayout()
+        row.addWidget(self.overview, 3)
+        row.addWidget(self.info_box, 1)  # what the run is (run.json), beside its channels
+        top_layout.addLayout(row, 1)
         overview.addWidget(top)
         overview.addWidget(self.events_table)
         overview.setSizes([350, 250])
@@ -289,7 +292,7 @@ class MainWindow(QMainWindow):
             self.form.show_steps([])
         else:
             self.problems = check_files(protocol, station)
-            self.form.show_steps(self.problems)
+            self.form.show_steps(self.problems, station)
             for line in self.problems:
                 item = QListWidgetItem(line)
                 item.setBackground(ALARM_BRUSH)
@@ -300,6 +303,7 @@ class MainWindow(QMainWindow):
                 if self.problems
                 else "checked: ready to start"
             )
+        self.problem_list.setVisible(self.problem_list.count() > 0)
         self._update_buttons()
         return self.problems
 
