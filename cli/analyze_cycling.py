@@ -18,9 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import polars as pl
-from polars.exceptions import PanicException
-
 from cellbench.cli.catalog_args import add_catalog_option, catalog_aware
 from cellbench.cli.conductivity_card import (
     add_card_options,
@@ -31,11 +28,12 @@ from cellbench.cli.convert import add_column_map_option
 from cellbench.cli.report import add_report_option, write_report
 from cellbench.cli.table_units import readable
 from cellbench.core.errors import CellbenchError
-from cellbench.core.schema import Cell
-from cellbench.daq import loaders
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # polars (core.schema too) and the loaders load when a command runs
+    import polars as pl
+
     from cellbench.analysis.conductivity_table import ConductivityPoints
+    from cellbench.core.schema import Cell
 
 SUMMARY_CSV_KEYS = ("capacity_retention", "discharge_capacity_ampere_hour")
 
@@ -83,6 +81,8 @@ def _print_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> 
 
 def _cell(path: Path) -> Cell | None:
     """The cell of a cellbench run (area, mass...), or None for vendor files."""
+    from cellbench.daq import loaders
+
     if not loaders.is_run(path):
         return None
     from cellbench.daq.store import open_run
@@ -97,6 +97,8 @@ def _pick_channel(df: pl.DataFrame, channel: str | None, path: Path) -> pl.DataF
     if channel is not None:
         if channel not in names:
             raise CellbenchError(f"{path}: no channel {channel!r}; channels are {names}")
+        import polars as pl
+
         return df.filter(pl.col("channel") == channel)
     if len(names) > 1:
         raise CellbenchError(f"{path}: several channels {names}; choose one with --channel")
@@ -123,6 +125,8 @@ def _reader_warnings() -> Iterator[None]:
 def load_samples(path: Path, column_map: Path | None = None) -> pl.DataFrame:
     """Samples of a run folder or a cycler file; ``column_map`` (a JSON file, see
     docs/readers.md) reads a csv/text export that no built-in reader knows."""
+    from cellbench.daq import loaders
+
     with _reader_warnings():
         if column_map is None:
             return loaders.load_samples(path)
@@ -182,6 +186,7 @@ _CYCLING_UNITS = {
 
 def _summary(args: argparse.Namespace) -> pl.DataFrame:
     from cellbench.analysis.cycling import cycle_summary
+    from cellbench.daq import loaders
 
     path = Path(args.file)
     df = _load_cycling(path, args.channel, args.segment, args.efficiency, args.column_map)
@@ -234,6 +239,9 @@ def cmd_cycling(args: argparse.Namespace) -> int:
 
 
 def _retention(args: argparse.Namespace) -> tuple[list[float], list[float]]:
+    import polars as pl
+    from polars.exceptions import PanicException
+
     from cellbench.analysis.fade import retention_from_summary
 
     path = Path(args.file)
@@ -347,6 +355,9 @@ def _conductivity_points(
     path: Path, thickness_cm: float | None, area_cm2: float | None
 ) -> ConductivityPoints:
     """The points of a conductivity CSV (:mod:`cellbench.analysis.conductivity_table`)."""
+    import polars as pl
+    from polars.exceptions import PanicException
+
     from cellbench.analysis.conductivity import ConductivityError
     from cellbench.analysis.conductivity_table import conductivity_points
 
@@ -427,6 +438,7 @@ def cmd_conductivity(args: argparse.Namespace) -> int:
 
 def cmd_ccd(args: argparse.Namespace) -> int:
     from cellbench.analysis.ccd import critical_current_density
+    from cellbench.daq import loaders
 
     path = Path(args.file)
     area = args.area_cm2

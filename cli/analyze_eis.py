@@ -22,31 +22,38 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from cellbench.analysis.eis_batch import CANDIDATES, undetermined
+from cellbench.cli.help_text import describe_when_shown
 from cellbench.cli.report import add_report_option, write_report
+
+if TYPE_CHECKING:  # numpy and the fits (scipy) load when the command runs, not to register it
+    import numpy as np
+
+
+def _description() -> str:
+    from cellbench.analysis.eis_batch import CANDIDATES
+
+    return (
+        "Fit an equivalent circuit to each impedance sweep of FILE (a cellbench run folder or "
+        "an EIS file: three-column csv of frequency / Hz, Z' / ohm, Z'' / ohm, or a vendor "
+        "export). No initial guess is needed. Without --circuit each sweep's circuit is "
+        f"chosen from {len(CANDIDATES)} candidates (each also with an inductance L0 when "
+        "Z'' > 0 at high frequency): the lowest BIC among those whose resistances are "
+        "determined and none of whose values is undetermined; each sweep reports its own "
+        "choice. A value whose standard error exceeds it is printed as undetermined. "
+        "Diffusion elements: W semi-infinite Warburg (sigma), Ws finite-length transmissive "
+        "and Wo finite-length reflective Warburg (R, tau). A Lin-KK test is run on each sweep."
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eis",
         help="fit an equivalent circuit to impedance spectra",
-        description=(
-            "Fit an equivalent circuit to each impedance sweep of FILE (a cellbench run folder or "
-            "an EIS file: three-column csv of frequency / Hz, Z' / ohm, Z'' / ohm, or a vendor "
-            "export). No initial guess is needed. Without --circuit each sweep's circuit is "
-            f"chosen from {len(CANDIDATES)} candidates (each also with an inductance L0 when "
-            "Z'' > 0 at high frequency): the lowest BIC among those whose resistances are "
-            "determined and none of whose values is undetermined; each sweep reports its own "
-            "choice. A value whose standard error exceeds it is printed as undetermined. "
-            "Diffusion elements: W semi-infinite Warburg (sigma), Ws finite-length transmissive "
-            "and Wo finite-length reflective Warburg (R, tau). A Lin-KK test is run on each sweep."
-        ),
         epilog="example: cellbench analyze eis cell.csv --circuit 'R0-p(R1,CPE1)-Ws1' --json",
     )
+    describe_when_shown(p, _description)
     p.add_argument("file", type=Path, metavar="FILE", help="run folder or EIS file")
     from cellbench.cli import catalog_args  # --catalog URL RUN_ID (the lab catalog)
 
@@ -85,6 +92,8 @@ def _num(x: float) -> float | None:
 
 
 def _report(res, weight: str) -> dict[str, Any]:
+    from cellbench.analysis.eis_batch import undetermined
+
     return {
         "circuit": res.circuit,
         "parameters": {
@@ -102,6 +111,8 @@ def _report(res, weight: str) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from cellbench.analysis.eis_batch import (
         choose_circuit,
         choose_circuit_for_sweeps,

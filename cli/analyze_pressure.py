@@ -10,14 +10,14 @@ import math
 import sys
 from pathlib import Path
 
-import polars as pl
-
 from cellbench.cli.analyze_cycling import _fraction, _positive, _print_json
 from cellbench.core.errors import CellbenchError
 
 
 def _points(path: Path, area_cm2: float | None) -> tuple[list[float], list[float], list | None]:
     """(pressure MPa, ASR ohm cm2, ASR standard errors or None) from a CSV file."""
+    import polars as pl
+
     try:
         df = pl.read_csv(path)
     except FileNotFoundError:
@@ -57,6 +57,8 @@ def _is_table(path: Path) -> bool:
 
 
 def _has_pressure_column(path: Path) -> bool:
+    import polars as pl
+
     try:
         return "pressure_megapascal" in pl.read_csv(path, n_rows=1).columns
     except (pl.exceptions.ComputeError, pl.exceptions.NoDataError):

@@ -16,9 +16,7 @@ import argparse
 import math
 import sys
 from pathlib import Path
-from typing import Any
-
-import polars as pl
+from typing import TYPE_CHECKING, Any
 
 from cellbench.cli.analyze_cycling import (
     _cell,
@@ -32,7 +30,9 @@ from cellbench.cli.analyze_cycling import (
 from cellbench.cli.conductivity_card import conductivity_points_for
 from cellbench.cli.convert import add_column_map_option
 from cellbench.core.errors import CellbenchError
-from cellbench.daq import loaders
+
+if TYPE_CHECKING:  # polars and the loaders load when the command runs, not to register it
+    import polars as pl
 
 QUANTITIES = ("cycling", "ccd", "conductivity")
 UNITS = {
@@ -64,8 +64,11 @@ def _labels(files: list[str]) -> list[str]:
 
 
 def _cycling_cell(path: Path, args: argparse.Namespace) -> tuple[dict[str, Any], pl.DataFrame]:
+    import polars as pl
+
     from cellbench.analysis.cycling import cycle_summary
     from cellbench.analysis.replicates import with_asr
+    from cellbench.daq import loaders
 
     df = _pick_channel(load_samples(path, args.column_map), args.channel, path)
     source = "integration" if loaders.is_run(path) else "counters"
@@ -205,6 +208,8 @@ def _retention(
 ) -> None:
     """Each cell's discharge capacity at the last cycle every cell of its group reached, over
     its initial one."""
+    import polars as pl
+
     last = min(int(summaries[c]["cycle_count"].max()) for c in cells)
     for c in cells:
         q = summaries[c].filter(pl.col("cycle_count") == last)["discharge_capacity_ampere_hour"]

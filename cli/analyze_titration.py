@@ -11,8 +11,7 @@ import argparse
 import re
 import sys
 from pathlib import Path
-
-import polars as pl
+from typing import TYPE_CHECKING
 
 from cellbench.cli.analyze_cycling import (
     _cell,
@@ -26,6 +25,9 @@ from cellbench.cli.analyze_cycling import (
 from cellbench.cli.catalog_args import add_catalog_option, catalog_aware
 from cellbench.cli.convert import add_column_map_option
 from cellbench.core.errors import CellbenchError
+
+if TYPE_CHECKING:
+    import polars as pl
 
 
 def _samples(args: argparse.Namespace) -> pl.DataFrame:

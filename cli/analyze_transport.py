@@ -13,9 +13,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import polars as pl
-
 from cellbench.cli.analyze_cycling import (
     _cell,
     _pick_channel,
@@ -25,6 +22,7 @@ from cellbench.cli.analyze_cycling import (
     load_samples,
 )
 from cellbench.cli.convert import add_column_map_option
+from cellbench.cli.help_text import LazyChoices
 from cellbench.core.errors import CellbenchError
 
 
@@ -49,6 +47,8 @@ def _sig(x: float | None, unit: str = "", digits: int = 4) -> str:
 
 
 def cmd_blocking(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from cellbench.analysis.blocking import fit_blocking
     from cellbench.analysis.eis_batch import iter_sweeps
     from cellbench.daq.loaders import load_spectra
@@ -164,6 +164,8 @@ def cmd_polarisation(args: argparse.Namespace) -> int:
 
 
 def _ocp(path: Path, name: str):
+    import polars as pl
+
     from cellbench.analysis.degradation_modes import ElectrodeOCP
 
     if not path.is_file():
@@ -220,10 +222,14 @@ def _cycles(text: str) -> list[int]:
     return out
 
 
+def _template_names() -> tuple[str, ...]:
+    from cellbench.analysis.blocking import TEMPLATES  # numpy and scipy: only when asked
+
+    return ("auto", *TEMPLATES)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``blocking``, ``polarisation`` and ``degradation`` to ``cellbench analyze``."""
-    from cellbench.analysis.blocking import TEMPLATES
-
     p = sub.add_parser(
         "blocking",
         help="bulk, grain-boundary and total conductivity of a pellet between blocking electrodes",
@@ -235,7 +241,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file", metavar="FILE", help="run folder or EIS file")
     p.add_argument("--thickness-cm", type=_positive, help="pellet thickness, cm (default: run)")
     p.add_argument("--area-cm2", type=_positive, help="electrode area, cm2 (default: run)")
-    p.add_argument("--template", choices=("auto", *TEMPLATES), default="auto")
+    p.add_argument(
+        "--template",
+        choices=LazyChoices(_template_names),
+        default="auto",
+        metavar="TEMPLATE",  # a metavar: argparse would list the choices while registering
+        help="circuit template, one of: %(choices)s (default: auto, every template, chosen by BIC)",
+    )
     p.add_argument("--sweep", type=int, help="only this sweep_index")
     p.add_argument("--fit-details", action="store_true", help="include each fit in the JSON")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")

@@ -9,33 +9,34 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import polars as pl
+from cellbench.cli.help_text import describe_when_shown
 
-from cellbench.analysis.readers import (
-    FORMATS,
-    ReaderError,
-    ReadResult,
-    by_name,
-    detect_format,
-    load_column_map,
-    read_csv,
-)
+if TYPE_CHECKING:  # the readers import polars: only when a command runs, not to register it
+    import polars as pl
+
+    from cellbench.analysis.readers import ReadResult
 
 TARGETS = {"parquet": ".parquet", "bdf-csv": ".csv"}
 
 
+def _convert_description() -> str:
+    from cellbench.analysis.readers import FORMATS
+
+    return (
+        "Read vendor files (format detected from the content) and write their canonical "
+        "frame in Battery Data Format: SI units in the column names, current positive on "
+        f"charge. Formats read: {', '.join(f.name for f in FORMATS)}."
+    )
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    formats = ", ".join(f.name for f in FORMATS)
     conv = sub.add_parser(
         "convert",
         help="convert cycler and impedance files to Battery Data Format (parquet or csv)",
-        description=(
-            "Read vendor files (format detected from the content) and write their canonical "
-            "frame in Battery Data Format: SI units in the column names, current positive on "
-            f"charge. Formats read: {formats}."
-        ),
     )
+    describe_when_shown(conv, _convert_description)
     conv.add_argument("files", nargs="+", type=Path, metavar="FILE", help="files to convert")
     conv.add_argument(
         "--to", required=True, choices=sorted(TARGETS), help="output format: parquet or bdf-csv"
@@ -82,12 +83,16 @@ def add_column_map_option(p: argparse.ArgumentParser, *, spectra: bool = False) 
 
 def _map_kind(column_map: Path) -> str:
     """``spectra`` for a map that names a frequency column, else ``samples``."""
+    from cellbench.analysis.readers import load_column_map
+
     targets = {col.target for col in load_column_map(column_map).values()}
     return "spectra" if "frequency_hertz" in targets else "samples"
 
 
 def _read(path: Path, kind: str | None = None, column_map: Path | None = None) -> ReadResult:
     import warnings
+
+    from cellbench.analysis.readers import ReaderError, by_name, detect_format, read_csv
 
     if column_map is not None:
         if not path.is_file():
@@ -128,6 +133,8 @@ def write_frame(df: pl.DataFrame, dest: Path, to: str) -> None:
 
 
 def run_convert(args: argparse.Namespace) -> int:
+    from cellbench.analysis.readers import ReaderError
+
     failed = 0
     for src in args.files:
         dest = output_path(src, args.to, args.out)
@@ -187,6 +194,8 @@ def _duration(seconds: float) -> str:
 
 
 def run_inspect(args: argparse.Namespace) -> int:
+    from cellbench.analysis.readers import FORMATS, by_name
+
     info = summary(args.file, args.column_map)
     if args.json:
         print(json.dumps(info, indent=2, default=str))

@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from cellbench.core import units
-from cellbench.daq.protocol import Limits, Problem, Protocol, ProtocolError, load_protocol
-from cellbench.daq.station import Station, StationError, load_station, validate_run
+
+if TYPE_CHECKING:  # the protocol loader imports polars: only when a check runs
+    from cellbench.daq.protocol import Limits, Problem, Protocol
+    from cellbench.daq.station import Station
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -61,6 +63,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _protocol_check(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    from cellbench.daq.protocol import ProtocolError, load_protocol
+    from cellbench.daq.station import StationError, load_station, validate_run
+
     out = out or sys.stdout
     problems: list[Problem] = []
     station: Station | None = None
@@ -97,6 +102,8 @@ def _protocol_check(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 
 def _station_check(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    from cellbench.daq.station import StationError, load_station
+
     out = out or sys.stdout
     try:
         station = load_station(args.station)

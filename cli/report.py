@@ -21,11 +21,11 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import polars as pl
-
 from cellbench.core.errors import CellbenchError
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from cellbench.analysis.report import ReportFiles, RunData
 
 REPORT_KINDS = ("cycling", "eis", "fade", "conductivity", "ccd")
@@ -81,6 +81,8 @@ def write_report(kind: str, args: argparse.Namespace, **results: Any) -> ReportF
         {"source": source} if source else {},
     )
     if kind == "cycling":
+        import polars as pl
+
         samples = results.pop("samples")
         summary = results.pop("summary", None)
         for tag, part in _by_channel(samples):
@@ -110,6 +112,8 @@ def write_report(kind: str, args: argparse.Namespace, **results: Any) -> ReportF
 
 
 def _by_channel(df: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
+    import polars as pl
+
     if "channel" not in df.columns or df["channel"].n_unique() <= 1:
         return [("", df)]
     return [
@@ -182,6 +186,8 @@ def _channel(df: pl.DataFrame | None, channel: str, path: Path | str) -> pl.Data
     names = df["channel"].unique(maintain_order=True).to_list()
     if channel not in names:
         raise CellbenchError(f"{path}: no channel {channel!r}; channels are {names}")
+    import polars as pl
+
     return df.filter(pl.col("channel") == channel)
 
 

@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cellbench.cli.export_metadata import METADATA_FORMATS, write_metadata
+from cellbench.cli.help_text import LazyChoices
 from cellbench.cli.runs_control import register_control
-from cellbench.core import schema
 from cellbench.core.errors import CellbenchError
 
-if TYPE_CHECKING:  # polars and the store load when a command runs, not to register it
+if TYPE_CHECKING:  # polars (core.schema too) and the store load when a command runs
     import polars as pl
 
+    from cellbench.core import schema
     from cellbench.daq.store import RunInfo
 
 EXPORT_FORMATS = ("parquet", "csv")
@@ -78,7 +79,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="output folder (default: the folder that holds RUN, beside it)",
     )
     p.add_argument(
-        "--table", default="all", choices=(*schema.TABLES, "all"), help="table (default: all)"
+        "--table",
+        default="all",
+        choices=LazyChoices(_table_names),
+        metavar="TABLE",  # a metavar: argparse would list the choices while registering
+        help="one of: %(choices)s (default: all)",
     )
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
     catalog_args.add_catalog_option(p)
@@ -277,9 +282,16 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _table_names() -> tuple[str, ...]:
+    from cellbench.core import schema
+
+    return (*schema.TABLES, "all")
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     import polars as pl
 
+    from cellbench.core import schema
     from cellbench.daq.store import open_run
 
     reader = open_run(args.run)

@@ -14,7 +14,7 @@ import sys
 import threading
 from pathlib import Path
 
-from cellbench.daq.catalog import LOADERS
+from cellbench.daq.catalog_schema import LOADERS
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -31,10 +31,9 @@ import polars as pl
 from cellbench.core import schema
 from cellbench.core.errors import CellbenchError
 from cellbench.core.schema import RunMeta
-from cellbench.daq.catalog_schema import SCHEMA, current_version, latest_version
+from cellbench.daq.catalog_schema import LOADERS, SCHEMA, current_version, latest_version
 from cellbench.daq.pgcopy import PgColumn, copy_chunks
 
-LOADERS = ("copy", "adbc")
 _PGTYPE = {pl.Float64(): "float8", pl.Int32(): "int4", pl.String(): "text", pl.Int64(): "int8"}
 _SECRET_RE = re.compile(r"(password\s*=\s*)('[^']*'|\S+)|(://[^:/@\s]+:)([^@\s]+)(@)", re.I)
 

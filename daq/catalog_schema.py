@@ -25,6 +25,8 @@ ROLES = {
     "writer": "cellbench_writer",
     "reader": "cellbench_reader",
 }
+#: The bulk paths rows take into the catalog: PostgreSQL COPY (psycopg) or ADBC.
+LOADERS: tuple[str, ...] = ("copy", "adbc")
 _LOCK_KEY = 0x63656C6C  # advisory lock held while migrating ("cell")
 
 

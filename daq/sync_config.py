@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cellbench.daq.catalog_schema import LOADERS
 from cellbench.daq.toml_check import Checker, Invalid, KeyPath, Table, text_value
 
 SYNC_LOG = "sync.log"
-_LOADERS = ("copy", "adbc")
 
 
 @dataclass(frozen=True)
@@ -71,8 +71,8 @@ def _interval(value: Any) -> float:
 
 def _loader(value: Any) -> str:
     text = text_value(value)
-    if text not in _LOADERS:
-        raise Invalid(f"must be one of {', '.join(_LOADERS)}, got {text!r}")
+    if text not in LOADERS:
+        raise Invalid(f"must be one of {', '.join(LOADERS)}, got {text!r}")
     return text
 
 
