@@ -423,20 +423,22 @@ class ChannelRunner:
         MethodSCRIPT run time, the driver's ``max_step_s``), set it to what is left of the step
         plus a margin: a logger that dies then leaves the cell sourced no longer than the step
         would have lasted (the script also keeps checking its |V| or |I| limit by itself). Steps
-        without a time limit keep the driver's configured run time. Clock seconds: simulated
-        instruments run their scripts on the simulated clock, real ones on the wall (scale 1).
+        without a time limit keep the driver's configured run time (None: unbounded, as a
+        Keithley 2450's trigger-model bound by default). Clock seconds: simulated instruments
+        run their scripts on the simulated clock, real ones on the wall (scale 1).
         """
         driver = src.driver
         if not hasattr(driver, "max_step_s"):
             return
-        if self._max_step_s is None:
-            self._max_step_s = float(driver.max_step_s)  # as configured (station options)
+        if self._max_step_s is None:  # as configured (station options)
+            configured = driver.max_step_s
+            self._max_step_s = math.inf if configured is None else float(configured)
         left = self.state.step_remaining_second
         bound = self._max_step_s
         if left is not None:
             scale = float(getattr(self.ctx.clock, "time_scale", 1.0) or 1.0)
             bound = min(bound, left * 1.05 + SOURCE_TIME_MARGIN_WALL_S * scale)
-        driver.max_step_s = max(bound, 1.0)
+        driver.max_step_s = max(bound, 1.0) if math.isfinite(bound) else None
 
     def _source(self) -> InstrumentLink:
         if self.io.source is None:

@@ -27,6 +27,17 @@ Keithley2450`` 0.16; QCoDeS = ``qcodes.instrument_drivers.Keithley.Keithley2450`
   SOUR, REL, UNIT`` -> element list. RM TRACe; QCoDeS ``Keithley2450Buffer``.
 - ``:SOUR:CURR:VLIM:TRIP?`` / ``:SOUR:VOLT:ILIM:TRIP?`` -> ``1``/``0``. RM; QCoDeS
   ``limit_tripped``.
+- Held limits (what the instrument keeps doing when the logger is gone), RM §3 "Trigger model"
+  and §6 TRIGger subsystem: ``:TRIG:LOAD "Empty"`` (the "Empty" predefined trigger model clears
+  the blocks, RM "Predefined trigger models"), ``:TRIG:BLOC:DEL:CONS 1, <s>`` (constant delay
+  block), ``:TRIG:BLOC:SOUR:STAT 2, OFF`` (source output block: turns the output off, into the
+  selected output-off state, RM :TRIGger:BLOCk:SOURce:STATe p. 6-147 of Rev. B), ``:INIT``
+  (start the trigger model), ``:ABOR`` (stop it; the output stays as it is), ``:TRIG:STAT?`` ->
+  ``<state>;<state>;<block>`` (RM :TRIGger:STATe?, e.g. ``IDLE;IDLE;2``). While a trigger model
+  runs, other commands run only "if they do not conflict with trigger model actions" (RM
+  "Running the trigger model"); the 2461 manual (same platform) says the source-measure
+  settings cannot be changed meanwhile. So the driver stops it (``:ABOR``) before every change
+  of the source and every reading, and starts it again afterwards (see "Held limits" below).
 
 An overflowed reading is ``9.9E37`` (RM, "Overflow"); it is raised as InstrumentRangeError.
 Not settled by any source we could read: whether a 2450 that left the factory in TSP mode answers
@@ -47,6 +58,19 @@ limited to about ±42 V). :attr:`Keithley2450.interlock_engaged` is that reply;
 Resting a cell while measuring its open-circuit voltage uses :meth:`Keithley2450.output_off`,
 which sources 0 A with a voltage limit (the SMU is then a high-impedance voltmeter); the relay
 is opened only by :meth:`Keithley2450.safe_state`.
+
+Held limits (issue 11: a ``kill -9`` of the logger must not leave a cell driven past the
+protocol's limits). :meth:`program_safety_limits` (the engine calls it before anything is
+sourced) keeps the protocol's ``voltage_min``: a discharge (negative current) is then sourced as
+a voltage source at ``voltage_min`` with the step's current as its current limit. While the
+cell is above ``voltage_min`` the limit holds the current at the step's (the cell follows the
+constant current, as before); the instrument itself never lets the cell below ``voltage_min``,
+whatever happens to the PC. (A charge is already held by its voltage limit.) A bounded source
+time: when ``watchdog_s`` (station option) or ``max_step_s`` (the engine sets it to what is
+left of the step plus a margin) is set, every output-on setting starts a trigger model that
+turns the output off after the smaller of the two; each reading renews it with the time left,
+so a dead logger leaves the cell sourced at most ``watchdog_s`` after its last reading and never
+past the step's own deadline. A 0 A rest is not bounded (nothing is sourced).
 
 Readings use ``:READ? "defbuffer1", READ, SOUR, REL`` (measured value, source readback, relative
 time), so every reading is also kept in the instrument's reading buffer, and ``;:OUTP?`` in the
@@ -81,6 +105,11 @@ OVERFLOW = 9.9e37
 BUFFER = '"defbuffer1"'
 #: output-off states (RM :OUTPut[1]:<function>:SMODe)
 OFF_MODES = ("HIMP", "NORM", "ZERO", "GUAR")
+#: the longest delay the driver programs in one trigger-model delay block, s; the watchdog is
+#: renewed at every reading, long before such a delay could run out
+MAX_DELAY_BLOCK_S = 10_000.0
+#: the shortest delay programmed once the bound has run out (the instrument turns off at once)
+MIN_DELAY_BLOCK_S = 1e-3
 
 
 class Keithley2450(ScpiDriver):
@@ -94,6 +123,14 @@ class Keithley2450(ScpiDriver):
         nplc: integration time in power-line cycles (0.01..10).
         rest_voltage_limit_volt: voltage limit while resting at 0 A (:meth:`output_off`).
         require_interlock: refuse to turn the output on unless the safety interlock is engaged.
+        watchdog_s: the instrument turns the output off when no reading has renewed it for this
+            long (instrument seconds; None: no watchdog). Longer than the sample interval.
+        max_step_s: the longest the present output setting may last (instrument seconds; None:
+            unbounded); the engine sets it before each setting to what is left of the step.
+        hold_voltage_min: source discharges so that the instrument holds the protocol's
+            ``voltage_min`` (:meth:`program_safety_limits`). Each change between a rest or a
+            charge and a discharge then passes through output off (a change of source
+            function), which cycles the output relay; False keeps plain constant current.
     """
 
     model = "Keithley 2450"
@@ -108,8 +145,23 @@ class Keithley2450(ScpiDriver):
         nplc: float = 1.0,
         rest_voltage_limit_volt: float = 21.0,
         require_interlock: bool = False,
+        watchdog_s: float | None = None,
+        max_step_s: float | None = None,
+        hold_voltage_min: bool = True,
     ):
         super().__init__(address, name=name, timeout_s=timeout_s, transport=transport)
+        self.watchdog_s = (
+            None
+            if watchdog_s is None
+            else self.check_range("watchdog_s", watchdog_s, 0.01, MAX_DELAY_BLOCK_S, "s")
+        )
+        self.max_step_s = max_step_s
+        self.hold_voltage_min = bool(hold_voltage_min)
+        #: the protocol's voltage_min, held by the instrument on discharge (program_safety_limits)
+        self.voltage_floor_volt: float | None = None
+        self._armed = False  # a trigger model that turns the output off is running
+        self._left_s: float | None = None  # instrument s left of max_step_s
+        self._last_rel_s: float | None = None  # instrument time of the last renewing reading
         self.rest_voltage_limit_volt = self.check_range(
             "rest voltage limit",
             rest_voltage_limit_volt,
@@ -128,6 +180,9 @@ class Keithley2450(ScpiDriver):
         with self.transport.lock:
             self.check_language()
             self._write("*CLS")
+            # a trigger model left running (a watchdog of a logger that died) locks the source
+            # settings; this connection takes over (the output stays as it is)
+            self._write(":ABOR")
             self._write(":OUTP:CURR:SMOD HIMP")
             self._write(":OUTP:VOLT:SMOD HIMP")
             self._write(f":SENS:VOLT:NPLC {nplc:g}")
@@ -244,6 +299,7 @@ class Keithley2450(ScpiDriver):
         lim = "VLIM" if function == "CURR" else "ILIM"
         check = f":OUTP?;:SOUR:{function}?;:SOUR:{function}:{lim}?"
         with self.transport.lock:
+            self._disarm()  # the source settings cannot change while the trigger model runs
             if self._output_on and self._function != function:
                 self._write(":OUTP OFF")  # HIMP: relay opens while the function changes
                 self._output_on = False
@@ -288,10 +344,67 @@ class Keithley2450(ScpiDriver):
                         address=self.address,
                         command=check,
                     )
+                if not (function == "CURR" and level == 0.0):  # a 0 A rest sources nothing
+                    self._arm()
             except InstrumentCommandError:
                 # a rejected or lost setting leaves the source in an unknown state: open the relay
                 self.safe_state()
                 raise
+
+    # -- held limits ------------------------------------------------------------------------
+    def program_safety_limits(
+        self,
+        *,
+        voltage_min_volt: float | None,
+        voltage_max_volt: float | None,
+        current_max_ampere: float | None,
+    ) -> None:
+        """Keep the protocol's ``voltage_min`` (V) for discharges (see the module's "Held
+        limits"). ``voltage_max`` is held by each charge's voltage limit and ``current_max`` by
+        the step's own current, so neither needs programming here."""
+        self.voltage_floor_volt = (
+            None
+            if voltage_min_volt is None or not self.hold_voltage_min
+            else self.check_range(
+                "voltage_min", voltage_min_volt, -MAX_VOLTAGE_VOLT, MAX_VOLTAGE_VOLT, "V"
+            )
+        )
+
+    def _bound_s(self) -> float | None:
+        """Instrument seconds the output may stay on from now without a renewal, or None."""
+        bounds = [b for b in (self.watchdog_s, self._left_s) if b is not None]
+        return min(bounds) if bounds else None
+
+    def _delay_s(self) -> float:
+        bound = self._bound_s()
+        return min(max(bound if bound is not None else 0.0, MIN_DELAY_BLOCK_S), MAX_DELAY_BLOCK_S)
+
+    def _arm(self) -> None:
+        """Start a trigger model that turns the output off after the bound (if any)."""
+        self._left_s = None if self.max_step_s is None else float(self.max_step_s)
+        self._last_rel_s = None
+        if self._bound_s() is None:
+            return
+        self._armed = True  # from here on, stop it before any change or reading
+        self._write(
+            f':TRIG:LOAD "Empty";:TRIG:BLOC:DEL:CONS 1, {self._delay_s():.6g};'
+            ":TRIG:BLOC:SOUR:STAT 2, OFF;:INIT"
+        )
+        self.check_errors(":INIT")
+
+    def _spent(self, rel_time_s: float) -> None:
+        """Count the instrument time since the last reading (``rel_time_s``: this reading's
+        timestamp) against ``max_step_s``, from the first reading after the setting (the engine
+        reads at once); a cleared buffer restarts the timestamps, and that interval is not
+        counted."""
+        if self._left_s is not None and self._last_rel_s is not None:
+            self._left_s -= max(0.0, rel_time_s - self._last_rel_s)
+        self._last_rel_s = rel_time_s
+
+    def _disarm(self) -> None:
+        if self._armed:
+            self._write(":ABOR")
+            self._armed = False
 
     # -- SourceMeter role -------------------------------------------------------------------
     def source_current(self, current_ampere: float, *, voltage_limit_volt: float) -> None:
@@ -314,6 +427,25 @@ class Keithley2450(ScpiDriver):
             command=":SOUR:CURR:VLIM",
         )
         self._check_envelope(i, v, command)
+        floor = self.voltage_floor_volt
+        if i < 0 and floor is not None and -i >= MIN_CURRENT_LIMIT_AMPERE:
+            # discharge with voltage_min held by the instrument: a voltage source at the floor,
+            # current-limited to the step's current (constant current while above the floor)
+            self._check_envelope(i, floor, command)
+            self._switch_on(
+                "VOLT",
+                [
+                    ":SOUR:FUNC VOLT",
+                    ':SENS:FUNC "CURR"',
+                    ":SENS:CURR:RANG:AUTO ON",
+                    ":SOUR:VOLT:READ:BACK ON",
+                    f":SOUR:VOLT:ILIM {-i:.10g}",
+                    f":SOUR:VOLT {floor:.10g}",
+                ],
+                level=floor,
+                limit=-i,
+            )
+            return
         self._switch_on(
             "CURR",
             [
@@ -377,6 +509,13 @@ class Keithley2450(ScpiDriver):
         with self.transport.lock:
             if not self._output_on:
                 return Reading(math.nan, 0.0, None)
+            armed = self._armed
+            sent = f"{self._delay_s():.6g}"
+            if armed:
+                # no reading while the trigger model runs: stop it, read, and start it again in
+                # the same line, so that no moment is left without it (with the time left as of
+                # the previous reading; corrected below once this one's time is known)
+                command = f":ABOR;{command};:TRIG:BLOC:DEL:CONS 1, {sent};:INIT"
             reply = self._query(command)
             values_text, _, state = reply.rpartition(";")
             values = self._numbers(values_text, command)
@@ -387,15 +526,26 @@ class Keithley2450(ScpiDriver):
             except ValueError:
                 raise self._reply_error(f"bad output state in {reply!r}", command) from None
             if not on:
-                self._output_on = False
+                self._output_on = False  # (_armed stays: the next change stops the model)
                 tripped = self.interlock_tripped
+                bound = self._bound_s() if armed else None
                 raise InterlockError(
                     "output turned off by the instrument"
-                    + (" (safety interlock tripped)" if tripped else ""),
+                    + (" (safety interlock tripped)" if tripped else "")
+                    + (
+                        f" (its source-time bound ran out: not renewed within {bound:.4g} s)"
+                        if bound is not None and not tripped
+                        else ""
+                    ),
                     instrument=self.name,
                     address=self.address,
                     command=command,
                 )
+            if armed:
+                self._spent(values[2])
+                delay = f"{self._delay_s():.6g}"
+                if delay != sent:  # the step's deadline came closer: one line, no gap
+                    self._write(f":ABOR;:TRIG:BLOC:DEL:CONS 1, {delay};:INIT")
         measured, sourced, rel_time = values
         if abs(measured) >= OVERFLOW or abs(sourced) >= OVERFLOW:
             raise InstrumentRangeError(
@@ -454,6 +604,8 @@ class Keithley2450(ScpiDriver):
     def safe_state(self) -> None:
         """Output off with the relay open (HIMP). Safe to call at any time, repeatedly."""
         with self.transport.lock:
+            self._write(":ABOR")  # a running trigger model would refuse the lines below
+            self._armed = False
             self._write(":OUTP:CURR:SMOD HIMP")
             self._write(":OUTP:VOLT:SMOD HIMP")
             self._write(":OUTP OFF")

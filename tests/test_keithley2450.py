@@ -68,7 +68,14 @@ def smu(sim):
 def test_connect_selects_high_impedance_off_state(sim):
     assert sim.off_mode == {"CURR": "NORM", "VOLT": "NORM"}  # the instrument default
     driver = Keithley2450(sim.address, timeout_s=TIMEOUT)
-    assert sim.received[:4] == ["*LANG?", "*CLS", ":OUTP:CURR:SMOD HIMP", ":OUTP:VOLT:SMOD HIMP"]
+    # :ABOR: a trigger model left running by a logger that died would lock the settings below
+    assert sim.received[:5] == [
+        "*LANG?",
+        "*CLS",
+        ":ABOR",
+        ":OUTP:CURR:SMOD HIMP",
+        ":OUTP:VOLT:SMOD HIMP",
+    ]
     assert driver.output_off_mode_current == "HIMP" == driver.output_off_mode_voltage
     assert isinstance(driver, SourceMeter)
     assert driver.identify().startswith("KEITHLEY INSTRUMENTS,MODEL 2450")
@@ -377,6 +384,7 @@ def _connect_transcript(*, output: str = "0") -> list[tuple[bytes, bytes | None]
     return [
         (b"*LANG?\n", b"SCPI\n"),
         (b"*CLS\n", None),
+        (b":ABOR\n", None),
         (b":OUTP:CURR:SMOD HIMP\n", None),
         (b":OUTP:VOLT:SMOD HIMP\n", None),
         (b":SENS:VOLT:NPLC 1\n", None),

@@ -13,12 +13,24 @@ programmed level with its limit; output off in HIMP (and GUARd) opens the cell; 
 NORMal and ZERO off states hold 0 V across the cell with a small current limit — they slowly
 discharge it, which is why the driver selects HIMP.
 
+The trigger model, as far as the driver's held limits use it (reference manual 2450-901-01, §3
+"Trigger model" and §6 TRIGger subsystem): ``:TRIGger:LOAD "Empty"``, constant delay blocks
+(``:TRIGger:BLOCk:DELay:CONStant n, s``), source output blocks (``:TRIGger:BLOCk:SOURce:STATe
+n, ON|OFF``), ``:TRIGger:BLOCk:LIST?``, ``:INITiate``, ``:ABORt`` and ``:TRIGger:STATe?``. The
+model runs by itself on the cell's clock (a thread), so a delay block followed by a source-off
+block turns the output off at its time whether or not anyone is connected. While it runs, the
+commands that conflict with it — changes of the source, sense and output settings, ``:READ?``
+and ``:MEASure?``, editing the blocks — are refused with -221 (the manual lets other commands
+run "if they do not conflict with trigger model actions"; the 2461 manual names the
+source-measure settings).
+
 Faults: ``over_range`` makes the next reading 9.9E37; ``interlock`` opens the interlock, which
 turns the output off (and refuses ``:OUTP ON``) until :meth:`Keithley2450Simulator.close_interlock`.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from itertools import islice
 
@@ -35,6 +47,7 @@ from cellbench.drivers.sim.scpi_server import (
 )
 
 OVERFLOW_TEXT = "9.9E+37"
+MAX_DELAY_S = 1e5  # longest constant delay block the simulator accepts, s
 FUNCTIONS = {"CURR": "CURR", "CURRENT": "CURR", "VOLT": "VOLT", "VOLTAGE": "VOLT"}
 OFF_MODES = {
     "HIMP": "HIMP",
@@ -47,6 +60,19 @@ OFF_MODES = {
 }
 ELEMENTS = ("READ", "READING", "SOUR", "SOURCE", "REL", "RELATIVE", "SEC", "SECONDS", "UNIT")
 BUFFERS = ("DEFBUFFER1", "DEFBUFFER2")
+#: commands refused while the trigger model runs (each node cut to 4 letters): set forms of
+#: these, and the measuring queries
+TRIGGER_CONFLICTS_SET = (":SOUR", ":SENS", ":OUTP", ":TRIG:BLOC", ":TRIG:LOAD", ":INIT")
+TRIGGER_CONFLICTS_QUERY = (":READ", ":MEAS")
+#: longest wall wait of the trigger-model thread between checks of the clock, s (a command
+#: advances the model first anyway; the thread matters when nobody talks to the instrument)
+TRIGGER_POLL_WALL_S = 0.25
+
+
+def _short_header(header: str) -> str:
+    """``:TRIGger:BLOCk:DELay`` -> ``:TRIG:BLOC:DELA`` (suffix digits dropped), upper case."""
+    nodes = [n.rstrip("0123456789").upper()[:4] for n in header.strip().split(":")]
+    return ":".join(nodes) if header.startswith(":") else ":" + ":".join(nodes)
 
 
 def _fmt(value: float) -> str:
@@ -87,6 +113,13 @@ class Keithley2450Simulator(ScpiServer):
         #: the command set the instrument answers in (``*LANG?``); see :meth:`power_cycle`
         self.language = "SCPI"
         self.pending_language = "SCPI"
+        # trigger model: blocks by number, ("DELAY", seconds) or ("SOURCE", on)
+        self.trigger_blocks: dict[int, tuple[str, float | bool]] = {}
+        self.trigger_running = False
+        self.trigger_block = 0  # the block being executed (or last executed)
+        self.trigger_due: float | None = None  # clock s at which the present delay ends
+        self._trigger_wake = threading.Event()
+        self._trigger_thread: threading.Thread | None = None
         self.reset()
         self._register()
 
@@ -104,6 +137,10 @@ class Keithley2450Simulator(ScpiServer):
             self.nplc = {"CURR": 1.0, "VOLT": 1.0}
             self.buffer_t0 = self.cell.clock.now()
             self.buffer.clear()
+            self.trigger_blocks = {}
+            self.trigger_running = False
+            self.trigger_block = 0
+            self.trigger_due = None
             self._apply()
 
     def _apply(self) -> None:
@@ -141,7 +178,102 @@ class Keithley2450Simulator(ScpiServer):
             self.language = self.pending_language
             self.reset()
 
+    # -- trigger model --------------------------------------------------------------------
+    def advance_trigger_model(self) -> None:
+        """Execute the running trigger model's blocks as far as the clock allows."""
+        with self.lock:
+            clock = self.cell.clock
+            while self.trigger_running:
+                block = self.trigger_blocks.get(self.trigger_block)
+                if block is None:  # past the last block: the model is done
+                    self.trigger_running = False
+                    break
+                kind, value = block
+                if kind == "DELAY":
+                    if self.trigger_due is None:
+                        self.trigger_due = clock.now() + float(value)
+                    if clock.now() < self.trigger_due:
+                        return
+                    self.trigger_due = None
+                elif kind == "SOURCE":
+                    if value and not self.interlock_closed:
+                        self.trigger_running = False  # the model fails; the output stays off
+                        self.push_error(-221, "Settings conflict;interlock is open")
+                        break
+                    self.output = bool(value)
+                    self._apply()
+                self.trigger_block += 1
+
+    def _trigger_loop(self) -> None:
+        """Runs the model by itself (nobody need be connected), on the cell's clock."""
+        clock = self.cell.clock
+        while not self._stop.is_set():
+            self.advance_trigger_model()
+            with self.lock:
+                running, due = self.trigger_running, self.trigger_due
+            if not running:
+                self._trigger_wake.wait()
+                self._trigger_wake.clear()
+                continue
+            wait = TRIGGER_POLL_WALL_S
+            if due is not None and hasattr(clock, "wall_seconds"):
+                wait = min(wait, max(float(clock.wall_seconds(due - clock.now())), 0.0))
+            self._stop.wait(wait)
+
+    def stop(self) -> None:
+        super().stop()
+        self._trigger_wake.set()  # the model's thread sees the stop and ends
+        if self._trigger_thread is not None:
+            self._trigger_thread.join(timeout=2.0)
+
+    def _start_trigger_model(self) -> None:
+        if self.trigger_running:
+            raise ScpiError(-221, "Settings conflict;trigger model is already running")
+        self.trigger_running = True
+        self.trigger_block = 1
+        self.trigger_due = None
+        self.advance_trigger_model()  # blocks due at once act now
+        if self._trigger_thread is None or not self._trigger_thread.is_alive():
+            self._trigger_thread = threading.Thread(
+                target=self._trigger_loop, name=f"{self.name}-trigger", daemon=True
+            )
+            self._trigger_thread.start()
+        self._trigger_wake.set()
+
+    def _abort_trigger_model(self) -> None:
+        self.trigger_running = False
+        self.trigger_due = None
+
+    def _set_block(self, args: str, kind: str) -> None:
+        parts = [p.strip() for p in args.split(",")]
+        if len(parts) != 2:
+            raise ScpiError(-109, "Missing parameter;block number and value")
+        number = int(parse_number(parts[0], minimum=1, maximum=63))
+        if kind == "DELAY":
+            value: float | bool = parse_number(parts[1], minimum=0.0, maximum=MAX_DELAY_S)
+        else:
+            value = parse_bool(parts[1])
+        self.trigger_blocks[number] = (kind, value)
+
+    def _list_blocks(self) -> str:
+        names = {"DELAY": "DELAY_CONSTANT", "SOURCE": "SOURCE_OUTPUT"}
+        out = []
+        for number in sorted(self.trigger_blocks):
+            kind, value = self.trigger_blocks[number]
+            shown = f"{value:g}" if kind == "DELAY" else ("ON" if value else "OFF")
+            out.append(f"{number}) {names[kind]}: {shown}")
+        return "; ".join(out)
+
     def execute(self, message: str) -> str | None:
+        header = message.strip().partition(" ")[0]
+        if self.trigger_running and header:
+            self.advance_trigger_model()
+            query = header.endswith("?")
+            short = _short_header(header.rstrip("?"))
+            conflicts = TRIGGER_CONFLICTS_QUERY if query else TRIGGER_CONFLICTS_SET
+            if self.trigger_running and short.startswith(conflicts):
+                self.push_error(-221, f"Settings conflict;trigger model is running;{header}")
+                return None
         # In the TSP or SCPI2400 command set the native SCPI commands are unknown; only the
         # IEEE 488.2 common commands (``*LANG?``, ``*IDN?`` ...) still answer.
         if self.language != "SCPI" and not message.strip().lstrip(":").startswith("*"):
@@ -352,9 +484,33 @@ class Keithley2450Simulator(ScpiServer):
             self.buffer_t0 = self.cell.clock.now()
 
         add(":TRACe:CLEar", set=clear)
-        # ABORt stops the trigger model; readings here are taken on demand (no trigger model
-        # runs), so there is nothing to stop, but the command is accepted as on the instrument.
-        add(":ABORt", set=lambda a, n: None)
+
+        # trigger model (see the module docstring)
+        def load(args: str, n: tuple[int, ...]) -> None:
+            name = args.split(",")[0].strip().strip("\"'")
+            if name.upper() != "EMPTY":
+                raise ScpiError(-224, f"Illegal parameter value;{name} (only Empty simulated)")
+            self.trigger_blocks = {}
+
+        add(":TRIGger:LOAD", set=load)
+        add(
+            ":TRIGger:BLOCk:DELay:CONStant",
+            set=lambda a, n: self._set_block(a, "DELAY"),
+        )
+        add(":TRIGger:BLOCk:SOURce:STATe", set=lambda a, n: self._set_block(a, "SOURCE"))
+        add(":TRIGger:BLOCk:LIST", get=lambda a, n: self._list_blocks())
+
+        def trigger_state(args: str, n: tuple[int, ...]) -> str:
+            self.advance_trigger_model()
+            state = "RUNNING" if self.trigger_running else "IDLE"
+            if self.trigger_running and self.trigger_due is not None:
+                state = "WAITING"
+            return f"{state};{state};{self.trigger_block}"
+
+        add(":TRIGger:STATe", get=trigger_state)
+        add(":INITiate[:IMMediate]", set=lambda a, n: self._start_trigger_model())
+        # ABORt stops the trigger model; the output stays as it is
+        add(":ABORt", set=lambda a, n: self._abort_trigger_model())
 
         def data(args: str, n: tuple[int, ...]) -> str:
             parts = [p.strip() for p in args.split(",")]
