@@ -9,13 +9,12 @@ dropped, new ones refused for ``delay_s``), ``error_queue`` (ignored: cyclers ha
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import threading
-import time
 from collections.abc import Callable
 
 from cellbench.drivers.sim.faults import FaultInjector, garble
+from cellbench.drivers.sim.loopback import LoopbackServer
 
 #: ``framer(buffer) -> (message, consumed) | None``: the first complete message, or None
 Framer = Callable[[bytes], "tuple[bytes, int] | None"]
@@ -69,7 +68,7 @@ def fixed_framer(size: int) -> Framer:
     return frame
 
 
-class FramedServer:
+class FramedServer(LoopbackServer):
     """One listening port; a thread per connection; replies with faults applied."""
 
     def __init__(
@@ -86,129 +85,17 @@ class FramedServer:
         self.handler = handler
         self.name = name
         self.faults = faults
-        self.host = host
-        self.port = port
         self.lock = threading.Lock()
         self.received = 0
-        self._stop = threading.Event()
-        self._listener: socket.socket | None = None
-        self._refuse_until = 0.0
-        self._clients: set[socket.socket] = set()
-        self._threads: list[threading.Thread] = []
-        self._accept_thread: threading.Thread | None = None
+        self._init_loopback(host, port)
 
-    def listen(self) -> None:
-        """Bind now (so the port is known before :meth:`start`); raises OSError if taken."""
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            listener.bind((self.host, self.port))
-        except OSError:
-            listener.close()
-            raise
-        listener.listen(16)
-        listener.settimeout(0.05)
-        self.port = listener.getsockname()[1]
-        self._listener = listener
-
-    def start(self) -> FramedServer:
-        if self._listener is None:
-            self.listen()
-        self._accept_thread = threading.Thread(
-            target=self._accept_loop, name=f"{self.name}-accept", daemon=True
-        )
-        self._accept_thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._drop()
-        self._close_listener()
-        for thread in [self._accept_thread, *self._threads]:
-            if thread is not None and thread is not threading.current_thread():
-                thread.join(timeout=2.0)
-
-    def disconnect(self, refuse_s: float = 0.0) -> None:
-        """Drop every connection and refuse new ones for ``refuse_s`` wall seconds."""
-        self._refuse_until = time.monotonic() + refuse_s
-        if refuse_s > 0:
-            self._close_listener()
-        self._drop()
-
-    def _close_listener(self) -> None:
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            with contextlib.suppress(OSError):
-                listener.shutdown(socket.SHUT_RDWR)
-            with contextlib.suppress(OSError):
-                listener.close()
-
-    def _drop(self) -> None:
-        with self.lock:
-            clients = list(self._clients)
-            self._clients.clear()
-        for conn in clients:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-            with contextlib.suppress(OSError):
-                conn.close()
-
-    def _accept_loop(self) -> None:
-        while not self._stop.is_set():
-            listener = self._listener
-            if listener is None:
-                if time.monotonic() < self._refuse_until:
-                    self._stop.wait(0.02)
-                    continue
-                try:
-                    self.listen()
-                except OSError:
-                    self._stop.wait(0.05)
-                continue
-            try:
-                conn, _ = listener.accept()
-            except (TimeoutError, OSError):
-                continue
-            if time.monotonic() < self._refuse_until:
-                conn.close()
-                continue
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn.settimeout(0.05)
-            with self.lock:
-                self._clients.add(conn)
-            thread = threading.Thread(
-                target=self._serve, args=(conn,), name=f"{self.name}-conn", daemon=True
-            )
-            self._threads = [t for t in self._threads if t.is_alive()]
-            self._threads.append(thread)
-            thread.start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        buffer = b""
-        try:
-            while not self._stop.is_set():
-                try:
-                    chunk = conn.recv(65536)
-                except TimeoutError:
-                    continue
-                except OSError:
-                    return
-                if not chunk:
-                    return
-                buffer += chunk
-                while True:
-                    framed = self.framer(buffer)
-                    if framed is None:
-                        break
-                    message, used = framed
-                    buffer = buffer[used:]
-                    if not self._respond(conn, message):
-                        return
-        finally:
-            with self.lock:
-                self._clients.discard(conn)
-            with contextlib.suppress(OSError):
-                conn.close()
+    def _consume(self, conn: socket.socket, buffer: bytearray) -> bool:
+        while (framed := self.framer(bytes(buffer))) is not None:
+            message, used = framed
+            del buffer[:used]
+            if not self._respond(conn, message):
+                return False
+        return True
 
     def _respond(self, conn: socket.socket, message: bytes) -> bool:
         text = message.decode("utf-8", errors="replace")

@@ -22,12 +22,12 @@ import contextlib
 import re
 import socket
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from cellbench.drivers.sim.faults import FaultInjector, garble
+from cellbench.drivers.sim.loopback import LoopbackServer
 
 Setter = Callable[[str, tuple[int, ...]], None]
 Getter = Callable[[str, tuple[int, ...]], str]
@@ -150,7 +150,7 @@ class _Command:
     locked: bool
 
 
-class ScpiServer:
+class ScpiServer(LoopbackServer):
     """Threaded loopback SCPI server; subclass, register commands, call :meth:`start`."""
 
     #: reply to *IDN? (manufacturer, model, serial, firmware)
@@ -160,6 +160,8 @@ class ScpiServer:
     error_queue_size = 32
     #: integer replies (``*OPC?``, ``*ESR?``, ``*STB?``, error codes) carry a sign: ``+1``
     signed_numbers = False
+    backlog = 8
+    recv_size = 4096
 
     def __init__(
         self,
@@ -171,8 +173,6 @@ class ScpiServer:
     ):
         self.name = name or type(self).__name__
         self.faults = faults if faults is not None else FaultInjector()
-        self.host = host
-        self.port = port
         self.lock = threading.RLock()  # instrument state, shared by all connections
         self.received: list[str] = []
         self.errors: deque[tuple[int, str]] = deque()
@@ -180,12 +180,7 @@ class ScpiServer:
         self.ese = 0
         self.sre = 0
         self._commands: list[_Command] = []
-        self._stop = threading.Event()
-        self._listener: socket.socket | None = None
-        self._refuse_until = 0.0
-        self._clients: set[socket.socket] = set()
-        self._threads: list[threading.Thread] = []
-        self._accept_thread: threading.Thread | None = None
+        self._init_loopback(host, port)
         self._register_system_commands()
 
     # -- life cycle -------------------------------------------------------------------------
@@ -194,35 +189,11 @@ class ScpiServer:
         """The VISA resource string that opens this simulator."""
         return f"TCPIP::{self.host}::{self.port}::SOCKET"
 
-    def start(self) -> ScpiServer:
-        self._listen()
-        self._accept_thread = threading.Thread(
-            target=self._accept_loop, name=f"{self.name}-accept", daemon=True
-        )
-        self._accept_thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Close the listener and every connection; join the threads (bounded)."""
-        self._stop.set()
-        self._drop_connections()
-        self._close_listener()
-        for thread in [self._accept_thread, *self._threads]:
-            if thread is not None and thread is not threading.current_thread():
-                thread.join(timeout=2.0)
-
     def __enter__(self) -> ScpiServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-    def disconnect(self, refuse_s: float = 0.0) -> None:
-        """Drop every connection and refuse new ones for ``refuse_s`` wall seconds."""
-        self._refuse_until = time.monotonic() + refuse_s
-        if refuse_s > 0:
-            self._close_listener()
-        self._drop_connections()
 
     # -- command table ----------------------------------------------------------------------
     def add_command(
@@ -393,90 +364,13 @@ class ScpiServer:
         self.add_command(":STATus:PRESet", set=lambda a, n: None)
 
     # -- sockets ----------------------------------------------------------------------------
-    def _listen(self) -> None:
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((self.host, self.port))
-        listener.listen(8)
-        listener.settimeout(0.05)
-        self.port = listener.getsockname()[1]
-        self._listener = listener
-
-    def _close_listener(self) -> None:
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            # shutdown first: a close() alone leaves the socket listening until the accept
-            # thread's pending accept() returns, so a client could connect (and be dropped)
-            # inside the refusal window instead of being refused
-            with contextlib.suppress(OSError):
-                listener.shutdown(socket.SHUT_RDWR)
-            with contextlib.suppress(OSError):
-                listener.close()
-
-    def _drop_connections(self) -> None:
-        with self.lock:
-            clients = list(self._clients)
-            self._clients.clear()
-        for conn in clients:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-            with contextlib.suppress(OSError):
-                conn.close()
-
-    def _accept_loop(self) -> None:
-        while not self._stop.is_set():
-            listener = self._listener
-            if listener is None:
-                if time.monotonic() < self._refuse_until:
-                    self._stop.wait(0.02)
-                    continue
-                try:
-                    self._listen()
-                except OSError:
-                    self._stop.wait(0.05)
-                continue
-            try:
-                conn, _ = listener.accept()
-            except (TimeoutError, OSError):
-                continue
-            if time.monotonic() < self._refuse_until:
-                conn.close()
-                continue
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn.settimeout(0.05)
-            with self.lock:
-                self._clients.add(conn)
-            thread = threading.Thread(
-                target=self._serve, args=(conn,), name=f"{self.name}-conn", daemon=True
-            )
-            self._threads = [t for t in self._threads if t.is_alive()]
-            self._threads.append(thread)
-            thread.start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        buffer = bytearray()
-        try:
-            while not self._stop.is_set():
-                try:
-                    chunk = conn.recv(4096)
-                except TimeoutError:
-                    continue
-                except OSError:
-                    return
-                if not chunk:
-                    return
-                buffer.extend(chunk)
-                while b"\n" in buffer:
-                    raw, _, rest = bytes(buffer).partition(b"\n")
-                    buffer = bytearray(rest)
-                    line = raw.decode("ascii", errors="replace").strip()
-                    if line and not self._respond(conn, line):
-                        return
-        finally:
-            with self.lock:
-                self._clients.discard(conn)
-            with contextlib.suppress(OSError):
-                conn.close()
+    def _consume(self, conn: socket.socket, buffer: bytearray) -> bool:
+        while (end := buffer.find(b"\n")) >= 0:
+            line = bytes(buffer[:end]).decode("ascii", errors="replace").strip()
+            del buffer[: end + 1]
+            if line and not self._respond(conn, line):
+                return False
+        return True
 
     def _respond(self, conn: socket.socket, line: str) -> bool:
         """Run a line and send its reply with faults applied; False once disconnected."""
