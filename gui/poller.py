@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections import deque
 from pathlib import Path
 
 from cellbench.core import schema
@@ -30,10 +31,15 @@ log = logging.getLogger(__name__)
 class RunPoller:
     """New rows and status changes of one run folder since the previous :meth:`poll`."""
 
-    def __init__(self, path: Path | str, *, chunk_rows: int = 200_000):
+    def __init__(
+        self, path: Path | str, *, chunk_rows: int = 200_000, samples_chunk_rows: int = 1_000_000
+    ):
         self.path = Path(path)
         self.reader: RunReader = open_run(self.path)
         self.chunk_rows = int(chunk_rows)
+        # samples come in big chunks: each slice of the lazy scan reads from the start again,
+        # so 200 000-row chunks made attaching to 10 M rows quadratic (50 slices, ~70 s)
+        self.samples_chunk_rows = int(samples_chunk_rows)
         self.offsets = {table: 0 for table in schema.TABLES}  # rows already taken
         self.status = ""
         self.writer_alive = False
@@ -57,7 +63,9 @@ class RunPoller:
             start = self.offsets[table]
             if have <= start:
                 continue
-            take = min(have - start, self.chunk_rows)
+            take = min(
+                have - start, self.samples_chunk_rows if table == "samples" else self.chunk_rows
+            )
             frame = self.reader.scan(table).slice(start, take).collect()
             self.offsets[table] = start + frame.height
             caught_up &= self.offsets[table] >= have
@@ -82,12 +90,23 @@ class AttachFeed:
     error (the folder vanished, a disk error); polling goes on and clears it when reads work.
     """
 
-    def __init__(self, path: Path | str, *, interval_s: float = 1.0, chunk_rows: int = 200_000):
-        self.poller = RunPoller(path, chunk_rows=chunk_rows)
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        interval_s: float = 1.0,
+        chunk_rows: int = 200_000,
+        samples_chunk_rows: int = 1_000_000,
+    ):
+        self.poller = RunPoller(path, chunk_rows=chunk_rows, samples_chunk_rows=samples_chunk_rows)
         self.interval_s = float(interval_s)
         self.queue: queue.Queue[LiveMessage] = queue.Queue()
         self.error: str | None = None
         self._stop = threading.Event()
+        # messages of each poll not yet taken, oldest first: while a long history loads, the
+        # next chunk is read while the GUI takes in this one (one poll ahead, no more)
+        self._polls: deque[int] = deque()
+        self._lock = threading.Lock()
         self._thread = threading.Thread(
             target=self._loop, name=f"cellbench-attach-{self.poller.path.name}", daemon=True
         )
@@ -112,16 +131,33 @@ class AttachFeed:
                 out.append(self.queue.get_nowait())
             except queue.Empty:
                 break
+        with self._lock:
+            taken = len(out)
+            while taken and self._polls:
+                used = min(taken, self._polls[0])
+                self._polls[0] -= used
+                taken -= used
+                if self._polls[0] == 0:
+                    self._polls.popleft()
         return out
+
+    def _waiting_polls(self) -> int:
+        with self._lock:
+            return len(self._polls)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            if not self.queue.empty():  # the GUI has not taken the last poll yet
-                self._stop.wait(0.05)
+            ahead = 0 if self.poller.caught_up else 1
+            if self._waiting_polls() > ahead:  # the GUI has not taken the last poll(s) yet
+                self._stop.wait(0.02)
                 continue
             try:
-                for message in self.poller.poll():
-                    self.queue.put(message)
+                messages = self.poller.poll()
+                with self._lock:
+                    if messages:
+                        self._polls.append(len(messages))
+                    for message in messages:
+                        self.queue.put(message)
                 self.error = None
             except Exception as exc:  # keep following; say why the view is not updating
                 self.error = f"{type(exc).__name__}: {exc}"

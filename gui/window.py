@@ -113,6 +113,7 @@ class MainWindow(QMainWindow):
         self._drawn_version = -1
         self._events_shown = 0
         self._alarmed = False
+        self._catching_up = False
         fixtures = default_fixtures()
 
         # ---- set-up: station, new run, attach, the run's facts
@@ -489,6 +490,14 @@ class MainWindow(QMainWindow):
             self._attach_progress()
         self._update_info()
         self.redraw()
+        feed = self.feed
+        if feed is not None and not feed.poller.caught_up and not self._catching_up:
+            self._catching_up = True  # a long run's history: the next chunk as soon as it is read
+            QTimer.singleShot(20, self._catch_up)
+
+    def _catch_up(self) -> None:
+        self._catching_up = False
+        self.tick()
 
     def _run_progress(self) -> None:
         run = self.run

@@ -13,8 +13,8 @@ import pytest
 from cellbench.core.schema import RunMeta
 from cellbench.daq.live import LiveMessage
 from cellbench.daq.store import create_run
-from cellbench.gui.engine_run import check_files
 from cellbench.gui.cycles import CycleTracker
+from cellbench.gui.engine_run import check_files
 from cellbench.gui.history import History
 from cellbench.gui.model import (
     LiveModel,
@@ -24,8 +24,8 @@ from cellbench.gui.model import (
     readable_message,
     status_text,
 )
-from cellbench.gui.protocol_table import protocol_rows
 from cellbench.gui.poller import RunPoller
+from cellbench.gui.protocol_table import protocol_rows
 
 
 def samples(t: np.ndarray, channel: str = "ch1", **extra) -> pl.DataFrame:
@@ -369,7 +369,7 @@ def test_poller_reads_incrementally_in_chunks_and_follows_status(tmp_path):
     try:
         writer.append("samples", samples(np.arange(25.0)))
         writer.event("run_start", "started", test_time_second=0.0)
-        poller = RunPoller(writer.path, chunk_rows=10)
+        poller = RunPoller(writer.path, chunk_rows=10, samples_chunk_rows=10)
         before = _files(writer.path)
         msgs = poller.poll()
         assert [m.kind for m in msgs] == ["event", "samples", "status"]
@@ -393,6 +393,38 @@ def test_poller_reads_incrementally_in_chunks_and_follows_status(tmp_path):
     msgs = poller.poll()
     assert msgs[-1] == LiveMessage("status", status="stopped")
     assert not poller.writer_alive
+
+
+def test_attach_feed_reads_one_chunk_ahead_while_a_history_loads(tmp_path):
+    import time
+
+    from cellbench.gui.poller import AttachFeed
+
+    meta = RunMeta(run_id="ahead", start_time="2026-01-01T00:00:00Z")
+    with create_run(tmp_path, meta) as writer:
+        writer.append("samples", samples(np.arange(50.0)))
+        path = writer.path
+    feed = AttachFeed(path, interval_s=0.05, chunk_rows=10, samples_chunk_rows=10)
+    feed.start()
+    try:
+
+        def queued() -> int:
+            return sum(1 for m in list(feed.queue.queue) if m.kind == "samples")
+
+        deadline = time.monotonic() + 10
+        while queued() < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)
+        assert queued() == 2  # the next chunk read while this one waits; not a third
+        rows = []
+        deadline = time.monotonic() + 10
+        while len(rows) < 50 and time.monotonic() < deadline:
+            rows += [m.frame for m in feed.drain() if m.kind == "samples"]
+            time.sleep(0.01)
+        got = pl.concat(rows)["test_time_second"].to_list()
+        assert got == list(np.arange(50.0))  # every row once, in order
+    finally:
+        feed.stop()
 
 
 # -------------------------------------------------------------------------------- check_files
