@@ -186,7 +186,7 @@ def test_cycle_tracker_capacity_and_efficiency_per_cycle():
     halves = tracker.curves(2)
     assert [h.sign for h in halves] == [1, -1]
     for half in halves:
-        q, v = half.arrays()
+        q, _v = half.arrays()
         assert len(q) <= 100 and np.all(np.diff(q) >= 0)  # bounded, capacity rising
         assert q[-1] == pytest.approx(1e-3, rel=0.05)
 
