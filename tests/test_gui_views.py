@@ -356,3 +356,58 @@ def test_fit_a_spectrum_in_the_analysis_tab_and_export_svg_png_csv(qtbot, window
     wait_for(lambda: panel.interface.frame is not None)
     r1 = panel.interface.frame["R1_ohm"].to_list()
     assert r1 == pytest.approx([40.0, 50.0, 60.0], rel=1e-3)
+
+
+def test_fade_and_arrhenius_in_the_analysis_tab(qtbot, window, tmp_path):
+    # 30 short cycles whose discharge capacity fades linearly by 0.5 % per cycle
+    n_cycles, period = 30, 600.0
+    t = np.arange(0.0, n_cycles * period, 5.0)
+    cycle = (t // period + 1).astype(np.int32)
+    phase = (t % period) / period
+    charging = phase < 0.5
+    fade = 1.0 - 0.005 * (cycle - 1)
+    current = np.where(charging, 1e-3, -1e-3 * fade)
+    current = np.where(~charging & (phase - 0.5 > 0.5 * fade), 0.0, current)  # rest once empty
+    frame = pl.DataFrame(
+        {
+            "channel": "cell1",
+            "test_time_second": t,
+            "unix_time_second": 1.7e9 + t,
+            "voltage_volt": np.where(charging, 3.5 + phase, 4.0 - phase),
+            "current_ampere": current,
+            "cycle_count": cycle,
+            "step_count": (t // (period / 2) + 1).astype(np.int32),
+            "step_index": np.where(charging, 0, 1).astype(np.int32),
+        }
+    )
+    meta = RunMeta(
+        run_id="fade",
+        start_time="2026-01-01T00:00:00Z",
+        cell=Cell(name="P1", area_cm2=1.0, thickness_cm=0.1),
+    )
+    with create_run(tmp_path, meta) as writer:
+        writer.append("samples", frame)
+        for k, temp in enumerate((25.0, 45.0, 65.0, 85.0)):  # bulk R falls with temperature
+            r0 = 100.0 * np.exp(0.35 / 8.617e-5 * (1 / (temp + 273.15) - 1 / 298.15))
+            writer.append("spectra", rc_spectrum(k, r0, 40.0, 1, 100.0 * k).with_columns(
+                pl.lit(temp).alias("temperature_celsius")))  # fmt: skip
+        path = writer.path
+    panel = window.analysis
+    assert panel.open(path)
+    panel.fit_fade()
+    wait_for(lambda: not panel.busy)
+    panel.wait()
+    assert "end of life (80 %) at cycle" in panel.fade.result.text()
+    assert panel.fade.frame is not None and panel.fade.frame.height >= 1
+    assert len(panel.fade_plot.getPlotItem().listDataItems()) == 2  # measured and the fit
+
+    panel.circuit_box.setCurrentText("R0-p(R1,CPE1)")
+    panel.bulk_box.setCurrentText("R0")
+    panel.fit_arrhenius()
+    wait_for(lambda: not panel.busy)
+    panel.wait()
+    text = panel.arr.result.text()
+    assert text.startswith("Ea = "), text
+    ea = float(text.split()[2])
+    assert ea == pytest.approx(0.35, abs=0.01)  # the activation energy the data were made with
+    assert panel.arr.frame.height == 4
