@@ -53,7 +53,6 @@ from cellbench.drivers.errors import (
     InstrumentCommandError,
     InstrumentConnectionError,
     InstrumentReplyError,
-    InstrumentTimeout,
     InterlockError,
 )
 from cellbench.drivers.roles import CyclerPoll, CyclerRecord, Reading
@@ -112,20 +111,14 @@ class JsonSocketTransport(SocketTransport):
         super().__init__(address, **kwargs)
 
     def _receive_line(self, timeout_s: float) -> bytes:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            end = _json_object_end(self._buffer)
-            if end is not None:
-                start = self._buffer.find(b"{")
-                obj = bytes(self._buffer[start:end])
-                del self._buffer[:end]
-                return obj
-            if not self._fill(deadline):
-                partial = f"; partial reply {bytes(self._buffer[:60])!r}" if self._buffer else ""
-                raise self._error(
-                    InstrumentTimeout, f"no reply within {timeout_s:g} s{partial}",
-                    self._last_command,
-                )  # fmt: skip
+        return self._receive_framed(_json_frame, timeout_s)
+
+
+def _json_frame(buffer: bytearray) -> tuple[int, int, int] | None:
+    """The first complete JSON object in ``buffer`` as (start, end, used) (bytes before its
+    opening brace go with it), else None."""
+    end = _json_object_end(buffer)
+    return None if end is None else (buffer.find(b"{"), end, end)
 
 
 def _json_object_end(buffer: bytearray) -> int | None:

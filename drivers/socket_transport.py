@@ -12,10 +12,10 @@ import socket
 import time
 
 from cellbench.drivers.errors import InstrumentConnectionError, InstrumentError, InstrumentTimeout
-from cellbench.drivers.transport import Transport, _socket_endpoint
+from cellbench.drivers.transport import BufferedTransport, _socket_endpoint
 
 
-class SocketTransport(Transport):
+class SocketTransport(BufferedTransport):
     """A LAN instrument's raw SCPI socket (``TCPIP::host::port::SOCKET``, port 5025 and the
     like) through the standard library: what pyvisa-py does for these resources, without VISA.
 
@@ -117,32 +117,3 @@ class SocketTransport(Transport):
             )
         self._buffer.extend(chunk)
         return True
-
-    def _receive_line(self, timeout_s: float) -> bytes:
-        term = self.read_termination.encode()
-        deadline = time.monotonic() + timeout_s
-        while True:
-            index = self._buffer.find(term)
-            if index >= 0:
-                line = bytes(self._buffer[:index])
-                del self._buffer[: index + len(term)]
-                return line
-            if not self._fill(deadline):
-                partial = f"; partial reply {bytes(self._buffer[:60])!r}" if self._buffer else ""
-                raise self._error(
-                    InstrumentTimeout, f"no reply within {timeout_s:g} s{partial}",
-                    self._last_command,
-                )  # fmt: skip
-
-    def _receive_exact(self, size: int, timeout_s: float) -> bytes:
-        deadline = time.monotonic() + timeout_s
-        while len(self._buffer) < size:
-            if not self._fill(deadline):
-                raise self._error(
-                    InstrumentTimeout,
-                    f"{len(self._buffer)} of {size} bytes within {timeout_s:g} s",
-                    self._last_command,
-                )
-        data = bytes(self._buffer[:size])
-        del self._buffer[:size]
-        return data

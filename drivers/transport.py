@@ -37,6 +37,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -332,7 +333,64 @@ def _open_failure(exc: Exception) -> str:
     return reasons.get(code, str(exc)) if code is not None else str(exc)
 
 
-class SerialTransport(Transport):
+#: ``frame(buffer) -> (start, end, used) | None``: the first complete message is
+#: ``buffer[start:end]`` and the first ``used`` bytes go with it (its terminator, bytes before it)
+Framer = Callable[[bytearray], "tuple[int, int, int] | None"]
+
+
+class BufferedTransport(Transport):
+    """A transport that reads what arrives into ``self._buffer`` (:meth:`_fill`, the subclass's)
+    and cuts replies from it: lines ending in ``read_termination``, exact sizes, or any framing
+    (:meth:`_receive_framed`). Bytes after a reply stay buffered for the next read."""
+
+    _buffer: bytearray
+
+    def _fill(self, deadline: float) -> bool:  # pragma: no cover - abstract
+        """Append what arrives to ``self._buffer``; False once ``deadline`` (monotonic) passed."""
+        raise NotImplementedError
+
+    def _receive_framed(self, frame: Framer, timeout_s: float) -> bytes:
+        """The first message ``frame`` finds in the buffer, reading until it is complete."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            found = frame(self._buffer)
+            if found is not None:
+                start, end, used = found
+                message = bytes(self._buffer[start:end])
+                del self._buffer[:used]
+                return message
+            if not self._fill(deadline):
+                partial = f"; partial reply {bytes(self._buffer[:60])!r}" if self._buffer else ""
+                raise self._error(
+                    InstrumentTimeout,
+                    f"no reply within {timeout_s:g} s{partial}",
+                    self._last_command,
+                )
+
+    def _receive_line(self, timeout_s: float) -> bytes:
+        term = self.read_termination.encode()
+
+        def line(buffer: bytearray) -> tuple[int, int, int] | None:
+            index = buffer.find(term)
+            return None if index < 0 else (0, index, index + len(term))
+
+        return self._receive_framed(line, timeout_s)
+
+    def _receive_exact(self, size: int, timeout_s: float) -> bytes:
+        deadline = time.monotonic() + timeout_s
+        while len(self._buffer) < size:
+            if not self._fill(deadline):
+                raise self._error(
+                    InstrumentTimeout,
+                    f"{len(self._buffer)} of {size} bytes within {timeout_s:g} s",
+                    self._last_command,
+                )
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return data
+
+
+class SerialTransport(BufferedTransport):
     """A serial port through pyserial (USB-serial adapters, RS-232, pseudo-terminals, URLs)."""
 
     #: longest single blocking read; the overall deadline is checked between reads
@@ -429,36 +487,6 @@ class SerialTransport(Transport):
             ) from None
         self._buffer.extend(chunk)
         return True
-
-    def _receive_line(self, timeout_s: float) -> bytes:
-        term = self.read_termination.encode()
-        deadline = time.monotonic() + timeout_s
-        while True:
-            index = self._buffer.find(term)
-            if index >= 0:
-                line = bytes(self._buffer[:index])
-                del self._buffer[: index + len(term)]
-                return line
-            if not self._fill(deadline):
-                partial = f"; partial reply {bytes(self._buffer[:60])!r}" if self._buffer else ""
-                raise self._error(
-                    InstrumentTimeout,
-                    f"no reply within {timeout_s:g} s{partial}",
-                    self._last_command,
-                )
-
-    def _receive_exact(self, size: int, timeout_s: float) -> bytes:
-        deadline = time.monotonic() + timeout_s
-        while len(self._buffer) < size:
-            if not self._fill(deadline):
-                raise self._error(
-                    InstrumentTimeout,
-                    f"{len(self._buffer)} of {size} bytes within {timeout_s:g} s",
-                    self._last_command,
-                )
-        data = bytes(self._buffer[:size])
-        del self._buffer[:size]
-        return data
 
 
 _RESOURCE_MANAGERS: dict[str, object] = {}
