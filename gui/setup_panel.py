@@ -134,7 +134,7 @@ def simulated_copy(station_path: Path, folder: Path) -> Path:
             raw = 'address = "sim"'
         m = re.match(r'^(\s*cell\s*=\s*")([^"]+)(".*)$', raw)
         if section == "simulation" and m and not Path(m.group(2)).is_absolute():
-            raw = f"{m.group(1)}{(base / m.group(2)).as_posix()}{m.group(3)}"
+            raw = f"{m.group(1)}{(base / m.group(2)).resolve().as_posix()}{m.group(3)}"
         out_lines.append(raw)
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / f"{station_path.stem}-simulated.toml"

@@ -411,3 +411,36 @@ def test_fade_and_arrhenius_in_the_analysis_tab(qtbot, window, tmp_path):
     ea = float(text.split()[2])
     assert ea == pytest.approx(0.35, abs=0.01)  # the activation energy the data were made with
     assert panel.arr.frame.height == 4
+
+
+def test_station_lights_identify_and_the_simulated_switch(window, tmp_path, fixtures_dir):
+    # the demo bench as it stands in a lab: real addresses (nobody listens on port 9)
+    text = (fixtures_dir / "stations" / "demo_station.toml").read_text()
+    text = text.replace('address = "sim"', 'address = "TCPIP::127.0.0.1::9::SOCKET"')
+    sim_cell = (fixtures_dir / "sim" / "sulfide_full_cell.toml").as_posix()
+    text = text.replace('cell = "../sim/sulfide_full_cell.toml"', 'cell = "../sim/x.toml"')
+    (tmp_path / "sim").mkdir()
+    (tmp_path / "sim" / "x.toml").write_text(Path(sim_cell).read_text())
+    (tmp_path / "lab").mkdir()
+    station = tmp_path / "lab" / "bench.toml"
+    station.write_text(text)
+    panel = window.station_panel
+    window.station.set_path(station)
+    assert panel.table.rowCount() == 3
+    assert panel.table.item(0, 0).toolTip() == "not asked yet"  # grey until asked
+    assert panel.simulated.isEnabled()  # it has a [simulation] table
+    panel.identify_button.click()
+    wait_for(lambda: panel.identify_button.isEnabled() and len(panel.states) == 3)
+    window.redraw()
+    assert all(state == "error" for state, _ in panel.states.values())  # red: no answer
+    assert "did not answer" in panel.message.text()
+    panel.simulated.setChecked(True)  # the same bench on simulators
+    used = window.station_path()
+    assert used != station and used.name == "bench-simulated.toml"
+    copy = used.read_text()
+    assert copy.count('address = "sim"') == 3 and "127.0.0.1" not in copy
+    assert (tmp_path / "sim" / "x.toml").as_posix() in copy  # the simulated cell still found
+    assert station.read_text() == text  # the station file itself untouched
+    assert panel.table.item(0, 0).toolTip() == "simulated"
+    window.protocol.set_path(fixtures_dir / "protocols" / "demo.toml")
+    assert window.problems == []
