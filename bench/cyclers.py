@@ -32,8 +32,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from cellbench.drivers.maccor import MaccorChannel, _json_object_end
+from cellbench.drivers.maccor import MaccorChannel
 from cellbench.drivers.neware import HEADER, TERMINATION, NewareChannel
+from cellbench.drivers.transport import json_object_end
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CELL = os.path.join(ROOT, "fixtures", "sim", "sulfide_full_cell.toml")
@@ -110,7 +111,7 @@ def bare_maccor(sock: socket.socket) -> Callable[[], None]:
         buffer = bytearray()
         for message in messages:
             sock.sendall(message)
-            while (end := _json_object_end(buffer)) is None:
+            while (end := json_object_end(buffer)) is None:
                 buffer.extend(sock.recv(65536))
             json.loads(bytes(buffer[:end]))
             del buffer[:end]

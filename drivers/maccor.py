@@ -57,7 +57,7 @@ from cellbench.drivers.errors import (
 )
 from cellbench.drivers.roles import CyclerPoll, CyclerRecord, Reading
 from cellbench.drivers.socket_transport import SocketTransport
-from cellbench.drivers.transport import Transport, _socket_endpoint
+from cellbench.drivers.transport import Transport, _socket_endpoint, json_object_end
 
 JSON_PORT = 57570
 BINARY_PORT = 57560
@@ -117,34 +117,8 @@ class JsonSocketTransport(SocketTransport):
 def _json_frame(buffer: bytearray) -> tuple[int, int, int] | None:
     """The first complete JSON object in ``buffer`` as (start, end, used) (bytes before its
     opening brace go with it), else None."""
-    end = _json_object_end(buffer)
+    end = json_object_end(buffer)
     return None if end is None else (buffer.find(b"{"), end, end)
-
-
-def _json_object_end(buffer: bytearray) -> int | None:
-    """Index just past the first complete top-level JSON object in ``buffer``, else None."""
-    start = buffer.find(b"{")
-    if start < 0:
-        return None
-    depth, in_string, escaped = 0, False, False
-    for index in range(start, len(buffer)):
-        ch = buffer[index]
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == 0x5C:  # backslash
-                escaped = True
-            elif ch == 0x22:
-                in_string = False
-        elif ch == 0x22:
-            in_string = True
-        elif ch == 0x7B:
-            depth += 1
-        elif ch == 0x7D:
-            depth -= 1
-            if depth == 0:
-                return index + 1
-    return None
 
 
 @dataclass(frozen=True)

@@ -338,6 +338,34 @@ def _open_failure(exc: Exception) -> str:
 Framer = Callable[[bytearray], "tuple[int, int, int] | None"]
 
 
+def json_object_end(buffer: bytes | bytearray) -> int | None:
+    """Index just past the first complete top-level JSON object in ``buffer`` (braces counted
+    outside strings; bytes before its ``{`` skipped), else None: how a protocol that sends bare
+    JSON objects without a terminator (Maccor MacNet) frames its messages."""
+    start = buffer.find(b"{")
+    if start < 0:
+        return None
+    depth, in_string, escaped = 0, False, False
+    for index in range(start, len(buffer)):
+        ch = buffer[index]
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == 0x5C:  # backslash
+                escaped = True
+            elif ch == 0x22:
+                in_string = False
+        elif ch == 0x22:
+            in_string = True
+        elif ch == 0x7B:
+            depth += 1
+        elif ch == 0x7D:
+            depth -= 1
+            if depth == 0:
+                return index + 1
+    return None
+
+
 class BufferedTransport(Transport):
     """A transport that reads what arrives into ``self._buffer`` (:meth:`_fill`, the subclass's)
     and cuts replies from it: lines ending in ``read_termination``, exact sizes, or any framing

@@ -19,9 +19,10 @@ from cellbench.drivers.errors import (
     InstrumentTimeout,
     InterlockError,
 )
-from cellbench.drivers.maccor import MaccorChannel, _json_object_end
+from cellbench.drivers.maccor import MaccorChannel
 from cellbench.drivers.sim.cell import SimCell, load_cell_params
 from cellbench.drivers.sim.maccor_sim import MaccorSimulator
+from cellbench.drivers.transport import json_object_end
 
 FX = Path(__file__).resolve().parents[1] / "fixtures"
 PROCEDURE = {
@@ -46,9 +47,9 @@ def _port(address: str) -> int:
 
 
 def test_json_framing_finds_whole_objects_only():
-    assert _json_object_end(bytearray(b'{"a": "}{", "b": {"c": 1}}{"x"')) == 26
-    assert _json_object_end(bytearray(b'{"a": {"b": 1}')) is None
-    assert _json_object_end(bytearray(b'noise {"a": "\\"}"}')) == 18
+    assert json_object_end(bytearray(b'{"a": "}{", "b": {"c": 1}}{"x"')) == 26
+    assert json_object_end(bytearray(b'{"a": {"b": 1}')) is None
+    assert json_object_end(bytearray(b'noise {"a": "\\"}"}')) == 18
 
 
 def test_status_and_direct_control_on_the_wire(sim):

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from cellbench.drivers.sim.faults import FaultInjector, garble
 from cellbench.drivers.sim.loopback import LoopbackServer
+from cellbench.drivers.transport import json_object_end
 
 #: ``framer(buffer) -> (message, consumed) | None``: the first complete message, or None
 Framer = Callable[[bytes], "tuple[bytes, int] | None"]
@@ -35,28 +36,8 @@ def terminator_framer(terminator: bytes) -> Framer:
 
 def json_framer(buffer: bytes) -> tuple[bytes, int] | None:
     """One top-level JSON object (balanced braces outside strings); leading bytes skipped."""
-    start = buffer.find(b"{")
-    if start < 0:
-        return None
-    depth, in_string, escaped = 0, False, False
-    for index in range(start, len(buffer)):
-        ch = buffer[index]
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == 0x5C:
-                escaped = True
-            elif ch == 0x22:
-                in_string = False
-        elif ch == 0x22:
-            in_string = True
-        elif ch == 0x7B:
-            depth += 1
-        elif ch == 0x7D:
-            depth -= 1
-            if depth == 0:
-                return buffer[start : index + 1], index + 1
-    return None
+    end = json_object_end(buffer)
+    return None if end is None else (buffer[buffer.find(b"{") : end], end)
 
 
 def fixed_framer(size: int) -> Framer:
