@@ -27,7 +27,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 
 import numpy as np
@@ -35,6 +34,7 @@ import numpy as np
 from cellbench.drivers.maccor import MaccorChannel
 from cellbench.drivers.neware import HEADER, TERMINATION, NewareChannel
 from cellbench.drivers.transport import json_object_end
+from drivers import timed_pair  # bench/drivers.py: per-call times of ours and the reference
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CELL = os.path.join(ROOT, "fixtures", "sim", "sulfide_full_cell.toml")
@@ -143,21 +143,6 @@ def bare_neware(sock: socket.socket, pipelines: list[str]) -> Callable[[], None]
     return poll
 
 
-def timed(ours: Callable[[], object], ref: Callable[[], object], repeat: int):
-    for _ in range(3):
-        ours()
-        ref()
-    a, b = np.empty(repeat), np.empty(repeat)
-    for k in range(repeat):
-        t0 = time.perf_counter()
-        ours()
-        t1 = time.perf_counter()
-        ref()
-        t2 = time.perf_counter()
-        a[k], b[k] = t1 - t0, t2 - t1
-    return a, b
-
-
 def row(label: str, ours: np.ndarray, ref: np.ndarray) -> None:
     p50a, p99a = np.percentile(ours, [50, 99]) * 1e3
     p50b, p99b = np.percentile(ref, [50, 99]) * 1e3
@@ -196,10 +181,15 @@ def main() -> None:
                 print(f"| 64-channel status poll ({args.polls} polls) | cellbench | bare socket "
                       "| ratio |")  # fmt: skip
                 print("| --- | --- | --- | --- |")
-                a, b = timed(lambda: [c.status() for c in maccor], bare_maccor(ms), args.polls)
+                a, b = timed_pair(
+                    lambda: [c.status() for c in maccor], bare_maccor(ms), args.polls, warmup=3
+                )
                 row("Maccor MacNet (4, 7) x 64", a, b)
-                a, b = timed(
-                    lambda: [c.inquire() for c in bts], bare_neware(ns, pipelines), args.polls
+                a, b = timed_pair(
+                    lambda: [c.inquire() for c in bts],
+                    bare_neware(ns, pipelines),
+                    args.polls,
+                    warmup=3,
                 )
                 row("Neware BTS inquire x 64", a, b)
             for ch in [*maccor, *bts]:
