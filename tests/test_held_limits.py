@@ -294,6 +294,7 @@ watchdog_s = {WATCHDOG_S}
         assert lowest >= V_MIN - 1e-3, f"the cell went to {lowest:.4f} V with the logger gone"
         assert at_floor, "the cell never reached voltage_min: the test proves nothing"
         assert off_at is not None, "the output stayed on with the logger gone"
-        # renewed by the last reading (<= one 0.2 s sample before the kill), then watchdog_s
-        assert WATCHDOG_S - 0.5 <= off_at <= WATCHDOG_S + 3.0
+        # watchdog_s after the last reading (one 0.2 s sample before the kill, later on a
+        # loaded machine), not at once: generous bounds
+        assert 1.0 <= off_at <= WATCHDOG_S + 3.0
         assert cell.mode == "open"
