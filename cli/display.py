@@ -129,6 +129,7 @@ class PlainDisplay:
         self.events = _Events(engine)
         self._last = -math.inf
         self._held: list[dict] = []  # events printed at the end (the run's end)
+        self.end_shown = False  # the run's end was printed (the caller need not say it again)
 
     def start(self) -> None:
         print(f"run folder: {self.engine.run_path}", file=self.stream, flush=True)
@@ -149,6 +150,9 @@ class PlainDisplay:
         # stable, so events of the same instant keep the order they came in
         for _, _, line in sorted(lines, key=lambda tl: tl[:2]):
             print(line, file=self.stream, flush=True)
+        self.end_shown = self.end_shown or any(
+            ev.get("kind") == "run_end" for ev in events if ev not in self._held
+        )
 
     def stop(self) -> None:
         self.update(force=True)
@@ -171,6 +175,7 @@ class LiveDisplay:
         self.console = console or Console()
         self.events = _Events(engine)
         self.live = Live(self._table(), console=self.console, refresh_per_second=4, transient=False)
+        self.end_shown = False  # the run's end was printed (the caller need not say it again)
 
     def _table(self):
         from rich.table import Table
@@ -203,6 +208,7 @@ class LiveDisplay:
                 ev.get("severity", "info").upper(), ""
             )
             self.live.console.print(event_line(ev), style=style, markup=False, highlight=False)
+            self.end_shown = self.end_shown or ev.get("kind") == "run_end"
         self.live.update(self._table())
 
     def stop(self) -> None:

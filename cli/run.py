@@ -274,6 +274,7 @@ def drive(
                     print(f"sync: uploading to the lab catalog (pid {uploader.pid})", flush=True)
             use_plain = plain or not sys.stdout.isatty()
             display = PlainDisplay(engine, every_s=log_every) if use_plain else LiveDisplay(engine)
+            end_shown = False
             display.start()
             try:
                 status = "running"
@@ -282,11 +283,13 @@ def drive(
                     display.update()
             finally:
                 display.stop()
+                end_shown = display.end_shown
                 if control is not None:
                     control.close()
     finally:
         session.close()
-    print(f"run {status}", flush=True)  # the display printed the run folder when it started
+    if not end_shown:  # the display printed the run's end event ("run at …: run completed")
+        print(f"run {status}", flush=True)
     return status, exit_code(status, signals.received)
 
 
@@ -363,7 +366,7 @@ def _continue(run_path: Path, args: argparse.Namespace) -> int:
     if status not in RESUMABLE_STATUSES:
         print(f"run already {status}: {run_path}")
         return exit_code(status, "SIGTERM")
-    print(f"resuming {status} run: {run_path}", flush=True)
+    print(f"resuming {status} run", flush=True)  # the display prints the run folder next
     session = prepare_resume(run_path, time_scale=args.time_scale)
     _, code = drive(session, plain=args.plain, log_every=args.log_every, log=args.log)
     return code
