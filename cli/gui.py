@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "problem listed before anything touches an instrument), start the run — as its own "
             "`cellbench run` logger process, which outlives the window — watch V/I/T and "
             "Nyquist plots and alarms, pause, continue or stop it. With RUN_DIR, attach to a run "
-            "folder (read-only; stop/pause/continue over its logger's control channel). With "
+            "folder (read-only; stop/pause/continue over its logger's control channel); with "
+            "--catalog URL RUN_ID, follow a run of the lab catalog read-only. With "
             "PROTOCOL --station STATION, start that run at once (scripted use)."
         ),
     )
@@ -26,7 +27,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         nargs="?",
         type=Path,
         metavar="RUN_DIR|PROTOCOL",
-        help="run folder to follow, or a protocol file to start at once (needs --station)",
+        help=(
+            "run folder to follow, or a protocol file to start at once (needs --station), or "
+            "with --catalog the catalog run id to follow"
+        ),
+    )
+    p.add_argument(
+        "--catalog",
+        metavar="URL",
+        default=None,
+        help=(
+            "follow a run of the lab catalog: RUN_DIR is then its run id (read-only; history "
+            "from the archive, newest rows from the catalog; password from PGPASSFILE or the "
+            "libpq service file, never here)"
+        ),
     )
     p.add_argument("--protocol", type=Path, metavar="FILE", help="protocol TOML to preselect")
     p.add_argument("--station", type=Path, metavar="FILE", help="station TOML to preselect")
@@ -40,8 +54,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_gui)
 
 
+def _catalog_run(url: str, run_id: Path | None, args: argparse.Namespace) -> tuple[str, str]:
+    """``(url, run_id)`` checked before the window opens: the URL holds no password, the
+    catalog answers and has the run (each failure one clear error)."""
+    if run_id is None:
+        raise CellbenchError("cellbench gui --catalog URL: give the RUN_ID to follow")
+    if args.station is not None or args.protocol is not None:
+        raise CellbenchError(
+            "cellbench gui --catalog: a catalog run is followed read-only; --protocol and "
+            "--station start runs here, give them without --catalog"
+        )
+    from cellbench.daq.catalog import Catalog
+
+    with Catalog(url) as cat:
+        cat.run_meta(str(run_id))  # CatalogError naming the run and the server if it is not
+    return url, str(run_id)
+
+
 def cmd_gui(args: argparse.Namespace) -> int:
     start = False
+    catalog = None
+    if args.catalog:
+        catalog = _catalog_run(args.catalog, args.run_dir, args)
+        args.run_dir = None
     if args.run_dir is not None and args.run_dir.is_file():  # a protocol: start it at launch
         if args.station is None:
             raise CellbenchError(
@@ -65,4 +100,5 @@ def cmd_gui(args: argparse.Namespace) -> int:
         out_dir=args.out,
         time_scale=args.time_scale,
         start=start,
+        catalog=catalog,
     )

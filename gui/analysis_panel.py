@@ -194,6 +194,8 @@ class AnalysisPanel(QWidget):
         self.fit: ad.SpectrumFit | None = None
         self.open_button = QPushButton("Open run or file…")
         self.open_button.clicked.connect(self.ask_open)
+        self.catalog_button = QPushButton("Open from catalog…")  # a run in the lab catalog
+        self.catalog_button.clicked.connect(self.ask_open_catalog)
         self.source = QLabel("nothing open: a run folder or a vendor file (.mpr, .nda, .csv …)")
         self.source.setWordWrap(True)
         self.channel_box = QComboBox()
@@ -205,6 +207,7 @@ class AnalysisPanel(QWidget):
         self.message.setWordWrap(True)
         top = QHBoxLayout()
         top.addWidget(self.open_button)
+        top.addWidget(self.catalog_button)
         top.addWidget(self.source, 1)
         top.addWidget(QLabel("channel"))
         top.addWidget(self.channel_box)
@@ -339,6 +342,11 @@ class AnalysisPanel(QWidget):
         if path:
             p = Path(path)
             self.open(p.parent if p.name == "run.json" else p)
+
+    def ask_open_catalog(self) -> None:
+        from cellbench.gui.catalog_open import ask_open_from_catalog
+
+        ask_open_from_catalog(self)
 
     def open(self, path: Path | str) -> bool:
         """Read ``path`` (run folder or vendor file); False with the reason shown if it fails."""

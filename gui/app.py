@@ -15,11 +15,13 @@ def main(
     out_dir: Path | str = "runs",
     time_scale: float | None = None,
     start: bool = False,
+    catalog: tuple[str, str] | None = None,
     argv: Sequence[str] | None = None,
 ) -> int:
     """Open the window (attached to ``run_dir`` if given; with ``start``, the run of
-    ``protocol`` on ``station`` under ``out_dir`` started at once as its own logger process);
-    returns the exit code."""
+    ``protocol`` on ``station`` under ``out_dir`` started at once as its own logger process;
+    with ``catalog`` = ``(url, run_id)``, attached to that run of the lab catalog); returns the
+    exit code."""
     from PySide6.QtWidgets import QApplication
 
     from cellbench.gui.window import MainWindow
@@ -34,6 +36,10 @@ def main(
         window.time_scale.setValue(time_scale)
     if run_dir is not None:
         window.attach(run_dir)
+    if catalog is not None:
+        from cellbench.gui.catalog_open import attach_catalog
+
+        attach_catalog(window, *catalog)
     window.show()
     if start:  # scripted: exactly this protocol, station and folder, a new run name
         window.form.out.set_path(out_dir)

@@ -48,6 +48,7 @@ from cellbench.daq.control import ControlError
 from cellbench.daq.run_reader import load_meta
 from cellbench.gui.alarms import AlarmBanner, AlarmList
 from cellbench.gui.analysis_panel import AnalysisPanel
+from cellbench.gui.catalog_open import ask_attach_catalog
 from cellbench.gui.engine_run import check_files
 from cellbench.gui.launcher import LaunchError, LoggerRun
 from cellbench.gui.live_views import ChannelLiveView
@@ -162,6 +163,9 @@ class MainWindow(QMainWindow):
         row = QHBoxLayout()
         row.addWidget(self.attach_path, 1)
         row.addWidget(self.attach_button)
+        self.catalog_button = QPushButton("From catalog…")  # a run in the lab catalog
+        self.catalog_button.clicked.connect(lambda: ask_attach_catalog(self))
+        row.addWidget(self.catalog_button)
         attach_layout.addLayout(row)
         attach_layout.addWidget(self.attach_label)
 
