@@ -380,6 +380,14 @@ def read_head(path: str | Path, n: int = 65536) -> bytes:
         return fh.read(n)
 
 
+def read_bytes(path: str | Path) -> bytes:
+    """The whole file; a file that cannot be read is a :class:`ReaderError` naming it."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ReaderError(path, f"cannot read the file: {exc}") from None
+
+
 def decode(path: str | Path, data: bytes) -> str:
     """Text of a vendor export: UTF-8 (with or without BOM), else Latin-1 (EC-Lab, Gamry on
     Windows write the code page; Latin-1 never fails and keeps the ASCII numbers intact)."""

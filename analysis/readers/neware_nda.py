@@ -53,7 +53,14 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from .base import Notes, ReaderError, ReadResult, finish_samples, steps_to_cycle_totals
+from .base import (
+    Notes,
+    ReaderError,
+    ReadResult,
+    finish_samples,
+    read_bytes,
+    steps_to_cycle_totals,
+)
 
 NDA_MAGIC = b"NEWARE"
 VERSION_AT = 14
@@ -134,11 +141,7 @@ def sniff(head: bytes) -> bool:
 
 
 def read_nda(path: str | Path) -> ReadResult:
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise ReaderError(path, f"cannot read the file: {exc}") from None
-    return parse_nda(path, data)
+    return parse_nda(path, read_bytes(path))
 
 
 def parse_nda(path: str | Path, data: bytes) -> ReadResult:

@@ -46,7 +46,14 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from .base import Notes, ReaderError, ReadResult, finish_samples, steps_to_cycle_totals
+from .base import (
+    Notes,
+    ReaderError,
+    ReadResult,
+    finish_samples,
+    read_bytes,
+    steps_to_cycle_totals,
+)
 from .neware_nda import STEP_TYPES, cycles_from_steps
 
 Getter = Callable[[str], bytes]
@@ -165,11 +172,7 @@ def _xml(path: str | Path, names: list[str], get: Getter, name: str) -> ET.Eleme
 
 
 def read_ndax(path: str | Path) -> ReadResult:
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise ReaderError(path, f"cannot read the file: {exc}") from None
-    return parse_ndax(path, data)
+    return parse_ndax(path, read_bytes(path))
 
 
 def parse_ndax(path: str | Path, data: bytes) -> ReadResult:
