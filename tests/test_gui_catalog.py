@@ -203,3 +203,36 @@ def test_cli_gui_catalog_opens_the_run_attached(qtbot, env, catalog_url, monkeyp
     assert "password" in err and "hunter2" not in err
     assert main(["gui", "--catalog", catalog_url["reader"]]) != 0
     assert "RUN_ID" in capsys.readouterr().err
+
+
+def test_rows_gone_from_the_live_window_unread_come_from_the_archive(env, catalog_url):  # noqa: F811
+    import psycopg
+
+    from cellbench.gui.catalog_open import CatalogPoller
+
+    run, writer = make_run(env / "lab", close=False)
+    _sync(catalog_url["writer"], env / "archive", run)
+    run_id = writer.meta.run_id
+    poller = CatalogPoller(catalog_url["reader"], run_id)
+    try:
+        first = [m.frame for m in poller.poll() if m.kind == "samples"]
+        assert poller.caught_up
+        old = poller.offsets["samples"]
+        writer.append("samples", cycling_frame(1, t0_unix=2e9))
+        writer.seal()
+        writer.close()
+        _sync(catalog_url["writer"], env / "archive", run)  # archived and in the live window
+        with psycopg.connect(catalog_url["admin"], autocommit=True) as conn:
+            gone = conn.execute(  # the window's oldest part dropped before the GUI read it
+                "DELETE FROM cellbench.samples WHERE run_id = %s AND row_no >= %s AND row_no < %s",
+                (run_id, old, old + 50),
+            ).rowcount
+        assert gone == 50
+        later = [m.frame for m in poller.poll() if m.kind == "samples"]
+        assert poller.caught_up and poller.status == "completed"
+        got = pl.concat(first + later)
+        want = open_run(run).read("samples")
+        assert got.equals(want.select(got.columns))
+        assert got.height > old + 50 and poller._assembled == 2  # assembled again, once
+    finally:
+        poller.close()
