@@ -169,7 +169,12 @@ class CatalogPoller:
         from cellbench.daq.run_reader import open_run
 
         self._assembled += 1
-        folder = fetch_run(self.url, self.run_id, self._tmp / f"a{self._assembled}")
+        dest = self._tmp / f"a{self._assembled}"
+        try:
+            folder = fetch_run(self.url, self.run_id, dest)
+        except BaseException:
+            shutil.rmtree(dest, ignore_errors=True)  # half a copy: tried afresh at the next poll
+            raise
         old, self._folder = self._folder, folder
         self._reader = open_run(folder)
         self._local = {t: int(self._reader.tables().get(t, 0)) for t in schema.TABLES}
@@ -196,7 +201,7 @@ class CatalogPoller:
         return self._reader.scan(table).slice(start, take).collect()
 
     def poll(self) -> list[LiveMessage]:
-        """Messages for what changed: status first (if changed), then new rows of each table."""
+        """Messages for what changed: new rows of each table, then the status (if changed)."""
         from cellbench.daq.catalog_schema import SCHEMA
 
         try:
@@ -233,7 +238,7 @@ class CatalogPoller:
         self.writer_alive = meta.status == "running" and age < self.stale_sync_s
         if meta.status != self.status:
             self.status = meta.status
-            out.insert(0, LiveMessage("status", status=meta.status))
+            out.append(LiveMessage("status", status=meta.status))
         self.caught_up = caught_up
         return out
 
@@ -416,6 +421,8 @@ class CatalogRunDialog(QDialog):
             remember_url(self.settings, url)
             self.runs = list_catalog_runs(url, self.filter_edit.text())
         except Exception as exc:
+            if redact(url) != url:  # a password typed here does not stay on the screen
+                self.url_edit.setText(redact(url))
             self.message.setText(redact(str(exc)))
             return False
         self.table.setRowCount(len(self.runs))

@@ -166,6 +166,7 @@ def test_dialog_lists_filters_and_never_keeps_a_password(qtbot, env, catalog_url
     dialog.url_edit.setText(with_password)
     assert not dialog.refresh()
     assert "password" in dialog.message.text() and secret not in dialog.message.text()
+    assert secret not in dialog.url_edit.text()  # nor left on the screen
     settings.sync()
     assert secret not in (env / "gui.ini").read_text()
     assert default_url(gui_settings()) == catalog_url["reader"]
@@ -236,3 +237,21 @@ def test_rows_gone_from_the_live_window_unread_come_from_the_archive(env, catalo
         assert got.height > old + 50 and poller._assembled == 2  # assembled again, once
     finally:
         poller.close()
+
+
+def test_following_survives_a_server_restart(qtbot, env, catalog_url, pg_server):  # noqa: F811
+    run, writer = make_run(env / "lab", close=False)
+    _sync(catalog_url["writer"], env / "archive", run)
+    w = _window(qtbot, env)
+    assert attach_catalog(w, catalog_url["reader"], writer.meta.run_id) is not None
+    qtbot.waitUntil(lambda: _caught_up(w, open_run(run).tables()), timeout=WAIT_MS)
+    pg_server.restart()  # immediate shutdown: the window's connection is cut
+    writer.append("samples", cycling_frame(1, t0_unix=2e9))
+    writer.close()
+    _sync(catalog_url["writer"], env / "archive", run)
+    counts = open_run(run).tables()
+    qtbot.waitUntil(lambda: _caught_up(w, counts) and w.feed.error is None, timeout=WAIT_MS)
+    w.tick()
+    assert sum(v.trace.rows_seen for v in w.model.channels.values()) == counts["samples"]
+    assert w.model.status == "completed"
+    w.detach()
