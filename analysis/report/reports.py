@@ -42,6 +42,7 @@ from .reports_eis import (
     fit_sweeps,
     report_eis,
 )
+from .reports_pressure import eis_pressure_sections
 from .style import require_matplotlib
 
 if TYPE_CHECKING:
@@ -178,6 +179,7 @@ def report_run(
                     threshold=threshold,
                     dqdv_cycles=dqdv_cycles,
                     active_mass_g=cell.active_mass_g if cell else None,
+                    area_cm2=cell.area_cm2 if cell else None,
                     tag=tag,
                 ),
             )
@@ -226,16 +228,34 @@ def report_run(
         _guard(
             rep,
             f"impedance{' ' + tag if tag else ''}",
-            lambda df=df, tag=tag: eis_sections(
-                rep,
-                df,
-                circuit=circuit,
-                tag=tag,
-                thickness_cm=cell.thickness_cm if cell else None,
-                area_cm2=cell.area_cm2 if cell else None,
-            ),
+            lambda df=df, tag=tag: _impedance(rep, df, data.samples, circuit, cell, tag),
         )
     return _write(rep, out_dir)
+
+
+def _impedance(
+    rep: Report,
+    spectra: pl.DataFrame,
+    samples: pl.DataFrame | None,
+    circuit: str | None,
+    cell: Any,
+    tag: str,
+) -> None:
+    """One channel's impedance sections, and its arcs against the stack pressure logged in the
+    same channel's samples (when the sweeps were taken at several pressures)."""
+    area = cell.area_cm2 if cell else None
+    analysis = eis_sections(
+        rep,
+        spectra,
+        circuit=circuit,
+        tag=tag,
+        thickness_cm=cell.thickness_cm if cell else None,
+        area_cm2=area,
+    )
+    if samples is not None and "channel" in samples.columns and "channel" in spectra.columns:
+        channels = spectra["channel"].unique().to_list()
+        samples = samples.filter(pl.col("channel").is_in(channels))
+    eis_pressure_sections(rep, analysis, samples, area_cm2=area, tag=tag)
 
 
 def _scalars(d: Mapping[str, Any]) -> dict[str, str]:

@@ -19,6 +19,11 @@ from cellbench.core.errors import CellbenchError
 from .document import Report, ReportFiles
 from .figures_cycling import plot_capacity, plot_ccd, plot_dqdv, plot_fade, plot_time_series
 from .reports_common import _fmt_pm, _suffix, _write
+from .reports_pressure import (
+    pressure_time_sections,
+    pulse_pressure_sections,
+    with_pressure_per_cycle,
+)
 from .style import ReportError, require_matplotlib
 
 if TYPE_CHECKING:
@@ -115,13 +120,15 @@ def dqdv_with_peaks(
 
 
 def time_series_sections(rep: Report, samples: pl.DataFrame, *, tag: str = "") -> None:
-    """Voltage, current and (when recorded) temperature against time."""
+    """Voltage, current and (when recorded) temperature against time; the stack pressure
+    beside them where the samples log it."""
     rep.section("Voltage, current and temperature" + (f" ({tag})" if tag else ""))
     rep.figure(
         f"voltage_current_temperature{_suffix(tag)}",
         plot_time_series(samples),
         "Cell voltage, current (positive on charge) and temperature against test time.",
     )
+    pressure_time_sections(rep, samples, tag=tag)
 
 
 def cycling_sections(
@@ -134,10 +141,14 @@ def cycling_sections(
     active_mass_g: float | None = None,
     threshold: float = 0.8,
     dqdv_cycles: Sequence[int] | None = None,
+    area_cm2: float | None = None,
     tag: str = "",
 ) -> None:
     """V/I/T against time, the per-cycle summary, capacity and efficiency with the fade fit and
-    end-of-life projection, and dQ/dV. Parts the data cannot support become notes."""
+    end-of-life projection, and dQ/dV. Parts the data cannot support become notes. Where the
+    samples log stack pressure: pressure against time, pressure per cycle in the summary, and
+    (pulses at several pressures) pulse resistance against pressure with its power-law fit
+    (:mod:`.reports_pressure`; ``area_cm2`` / cm² gives the interface ASR)."""
     from cellbench.analysis.cycling import cycle_summary
 
     sfx = _suffix(tag)
@@ -145,11 +156,18 @@ def cycling_sections(
     time_series_sections(rep, samples, tag=tag)
     if "cycle_count" not in samples.columns:
         rep.note("No cycle numbers in the samples: no per-cycle analysis.")
+        pulse_pressure_sections(rep, samples, area_cm2=area_cm2, tag=tag)
         return
     rep.section(f"Cycling{where}")
     if summary is None:
         summary = cycle_summary(samples, efficiency=efficiency, active_mass_g=active_mass_g)  # type: ignore[arg-type]
-    rep.table(f"cycles{sfx}", summary, "Per-cycle summary")
+    summary = with_pressure_per_cycle(summary, samples)
+    rep.table(
+        f"cycles{sfx}",
+        summary,
+        "Per-cycle summary"
+        + (" (stack pressure / MPa per cycle)" if "pressure_median_megapascal" in summary else ""),
+    )
     if summary.height < 2:
         rep.note("One cycle only: no capacity, efficiency or fade trend.")
     else:
@@ -158,13 +176,16 @@ def cycling_sections(
         curves, peaks = dqdv_with_peaks(samples, dqdv_cycles)
     except CellbenchError as exc:
         rep.note(f"No dQ/dV: {exc}")
-        return
-    rep.figure(
-        f"dqdv{sfx}",
-        plot_dqdv(curves, peaks=peaks),
-        "Differential capacity of the discharges of the cycles shown, peaks marked.",
-    )
-    rep.table(f"dqdv_peaks{sfx}", peaks, "dQ/dV peaks (position / V, height / Ah V⁻¹, area / Ah)")
+    else:
+        rep.figure(
+            f"dqdv{sfx}",
+            plot_dqdv(curves, peaks=peaks),
+            "Differential capacity of the discharges of the cycles shown, peaks marked.",
+        )
+        rep.table(
+            f"dqdv_peaks{sfx}", peaks, "dQ/dV peaks (position / V, height / Ah V⁻¹, area / Ah)"
+        )
+    pulse_pressure_sections(rep, samples, area_cm2=area_cm2, tag=tag)
 
 
 def _capacity_and_fade(
