@@ -165,9 +165,11 @@ class MainWindow(QMainWindow):
         row.addWidget(self.attach_button)
         self.catalog_button = QPushButton("From catalog…")  # a run in the lab catalog
         self.catalog_button.clicked.connect(lambda: ask_attach_catalog(self))
-        row.addWidget(self.catalog_button)
         attach_layout.addLayout(row)
-        attach_layout.addWidget(self.attach_label)
+        row = QHBoxLayout()
+        row.addWidget(self.attach_label, 1)
+        row.addWidget(self.catalog_button, 0, Qt.AlignmentFlag.AlignTop)
+        attach_layout.addLayout(row)
 
         self.info_box = QGroupBox("Run")
         self.info_form = QFormLayout(self.info_box)
