@@ -425,6 +425,21 @@ class RunReader:
             return normalize_lazy(table, parts[0])
         return normalize_lazy(table, pl.concat(parts, how="diagonal_relaxed"))
 
+    def parts(self, table: str) -> tuple[list[tuple[Path, int]], pl.DataFrame | None]:
+        """One consistent view of ``table``: its sealed segments in order, each with its row
+        count (from the footer), and the rows of its journals (None when there are none). For
+        readers that take segments one at a time (the GUI reads a samples segment's summary,
+        :mod:`cellbench.daq.summaries`, instead of its rows)."""
+        table_dir = self._table_dir(table)
+        for _ in range(_RETRIES):
+            snap = self._snapshot(table)
+            try:
+                segments = [(s.path, self._rows(s.path)) for s in snap.segments]
+            except FileNotFoundError:  # a compaction removed a segment after the listing
+                continue
+            return segments, snap.journal_frame(table, self._journals[table])
+        raise StoreError(f"{table_dir}: segments keep vanishing while listing")
+
     def tables(self) -> dict[str, int]:
         """Row count of each table (``samples``, ``spectra``, ``events``), without decoding rows."""
         out = {}

@@ -32,6 +32,7 @@ from cellbench.daq.run_files import (
     segment_name,
 )
 from cellbench.daq.run_reader import read_segment
+from cellbench.daq.summaries import summary_path, write_summary
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,13 @@ def quarantine(path: Path, scan: journal.ScanResult, last_seq: int | None) -> Qu
 
 
 def write_segment(df: pl.DataFrame, final: Path) -> None:
-    """Write ``df`` as zstd Parquet at ``final``: temp file, fsync, rename, fsync the folder."""
+    """Write ``df`` as zstd Parquet at ``final``: temp file, fsync, rename, fsync the folder.
+
+    A ``samples`` segment gets its min/max summary (:mod:`cellbench.daq.summaries`) written
+    durably first, so a segment readers can see has its summary unless the writer died between
+    the two renames (readers then compute it from the rows)."""
+    if final.parent.name == "samples":
+        write_summary(df, final)
     atomic_write(final, lambda tmp: df.write_parquet(tmp, compression="zstd", statistics=True))
 
 
@@ -164,8 +171,9 @@ def seal_journal(path: Path, seg_rows: dict[Path, int]) -> Quarantined | None:
 def compact(table_dir: Path, seg_rows: dict[Path, int]) -> list[Path]:
     """Merge the newest run of small segments once there are COMPACT_FANIN of them.
 
-    Returns the merged-away segments; the caller deletes them later, so that LazyFrames built
-    on them meanwhile stay valid. Readers prefer the wider segment (see ``run_files.cover``).
+    Returns the merged-away segments (and their summaries); the caller deletes them later, so
+    that LazyFrames built on them meanwhile stay valid. Readers prefer the wider segment (see
+    ``run_files.cover``).
     """
     live = sorted((p for p in seg_rows), key=lambda p: p.name)
     suffix: list[Path] = []
@@ -182,7 +190,7 @@ def compact(table_dir: Path, seg_rows: dict[Path, int]) -> list[Path]:
     for s in segs:
         del seg_rows[s.path]
     seg_rows[final] = df.height
-    return [s.path for s in segs]
+    return [p for s in segs for p in (s.path, summary_path(s.path))]
 
 
 def seg_range(path: Path) -> tuple[int, int]:

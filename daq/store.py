@@ -78,6 +78,7 @@ from cellbench.daq.run_reader import (
 )
 from cellbench.daq.seal import Quarantined, compact, journal_first, quarantine
 from cellbench.daq.seal import seal_journal as _seal_journal
+from cellbench.daq.summaries import summary_path
 
 __all__ = [
     "RunInfo",
@@ -567,7 +568,7 @@ def repair_files(path: Path) -> Repair:
             chosen, redundant, nxt = cover(table_dir, segments)
         except Gap as exc:
             raise StoreError(f"cannot repair: segment files are missing: {exc}") from None
-        remove_durably([s.path for s in redundant])
+        remove_durably([p for s in redundant for p in (s.path, summary_path(s.path))])
         removed.extend(s.path for s in redundant)
         old: list[Path] = []
         prev_torn = False  # the journal before this one ended in damage

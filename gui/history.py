@@ -19,6 +19,7 @@ a binary search per level and at most N points copied.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -210,6 +211,37 @@ class History:
         self._carry = rows[:, whole:].copy()
         if whole:
             self._feed_level(0, *_reduce(*_row_buckets(rows[:, :whole]), self.fanout))
+
+    def seed(
+        self,
+        buckets: tuple[np.ndarray, ...],
+        first: np.ndarray,
+        rows: int,
+        bucket_rows: int,
+    ) -> None:
+        """Start an empty history from min/max buckets of its oldest ``rows`` rows, without them.
+
+        ``buckets`` = (t0, t1, lo, hi, tlo, thi): per bucket its first and last test time (s),
+        and per value column (shape (4, m), :data:`VALUE_COLUMNS` order) its minimum, maximum and
+        the times they were measured; ``first`` the run's first row (5 values,
+        :data:`HISTORY_COLUMNS` order). The buckets (of about ``bucket_rows`` rows each: a
+        store's per-segment summaries) enter the level of that resolution (4096 rows: level 2
+        at fanout 16) and everything coarser is built from them; rows appended afterwards must
+        follow the seeded ones. Finer levels then start with those rows: zooming into the seeded
+        stretch shows it at ``bucket_rows`` resolution, every extreme still in place.
+        """
+        if self.rows_seen:
+            raise ValueError("only an empty history can be seeded")
+        m = len(buckets[0])
+        if not m:
+            return
+        k = max(0, round(math.log(max(bucket_rows, self.fanout), self.fanout)) - 1)
+        ncol = len(VALUE_COLUMNS)
+        while len(self._levels) <= k:
+            self._levels.append(_Level(ncol, self.level_buckets))
+        self._first = np.asarray(first, dtype=np.float64).copy()
+        self.rows_seen = int(rows)
+        self._feed_level(k, *(np.asarray(b, dtype=np.float64) for b in buckets))
 
     def _append_raw(self, columns: np.ndarray) -> None:
         n = columns.shape[1]

@@ -179,6 +179,12 @@ class LiveModel:
             self.add_samples(message.frame)
         elif message.kind == "spectra" and message.frame is not None:
             self.add_spectra(message.frame)
+        elif message.kind == "summary" and message.frame is not None:
+            self.seed_summary(message.frame, int(message.event.get("bucket_rows", 4096)))
+        elif message.kind == "cycles":
+            for name, tracker in message.event.get("trackers", {}).items():
+                self.channel(str(name)).cycles = tracker
+            self.version += 1
         elif message.kind == "event":
             self.add_events([message.event])
         elif message.kind == "status" and message.status:
@@ -216,6 +222,35 @@ class LiveModel:
             newest = frame["unix_time_second"].max()
             if newest is not None and (self.newest_unix is None or newest > self.newest_unix):
                 self.newest_unix = float(newest)
+        self.version += 1
+
+    def seed_summary(self, frame: pl.DataFrame, bucket_rows: int = 4096) -> None:
+        """Seed empty channel histories from a run's per-segment min/max summaries (columns of
+        :data:`cellbench.daq.summaries.SUMMARY_COLUMNS`, in time order): the whole span of a long
+        run without its rows; the rows after the summarised ones follow as ``samples``."""
+        if frame.height == 0:
+            return
+        values = HISTORY_COLUMNS[1:]
+        for (name,), part in frame.partition_by(
+            "channel", maintain_order=True, as_dict=True
+        ).items():
+            view = self.channel(str(name))
+            if view.trace.rows_seen:
+                continue  # rows already arrived: the summary would double them
+
+            def arr(col: str, part: pl.DataFrame = part) -> np.ndarray:
+                return part[col].cast(pl.Float64).to_numpy()
+
+            def block(kind: str) -> np.ndarray:
+                return np.vstack([arr(f"{v}_{kind}") for v in values])
+
+            buckets = (
+                arr("t_first"),
+                arr("t_last"),
+                *(block(k) for k in ("min", "max", "tmin", "tmax")),
+            )
+            first = np.array([arr("t_first")[0], *(arr(f"{v}_first")[0] for v in values)])
+            view.trace.seed(buckets, first, int(part["rows"].sum()), bucket_rows)
         self.version += 1
 
     def add_spectra(self, frame: pl.DataFrame) -> None:

@@ -21,9 +21,14 @@ import threading
 from collections import deque
 from pathlib import Path
 
+import polars as pl
+
 from cellbench.core import schema
+from cellbench.daq.batches import normalize_lazy, stack
 from cellbench.daq.live import LiveMessage
 from cellbench.daq.run_reader import RunReader, open_run
+from cellbench.daq.summaries import BUCKET_ROWS, summary_for
+from cellbench.gui.cycles import CycleTracker
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +37,26 @@ class RunPoller:
     """New rows and status changes of one run folder since the previous :meth:`poll`."""
 
     def __init__(
-        self, path: Path | str, *, chunk_rows: int = 200_000, samples_chunk_rows: int = 1_000_000
+        self,
+        path: Path | str,
+        *,
+        chunk_rows: int = 200_000,
+        samples_chunk_rows: int = 1_000_000,
+        recent_rows: int = 100_000,
+        recent_budget: int = 2_000_000,
+        recent_floor: int = 10_000,
     ):
         self.path = Path(path)
+        # rows per channel read at full resolution when attaching (as LiveModel shares them)
+        self.recent_rows, self.recent_budget = int(recent_rows), int(recent_budget)
+        self.recent_floor = min(int(recent_floor), self.recent_rows)
+        self.rows_read = 0  # sample rows decoded from sealed segments (the attach's cost)
+        self.summarized_rows = 0  # sample rows delivered as summary buckets instead of rows
+        # cycles of the summarised rows, built here from every row in order (see _backfill_step)
+        self._backfill: deque[Path] | None = None
+        self._backfill_tail: list[pl.DataFrame] = []
+        self._trackers: dict[str, CycleTracker] = {}
+        self._held: pl.DataFrame | None = None  # attach rows not handed out yet (in chunks)
         self.reader: RunReader = open_run(self.path)
         self.chunk_rows = int(chunk_rows)
         # samples come in big chunks: each slice of the lazy scan reads from the start again,
@@ -58,9 +80,18 @@ class RunPoller:
         self.writer_alive = self.reader.writer_active()
         counts = self.reader.tables()
         caught_up = True
+        seeded = False  # the first samples came as summaries in this poll: keep it short
         for table in ("events", "spectra", "samples"):  # step labels before the rows they name
             have = counts.get(table, 0)
             start = self.offsets[table]
+            if table == "samples" and (self._held is not None or (start == 0 < have)):
+                first = [] if self._held is not None else self._attach_samples()
+                if first is not None:
+                    out.extend(first)
+                    out.extend(self._held_chunk())
+                    seeded = True
+                    caught_up &= self._held is None and self.offsets[table] >= have
+                    continue
             if have <= start:
                 continue
             take = min(
@@ -75,11 +106,126 @@ class RunPoller:
                 out.extend(LiveMessage("event", event=row) for row in frame.iter_rows(named=True))
             else:
                 out.append(LiveMessage(table, frame=frame))
+                if table == "samples" and self._backfill is not None:
+                    self._backfill_tail.append(frame)
         if meta.status != self.status:
             self.status = meta.status
             out.append(LiveMessage("status", status=meta.status))
         self.caught_up = caught_up
+        if caught_up and self._backfill is not None and not seeded:
+            out.extend(self._backfill_step())
         return out
+
+    @property
+    def backfilling(self) -> bool:
+        """The cycles of rows delivered as summaries are still being built (see :meth:`poll`)."""
+        return self._backfill is not None
+
+    def _recent_share(self, channels: int) -> int:
+        """Rows per channel the model keeps at full resolution with ``channels`` channels."""
+        share = self.recent_budget // max(channels, 1)
+        return max(self.recent_floor, min(self.recent_rows, share))
+
+    def _attach_samples(self) -> list[LiveMessage] | None:
+        """The first samples of a run with sealed segments: their summaries, then the rows.
+
+        Each channel's sealed rows older than its recent window (whole summary buckets of
+        ``BUCKET_ROWS`` rows) arrive as one ``summary`` message (min/max buckets: the history's
+        coarse levels); only the newer rows are read from the segments, plus the journals'
+        rows, as one ``samples`` message. A segment without a usable summary is read whole to
+        compute it (nothing is written into the run folder). The rows are held and handed out
+        ``samples_chunk_rows`` at a time (:meth:`_held_chunk`). None when nothing is sealed yet.
+        """
+        segments, journal_rows = self.reader.parts("samples")
+        if not segments:
+            return None
+        parts = []
+        for k, (path, rows) in enumerate(segments):
+            summary, read = summary_for(path, rows)
+            self.rows_read += read
+            parts.append(summary.with_columns(pl.lit(k, dtype=pl.Int64).alias("_seg")))
+        summaries = pl.concat(parts)
+        share = self._recent_share(summaries["channel"].n_unique())
+        # rows of the channel after each bucket (in the sealed part): buckets with at least the
+        # recent window after them are summarised, the rest read as rows
+        after = pl.col("rows").reverse().cum_sum().reverse().over("channel") - pl.col("rows")
+        summaries = summaries.with_columns((after >= share).alias("_old"))
+        old = summaries.filter(pl.col("_old"))
+        starts = (
+            summaries.filter(~pl.col("_old")).group_by("_seg", "channel").agg(pl.col("row0").min())
+        )
+        frames = []
+        for k, (path, _rows) in enumerate(segments):
+            mine = starts.filter(pl.col("_seg") == k)
+            if mine.height == 0:
+                continue  # wholly summarised
+            begin = int(mine["row0"].min())
+            start_of = dict(zip(mine["channel"].to_list(), mine["row0"].to_list(), strict=True))
+            lf = normalize_lazy("samples", pl.scan_parquet(path)).with_row_index("_pos")
+            part = lf.slice(begin).collect()
+            self.rows_read += part.height
+            keep = (
+                pl.col("channel")
+                .cast(pl.String)
+                .replace_strict(start_of, default=None, return_dtype=pl.Int64)
+            )
+            frames.append(part.filter(pl.col("_pos") >= keep).drop("_pos"))
+        if journal_rows is not None:
+            frames.append(journal_rows)
+        recent = stack("samples", frames)
+        self.offsets["samples"] = sum(rows for _, rows in segments) + (
+            0 if journal_rows is None else journal_rows.height
+        )
+        self.summarized_rows = int(old["rows"].sum()) if old.height else 0
+        out = []
+        if old.height:
+            used = old.drop("_seg", "_old")
+            out.append(LiveMessage("summary", frame=used, event={"bucket_rows": BUCKET_ROWS}))
+            self._backfill = deque(path for path, _ in segments)
+            # rows after the segments: the journals' now, every samples frame handed out later
+            self._backfill_tail = [] if journal_rows is None else [journal_rows]
+            self._trackers = {}
+        self._held = recent if recent.height else None
+        return out
+
+    def _held_chunk(self) -> list[LiveMessage]:
+        """The next ``samples_chunk_rows`` of the rows read at attach (one chunk per poll, so the
+        window takes a big recent window in steps)."""
+        if self._held is None:
+            return []
+        frame = self._held.head(self.samples_chunk_rows)
+        rest = self._held.slice(frame.height)
+        self._held = rest if rest.height else None
+        return [LiveMessage("samples", frame=frame)]
+
+    def _backfill_step(self) -> list[LiveMessage]:
+        """Feed one sealed segment's rows to this poller's cycle trackers (on the poller's
+        thread); once all are in, with every samples frame handed out since, hand the trackers
+        over (``cycles``): the cycle views then hold the whole run, exactly as if every row had
+        come through the window."""
+        assert self._backfill is not None
+        if self._backfill:
+            path = self._backfill.popleft()
+            try:
+                self._feed_trackers(normalize_lazy("samples", pl.scan_parquet(path)).collect())
+            except FileNotFoundError:  # merged away meanwhile: the cycles stay as they are
+                log.warning("%s: gone while building the run's cycles", path)
+                self._backfill = None
+                return []
+            return []
+        for frame in self._backfill_tail:
+            self._feed_trackers(frame)
+        trackers, self._trackers = self._trackers, {}
+        self._backfill, self._backfill_tail = None, []
+        return [LiveMessage("cycles", event={"trackers": trackers})] if trackers else []
+
+    def _feed_trackers(self, frame: pl.DataFrame) -> None:
+        if frame.height == 0:
+            return
+        for (name,), part in frame.partition_by(
+            "channel", maintain_order=True, as_dict=True
+        ).items():
+            self._trackers.setdefault(str(name), CycleTracker()).add(part)
 
 
 class AttachFeed:
@@ -163,6 +309,6 @@ class AttachFeed:
                 self.error = f"{type(exc).__name__}: {exc}"
                 log.warning("reading %s: %s", self.poller.path, exc)
             else:
-                if not self.poller.caught_up:
+                if not self.poller.caught_up or self.poller.backfilling:
                     continue  # history still loading: the next chunk once this one is taken
             self._stop.wait(self.interval_s)

@@ -41,17 +41,21 @@ def batch(first: int, n: int) -> pl.DataFrame:
 
 
 def die_at_rename(k: int, when: str) -> None:
-    """Kill this process just before or after the k-th segment rename (seal or compaction)."""
+    """Kill this process just before or after the k-th segment rename (seal or compaction);
+    the segment's summary (renamed in just before it) is then already in place."""
     real = os.replace
     seen = []
 
+    def is_segment(dst) -> bool:
+        return str(dst).endswith(".parquet") and not str(dst).endswith(".summary.parquet")
+
     def replace(src, dst, **kw):
-        if str(dst).endswith(".parquet"):
+        if is_segment(dst):
             seen.append(dst)
             if len(seen) == k and when == "before":
                 os.kill(os.getpid(), signal.SIGKILL)
         real(src, dst, **kw)
-        if str(dst).endswith(".parquet") and len(seen) == k and when == "after":
+        if is_segment(dst) and len(seen) == k and when == "after":
             os.kill(os.getpid(), signal.SIGKILL)
 
     os.replace = replace

@@ -104,7 +104,10 @@ def test_roundtrip_keeps_rows_order_and_dtypes(tmp_path):
     assert json.loads(ev["data"]) == {"c_rate": 0.1}
     assert r.read("spectra")["z_imag_ohm"].max() < 0
     on_disk = sorted(os.listdir(tmp_path / "run-1" / "samples"))
-    assert on_disk == ["seg-000000000000-000000000001.parquet"]  # sealed on close
+    assert on_disk == [  # sealed on close, with its min/max summary (daq/summaries.py)
+        "seg-000000000000-000000000001.parquet",
+        "seg-000000000000-000000000001.summary.parquet",
+    ]
 
 
 def test_empty_table_reads_as_typed_empty_frame(tmp_path):

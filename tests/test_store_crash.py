@@ -213,4 +213,7 @@ def test_exit_without_close_then_reader_and_recovery(tmp_path):
     r = open_run(tmp_path / "r")
     assert r.meta.status == "stopped"
     assert r.tables()["samples"] == 200
-    assert os.listdir(tmp_path / "r" / "samples") == ["seg-000000000000-000000000019.parquet"]
+    assert sorted(os.listdir(tmp_path / "r" / "samples")) == [
+        "seg-000000000000-000000000019.parquet",
+        "seg-000000000000-000000000019.summary.parquet",  # its min/max summary
+    ]
