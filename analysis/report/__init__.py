@@ -16,6 +16,7 @@ from .document import Report, ReportFiles, jsonable
 from .figures_conductivity import plot_arrhenius
 from .figures_cycling import plot_capacity, plot_ccd, plot_dqdv, plot_fade, plot_time_series
 from .figures_eis import EisCurve, plot_bode, plot_drt, plot_eis_parameters, plot_nyquist
+from .figures_pressure import plot_asr_pressure, plot_pressure_time, plot_resistance_pressure
 from .reports import (
     EisAnalysis,
     RunData,
@@ -57,6 +58,7 @@ __all__ = [
     "fit_sweeps",
     "jsonable",
     "plot_arrhenius",
+    "plot_asr_pressure",
     "plot_bode",
     "plot_capacity",
     "plot_ccd",
@@ -65,6 +67,8 @@ __all__ = [
     "plot_eis_parameters",
     "plot_fade",
     "plot_nyquist",
+    "plot_pressure_time",
+    "plot_resistance_pressure",
     "plot_time_series",
     "png_bytes",
     "report_ccd",
