@@ -232,8 +232,10 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Samples give V/I/T against time, the per-cycle summary, capacity and coulombic "
             "efficiency with the fade fit and end-of-life projection, and dQ/dV; spectra give "
             "an equivalent-circuit fit per sweep (Nyquist, Bode with residuals, parameters "
-            "against cycle), the DRT and, across temperatures, the Arrhenius plot. A part the "
-            "data cannot support is stated in the report instead of failing it."
+            "against cycle), the DRT and, across temperatures, the Arrhenius plot. A logged "
+            "stack pressure is drawn beside V/I/T and given per cycle; pulses or sweeps at "
+            "several pressures get resistance against pressure with its power-law fit. A part "
+            "the data cannot support is stated in the report instead of failing it."
         ),
         epilog="example: cellbench report runs/20260301T120000Z-cell7 --out reports/cell7",
     )
