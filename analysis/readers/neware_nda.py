@@ -53,14 +53,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from .base import (
-    Notes,
-    ReaderError,
-    ReadResult,
-    finish_samples,
-    read_bytes,
-    steps_to_cycle_totals,
-)
+from .base import Notes, ReaderError, ReadResult, finish_samples, read_bytes, steps_to_cycle_totals
 
 NDA_MAGIC = b"NEWARE"
 VERSION_AT = 14

@@ -46,14 +46,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from .base import (
-    Notes,
-    ReaderError,
-    ReadResult,
-    finish_samples,
-    read_bytes,
-    steps_to_cycle_totals,
-)
+from .base import Notes, ReaderError, ReadResult, finish_samples, read_bytes, steps_to_cycle_totals
 from .neware_nda import STEP_TYPES, cycles_from_steps
 
 Getter = Callable[[str], bytes]
