@@ -10,9 +10,13 @@ Three figures, each beside a reference measured in the same run:
    Reference: what the window did before (every row held handed to pyqtgraph, which clips to the
    view and downsamples per pixel with its peak mode), at the same sizes.
 2. **Attach** to a closed run of ``--attach-rows`` rows (10 M by default, one channel, 1 s
-   sampling: 116 days): wall time from ``attach()`` until the model holds every row and the time
-   plots span the whole run (first to last row), the window's event loop running as usual.
-   Reference: reading the same rows into one polars frame (``RunReader.read``).
+   sampling: 116 days): wall time from ``attach()`` until the model's history counts every row
+   and the time plots span the whole run (first to last row), the window's event loop running
+   as usual — the older rows come as the store's per-segment min/max summaries, only the recent
+   window as rows; then until the cycle views hold every cycle too (built on the poller thread
+   from every row), and the same attach once the summaries are deleted (a run written before
+   them: computed from the rows). Reference: reading the same rows into one polars frame
+   (``RunReader.read``).
 3. **Event-loop stall** while 64 channels stream: a writer thread appends 64 channels x 10 Hz
    to a run folder every 0.25 s (as the logger's recorder does), the window attached to it with
    its default timings, the overview tab and then a channel's time plots shown; a 5 ms timer
@@ -43,6 +47,7 @@ from PySide6.QtWidgets import QApplication
 from cellbench.core.schema import RunMeta
 from cellbench.daq.run_reader import open_run
 from cellbench.daq.store import create_run
+from cellbench.daq.summaries import SUFFIX
 from cellbench.gui.history import HISTORY_COLUMNS
 from cellbench.gui.model import LiveModel
 from cellbench.gui.plots import TimePlots
@@ -160,8 +165,9 @@ def write_long_run(root: Path, n: int) -> Path:
     return path
 
 
-def attach_time(app: QApplication, path: Path, n: int) -> tuple[float, float]:
-    """(s until every row is in the window and drawn whole, s for polars to read them)."""
+def attach_time(app: QApplication, path: Path, n: int) -> tuple[float, float, float]:
+    """(s until the model spans every row and the whole span is drawn, s until the cycle views
+    hold every cycle too, s for polars to read the rows)."""
     from cellbench.gui.window import MainWindow
 
     t0 = time.perf_counter()
@@ -190,9 +196,15 @@ def attach_time(app: QApplication, path: Path, n: int) -> tuple[float, float]:
             raise RuntimeError("attach did not finish within 300 s")
         time.sleep(0.002)
     took = time.perf_counter() - t0
+    while window.feed is not None and window.feed.poller.backfilling:  # cycles of old rows
+        app.processEvents()
+        if time.perf_counter() - t0 > 300:
+            raise RuntimeError("the cycles were not built within 300 s")
+        time.sleep(0.002)
+    cycles = time.perf_counter() - t0
     window.detach()
     window.close()
-    return took, reference
+    return took, cycles, reference
 
 
 # ------------------------------------------------------------------------------------ stalls
@@ -318,9 +330,15 @@ def main() -> None:
         t0 = time.perf_counter()
         path = write_long_run(Path(tmp), n)
         print(f"\nwrote a {n:,}-row run in {time.perf_counter() - t0:.1f} s")
-        took, reference = attach_time(app, path, n)
-        print(f"attach until every row is in and the whole span drawn: {took:.2f} s")
+        took, cycles, reference = attach_time(app, path, n)
+        print(f"attach until the whole span is drawn (every row counted): {took:.2f} s")
+        print(f"  ... until the cycle views hold every cycle as well: {cycles:.2f} s")
         print(f"reference, polars reading the same rows (RunReader.read): {reference:.2f} s")
+        print(f"ratio attach / polars read: {took / reference:.2f}")
+        for summary in (path / "samples").glob(f"*{SUFFIX}"):  # a run of an older cellbench
+            summary.unlink()
+        old, _, _ = attach_time(app, path, n)
+        print(f"the same run without its summaries (computed from the rows): {old:.2f} s")
 
         late, idle = stalls(app, Path(tmp), args.stream_seconds)
         print(f"\nevent loop during a 64-channel x 10 Hz stream ({args.stream_seconds:g} s):")

@@ -418,8 +418,15 @@ def diagnose(run_path: Path | str) -> str:
     if writer_active(path):
         pid = meta.extra.get("pid") if isinstance(meta.extra, dict) else None
         host = meta.extra.get("host") if isinstance(meta.extra, dict) else None
+        if pid is None:  # not a logger's run.json: a script or program using the run store
+            return (
+                f"{path}: a process writes this run but no cellbench logger stands behind it "
+                "(a script or program using the run store, or an older cellbench): it has no "
+                "control channel; stop it where it runs"
+            )
+        where = f"pid {pid} on {host}" if host else f"pid {pid}"
         return (
-            f"{path}: a logger writes this run (pid {pid} on {host}) but its control channel "
+            f"{path}: a logger writes this run ({where}) but its control channel "
             "does not answer (another machine, another user, or an older cellbench): stop it "
             f"there, e.g. kill -TERM {pid}"
         )

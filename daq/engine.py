@@ -231,6 +231,8 @@ class Engine:
                 "test_time_second": s.test_time_second,
                 "voltage_volt": None if math.isnan(s.voltage_volt) else s.voltage_volt,
                 "current_ampere": None if math.isnan(s.current_ampere) else s.current_ampere,
+                "temperature_celsius": _finite(s.temperature_celsius),  # same moment as V, I
+                "pressure_megapascal": _finite(s.pressure_megapascal),
                 "samples": s.samples,
                 "end_reason": s.end_reason,
             }
@@ -698,3 +700,8 @@ class Engine:
             self.status = status
             self.bus.publish(LiveMessage("status", status=status))
         self._finished.set()
+
+
+def _finite(value: float) -> float | None:
+    """``value``, or None when it is NaN (not measured): JSON for the control channel."""
+    return None if math.isnan(value) else value

@@ -623,11 +623,13 @@ class MainWindow(QMainWindow):
             value = state.get(key)
             return float("nan") if value is None else float(value)
 
-        snap = {  # one status reply of the logger: one moment
+        snap = {  # one status reply of the logger: one moment (T and p too, never the row's)
             "step": state.get("step_label") or readout.get("step"),
             "cycle_count": state.get("cycle_count"),
             "voltage_volt": number("voltage_volt"),
             "current_ampere": number("current_ampere"),
+            "temperature_celsius": number("temperature_celsius"),
+            "pressure_megapascal": number("pressure_megapascal"),
             "test_time_second": number("test_time_second"),
             "step_remaining_second": state.get("step_remaining_second"),
         }

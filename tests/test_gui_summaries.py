@@ -199,3 +199,67 @@ def test_a_run_with_only_a_journal_attaches_from_its_rows(tmp_path):
         messages = poller.poll()
         assert [m.kind for m in messages if m.kind != "status"] == ["samples"]
         assert poller.rows_read == 0 and not poller.backfilling
+
+
+# ------------------------------------------------------------------- from the GUI review
+
+
+def test_a_run_written_without_a_logger_is_described_without_pid_none(tmp_path):
+    from cellbench.daq.control import diagnose
+
+    meta = RunMeta(run_id="script", start_time="2026-01-01T00:00:00Z")
+    with create_run(tmp_path, meta) as writer:  # a script using the store: no pid, no host
+        text = diagnose(writer.path)
+    assert "None" not in text
+    assert "no cellbench logger" in text and "control channel" in text
+
+
+def test_the_status_reply_carries_temperature_with_voltage_and_current():
+    from types import SimpleNamespace
+
+    from cellbench.daq.engine import Engine
+    from cellbench.daq.runner import ChannelState
+
+    state = ChannelState("cell1", voltage_volt=3.9, current_ampere=1e-3, temperature_celsius=31.5)
+    engine = SimpleNamespace(
+        runners={"cell1": SimpleNamespace(state=state)},
+        pause=SimpleNamespace(channel_state=lambda name: None),
+        run_path=None,
+        status="running",
+        stop_reason=None,
+        protocol=SimpleNamespace(name="p"),
+        test_time=lambda: 10.0,
+        _control_state=lambda: "running",
+    )
+    reply = Engine.control_status(engine)["channels"]["cell1"]  # type: ignore[arg-type]
+    assert reply["temperature_celsius"] == 31.5 and reply["voltage_volt"] == 3.9
+    assert reply["pressure_megapascal"] is None  # not measured: JSON null, not NaN
+
+
+def test_status_bar_takes_temperature_from_the_same_status_reply_as_v_and_i(qtbot, tmp_path):
+    import math
+    from types import SimpleNamespace
+
+    from cellbench.gui.window import MainWindow
+
+    window = MainWindow(out_dir=tmp_path)
+    qtbot.addWidget(window)
+    window.model.add_samples(rows(0, 10).with_columns(temperature_celsius=pl.lit(70.0)))
+    reply = {  # the logger's newer moment: 31.5 degC, no pressure sensor
+        "samples": 12,
+        "step_label": "step 1 CC charge",
+        "cycle_count": 1,
+        "voltage_volt": 3.95,
+        "current_ampere": 1e-3,
+        "temperature_celsius": 31.5,
+        "pressure_megapascal": None,
+        "test_time_second": 11.0,
+        "step_remaining_second": 100.0,
+    }
+    window.run = SimpleNamespace(finished=False, control=SimpleNamespace(channel=lambda c: reply))
+    try:
+        snap = window._snapshot("c1")
+    finally:
+        window.run = None
+    assert snap["voltage_volt"] == 3.95 and snap["temperature_celsius"] == 31.5
+    assert math.isnan(snap["pressure_megapascal"])  # not the sample row's 5 MPa
