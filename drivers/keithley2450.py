@@ -29,9 +29,10 @@ Keithley2450`` 0.16; QCoDeS = ``qcodes.instrument_drivers.Keithley.Keithley2450`
   ``limit_tripped``.
 - Held limits (what the instrument keeps doing when the logger is gone), RM §3 "Trigger model"
   and §6 TRIGger subsystem: ``:TRIG:LOAD "Empty"`` (the "Empty" predefined trigger model clears
-  the blocks, RM "Predefined trigger models"), ``:TRIG:BLOC:DEL:CONS 1, <s>`` (constant delay
-  block), ``:TRIG:BLOC:SOUR:STAT 2, OFF`` (source output block: turns the output off, into the
-  selected output-off state, RM :TRIGger:BLOCk:SOURce:STATe p. 6-147 of Rev. B), ``:INIT``
+  the blocks, RM "Predefined trigger models"), ``:TRIG:BLOC:SOUR:STAT <n>, ON|OFF`` (source
+  output block: turns the output on, or off into the selected output-off state, RM
+  :TRIGger:BLOCk:SOURce:STATe p. 6-147 of Rev. B), ``:TRIG:BLOC:DEL:CONS <n>, <s>`` (constant
+  delay block, RM "Trigger block summary"), ``:INIT``
   (start the trigger model), ``:ABOR`` (stop it; the output stays as it is), ``:TRIG:STAT?`` ->
   ``<state>;<state>;<block>`` (RM :TRIGger:STATe?, e.g. ``IDLE;IDLE;2``). While a trigger model
   runs, other commands run only "if they do not conflict with trigger model actions" (RM
@@ -67,8 +68,10 @@ cell is above ``voltage_min`` the limit holds the current at the step's (the cel
 constant current, as before); the instrument itself never lets the cell below ``voltage_min``,
 whatever happens to the PC. (A charge is already held by its voltage limit.) A bounded source
 time: when ``watchdog_s`` (station option) or ``max_step_s`` (the engine sets it to what is
-left of the step plus a margin) is set, every output-on setting starts a trigger model that
-turns the output off after the smaller of the two; each reading renews it with the time left,
+left of the step plus a margin) is set, the output is turned on by a trigger model (source
+output ON block, delay block, source output OFF block: ``:INIT`` instead of ``:OUTP ON``), so it
+is never on without the bound, which is the smaller of the two; each reading renews it (a model
+of delay and OFF blocks only, which cannot turn the output on again) with the time left,
 so a dead logger leaves the cell sourced at most ``watchdog_s`` after its last reading and never
 past the step's own deadline. A 0 A rest is not bounded (nothing is sourced).
 
@@ -80,6 +83,7 @@ same line tells whether the output is still on (an interlock trip turns it off).
 from __future__ import annotations
 
 import math
+import time
 
 from cellbench.drivers.errors import (
     ArgumentRangeError,
@@ -308,9 +312,16 @@ class Keithley2450(ScpiDriver):
             self._configured = None
             for line in setup:
                 self._write(line)
-            if not self._output_on:
-                self._write(":OUTP ON")
-            fields = self._query(check).split(";")
+            if not (function == "CURR" and level == 0.0) and self._arm():
+                # the trigger model turned the output on itself: it is never on unbounded
+                fields = self._query(check).split(";")
+                if fields[0].strip() == "0":  # INIT overlaps: give its first block a moment
+                    time.sleep(0.05)
+                    fields = self._query(check).split(";")
+            else:
+                if not self._output_on:
+                    self._write(":OUTP ON")
+                fields = self._query(check).split(";")
             if len(fields) != 3:
                 raise self._reply_error(f"expected 3 fields, got {';'.join(fields)!r}", check)
             try:
@@ -344,8 +355,6 @@ class Keithley2450(ScpiDriver):
                         address=self.address,
                         command=check,
                     )
-                if not (function == "CURR" and level == 0.0):  # a 0 A rest sources nothing
-                    self._arm()
             except InstrumentCommandError:
                 # a rejected or lost setting leaves the source in an unknown state: open the relay
                 self.safe_state()
@@ -379,18 +388,28 @@ class Keithley2450(ScpiDriver):
         bound = self._bound_s()
         return min(max(bound if bound is not None else 0.0, MIN_DELAY_BLOCK_S), MAX_DELAY_BLOCK_S)
 
-    def _arm(self) -> None:
-        """Start a trigger model that turns the output off after the bound (if any)."""
-        self._left_s = None if self.max_step_s is None else float(self.max_step_s)
-        self._last_rel_s = None
-        if self._bound_s() is None:
-            return
-        self._armed = True  # from here on, stop it before any change or reading
-        self._write(
+    def _off_program(self) -> str:
+        """A trigger model that turns the output off after the bound: renewing it."""
+        return (
             f':TRIG:LOAD "Empty";:TRIG:BLOC:DEL:CONS 1, {self._delay_s():.6g};'
             ":TRIG:BLOC:SOUR:STAT 2, OFF;:INIT"
         )
-        self.check_errors(":INIT")
+
+    def _arm(self) -> bool:
+        """Turn the output on through a trigger model that turns it off again after the bound
+        (source output ON block, delay, source output OFF block), so the output is never on
+        without it; False (nothing sent) when nothing bounds the setting. A 0 A rest is never
+        bounded (nothing is sourced)."""
+        self._left_s = None if self.max_step_s is None else float(self.max_step_s)
+        self._last_rel_s = None
+        if self._bound_s() is None:
+            return False
+        self._armed = True  # from here on, stop it before any change or reading
+        self._write(
+            f':TRIG:LOAD "Empty";:TRIG:BLOC:SOUR:STAT 1, ON;'
+            f":TRIG:BLOC:DEL:CONS 2, {self._delay_s():.6g};:TRIG:BLOC:SOUR:STAT 3, OFF;:INIT"
+        )
+        return True
 
     def _spent(self, rel_time_s: float) -> None:
         """Count the instrument time since the last reading (``rel_time_s``: this reading's
@@ -510,12 +529,13 @@ class Keithley2450(ScpiDriver):
             if not self._output_on:
                 return Reading(math.nan, 0.0, None)
             armed = self._armed
-            sent = f"{self._delay_s():.6g}"
+            sent = self._off_program()
             if armed:
                 # no reading while the trigger model runs: stop it, read, and start it again in
                 # the same line, so that no moment is left without it (with the time left as of
-                # the previous reading; corrected below once this one's time is known)
-                command = f":ABOR;{command};:TRIG:BLOC:DEL:CONS 1, {sent};:INIT"
+                # the previous reading; corrected below once this one's time is known). The
+                # renewing model only turns the output off, never on again.
+                command = f":ABOR;{command};{sent}"
             reply = self._query(command)
             values_text, _, state = reply.rpartition(";")
             values = self._numbers(values_text, command)
@@ -543,9 +563,9 @@ class Keithley2450(ScpiDriver):
                 )
             if armed:
                 self._spent(values[2])
-                delay = f"{self._delay_s():.6g}"
-                if delay != sent:  # the step's deadline came closer: one line, no gap
-                    self._write(f":ABOR;:TRIG:BLOC:DEL:CONS 1, {delay};:INIT")
+                program = self._off_program()
+                if program != sent:  # the step's deadline came closer: one line, no gap
+                    self._write(f":ABOR;{program}")
         measured, sourced, rel_time = values
         if abs(measured) >= OVERFLOW or abs(sourced) >= OVERFLOW:
             raise InstrumentRangeError(

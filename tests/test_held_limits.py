@@ -125,7 +125,9 @@ def test_output_goes_off_at_the_steps_bound_without_readings(sim, cell, clock):
     smu = _smu(sim, max_step_s=100.0)
     smu.source_current(1e-3, voltage_limit_volt=4.2)
     assert sim.trigger_running
-    assert sim.trigger_blocks == {1: ("DELAY", 100.0), 2: ("SOURCE", False)}
+    # the output went on through the trigger model that turns it off again
+    assert sim.trigger_blocks == {1: ("SOURCE", True), 2: ("DELAY", 100.0), 3: ("SOURCE", False)}
+    assert ":OUTP ON" not in sim.received
     smu.measure()  # the engine's first sample, at once: the step's time counts from here
     clock.t += 40.0
     smu.measure()  # renews with the 60 s left, not another 100 s
@@ -151,13 +153,23 @@ def test_watchdog_is_renewed_by_every_reading_and_fires_without_them(sim, cell, 
         smu.measure()
         assert sim.output
     sent = [line for line in sim.received if ":READ?" in line][-1]
-    assert sent.startswith(":ABOR;:READ?") and sent.endswith(":TRIG:BLOC:DEL:CONS 1, 10;:INIT")
+    assert sent.startswith(":ABOR;:READ?")
+    renew = ':TRIG:LOAD "Empty";:TRIG:BLOC:DEL:CONS 1, 10;:TRIG:BLOC:SOUR:STAT 2, OFF;:INIT'
+    assert sent.endswith(renew)
+    assert sim.trigger_blocks == {1: ("DELAY", 10.0), 2: ("SOURCE", False)}  # never on again
     clock.t += 9.5
     sim.advance_trigger_model()
     assert sim.output
     clock.t += 1.0
     sim.advance_trigger_model()
     assert not sim.output
+    with pytest.raises(InterlockError, match="not renewed within 10 s"):
+        smu.measure()  # its line restarts the renewing model: that one cannot turn it on again
+    clock.t += 20.0
+    sim.advance_trigger_model()
+    assert not sim.output and cell.mode == "open"
+    smu.safe_state()
+    assert not sim.trigger_running and list(sim.errors) == []
     smu.close()
 
 
