@@ -165,9 +165,10 @@ def write_long_run(root: Path, n: int) -> Path:
     return path
 
 
-def attach_time(app: QApplication, path: Path, n: int) -> tuple[float, float, float]:
+def attach_time(app: QApplication, path: Path, n: int) -> tuple[float, float, float, list[float]]:
     """(s until the model spans every row and the whole span is drawn, s until the cycle views
-    hold every cycle too, s for polars to read the rows)."""
+    hold every cycle too, s for polars to read the rows, how late (ms) a 5 ms timer fired
+    meanwhile)."""
     from cellbench.gui.window import MainWindow
 
     t0 = time.perf_counter()
@@ -179,6 +180,8 @@ def attach_time(app: QApplication, path: Path, n: int) -> tuple[float, float, fl
     window.resize(1600, 900)
     window.show()
     pump(app, 0.3)
+    meter = StallMeter()
+    meter.start()
     t0 = time.perf_counter()
     window.attach(path)
     window.open_channel("cell1")
@@ -202,9 +205,10 @@ def attach_time(app: QApplication, path: Path, n: int) -> tuple[float, float, fl
             raise RuntimeError("the cycles were not built within 300 s")
         time.sleep(0.002)
     cycles = time.perf_counter() - t0
+    meter.stop()
     window.detach()
     window.close()
-    return took, cycles, reference
+    return took, cycles, reference, meter.late
 
 
 # ------------------------------------------------------------------------------------ stalls
@@ -330,14 +334,15 @@ def main() -> None:
         t0 = time.perf_counter()
         path = write_long_run(Path(tmp), n)
         print(f"\nwrote a {n:,}-row run in {time.perf_counter() - t0:.1f} s")
-        took, cycles, reference = attach_time(app, path, n)
+        took, cycles, reference, late = attach_time(app, path, n)
         print(f"attach until the whole span is drawn (every row counted): {took:.2f} s")
         print(f"  ... until the cycle views hold every cycle as well: {cycles:.2f} s")
+        print(f"  event loop meanwhile: longest stall {max(late):.1f} ms, p99 {p99(late):.1f} ms")
         print(f"reference, polars reading the same rows (RunReader.read): {reference:.2f} s")
         print(f"ratio attach / polars read: {took / reference:.2f}")
         for summary in (path / "samples").glob(f"*{SUFFIX}"):  # a run of an older cellbench
             summary.unlink()
-        old, _, _ = attach_time(app, path, n)
+        old, _, _, _ = attach_time(app, path, n)
         print(f"the same run without its summaries (computed from the rows): {old:.2f} s")
 
         late, idle = stalls(app, Path(tmp), args.stream_seconds)

@@ -6,8 +6,14 @@ has one input whichever way the run is going. It goes through
 :class:`~cellbench.daq.run_reader.RunReader` only: it never writes, renames or locks anything in
 the folder (the reader's writer probe touches the lock file read-only and never blocks the
 writer). A reader kept open reads journals incrementally; rows already taken are skipped with a
-slice of the lazy scan, and at most ``chunk_rows`` rows per table are taken per poll, so attaching
-to a months-long run loads its history in steps instead of freezing the window.
+slice of the lazy scan, and at most ``chunk_rows`` rows per table are taken per poll.
+
+Attaching to a long run does not read its rows: the sealed segments' min/max summaries
+(:mod:`cellbench.daq.summaries`) go to the model as a ``summary`` message that seeds each
+channel's history levels, and only each channel's recent window (and the journals) is read as
+rows. The cycle views need every row, so the poller's thread then reads the segments one per
+poll into its own :class:`~cellbench.gui.cycles.CycleTracker` per channel and hands them over
+(``cycles``) once they have caught up with every frame handed out.
 
 :class:`AttachFeed` runs a poller on a background thread and hands its messages over through a
 queue (the GUI thread drains it on a timer).
@@ -53,7 +59,8 @@ class RunPoller:
         self.rows_read = 0  # sample rows decoded from sealed segments (the attach's cost)
         self.summarized_rows = 0  # sample rows delivered as summary buckets instead of rows
         # cycles of the summarised rows, built here from every row in order (see _backfill_step)
-        self._backfill: deque[Path] | None = None
+        self._backfill: deque[tuple[Path, int, int]] | None = None  # (segment, from row, rows)
+        self.backfill_rows = 250_000  # rows fed to the trackers per poll (bounded GIL holds)
         self._backfill_tail: list[pl.DataFrame] = []
         self._trackers: dict[str, CycleTracker] = {}
         self._held: pl.DataFrame | None = None  # attach rows not handed out yet (in chunks)
@@ -181,7 +188,11 @@ class RunPoller:
         if old.height:
             used = old.drop("_seg", "_old")
             out.append(LiveMessage("summary", frame=used, event={"bucket_rows": BUCKET_ROWS}))
-            self._backfill = deque(path for path, _ in segments)
+            self._backfill = deque(
+                (path, start, min(self.backfill_rows, rows - start))
+                for path, rows in segments
+                for start in range(0, rows, self.backfill_rows)
+            )
             # rows after the segments: the journals' now, every samples frame handed out later
             self._backfill_tail = [] if journal_rows is None else [journal_rows]
             self._trackers = {}
@@ -199,15 +210,17 @@ class RunPoller:
         return [LiveMessage("samples", frame=frame)]
 
     def _backfill_step(self) -> list[LiveMessage]:
-        """Feed one sealed segment's rows to this poller's cycle trackers (on the poller's
-        thread); once all are in, with every samples frame handed out since, hand the trackers
+        """Feed the next ``backfill_rows`` rows of the sealed segments to this poller's cycle
+        trackers (on the poller's thread; polars reads only the row groups holding them); once
+        all are in, with every samples frame handed out since, hand the trackers
         over (``cycles``): the cycle views then hold the whole run, exactly as if every row had
         come through the window."""
         assert self._backfill is not None
         if self._backfill:
-            path = self._backfill.popleft()
+            path, start, rows = self._backfill.popleft()
             try:
-                self._feed_trackers(normalize_lazy("samples", pl.scan_parquet(path)).collect())
+                lf = normalize_lazy("samples", pl.scan_parquet(path))
+                self._feed_trackers(lf.slice(start, rows).collect())
             except FileNotFoundError:  # merged away meanwhile: the cycles stay as they are
                 log.warning("%s: gone while building the run's cycles", path)
                 self._backfill = None
@@ -309,6 +322,9 @@ class AttachFeed:
                 self.error = f"{type(exc).__name__}: {exc}"
                 log.warning("reading %s: %s", self.poller.path, exc)
             else:
-                if not self.poller.caught_up or self.poller.backfilling:
+                if not self.poller.caught_up:
                     continue  # history still loading: the next chunk once this one is taken
+                if self.poller.backfilling:  # the cycles of old rows: steadily, never hogging
+                    self._stop.wait(0.02)
+                    continue
             self._stop.wait(self.interval_s)

@@ -170,11 +170,12 @@ def test_every_spike_is_visible_at_every_zoom_after_a_seeded_attach(long_run, wi
 
 def test_cycles_of_summarised_rows_are_built_in_the_background(long_run):
     poller = RunPoller(long_run.path, recent_rows=20_000)
+    poller.backfill_rows = 7_000  # slices that cut segments and cycles anywhere
     model = LiveModel(recent_rows=20_000)
     model.feed_all(poller.poll())
     assert poller.backfilling
     long_run.append("samples", rows(183_000, 500))  # arrives while the cycles are built
-    for _ in range(100):
+    for _ in range(200):
         model.feed_all(poller.poll())
         if not poller.backfilling:
             break
