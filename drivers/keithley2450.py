@@ -32,13 +32,13 @@ Keithley2450`` 0.16; QCoDeS = ``qcodes.instrument_drivers.Keithley.Keithley2450`
   the blocks, RM "Predefined trigger models"), ``:TRIG:BLOC:SOUR:STAT <n>, ON|OFF`` (source
   output block: turns the output on, or off into the selected output-off state, RM
   :TRIGger:BLOCk:SOURce:STATe p. 6-147 of Rev. B), ``:TRIG:BLOC:DEL:CONS <n>, <s>`` (constant
-  delay block, RM "Trigger block summary"), ``:INIT``
-  (start the trigger model), ``:ABOR`` (stop it; the output stays as it is), ``:TRIG:STAT?`` ->
-  ``<state>;<state>;<block>`` (RM :TRIGger:STATe?, e.g. ``IDLE;IDLE;2``). While a trigger model
-  runs, other commands run only "if they do not conflict with trigger model actions" (RM
-  "Running the trigger model"); the 2461 manual (same platform) says the source-measure
-  settings cannot be changed meanwhile. So the driver stops it (``:ABOR``) before every change
-  of the source and every reading, and starts it again afterwards (see "Held limits" below).
+  delay block, RM "Trigger block summary"), ``:INIT`` (start the trigger model), ``:ABOR``
+  (stop it; the output stays as it is), ``:TRIG:STAT?`` -> ``<state>;<state>;<block>`` (RM
+  :TRIGger:STATe?, e.g. ``IDLE;IDLE;2``). While a trigger model runs, other commands run only
+  "if they do not conflict with trigger model actions" (RM "Running the trigger model"); the
+  2461 manual (same platform) says the source-measure settings cannot be changed meanwhile. So
+  the driver stops it (``:ABOR``) before every change of the source and every reading, and
+  starts it again in the same line (see "Held limits" below).
 
 An overflowed reading is ``9.9E37`` (RM, "Overflow"); it is raised as InstrumentRangeError.
 Not settled by any source we could read: whether a 2450 that left the factory in TSP mode answers
@@ -72,8 +72,13 @@ left of the step plus a margin) is set, the output is turned on by a trigger mod
 output ON block, delay block, source output OFF block: ``:INIT`` instead of ``:OUTP ON``), so it
 is never on without the bound, which is the smaller of the two; each reading renews it (a model
 of delay and OFF blocks only, which cannot turn the output on again) with the time left,
-so a dead logger leaves the cell sourced at most ``watchdog_s`` after its last reading and never
-past the step's own deadline. A 0 A rest is not bounded (nothing is sourced).
+so a dead logger leaves the cell sourced at most ``watchdog_s`` after its last reading and not
+past the step's own deadline (counted in the instrument's reading timestamps from the first
+reading after the setting). A 0 A rest is not bounded (nothing is sourced). Not settled by what
+we could read of the manual: the longest constant delay a block takes (the driver never asks for
+more than 10,000 s, renewed at every reading), whether ``:READ?`` is refused while a model runs
+and with which error (the driver stops the model first, so it works either way; the simulator
+refuses with -221).
 
 Readings use ``:READ? "defbuffer1", READ, SOUR, REL`` (measured value, source readback, relative
 time), so every reading is also kept in the instrument's reading buffer, and ``;:OUTP?`` in the
