@@ -165,10 +165,13 @@ def write_long_run(root: Path, n: int) -> Path:
     return path
 
 
-def attach_time(app: QApplication, path: Path, n: int) -> tuple[float, float, float, list[float]]:
+def attach_time(
+    app: QApplication, path: Path, n: int
+) -> tuple[float, float, float, list[float], list[float]]:
     """(s until the model spans every row and the whole span is drawn, s until the cycle views
-    hold every cycle too, s for polars to read the rows, how late (ms) a 5 ms timer fired
-    meanwhile)."""
+    hold every cycle too, s for polars to read the rows, how late (ms) a 5 ms timer fired until
+    the span was drawn — the first paint of the channel's views and this bench's forced redraws
+    included —, and how late while the cycles were built afterwards)."""
     from cellbench.gui.window import MainWindow
 
     t0 = time.perf_counter()
@@ -181,10 +184,10 @@ def attach_time(app: QApplication, path: Path, n: int) -> tuple[float, float, fl
     window.show()
     pump(app, 0.3)
     meter = StallMeter()
-    meter.start()
     t0 = time.perf_counter()
     window.attach(path)
     window.open_channel("cell1")
+    meter.start()  # after building the channel's views: what the attach's reading costs
     last = float(n - 1)
     while True:
         app.processEvents()
@@ -199,6 +202,9 @@ def attach_time(app: QApplication, path: Path, n: int) -> tuple[float, float, fl
             raise RuntimeError("attach did not finish within 300 s")
         time.sleep(0.002)
     took = time.perf_counter() - t0
+    meter.stop()
+    drawing, meter = meter.late, StallMeter()
+    meter.start()
     while window.feed is not None and window.feed.poller.backfilling:  # cycles of old rows
         app.processEvents()
         if time.perf_counter() - t0 > 300:
@@ -208,7 +214,7 @@ def attach_time(app: QApplication, path: Path, n: int) -> tuple[float, float, fl
     meter.stop()
     window.detach()
     window.close()
-    return took, cycles, reference, meter.late
+    return took, cycles, reference, drawing, meter.late
 
 
 # ------------------------------------------------------------------------------------ stalls
@@ -334,15 +340,16 @@ def main() -> None:
         t0 = time.perf_counter()
         path = write_long_run(Path(tmp), n)
         print(f"\nwrote a {n:,}-row run in {time.perf_counter() - t0:.1f} s")
-        took, cycles, reference, late = attach_time(app, path, n)
+        took, cycles, reference, late, later = attach_time(app, path, n)
         print(f"attach until the whole span is drawn (every row counted): {took:.2f} s")
-        print(f"  ... until the cycle views hold every cycle as well: {cycles:.2f} s")
         print(f"  event loop meanwhile: longest stall {max(late):.1f} ms, p99 {p99(late):.1f} ms")
+        print(f"  ... until the cycle views hold every cycle as well: {cycles:.2f} s")
+        print(f"  event loop meanwhile: longest stall {max(later):.1f} ms, p99 {p99(later):.1f} ms")
         print(f"reference, polars reading the same rows (RunReader.read): {reference:.2f} s")
         print(f"ratio attach / polars read: {took / reference:.2f}")
         for summary in (path / "samples").glob(f"*{SUFFIX}"):  # a run of an older cellbench
             summary.unlink()
-        old, _, _, _ = attach_time(app, path, n)
+        old, *_ = attach_time(app, path, n)
         print(f"the same run without its summaries (computed from the rows): {old:.2f} s")
 
         late, idle = stalls(app, Path(tmp), args.stream_seconds)

@@ -63,6 +63,7 @@ class RunPoller:
         self.backfill_rows = 250_000  # rows fed to the trackers per poll (bounded GIL holds)
         self._backfill_tail: list[pl.DataFrame] = []
         self._trackers: dict[str, CycleTracker] = {}
+        self._backfill_steps = 0
         self._held: pl.DataFrame | None = None  # attach rows not handed out yet (in chunks)
         self.reader: RunReader = open_run(self.path)
         self.chunk_rows = int(chunk_rows)
@@ -122,6 +123,11 @@ class RunPoller:
         if caught_up and self._backfill is not None and not seeded:
             out.extend(self._backfill_step())
         return out
+
+    @property
+    def backfill_started(self) -> bool:
+        """Some of the sealed rows went to the cycle trackers already."""
+        return self._backfill_steps > 0
 
     @property
     def backfilling(self) -> bool:
@@ -216,6 +222,7 @@ class RunPoller:
         over (``cycles``): the cycle views then hold the whole run, exactly as if every row had
         come through the window."""
         assert self._backfill is not None
+        self._backfill_steps += 1
         if self._backfill:
             path, start, rows = self._backfill.popleft()
             try:
@@ -324,7 +331,8 @@ class AttachFeed:
             else:
                 if not self.poller.caught_up:
                     continue  # history still loading: the next chunk once this one is taken
-                if self.poller.backfilling:  # the cycles of old rows: steadily, never hogging
-                    self._stop.wait(0.02)
+                if self.poller.backfilling and self.poller.backfill_started:
+                    self._stop.wait(0.02)  # the cycles of old rows: steadily, never hogging
                     continue
+                # else (just attached): a full interval first, while the window draws the run
             self._stop.wait(self.interval_s)
