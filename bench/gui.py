@@ -47,7 +47,7 @@ from PySide6.QtWidgets import QApplication
 from cellbench.core.schema import RunMeta
 from cellbench.daq.run_reader import open_run
 from cellbench.daq.store import create_run
-from cellbench.daq.summaries import SUFFIX
+from cellbench.daq.summaries import SUMMARY_GLOB
 from cellbench.gui.history import HISTORY_COLUMNS
 from cellbench.gui.model import LiveModel
 from cellbench.gui.plots import TimePlots
@@ -347,7 +347,7 @@ def main() -> None:
         print(f"  event loop meanwhile: longest stall {max(later):.1f} ms, p99 {p99(later):.1f} ms")
         print(f"reference, polars reading the same rows (RunReader.read): {reference:.2f} s")
         print(f"ratio attach / polars read: {took / reference:.2f}")
-        for summary in (path / "samples").glob(f"*{SUFFIX}"):  # a run of an older cellbench
+        for summary in (path / "samples").glob(SUMMARY_GLOB):  # a run of an older cellbench
             summary.unlink()
         old, *_ = attach_time(app, path, n)
         print(f"the same run without its summaries (computed from the rows): {old:.2f} s")

@@ -1,7 +1,8 @@
 """Per-segment min/max summaries of the samples table: a long run's whole span without its rows.
 
 When the store seals a ``samples`` segment (or merges segments) it first writes, beside it, a
-small Parquet *summary* (``seg-A-B.summary.parquet`` next to ``seg-A-B.parquet``): the rows of each
+small Parquet *summary* (``sum-A-B.parquet`` next to ``seg-A-B.parquet``; not ``seg-*`` so
+that tools globbing a table's segments never take it for one): the rows of each
 channel of the segment in buckets of :data:`BUCKET_ROWS` consecutive rows (the last bucket of a
 channel may be shorter), and per bucket and per plotted quantity its minimum, its maximum, the
 test times they were measured at and the bucket's first value. A viewer seeds the coarse levels
@@ -38,7 +39,9 @@ SUMMARY_VALUES: tuple[str, ...] = (
     "pressure_megapascal",
 )
 TIME = "test_time_second"
-SUFFIX = ".summary.parquet"
+PREFIX = "sum-"
+#: Matches every summary file of a table folder.
+SUMMARY_GLOB = "sum-*.parquet"
 #: Columns of a summary, in order: channel, bucket position, then per value min/max/times/first.
 SUMMARY_COLUMNS: tuple[str, ...] = (
     "channel",
@@ -51,9 +54,9 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
 
 
 def summary_path(segment: Path) -> Path:
-    """Where the summary of the segment ``seg-A-B.parquet`` lives: ``seg-A-B.summary.parquet``."""
+    """Where the summary of the segment ``seg-A-B.parquet`` lives: ``sum-A-B.parquet``."""
     segment = Path(segment)
-    return segment.with_name(segment.name.removesuffix(".parquet") + SUFFIX)
+    return segment.with_name(PREFIX + segment.name.removeprefix("seg-"))
 
 
 def summarize(df: pl.DataFrame, bucket_rows: int = BUCKET_ROWS) -> pl.DataFrame:

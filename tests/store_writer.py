@@ -47,7 +47,7 @@ def die_at_rename(k: int, when: str) -> None:
     seen = []
 
     def is_segment(dst) -> bool:
-        return str(dst).endswith(".parquet") and not str(dst).endswith(".summary.parquet")
+        return Path(dst).name.startswith("seg-")
 
     def replace(src, dst, **kw):
         if is_segment(dst):

@@ -12,6 +12,7 @@ from cellbench.core.schema import RunMeta
 from cellbench.daq.store import create_run, open_run
 from cellbench.daq.summaries import (
     BUCKET_ROWS,
+    SUMMARY_GLOB,
     SUMMARY_VALUES,
     load_summary,
     summarize,
@@ -128,7 +129,7 @@ def test_compaction_summarises_the_merged_segment_and_drops_the_old_summaries(tm
     writer.close()
     folder = writer.path / "samples"
     segments = sorted(folder.glob("seg-*[0-9].parquet"))
-    summaries = sorted(folder.glob(f"*{'.summary.parquet'}"))
+    summaries = sorted(folder.glob(SUMMARY_GLOB))
     assert len(segments) < 10  # merged
     assert [summary_path(s) for s in segments] == summaries
     for seg in segments:

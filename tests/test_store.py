@@ -106,7 +106,7 @@ def test_roundtrip_keeps_rows_order_and_dtypes(tmp_path):
     on_disk = sorted(os.listdir(tmp_path / "run-1" / "samples"))
     assert on_disk == [  # sealed on close, with its min/max summary (daq/summaries.py)
         "seg-000000000000-000000000001.parquet",
-        "seg-000000000000-000000000001.summary.parquet",
+        "sum-000000000000-000000000001.parquet",
     ]
 
 

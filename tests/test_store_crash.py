@@ -215,5 +215,5 @@ def test_exit_without_close_then_reader_and_recovery(tmp_path):
     assert r.tables()["samples"] == 200
     assert sorted(os.listdir(tmp_path / "r" / "samples")) == [
         "seg-000000000000-000000000019.parquet",
-        "seg-000000000000-000000000019.summary.parquet",  # its min/max summary
+        "sum-000000000000-000000000019.parquet",  # its min/max summary
     ]
