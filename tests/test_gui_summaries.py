@@ -265,3 +265,19 @@ def test_status_bar_takes_temperature_from_the_same_status_reply_as_v_and_i(qtbo
         window.run = None
     assert snap["voltage_volt"] == 3.95 and snap["temperature_celsius"] == 31.5
     assert math.isnan(snap["pressure_megapascal"])  # not the sample row's 5 MPa
+
+
+def test_a_run_without_summaries_attaches_the_same_from_its_rows(long_run):
+    seeded = LiveModel(recent_rows=20_000)
+    seeded.feed_all(RunPoller(long_run.path, recent_rows=20_000).poll())
+    for summary in (long_run.path / "samples").glob(SUMMARY_GLOB):  # an older cellbench's run
+        summary.unlink()
+    poller = RunPoller(long_run.path, recent_rows=20_000)
+    model = LiveModel(recent_rows=20_000)
+    model.feed_all(poller.poll())
+    # every sealed row read to summarise it (then the recent window's again), nothing written
+    assert 180_000 < poller.rows_read <= 180_000 + 20_000 + BUCKET_ROWS
+    assert not list((long_run.path / "samples").glob(SUMMARY_GLOB))
+    a, b = seeded.channels["c1"].trace.window(), model.channels["c1"].trace.window()
+    for col in VALUE_COLUMNS:
+        assert np.array_equal(a.x[col], b.x[col]) and np.array_equal(a.y[col], b.y[col])
