@@ -15,6 +15,10 @@ when they are few enough), stitched with coarser levels where the finer ones no 
 Each bucket is drawn as two points, its first extreme then its second, so a one-sample spike
 in any column survives at every zoom level. The cost of a window does not grow with the run:
 a binary search per level and at most N points copied.
+
+:meth:`History.seed` starts a history from min/max buckets computed elsewhere (the run store's
+per-segment summaries, :mod:`cellbench.daq.summaries`): attaching to a long run then fills the
+coarse levels without reading the rows, and only the recent rows are appended.
 """
 
 from __future__ import annotations
