@@ -21,7 +21,7 @@ from cellbench.cli.main import main
 from cellbench.daq.catalog import Catalog
 from cellbench.daq.catalog_run import archived_cover
 from cellbench.daq.store import open_run
-from cellbench.daq.summaries import SUFFIX as SUMMARY_SUFFIX
+from cellbench.daq.summaries import PREFIX as SUMMARY_PREFIX
 from cellbench.daq.sync import Syncer
 
 CLI = [sys.executable, "-m", "cellbench.cli"]
@@ -179,7 +179,7 @@ def test_cli_sync_twice_list_and_analyze_equal_local(catalog_url, tmp_path, caps
     assert len(fit) == 1 and abs(fit[0][0]["R1"] - 50.0) < 0.5  # the sweep's R1 is 50 ohm
     # every segment, byte for byte; the segments' min/max summaries (daq/summaries.py) are a
     # reader's index, rebuilt from the rows where missing, and stay with the run folder
-    segments = [n for n in os.listdir(run / "samples") if not n.endswith(SUMMARY_SUFFIX)]
+    segments = [n for n in os.listdir(run / "samples") if not n.startswith(SUMMARY_PREFIX)]
     assert sorted(os.listdir(archive / run_id / "samples")) == sorted(segments)
     for where, src in (("c", ["--catalog", catalog_url["reader"], run_id]), ("l", [str(run)])):
         cli("runs", "export", *src, "--format", "parquet", "--out", str(tmp_path / where))
