@@ -252,6 +252,7 @@ def test_simulated_instrument_cell_with_unresolved_bulk_and_grain_boundary(name,
     """The shared simulated cell (drivers/sim): its bulk and grain-boundary arcs sit above
     7 MHz, so only R0 + R1 + R2 is identifiable; the interface R3 is in the band."""
     from cellbench.drivers.sim import cell as sim
+
     cell = sim.SimCell(sim.load_cell_params(fixtures_dir / "sim" / f"{name}.toml"))
     truth = cell.ground_truth()
     p = truth["circuit_parameters"]
