@@ -399,33 +399,36 @@ class Circuit:
         p = self.as_array(params)
         w = 2 * np.pi * np.asarray(frequency_hz, dtype=float)
         s = 1j * w
-        z, idx, dz = self._eval(self.root, p, w, s)
+        z, blocks = self._eval(self.root, p, w, s)
         if not jacobian:
             return z, None
         jac = np.zeros((p.size, w.size), dtype=complex)
-        jac[idx] = dz
+        for i0, i1, dz in blocks:
+            jac[i0:i1] = dz
         return z, jac
 
     def _eval(self, node: Node, p, w, s):
-        # returns Z, parameter indices (k,), dZ/dp rows (k, n)
+        # returns Z and dZ/dp as blocks [(first row, end row, rows (k, n))]: no stacking per node
         if isinstance(node, Element):
             i0, i1 = self._offsets[node.name]
             z, dz = _ELEMENT_FUNCS[node.kind](p[i0:i1], w, s)
-            return z, np.arange(i0, i1), dz
+            return z, [(i0, i1, dz)]
         parts = [self._eval(c, p, w, s) for c in node.children]
-        idx = np.concatenate([pt[1] for pt in parts])
         if isinstance(node, Series):
             z = parts[0][0].copy()
             for pt in parts[1:]:
                 z += pt[0]
-            return z, idx, np.vstack([pt[2] for pt in parts])
+            return z, [blk for pt in parts for blk in pt[1]]
         y = 1.0 / parts[0][0]
         for pt in parts[1:]:
             y += 1.0 / pt[0]
         z = 1.0 / y
         # d(1/Y) = Z^2 / Z_i^2 dZ_i for a parameter inside branch i
-        rows = [pt[2] * (z / pt[0]) ** 2 for pt in parts]
-        return z, idx, np.vstack(rows)
+        blocks = []
+        for zi, blks in parts:
+            factor = (z / zi) ** 2
+            blocks.extend((i0, i1, dz * factor) for i0, i1, dz in blks)
+        return z, blocks
 
 
 def parse_circuit(text: str | Circuit) -> Circuit:

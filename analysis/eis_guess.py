@@ -188,6 +188,26 @@ def _subsets(k: int, size: int) -> np.ndarray:
     return np.array(list(itertools.combinations(range(k), size)), dtype=int)
 
 
+@functools.lru_cache(maxsize=64)
+def _unique_subsets(idx_bytes: bytes, shape: tuple[int, int]) -> tuple:
+    """For each subset size, the distinct column subsets of the assignments ``idx`` (rows of
+    column indices) and, for every (assignment, subset position), the row of its subset there.
+
+    Assignments share most columns (the series terms, and each tau in many combinations), so a
+    few hundred distinct subsets stand behind thousands of (assignment, subset) pairs: each
+    distinct normal-equation system is solved once. Keyed by the bytes of ``idx``, which repeat
+    for every spectrum fitted with the same circuit and number of DRT peaks."""
+    idx = np.frombuffer(idx_bytes, dtype=np.int64).reshape(shape)
+    n_sub, k = shape
+    out = []
+    for size in range(1, k + 1):
+        pos = _subsets(k, size)  # (m, size)
+        cols = idx[:, pos]  # (n_sub, m, size)
+        uniq, inverse = np.unique(cols.reshape(-1, size), axis=0, return_inverse=True)
+        out.append((pos, uniq, inverse.reshape(n_sub, pos.shape[0])))
+    return tuple(out)
+
+
 def _batch_nnls(a: np.ndarray, b: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Non-negative least squares of ``b`` on the columns ``idx[j]`` of ``a``, for every j.
 
@@ -208,16 +228,18 @@ def _batch_nnls(a: np.ndarray, b: np.ndarray, idx: np.ndarray) -> tuple[np.ndarr
     best_r2 = np.full(n_sub, bb)  # the empty subset: x = 0
     xs = np.zeros((n_sub, k))
     rows = np.arange(n_sub)
+    idx = np.ascontiguousarray(idx, dtype=np.int64)
     try:
         with np.errstate(all="ignore"):
-            for size in range(1, k + 1):
-                pos = _subsets(k, size)  # (m, size)
-                cols = idx[:, pos]  # (n_sub, m, size)
-                gram = g_full[cols[..., :, None], cols[..., None, :]]
-                rhs = h_full[cols]
-                x = np.linalg.solve(gram, rhs[..., None])[..., 0]
-                r2 = bb - np.sum(x * rhs, axis=-1)
-                r2 = np.where(np.all(x >= 0, axis=-1) & np.isfinite(r2), r2, np.inf)
+            for pos, uniq, inverse in _unique_subsets(idx.tobytes(), idx.shape):
+                # each distinct subset once (identical systems give identical solutions)
+                gram = g_full[uniq[:, :, None], uniq[:, None, :]]
+                rhs_u = h_full[uniq]
+                x_u = np.linalg.solve(gram, rhs_u[..., None])[..., 0]
+                r2_u = bb - np.sum(x_u * rhs_u, axis=-1)
+                r2_u = np.where(np.all(x_u >= 0, axis=-1) & np.isfinite(r2_u), r2_u, np.inf)
+                x = x_u[inverse]  # (n_sub, m, size)
+                r2 = r2_u[inverse]
                 j = np.argmin(r2, axis=1)
                 r2_j = r2[rows, j]
                 better = r2_j < best_r2
