@@ -24,6 +24,7 @@ import math
 import time
 from typing import TYPE_CHECKING, Any
 
+from cellbench.daq.counters import integrate_sample
 from cellbench.daq.neware_steps import protocol_to_step_file
 from cellbench.daq.protocol import Loop, Ocv, Problem, Protocol, Rest
 from cellbench.daq.safety import check
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
     from cellbench.daq.runner import ChannelRunner
     from cellbench.daq.station import Station
 
-_HOUR = 3600.0
 #: wall seconds a freshly started schedule may still read as not running
 START_GRACE_WALL_S = 10.0
 STEP_FILE_NAME = "neware_steps.xml"
@@ -201,19 +201,7 @@ def _record(
             data={"cycler_step": rec.step, "cycle": rec.cycle, "kind": rec.step_kind},
         )
     v, i = float(rec.voltage_volt), float(rec.current_ampere)
-    prev = r._prev
-    if prev is not None and t > prev[0]:
-        dt = t - prev[0]
-        dq = (i + prev[2]) * 0.5 * dt / _HOUR
-        de = (i * v + prev[2] * prev[1]) * 0.5 * dt / _HOUR
-        if dq > 0:
-            s.charging_capacity_ampere_hour += dq
-            s.charging_energy_watt_hour += de
-        elif dq < 0:
-            s.discharging_capacity_ampere_hour -= dq
-            s.discharging_energy_watt_hour -= de
-        s.step_capacity_ampere_hour += dq
-    r._prev = (t, v, i)
+    r._prev = integrate_sample(s, r._prev, t, v, i)
     temp = r.io.temperature.value() if r.io.temperature is not None else math.nan
     pres = r.io.pressure.value() if r.io.pressure is not None else math.nan
     s.test_time_second, s.voltage_volt, s.current_ampere = t, v, i

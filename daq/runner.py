@@ -31,6 +31,7 @@ import numpy as np
 import polars as pl
 
 from cellbench.daq import steps as st
+from cellbench.daq.counters import integrate_sample
 from cellbench.daq.link import Cancelled, InstrumentLink
 from cellbench.daq.lockstep import register_actor
 from cellbench.daq.protocol import Ends, Limits, Loop, Step
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_HOUR = 3600.0
 #: wall s a source that times itself (EmStat script) may run past the step's planned end
 SOURCE_TIME_MARGIN_WALL_S = 60.0
 _SHORT_WAIT_S = 0.2  # wall s: shorter waits between samples sleep instead of waiting on the stop
@@ -578,19 +578,7 @@ class ChannelRunner:
             # (on a lockstep clock a slow call costs no simulated time: no sample was missed)
             # The driver recovered by itself (e.g. reopened its port), but samples were missed.
             self._after_outage(t, None, wall - called)
-        prev = self._prev
-        if prev is not None and t > prev[0]:
-            dt = t - prev[0]
-            dq = (i + prev[2]) * 0.5 * dt / _HOUR
-            de = (i * v + prev[2] * prev[1]) * 0.5 * dt / _HOUR
-            if dq > 0:
-                s.charging_capacity_ampere_hour += dq
-                s.charging_energy_watt_hour += de
-            elif dq < 0:
-                s.discharging_capacity_ampere_hour -= dq
-                s.discharging_energy_watt_hour -= de
-            s.step_capacity_ampere_hour += dq
-        self._prev = (t, v, i)
+        self._prev = integrate_sample(s, self._prev, t, v, i)
         temp = self.io.temperature.value() if self.io.temperature is not None else math.nan
         pres = self.io.pressure.value() if self.io.pressure is not None else math.nan
         s.test_time_second, s.voltage_volt, s.current_ampere = t, v, i
