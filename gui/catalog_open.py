@@ -20,11 +20,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import queue
 import shutil
 import tempfile
-import threading
-from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +44,7 @@ from PySide6.QtWidgets import (
 import cellbench.gui.qt_fixes  # noqa: F401 - before any PySide6 call
 from cellbench.core import schema
 from cellbench.daq.live import LiveMessage
+from cellbench.gui.poller import PollFeed
 
 if TYPE_CHECKING:
     import polars as pl
@@ -255,81 +253,34 @@ class CatalogPoller:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-class CatalogFeed:
+class CatalogFeed(PollFeed):
     """A :class:`CatalogPoller` on a daemon thread, every ``interval_s``, into ``queue``: the
     interface of :class:`cellbench.gui.poller.AttachFeed` (``poller``, ``path``, ``error``,
     ``start``, ``stop``, ``drain``). It polls again only once the GUI took the last poll's
     messages (one poll ahead while a long history loads); ``error`` holds the last error (the
     server down, the network gone) and clears when polls work again."""
 
+    poller: CatalogPoller
+
     def __init__(self, url: str, run_id: str, *, interval_s: float = 1.0, **poller_kw: Any):
-        self.poller = CatalogPoller(url, run_id, **poller_kw)
-        self.interval_s = float(interval_s)
-        self.queue: queue.Queue[LiveMessage] = queue.Queue()
-        self.error: str | None = None
-        self._stop = threading.Event()
-        self._polls: deque[int] = deque()
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(
-            target=self._loop, name=f"cellbench-catalog-{run_id}", daemon=True
+        super().__init__(
+            CatalogPoller(url, run_id, **poller_kw),
+            interval_s=interval_s,
+            thread_name=f"cellbench-catalog-{run_id}",
         )
 
-    @property
-    def path(self) -> Path:
-        return self.poller.path
-
-    def start(self) -> None:
-        self._thread.start()
-
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        super().stop(timeout)
         if not self._thread.is_alive():
             self.poller.close()
 
-    def drain(self, limit: int = 10_000) -> list[LiveMessage]:
-        """Messages waiting (at most ``limit``), oldest first; never blocks."""
-        out: list[LiveMessage] = []
-        while len(out) < limit:
-            try:
-                out.append(self.queue.get_nowait())
-            except queue.Empty:
-                break
-        with self._lock:
-            taken = len(out)
-            while taken and self._polls:
-                used = min(taken, self._polls[0])
-                self._polls[0] -= used
-                taken -= used
-                if self._polls[0] == 0:
-                    self._polls.popleft()
-        return out
+    def _error_text(self, exc: Exception) -> str:
+        from cellbench.daq.catalog import redact
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            with self._lock:
-                waiting = len(self._polls)
-            if waiting > (0 if self.poller.caught_up else 1):
-                self._stop.wait(0.02)
-                continue
-            try:
-                messages = self.poller.poll()
-                with self._lock:
-                    if messages:
-                        self._polls.append(len(messages))
-                    for message in messages:
-                        self.queue.put(message)
-                self.error = None
-            except Exception as exc:  # keep following; say why the view is not updating
-                from cellbench.daq.catalog import redact
+        return redact(f"{type(exc).__name__}: {exc}")
 
-                self.error = redact(f"{type(exc).__name__}: {exc}")
-                log.warning("catalog run %s: %s", self.poller.run_id, self.error)
-            else:
-                if not self.poller.caught_up:
-                    continue
-            self._stop.wait(self.interval_s)
+    def _log_error(self, exc: Exception) -> None:
+        log.warning("catalog run %s: %s", self.poller.run_id, self.error)
 
 
 def attach_catalog(window: MainWindow, url: str, run_id: str) -> CatalogFeed | None:

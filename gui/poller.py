@@ -26,6 +26,7 @@ import queue
 import threading
 from collections import deque
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -248,23 +249,20 @@ class RunPoller:
             self._trackers.setdefault(str(name), CycleTracker()).add(part)
 
 
-class AttachFeed:
-    """A :class:`RunPoller` on a daemon thread, every ``interval_s``, into ``queue``.
+class PollFeed:
+    """A poller (``poll()``, ``caught_up``, ``path``) on a daemon thread, every ``interval_s``,
+    into ``queue``: the shared machinery of :class:`AttachFeed` and
+    :class:`cellbench.gui.catalog_open.CatalogFeed`.
 
     The thread polls again only once the previous messages were taken from the queue, so a
     busy GUI slows the polling down instead of piling up frames. ``error`` holds the last read
-    error (the folder vanished, a disk error); polling goes on and clears it when reads work.
+    error; polling goes on and clears it when reads work. Subclasses say how an error reads
+    (:meth:`_error_text`, :meth:`_log_error`) and how long to wait after a good poll
+    (:meth:`_wait_after_poll`).
     """
 
-    def __init__(
-        self,
-        path: Path | str,
-        *,
-        interval_s: float = 1.0,
-        chunk_rows: int = 200_000,
-        samples_chunk_rows: int = 1_000_000,
-    ):
-        self.poller = RunPoller(path, chunk_rows=chunk_rows, samples_chunk_rows=samples_chunk_rows)
+    def __init__(self, poller: Any, *, interval_s: float, thread_name: str):
+        self.poller = poller
         self.interval_s = float(interval_s)
         self.queue: queue.Queue[LiveMessage] = queue.Queue()
         self.error: str | None = None
@@ -273,9 +271,7 @@ class AttachFeed:
         # next chunk is read while the GUI takes in this one (one poll ahead, no more)
         self._polls: deque[int] = deque()
         self._lock = threading.Lock()
-        self._thread = threading.Thread(
-            target=self._loop, name=f"cellbench-attach-{self.poller.path.name}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._loop, name=thread_name, daemon=True)
 
     @property
     def path(self) -> Path:
@@ -291,7 +287,7 @@ class AttachFeed:
 
     def drain(self, limit: int = 10_000) -> list[LiveMessage]:
         """Messages waiting (at most ``limit``), oldest first; never blocks."""
-        out = []
+        out: list[LiveMessage] = []
         while len(out) < limit:
             try:
                 out.append(self.queue.get_nowait())
@@ -311,6 +307,20 @@ class AttachFeed:
         with self._lock:
             return len(self._polls)
 
+    def _error_text(self, exc: Exception) -> str:
+        """``error`` for a failed poll."""
+        return f"{type(exc).__name__}: {exc}"
+
+    def _log_error(self, exc: Exception) -> None:
+        log.warning("reading %s: %s", self.poller.path, exc)
+
+    def _wait_after_poll(self) -> float | None:
+        """Seconds to wait after a poll that worked; None to poll again at once (history
+        still loading: the next chunk once this one is taken)."""
+        if not self.poller.caught_up:
+            return None
+        return self.interval_s
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             ahead = 0 if self.poller.caught_up else 1
@@ -326,13 +336,42 @@ class AttachFeed:
                         self.queue.put(message)
                 self.error = None
             except Exception as exc:  # keep following; say why the view is not updating
-                self.error = f"{type(exc).__name__}: {exc}"
-                log.warning("reading %s: %s", self.poller.path, exc)
+                self.error = self._error_text(exc)
+                self._log_error(exc)
+                wait_s: float | None = self.interval_s
             else:
-                if not self.poller.caught_up:
-                    continue  # history still loading: the next chunk once this one is taken
-                if self.poller.backfilling and self.poller.backfill_started:
-                    self._stop.wait(0.02)  # the cycles of old rows: steadily, never hogging
-                    continue
-                # else (just attached): a full interval first, while the window draws the run
-            self._stop.wait(self.interval_s)
+                wait_s = self._wait_after_poll()
+            if wait_s is not None:
+                self._stop.wait(wait_s)
+
+
+class AttachFeed(PollFeed):
+    """A :class:`RunPoller` on a daemon thread, every ``interval_s``, into ``queue``.
+
+    The thread polls again only once the previous messages were taken from the queue, so a
+    busy GUI slows the polling down instead of piling up frames. ``error`` holds the last read
+    error (the folder vanished, a disk error); polling goes on and clears it when reads work.
+    """
+
+    poller: RunPoller
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        interval_s: float = 1.0,
+        chunk_rows: int = 200_000,
+        samples_chunk_rows: int = 1_000_000,
+    ):
+        poller = RunPoller(path, chunk_rows=chunk_rows, samples_chunk_rows=samples_chunk_rows)
+        super().__init__(
+            poller, interval_s=interval_s, thread_name=f"cellbench-attach-{poller.path.name}"
+        )
+
+    def _wait_after_poll(self) -> float | None:
+        if not self.poller.caught_up:
+            return None  # history still loading: the next chunk once this one is taken
+        if self.poller.backfilling and self.poller.backfill_started:
+            return 0.02  # the cycles of old rows: steadily, never hogging
+        # else (just attached): a full interval first, while the window draws the run
+        return self.interval_s
