@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +25,7 @@ from cellbench.core.errors import CellbenchError
 if TYPE_CHECKING:
     import polars as pl
 
-    from cellbench.analysis.report import ReportFiles, RunData
+    from cellbench.analysis.report import ReportFiles
 
 REPORT_KINDS = ("cycling", "eis", "fade", "conductivity", "ccd")
 
@@ -125,51 +124,10 @@ def _by_channel(df: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
 # ------------------------------------------------------------------------ cellbench report
 
 
-def load_run_data(path: Path) -> RunData:
-    """A run folder's tables and metadata, or a vendor file's frame, as report input."""
-    from cellbench.analysis.report import RunData
-    from cellbench.daq.loaders import is_run
-
-    path = Path(path)
-    if not path.exists():
-        raise CellbenchError(f"{path}: no such file or folder")
-    if is_run(path):
-        from cellbench.daq.store import open_run
-
-        run = open_run(path)
-        return RunData(
-            samples=run.read("samples"),
-            spectra=run.read("spectra"),
-            events=run.read("events"),
-            meta=run.meta,
-            source=str(path),
-        )
-    if path.is_dir():
-        raise CellbenchError(f"{path}: a folder without run.json is not a cellbench run")
-    from cellbench.analysis.readers import ReaderWarning, read
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ReaderWarning)
-        result = read(path)
-    notes = []
-    for w in caught:  # into the report, and on to the caller as before
-        if issubclass(w.category, ReaderWarning):
-            notes.append(f"reader: {w.message}")
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    if result.kind == "spectra":
-        return RunData(spectra=result.frame, source=f"{path} ({result.format})", notes=notes)
-    samples = result.frame
-    cycles = samples.get_column("cycle_count", default=None)
-    if cycles is None or cycles.null_count() == samples.height:
-        from cellbench.analysis.segment import segment
-
-        samples = segment(samples)
-    return RunData(samples=samples, source=f"{path} ({result.format})", notes=notes)
-
-
 def report_path(path: Path | str, out_dir: Path | str, **options: Any) -> ReportFiles:
     """:func:`cellbench.analysis.report.report_run` of a run folder or a vendor file."""
     from cellbench.analysis.report import report_run
+    from cellbench.daq.loaders import load_run_data
 
     data = load_run_data(Path(path))
     channel = options.pop("channel", None)

@@ -9,7 +9,6 @@ readers know (BioLogic, Neware, Gamry, ZPlot, CSV exports ...).
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,40 +28,14 @@ class AnalysisError(CellbenchError):
 
 
 def open_data(path: Path | str) -> RunData:
-    """A run folder's tables and ``run.json``, or a vendor file's frame (with reader notes)."""
-    from cellbench.daq.loaders import is_run
+    """A run folder's tables and ``run.json``, or a vendor file's frame (with reader notes).
 
-    path = Path(path)
-    if not path.exists():
-        raise AnalysisError(f"{path}: no such file or folder")
-    if is_run(path):
-        from cellbench.daq.run_reader import open_run
+    :func:`cellbench.daq.loaders.load_run_data`, raising :class:`AnalysisError`; reader warnings
+    go only into the notes.
+    """
+    from cellbench.daq.loaders import load_run_data
 
-        run = open_run(path)
-        return RunData(
-            samples=run.read("samples"),
-            spectra=run.read("spectra"),
-            events=run.read("events"),
-            meta=run.meta,
-            source=str(path),
-        )
-    if path.is_dir():
-        raise AnalysisError(f"{path}: a folder without run.json is not a cellbench run")
-    from cellbench.analysis.readers import ReaderWarning, read
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ReaderWarning)
-        result = read(path)
-    notes = [f"reader: {w.message}" for w in caught if issubclass(w.category, ReaderWarning)]
-    if result.kind == "spectra":
-        return RunData(spectra=result.frame, source=f"{path} ({result.format})", notes=notes)
-    samples = result.frame
-    cycles = samples.get_column("cycle_count", default=None)
-    if cycles is None or cycles.null_count() == samples.height:
-        from cellbench.analysis.segment import segment
-
-        samples = segment(samples)
-    return RunData(samples=samples, source=f"{path} ({result.format})", notes=notes)
+    return load_run_data(path, error=AnalysisError, reemit_warnings=False)
 
 
 @dataclass
