@@ -3,15 +3,13 @@ signals, kill -9 and resume, exit codes."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import polars as pl
 import pytest
+from cli_support import cellbench, wait_for_rows
 
 from cellbench.cli.main import main
 from cellbench.daq.store import open_run
@@ -41,31 +39,6 @@ duration = "3 h"
 type = "rest"
 duration = "20 min"
 """
-
-
-def cellbench(*args: str, **kwargs) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "cellbench.cli", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        **kwargs,
-    )
-
-
-def wait_for_rows(run: Path, rows: int, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if (run / "run.json").is_file():
-            try:
-                if open_run(run).tables()["samples"] >= rows:
-                    return
-            except Exception:  # the folder is being created
-                pass
-        time.sleep(0.05)
-    raise AssertionError(f"{run}: fewer than {rows} samples after {timeout_s} s")
 
 
 @pytest.fixture

@@ -5,15 +5,13 @@ time columns never go backwards; the cycle's capacity counters carry on."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import polars as pl
 import pytest
+from cli_support import cellbench, wait_for_rows
 
 from cellbench.daq.store import open_run
 
@@ -40,30 +38,6 @@ duration = "10 min"
 """
 
 WAIT_S = 2.0  # the outage: the acceptance run uses 5 s (docs/engine.md); the test asserts >= it
-
-
-def cellbench(*args: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "cellbench.cli", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-
-
-def wait_for_rows(run: Path, rows: int, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if (run / "run.json").is_file():
-            try:
-                if open_run(run).tables()["samples"] >= rows:
-                    return
-            except Exception:  # the folder is being created
-                pass
-        time.sleep(0.05)
-    raise AssertionError(f"{run}: fewer than {rows} samples after {timeout_s} s")
 
 
 @pytest.fixture(scope="module")
