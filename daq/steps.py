@@ -355,26 +355,50 @@ def run_temperature(r: ChannelRunner, step: Temperature) -> str:
         )
     r.output_off()
     ctrl.call(ctrl.driver.set_temperature_celsius, step.setpoint_celsius)
+    return _settle(
+        r,
+        sampler.value,
+        step.setpoint_celsius,
+        step.tolerance_celsius,
+        step,
+        reached="stable at {:.2f} degC",
+        failed=(
+            f"temperature did not settle at {step.setpoint_celsius:g} degC "
+            f"+/- {step.tolerance_celsius:g} K within {step.timeout_second:g} s "
+            "(last {:.2f} degC)"
+        ),
+    )
+
+
+def _settle(
+    r: ChannelRunner,
+    read: Callable[[], float],
+    setpoint: float,
+    tolerance: float,
+    step: Temperature | Pressure,
+    *,
+    reached: str,
+    failed: str,
+) -> str:
+    """Hold at open circuit until ``read()`` stays within ``tolerance`` of ``setpoint`` for the
+    step's ``stable_second``, then soak ``soak_second``; abort after ``timeout_second``.
+    ``reached`` and ``failed`` take the last reading as their one ``{}`` field."""
     stable_since: list[float | None] = [None]
 
     def stable(elapsed: float, v: float, i: float) -> str | None:
-        t = sampler.value()
-        if math.isnan(t) or abs(t - step.setpoint_celsius) > step.tolerance_celsius:
+        x = read()
+        if math.isnan(x) or abs(x - setpoint) > tolerance:
             stable_since[0] = None
             return None
         if stable_since[0] is None:
             stable_since[0] = elapsed
         if elapsed - stable_since[0] >= step.stable_second:
-            return f"stable at {t:.2f} degC for {step.stable_second:g} s"
+            return reached.format(x) + f" for {step.stable_second:g} s"
         return None
 
     reason = r.hold(Ends(time_second=step.timeout_second), extra=stable)
     if not reason.startswith("stable"):
-        r.abort(
-            f"temperature did not settle at {step.setpoint_celsius:g} degC "
-            f"+/- {step.tolerance_celsius:g} K within {step.timeout_second:g} s "
-            f"(last {sampler.value():.2f} degC)"
-        )
+        r.abort(failed.format(read()))
     if step.soak_second > 0:
         r.hold(Ends(time_second=step.soak_second))
         reason += f", soaked {step.soak_second:g} s"
@@ -398,30 +422,19 @@ def run_pressure(r: ChannelRunner, step: Pressure) -> str:
                 step.rate_megapascal_per_second * area * 100,
             )
     press.call(press.driver.set_pressure_megapascal, step.setpoint_megapascal)
-    stable_since: list[float | None] = [None]
-
-    def stable(elapsed: float, v: float, i: float) -> str | None:
-        p = sampler.value()
-        if math.isnan(p) or abs(p - step.setpoint_megapascal) > step.tolerance_megapascal:
-            stable_since[0] = None
-            return None
-        if stable_since[0] is None:
-            stable_since[0] = elapsed
-        if elapsed - stable_since[0] >= step.stable_second:
-            return f"stable at {p:.4g} MPa for {step.stable_second:g} s"
-        return None
-
-    reason = r.hold(Ends(time_second=step.timeout_second), extra=stable)
-    if not reason.startswith("stable"):
-        r.abort(
+    return _settle(
+        r,
+        sampler.value,
+        step.setpoint_megapascal,
+        step.tolerance_megapascal,
+        step,
+        reached="stable at {:.4g} MPa",
+        failed=(
             f"stack pressure did not settle at {step.setpoint_megapascal:g} MPa "
             f"+/- {step.tolerance_megapascal:g} MPa within {step.timeout_second:g} s "
-            f"(last {sampler.value():.4g} MPa)"
-        )
-    if step.soak_second > 0:
-        r.hold(Ends(time_second=step.soak_second))
-        reason += f", soaked {step.soak_second:g} s"
-    return reason
+            "(last {:.4g} MPa)"
+        ),
+    )
 
 
 EXECUTORS: dict[type, Callable[[Any, Any], str]] = {
